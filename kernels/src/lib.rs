@@ -1,0 +1,14 @@
+//! Compute kernels for the runner.
+//!
+//! This crate owns the numerical work of running a transformer on a CPU: the GGML block
+//! formats (their layout, quantization and dequantization), dot products and matrix
+//! products over quantized weights, and the element-wise math of a layer.
+//!
+//! It must not do I/O, spawn async tasks or know about models: everything here is a plain
+//! function over slices, so it can be tested against scalar twins and benchmarked alone.
+//! `unsafe` SIMD code lives here and only here, each block with a `// SAFETY:` line.
+
+pub mod blocks;
+pub mod ggml_type;
+
+pub use ggml_type::{GgmlType, UnknownGgmlType};

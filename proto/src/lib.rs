@@ -1,0 +1,14 @@
+//! The gRPC contracts, compiled once for both sides of every boundary.
+//!
+//! `runner` is the private supervisor <-> runner protocol (package `ollama.runner.v1`).
+//! This crate holds generated types and the protocol version only; it must not contain
+//! behaviour: clients and services live in the crates that use them.
+
+/// The supervisor <-> runner protocol.
+#[allow(missing_docs, clippy::all)]
+pub mod runner {
+    tonic::include_proto!("ollama.runner.v1");
+}
+
+/// The runner protocol version both sides must agree on (see `runner.proto`).
+pub const RUNNER_PROTOCOL_VERSION: u32 = 1;

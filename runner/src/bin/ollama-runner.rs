@@ -1,0 +1,3 @@
+//! `ollama-runner`: the runner binary.
+
+fn main() {}

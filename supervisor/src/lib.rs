@@ -1,0 +1,6 @@
+//! The supervisor, `ollamad`, and its admin client, `ollamactl`.
+//!
+//! The supervisor decides which models are in memory and keeps every model's failure to
+//! itself: it serves the HTTP and gRPC APIs, keeps the model store, accounts for memory,
+//! and spawns one `ollama-runner` child per loaded model. It must not run model code in
+//! its own process: everything that touches weights happens in a runner.

@@ -1,0 +1,72 @@
+//! Shared helpers for tests that run the real binaries on the real test models.
+//!
+//! The models are fetched by `scripts/fetch-models` into
+//! `${OLLAMA_TEST_MODELS:-$HOME/.cache/ollamad/test-models}`. A test that needs one and
+//! does not find it fails with a message naming the script: it is never silently skipped.
+//! This crate must not hold product code; it only finds things for tests.
+
+use std::path::{Path, PathBuf};
+
+/// A real model used by tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestModel {
+    /// SmolLM2 135M Instruct, Q4_1 (llama architecture, gpt2 BPE tokenizer).
+    SmolLm2,
+    /// Gemma 3 270M, Q4_K_M (gemma3 architecture, SPM tokenizer, sliding window).
+    Gemma3,
+}
+
+impl TestModel {
+    /// The file name inside the cache directory (as `scripts/fetch-models` writes it).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            TestModel::SmolLm2 => "SmolLM2-135M-Instruct.Q4_1.gguf",
+            TestModel::Gemma3 => "gemma-3-270m-q4_k_m.gguf",
+        }
+    }
+
+    /// The path of the model file, or a panic that tells the user how to fetch it.
+    pub fn path(self) -> PathBuf {
+        let path = models_dir().join(self.file_name());
+        assert!(
+            path.is_file(),
+            "test model {} not found at {}: run scripts/fetch-models first \
+             (it honours OLLAMA_TEST_MODELS)",
+            self.file_name(),
+            path.display()
+        );
+        path
+    }
+}
+
+/// The test model cache: `$OLLAMA_TEST_MODELS`, else `$HOME/.cache/ollamad/test-models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OLLAMA_TEST_MODELS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    Path::new(&home).join(".cache/ollamad/test-models")
+}
+
+/// The directory cargo put the workspace's binaries in for the running test's profile
+/// (`target/release` for `cargo test --release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its own path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The path of a workspace binary built for this test run, or a panic naming the build
+/// command that makes it.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: build it with `cargo build --release --workspace --bins`",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests across binaries. One module per area.
+
+mod models;
