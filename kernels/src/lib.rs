@@ -6,9 +6,16 @@
 //!
 //! It must not do I/O, spawn async tasks or know about models: everything here is a plain
 //! function over slices, so it can be tested against scalar twins and benchmarked alone.
-//! `unsafe` SIMD code lives here and only here, each block with a `// SAFETY:` line.
+//! `unsafe` SIMD code lives in `arch` and only there, each block with a `// SAFETY:` line.
 
+pub mod arch;
 pub mod blocks;
+pub mod cpu;
+pub mod dot;
 pub mod ggml_type;
+pub mod matmul;
+pub mod ops;
+pub mod pool;
+pub mod quant;
 
 pub use ggml_type::{GgmlType, UnknownGgmlType};

@@ -1,0 +1,3 @@
+//! Benchmark harness placeholder until the kernel benchmarks land.
+
+fn main() {}

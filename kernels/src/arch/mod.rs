@@ -1,0 +1,1 @@
+//! Instruction-set specific kernels (the only place for `unsafe` SIMD code).

@@ -1,0 +1,1 @@
+//! CPU feature detection, once, returning capability tokens.

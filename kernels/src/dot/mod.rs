@@ -1,0 +1,1 @@
+//! Dot products between quantized weight rows and quantized activations.

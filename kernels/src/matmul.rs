@@ -1,0 +1,1 @@
+//! Matrix-vector and matrix-matrix products over quantized weights.

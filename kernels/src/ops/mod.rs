@@ -1,0 +1,1 @@
+//! The element-wise and reduction math of a transformer layer.

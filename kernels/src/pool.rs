@@ -1,0 +1,1 @@
+//! The thread pool that splits products by output rows.

@@ -1,0 +1,1 @@
+//! Quantization and dequantization of every GGML block type.
