@@ -4,3 +4,5 @@
 //! itself: it serves the HTTP and gRPC APIs, keeps the model store, accounts for memory,
 //! and spawns one `ollama-runner` child per loaded model. It must not run model code in
 //! its own process: everything that touches weights happens in a runner.
+
+pub mod config;
