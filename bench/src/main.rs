@@ -1,3 +1,197 @@
-//! Benchmark harness placeholder until the kernel benchmarks land.
+//! `kernels-bench`: the speed of the matrix kernels, as a markdown report.
+//!
+//! ```text
+//! cargo run --release -p bench --bin kernels-bench -- [--threads 1,2] [--quick] [--types q4_0,q8_0] [--no-batched] [--cpu-time]
+//! ```
+//!
+//! For each thread count it prints the streaming read bandwidth of a 1 GiB buffer, the
+//! matrix-vector GB/s of weight bytes for each type at three sizes (half of L2, half of
+//! L3, and 14336 x 4096, rotated over enough copies to exceed L3 four times), the ratio of
+//! the large one to the read bandwidth, the batched GFLOP/s with 512 activation rows, the
+//! pool's cost per call with empty tasks, and the time of one small (576 x 576) product.
+//! The kernel path is the best this CPU has, or the one `OLLAMA_KERNELS` forces. The load
+//! average is printed before and after: other work on the machine lowers every figure.
 
-fn main() {}
+mod machine;
+mod measure;
+
+use anyhow::{Context, bail};
+use kernels::GgmlType;
+use kernels::cpu::Isa;
+use kernels::pool::ThreadPool;
+
+use machine::{Machine, human};
+use measure::{Effort, Matrix, batched, matvec, matvec_call, pool_overhead, stream_read};
+
+/// The weight types in the report, the two real models' types first.
+const TYPES: [GgmlType; 13] = {
+    use GgmlType::*;
+    [
+        Q4_1, Q8_0, Q4_K, Q6_K, Q5_0, F32, Q4_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, F16,
+    ]
+};
+
+/// Rows and columns of the large matrix-vector product.
+const LARGE: (usize, usize) = (14336, 4096);
+/// A small model's matrix, to show the cost per call.
+const SMALL: (usize, usize) = (576, 576);
+/// Activation rows of the batched product.
+const BATCH: usize = 512;
+/// Rows of the batched product's matrix (columns: 4096).
+const BATCH_ROWS: usize = 1024;
+
+struct Options {
+    threads: Vec<usize>,
+    quick: bool,
+    batched: bool,
+    cpu_time: bool,
+    types: Vec<GgmlType>,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut options = Options {
+        threads: vec![1, 2],
+        quick: false,
+        batched: true,
+        cpu_time: false,
+        types: TYPES.to_vec(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--no-batched" => options.batched = false,
+            "--cpu-time" => options.cpu_time = true,
+            "--threads" => {
+                let list = args.next().context("--threads needs a list such as 1,2")?;
+                options.threads = list
+                    .split(',')
+                    .map(|n| {
+                        n.trim()
+                            .parse::<usize>()
+                            .with_context(|| format!("bad thread count {n:?}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            "--types" => {
+                let list = args
+                    .next()
+                    .context("--types needs a list such as q4_0,q8_0")?;
+                options.types = list
+                    .split(',')
+                    .map(|n| {
+                        GgmlType::from_name(n.trim()).with_context(|| format!("unknown type {n:?}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+            }
+            other => bail!(
+                "unknown argument {other:?} (expected --threads, --types, --quick, --no-batched, --cpu-time)"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = parse_args()?;
+    if options.cpu_time && options.threads != [1] {
+        bail!("--cpu-time times the calling thread only; use it with --threads 1");
+    }
+    let isa = Isa::detect()?;
+    let machine = Machine::probe();
+    let effort = if options.quick {
+        Effort {
+            runs: 3,
+            min_run: 0.02,
+            cpu_time: options.cpu_time,
+        }
+    } else {
+        Effort {
+            runs: 7,
+            min_run: 0.1,
+            cpu_time: options.cpu_time,
+        }
+    };
+    let stream_bytes = if options.quick { 256 << 20 } else { 1 << 30 };
+
+    println!("## Kernel benchmark\n");
+    println!(
+        "- CPU: {} ({} logical CPUs available)",
+        machine.model, machine.cpus
+    );
+    println!(
+        "- L2: {} per core, L3: {}",
+        human(machine.l2),
+        human(machine.l3)
+    );
+    println!("- kernel path: {isa}");
+    println!("- load average at start: {}", machine::load_average());
+    println!(
+        "- figures: median of {} runs of at least {} ms each, timed by {}\n",
+        effort.runs,
+        effort.min_run * 1e3,
+        if effort.cpu_time {
+            "the thread's on-CPU time (time other processes held the core left out)"
+        } else {
+            "the wall clock"
+        }
+    );
+
+    let cols = LARGE.1;
+    for &threads in &options.threads {
+        let pool = ThreadPool::new(threads)?;
+        let stream = stream_read(&pool, stream_bytes, effort);
+        println!("### {threads} thread(s)\n");
+        println!(
+            "Streaming read ({}): **{stream:.1} GB/s**\n",
+            human(stream_bytes)
+        );
+        println!(
+            "Pool overhead per call (empty tasks): **{:.2} µs**\n",
+            pool_overhead(&pool, effort)
+        );
+        let (small_rows, small_cols) = SMALL;
+        let small = Matrix::random(GgmlType::Q4_1, small_rows, small_cols, 5);
+        println!(
+            "One {small_rows}x{small_cols} q4_1 matvec (SmolLM2's attention projection), per call: **{:.1} µs**\n",
+            matvec_call(&pool, isa, &small, effort)
+        );
+        println!(
+            "| type | matvec in L2 (GB/s) | matvec in L3 (GB/s) | matvec {}x{} (GB/s) | vs stream | batched x{BATCH} (GFLOP/s) |",
+            LARGE.0, LARGE.1
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for &ty in &options.types {
+            let row_bytes = cols / ty.block_size() * ty.type_size();
+            let rows_for = |bytes: usize| (bytes / row_bytes).max(threads * 8);
+            let l2 = [Matrix::random(ty, rows_for(machine.l2 / 2), cols, 1)];
+            let l3 = [Matrix::random(ty, rows_for(machine.l3 / 2), cols, 2)];
+            let large_bytes = LARGE.0 * row_bytes;
+            let copies = (4 * machine.l3).div_ceil(large_bytes).max(2);
+            let large: Vec<Matrix> = (0..copies)
+                .map(|i| Matrix::random(ty, LARGE.0, cols, 3 + i as u64))
+                .collect();
+            let g_l2 = matvec(&pool, isa, &l2, effort);
+            let g_l3 = matvec(&pool, isa, &l3, effort);
+            let g_large = matvec(&pool, isa, &large, effort);
+            drop(large);
+            let flops = if options.batched {
+                let batch = Matrix::random(ty, BATCH_ROWS, cols, 9);
+                let batch_effort = Effort {
+                    runs: effort.runs.min(3),
+                    ..effort
+                };
+                batched(&pool, isa, &batch, BATCH, batch_effort)
+            } else {
+                f64::NAN
+            };
+            println!(
+                "| {ty} | {g_l2:.1} | {g_l3:.1} | {g_large:.1} | {:.0}% | {flops:.1} |",
+                100.0 * g_large / stream
+            );
+        }
+        println!();
+    }
+    println!("Load average at end: {}", machine::load_average());
+    Ok(())
+}

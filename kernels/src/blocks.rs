@@ -1,7 +1,8 @@
 //! The GGML block layouts, byte for byte as `ggml-common.h` defines them.
 //!
 //! Each block is `#[repr(C)]` with a compile-time size check, so a slice of blocks can be
-//! viewed directly over the bytes of a memory-mapped GGUF tensor (the casts live beside the kernels that use them).
+//! viewed directly over the bytes of a memory-mapped GGUF tensor with
+//! [`crate::arch::cast::as_blocks`].
 //! Names follow ggml (`BlockQ4K` is `block_q4_K`) so the code reads side by side with
 //! llama.cpp.
 
@@ -188,6 +189,127 @@ pub struct BlockIQ4NL {
     pub d: f16,
     /// 32 nibble indices into `KVALUES_IQ4NL`.
     pub qs: [u8; QK4_NL / 2],
+}
+
+impl BlockQ4_0 {
+    /// The all-zero block (scale 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        qs: [0; QK4_0 / 2],
+    };
+}
+
+impl BlockQ4_1 {
+    /// The all-zero block (scale and minimum 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        m: f16::ZERO,
+        qs: [0; QK4_1 / 2],
+    };
+}
+
+impl BlockQ5_0 {
+    /// The all-zero block (scale 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        qh: [0; 4],
+        qs: [0; QK5_0 / 2],
+    };
+}
+
+impl BlockQ5_1 {
+    /// The all-zero block (scale and minimum 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        m: f16::ZERO,
+        qh: [0; 4],
+        qs: [0; QK5_1 / 2],
+    };
+}
+
+impl BlockQ8_0 {
+    /// The all-zero block (scale 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        qs: [0; QK8_0],
+    };
+}
+
+impl BlockQ8_1 {
+    /// The all-zero block (scale and sum 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        s: f16::ZERO,
+        qs: [0; QK8_1],
+    };
+}
+
+impl BlockQ2K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        scales: [0; QK_K / 16],
+        qs: [0; QK_K / 4],
+        d: f16::ZERO,
+        dmin: f16::ZERO,
+    };
+}
+
+impl BlockQ3K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        hmask: [0; QK_K / 8],
+        qs: [0; QK_K / 4],
+        scales: [0; 12],
+        d: f16::ZERO,
+    };
+}
+
+impl BlockQ4K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        dmin: f16::ZERO,
+        scales: [0; K_SCALE_SIZE],
+        qs: [0; QK_K / 2],
+    };
+}
+
+impl BlockQ5K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        dmin: f16::ZERO,
+        scales: [0; K_SCALE_SIZE],
+        qh: [0; QK_K / 8],
+        qs: [0; QK_K / 2],
+    };
+}
+
+impl BlockQ6K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        ql: [0; QK_K / 2],
+        qh: [0; QK_K / 4],
+        scales: [0; QK_K / 16],
+        d: f16::ZERO,
+    };
+}
+
+impl BlockQ8K {
+    /// The all-zero super-block.
+    pub const ZERO: Self = Self {
+        d: 0.0,
+        qs: [0; QK_K],
+        bsums: [0; QK_K / 16],
+    };
+}
+
+impl BlockIQ4NL {
+    /// The all-zero block (scale 0).
+    pub const ZERO: Self = Self {
+        d: f16::ZERO,
+        qs: [0; QK4_NL / 2],
+    };
 }
 
 const _: () = assert!(size_of::<BlockQ4_0>() == 18);

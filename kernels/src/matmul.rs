@@ -1,1 +1,492 @@
 //! Matrix-vector and matrix-matrix products over quantized weights.
+//!
+//! [`matmul`] computes `out[t][r] = dot(W[r], x[t])` for a weight matrix `W` of `rows` rows
+//! of `cols` values (any type [`supported`]) and `n_tokens` f32 activation rows. It
+//! quantizes the activations once per call into the caller's [`MatmulScratch`], in the
+//! partner type of the weights (Q8_0, Q8_1, Q8_K, or f32 for float weights), then splits
+//! the output rows over the pool. Each task takes a run of rows and walks the tokens in
+//! tiles of four, so a weight block is read and decoded once per tile; its rows stay in
+//! cache while the tiles pass.
+//!
+//! A call allocates nothing once the scratch has grown to the largest shape it has seen.
+
+use thiserror::Error;
+
+use crate::GgmlType;
+use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes_mut};
+use crate::arch::scoped::Split;
+use crate::cpu::Isa;
+use crate::dot::{VecDot, kind};
+use crate::pool::ThreadPool;
+
+/// Activation rows per tile of the batched product.
+pub const TOKEN_TILE: usize = 4;
+
+/// Why a product cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MatmulError {
+    /// No dot product exists for this weight type.
+    #[error("matrix products over {0} weights are not supported")]
+    UnsupportedType(GgmlType),
+    /// A row length is not a whole number of blocks.
+    #[error("a row of {cols} values is not a whole number of {ty} blocks")]
+    PartialBlock {
+        /// Weight type.
+        ty: GgmlType,
+        /// Row length.
+        cols: usize,
+    },
+    /// A buffer does not have the size the shape implies.
+    #[error("{what} has {actual} elements, the shape needs {expected}")]
+    Size {
+        /// Which buffer.
+        what: &'static str,
+        /// Its length.
+        actual: usize,
+        /// The length the shape needs.
+        expected: usize,
+    },
+    /// The weight bytes are not aligned for their block type.
+    #[error("{0} weight bytes are not aligned for their block type")]
+    Misaligned(GgmlType),
+}
+
+/// A weight matrix: `rows` rows of `cols` values of type `ty`, row after row.
+#[derive(Debug, Clone, Copy)]
+pub struct Weights<'a> {
+    /// The tensor's bytes.
+    pub bytes: &'a [u8],
+    /// Element type.
+    pub ty: GgmlType,
+    /// Number of rows (output features).
+    pub rows: usize,
+    /// Values per row (input features).
+    pub cols: usize,
+}
+
+/// Reusable space for the quantized activations of [`matmul`].
+#[derive(Debug, Default)]
+pub struct MatmulScratch {
+    words: Vec<u32>,
+}
+
+impl MatmulScratch {
+    /// An empty scratch; the first product sizes it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A scratch already large enough for `n_tokens` rows of `cols` activations
+    /// multiplying weights of type `ty`.
+    pub fn for_shape(ty: GgmlType, cols: usize, n_tokens: usize) -> Self {
+        let mut scratch = Self::new();
+        scratch.reserve(activation_bytes(ty, cols, n_tokens));
+        scratch
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 4
+    }
+
+    fn reserve(&mut self, bytes: usize) {
+        let words = bytes.div_ceil(4);
+        if self.words.len() < words {
+            self.words.resize(words, 0);
+        }
+    }
+}
+
+/// True when [`matmul`] supports weights of this type.
+pub fn supported(ty: GgmlType) -> bool {
+    partner(ty).is_some()
+}
+
+/// The activation type weights of type `ty` multiply with.
+pub fn partner(ty: GgmlType) -> Option<GgmlType> {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Some(Q8_0),
+        Q4_1 | Q5_1 => Some(Q8_1),
+        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+        F32 | F16 => Some(F32),
+        _ => None,
+    }
+}
+
+/// Bytes of scratch [`matmul`] needs for this shape (0 for an unsupported type).
+pub fn activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
+    partner(ty).map_or(0, |act| {
+        (cols / act.block_size())
+            .saturating_mul(act.type_size())
+            .saturating_mul(n_tokens)
+    })
+}
+
+/// `out[t * rows + r] = dot(W[r], x[t * cols..])` for each token `t` and row `r`.
+///
+/// `x` holds `n_tokens` rows of `w.cols` values and `out` holds `n_tokens` rows of
+/// `w.rows` values. Shapes are checked; the kernels run on `isa`.
+pub fn matmul(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: Weights<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), MatmulError> {
+    let Some(act) = partner(w.ty) else {
+        return Err(MatmulError::UnsupportedType(w.ty));
+    };
+    if !w.cols.is_multiple_of(w.ty.block_size()) || !w.cols.is_multiple_of(act.block_size()) {
+        return Err(MatmulError::PartialBlock {
+            ty: w.ty,
+            cols: w.cols,
+        });
+    }
+    let row_bytes = w.cols / w.ty.block_size() * w.ty.type_size();
+    let checks = [
+        ("weights", w.bytes.len(), w.rows.checked_mul(row_bytes)),
+        ("activations", x.len(), n_tokens.checked_mul(w.cols)),
+        ("output", out.len(), n_tokens.checked_mul(w.rows)),
+    ];
+    for (what, actual, expected) in checks {
+        let expected = expected.unwrap_or(usize::MAX);
+        if actual != expected {
+            return Err(MatmulError::Size {
+                what,
+                actual,
+                expected,
+            });
+        }
+    }
+    scratch.reserve(activation_bytes(w.ty, w.cols, n_tokens));
+    let product = Product {
+        pool,
+        isa,
+        w,
+        x,
+        n_tokens,
+    };
+    match w.ty {
+        GgmlType::Q4_0 => product.run::<kind::Q4_0>(out, scratch),
+        GgmlType::Q4_1 => product.run::<kind::Q4_1>(out, scratch),
+        GgmlType::Q5_0 => product.run::<kind::Q5_0>(out, scratch),
+        GgmlType::Q5_1 => product.run::<kind::Q5_1>(out, scratch),
+        GgmlType::Q8_0 => product.run::<kind::Q8_0>(out, scratch),
+        GgmlType::IQ4_NL => product.run::<kind::IQ4_NL>(out, scratch),
+        GgmlType::Q2_K => product.run::<kind::Q2_K>(out, scratch),
+        GgmlType::Q3_K => product.run::<kind::Q3_K>(out, scratch),
+        GgmlType::Q4_K => product.run::<kind::Q4_K>(out, scratch),
+        GgmlType::Q5_K => product.run::<kind::Q5_K>(out, scratch),
+        GgmlType::Q6_K => product.run::<kind::Q6_K>(out, scratch),
+        GgmlType::F32 => product.run::<kind::F32>(out, scratch),
+        GgmlType::F16 => product.run::<kind::F16>(out, scratch),
+        other => Err(MatmulError::UnsupportedType(other)),
+    }
+}
+
+/// One validated call of [`matmul`].
+struct Product<'a> {
+    pool: &'a ThreadPool,
+    isa: Isa,
+    w: Weights<'a>,
+    x: &'a [f32],
+    n_tokens: usize,
+}
+
+impl Product<'_> {
+    fn run<K: VecDot>(
+        &self,
+        out: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), MatmulError> {
+        let (rows, cols, n_tokens) = (self.w.rows, self.w.cols, self.n_tokens);
+        let weights =
+            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
+        let w_per_row = cols / K::TYPE.block_size();
+        let a_per_row = cols / K::ACT_TYPE.block_size();
+        let acts_bytes =
+            &mut as_bytes_mut(&mut scratch.words)[..n_tokens * a_per_row * size_of::<K::Act>()];
+        let acts = as_blocks_mut::<K::Act>(acts_bytes)
+            .expect("u32 storage is aligned for every activation block");
+        if rows == 0 || n_tokens == 0 || cols == 0 {
+            out.fill(0.0);
+            return Ok(());
+        }
+
+        // Quantize the activations, a few tokens per task.
+        let threads = self.pool.threads();
+        let tokens_per_task = n_tokens.div_ceil(threads * 2).max(1);
+        let split = Split {
+            outer: 1,
+            inner: n_tokens * a_per_row,
+            per_task: tokens_per_task * a_per_row,
+        };
+        let x = self.x;
+        self.pool.run_split(acts, split, |_, mut part| {
+            let first = part.start() / a_per_row;
+            for (i, y) in part.row(0).chunks_exact_mut(a_per_row).enumerate() {
+                let t = first + i;
+                K::quantize(self.isa, &x[t * cols..(t + 1) * cols], y);
+            }
+        });
+        let acts: &[K::Act] = acts;
+
+        // Rows per task: enough tasks to balance the threads, few enough that a task's
+        // rows stay in cache while the token tiles pass.
+        let per_task = rows.div_ceil(threads * 4).clamp(1, 64);
+        let split = Split {
+            outer: n_tokens,
+            inner: rows,
+            per_task,
+        };
+        let isa = self.isa;
+        let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
+        self.pool.run_split(out, split, |_, mut part| {
+            let first_row = part.start();
+            let n_rows = part.row(0).len();
+            let mut t = 0;
+            while t < n_tokens {
+                let tile = (n_tokens - t).min(TOKEN_TILE);
+                for i in 0..n_rows {
+                    let r = first_row + i;
+                    let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+                    let mut sums = [0.0f32; TOKEN_TILE];
+                    match tile {
+                        4 => {
+                            sums = K::dot(
+                                isa,
+                                wr,
+                                [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
+                            )
+                        }
+                        3 => sums[..3].copy_from_slice(&K::dot(
+                            isa,
+                            wr,
+                            [act_row(t), act_row(t + 1), act_row(t + 2)],
+                        )),
+                        2 => sums[..2].copy_from_slice(&K::dot(
+                            isa,
+                            wr,
+                            [act_row(t), act_row(t + 1)],
+                        )),
+                        _ => sums[0] = K::dot(isa, wr, [act_row(t)])[0],
+                    }
+                    for (k, s) in sums[..tile].iter().enumerate() {
+                        part.row(t + k)[i] = *s;
+                    }
+                }
+                t += tile;
+            }
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::cast::as_bytes;
+    use crate::dot::test_data::{dequantized, dot_and_bound, random_activations, random_weights};
+
+    const TYPES: [GgmlType; 13] = {
+        use GgmlType::*;
+        [
+            Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F32, F16,
+        ]
+    };
+
+    /// Quantizes `x` as `matmul` does and dequantizes it again.
+    fn round_trip(ty: GgmlType, x: &[f32]) -> Vec<f32> {
+        let act = partner(ty).unwrap();
+        if act == GgmlType::F32 {
+            return x.to_vec();
+        }
+        let mut bytes = vec![0u32; activation_bytes(ty, x.len(), 1).div_ceil(4)];
+        let bytes =
+            &mut crate::arch::cast::as_bytes_mut(&mut bytes)[..activation_bytes(ty, x.len(), 1)];
+        crate::quant::quantize_row(act, x, bytes).unwrap();
+        dequantized(act, bytes, x.len())
+    }
+
+    #[test]
+    fn every_type_matches_the_dequantized_product_on_every_path_and_pool() {
+        let (rows, n_tokens) = (13, 6);
+        for ty in TYPES {
+            let cols = 2 * ty.block_size().max(32) * if ty.block_size() == 1 { 4 } else { 1 };
+            let n_blocks = cols / ty.block_size();
+            let w = random_weights(ty, rows, n_blocks, ty.id().into());
+            let wd = dequantized(ty, w.get(), rows * cols);
+            let x = random_activations(n_tokens * cols, 7);
+            let xq: Vec<f32> = x.chunks(cols).flat_map(|xt| round_trip(ty, xt)).collect();
+            let weights = Weights {
+                bytes: w.get(),
+                ty,
+                rows,
+                cols,
+            };
+            for threads in [1, 2, 3] {
+                let pool = ThreadPool::new(threads).unwrap();
+                for isa in Isa::available() {
+                    let mut out = vec![f32::NAN; n_tokens * rows];
+                    let mut scratch = MatmulScratch::new();
+                    matmul(&pool, isa, weights, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    for t in 0..n_tokens {
+                        for r in 0..rows {
+                            let wr = &wd[r * cols..(r + 1) * cols];
+                            let (exact, bound) = dot_and_bound(wr, &xq[t * cols..(t + 1) * cols]);
+                            let got = f64::from(out[t * rows + r]);
+                            let rel = if partner(ty) == Some(GgmlType::Q8_1) {
+                                2e-3
+                            } else {
+                                1e-5
+                            };
+                            assert!(
+                                (got - exact).abs() <= rel * bound + 1e-6,
+                                "{ty} {isa} threads={threads} t={t} r={r}: {got} vs {exact}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_equals_its_tokens_one_at_a_time() {
+        let (rows, cols, n_tokens) = (37, 512, 11);
+        let pool = ThreadPool::new(2).unwrap();
+        let x = random_activations(n_tokens * cols, 3);
+        for ty in TYPES {
+            let w = random_weights(ty, rows, cols / ty.block_size(), 99);
+            let weights = Weights {
+                bytes: w.get(),
+                ty,
+                rows,
+                cols,
+            };
+            let isa = Isa::best();
+            let mut scratch = MatmulScratch::new();
+            let mut batch = vec![0.0; n_tokens * rows];
+            matmul(&pool, isa, weights, &x, n_tokens, &mut batch, &mut scratch).unwrap();
+            for t in 0..n_tokens {
+                let mut one = vec![0.0; rows];
+                let xt = &x[t * cols..(t + 1) * cols];
+                matmul(&pool, isa, weights, xt, 1, &mut one, &mut scratch).unwrap();
+                assert_eq!(
+                    as_bytes(&one),
+                    as_bytes(&batch[t * rows..(t + 1) * rows]),
+                    "{ty} t={t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_and_types_are_checked() {
+        let pool = ThreadPool::new(1).unwrap();
+        let isa = Isa::Scalar;
+        let w = random_weights(GgmlType::Q8_0, 2, 2, 1);
+        let weights = Weights {
+            bytes: w.get(),
+            ty: GgmlType::Q8_0,
+            rows: 2,
+            cols: 64,
+        };
+        let mut scratch = MatmulScratch::new();
+        let x = vec![0.5; 64];
+        let mut out = vec![0.0; 2];
+        assert_eq!(
+            matmul(&pool, isa, weights, &x, 1, &mut out, &mut scratch),
+            Ok(())
+        );
+        let err = matmul(&pool, isa, weights, &x[..63], 1, &mut out, &mut scratch);
+        assert_eq!(
+            err,
+            Err(MatmulError::Size {
+                what: "activations",
+                actual: 63,
+                expected: 64
+            })
+        );
+        let err = matmul(&pool, isa, weights, &x, 1, &mut out[..1], &mut scratch);
+        assert_eq!(
+            err,
+            Err(MatmulError::Size {
+                what: "output",
+                actual: 1,
+                expected: 2
+            })
+        );
+        let short = Weights { rows: 3, ..weights };
+        let err = matmul(&pool, isa, short, &x, 1, &mut out, &mut scratch);
+        assert!(matches!(
+            err,
+            Err(MatmulError::Size {
+                what: "weights",
+                ..
+            })
+        ));
+        let partial = Weights {
+            cols: 48,
+            ..weights
+        };
+        let err = matmul(&pool, isa, partial, &x[..48], 1, &mut out, &mut scratch);
+        assert!(matches!(err, Err(MatmulError::PartialBlock { .. })));
+        let bf16 = Weights {
+            ty: GgmlType::BF16,
+            ..weights
+        };
+        let err = matmul(&pool, isa, bf16, &x, 1, &mut out, &mut scratch);
+        assert_eq!(err, Err(MatmulError::UnsupportedType(GgmlType::BF16)));
+        let misaligned = Weights {
+            bytes: &w.get()[1..35],
+            rows: 1,
+            cols: 32,
+            ..weights
+        };
+        let err = matmul(
+            &pool,
+            isa,
+            misaligned,
+            &x[..32],
+            1,
+            &mut out[..1],
+            &mut scratch,
+        );
+        assert_eq!(err, Err(MatmulError::Misaligned(GgmlType::Q8_0)));
+    }
+
+    #[test]
+    fn the_scratch_stops_growing_once_sized() {
+        let pool = ThreadPool::new(2).unwrap();
+        let (rows, cols) = (8, 256);
+        let w = random_weights(GgmlType::Q4_K, rows, 1, 5);
+        let weights = Weights {
+            bytes: w.get(),
+            ty: GgmlType::Q4_K,
+            rows,
+            cols,
+        };
+        let mut scratch = MatmulScratch::for_shape(GgmlType::Q4_K, cols, 4);
+        let before = scratch.bytes();
+        assert_eq!(before, 4 * 292);
+        let x = random_activations(4 * cols, 1);
+        let mut out = vec![0.0; 4 * rows];
+        for n in 1..=4 {
+            matmul(
+                &pool,
+                Isa::best(),
+                weights,
+                &x[..n * cols],
+                n,
+                &mut out[..n * rows],
+                &mut scratch,
+            )
+            .unwrap();
+        }
+        assert_eq!(scratch.bytes(), before);
+    }
+}

@@ -6,3 +6,8 @@
 //! outlives its process.
 
 pub use gguf;
+
+pub mod inspect;
+pub mod tools;
+
+pub mod tokenizer;

@@ -1,1 +1,281 @@
 //! Dot products between quantized weight rows and quantized activations.
+//!
+//! Each weight type multiplies with the activation type llama.cpp pairs it with: Q4_0,
+//! Q5_0, Q8_0 and IQ4_NL with Q8_0; Q4_1 and Q5_1 with Q8_1; the k-quants with Q8_K; F32
+//! and F16 with f32. [`VecDot`] ties a weight type to its partner, the quantizer for the
+//! partner, the scalar twin ([`scalar`], [`scalar_k`]) and the SIMD kernels, picked by the
+//! [`Isa`] passed in. The functions named as in ggml (`vec_dot_q4_k_q8_k`) are the
+//! one-row entry points; [`crate::matmul`] uses [`VecDot::dot`] directly, which takes up to
+//! four activation rows so a weight block is decoded once per tile.
+//!
+//! Rows must hold the same number of blocks; a mismatch is a caller bug and panics.
+
+pub mod scalar;
+pub mod scalar_k;
+#[cfg(test)]
+pub(crate) mod test_data;
+#[cfg(test)]
+mod tests;
+
+use half::f16;
+
+use crate::GgmlType;
+use crate::arch::cast::Pod;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::x86;
+use crate::blocks::{
+    BlockIQ4NL, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K,
+    BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
+};
+use crate::cpu::Isa;
+use crate::quant::{quantize_row_q8_0_isa, quantize_row_q8_1_isa, quantize_row_q8_k_isa};
+
+/// A weight type, its activation partner, and their dot product.
+pub trait VecDot: 'static {
+    /// The weight block (`f32`/`f16` for float weights).
+    type Weight: Pod + Sync;
+    /// The activation block the weights multiply with (`f32` for float weights).
+    type Act: Pod + Send + Sync;
+    /// The weight type.
+    const TYPE: GgmlType;
+    /// The activation type.
+    const ACT_TYPE: GgmlType;
+    /// Quantizes an f32 activation row (`y.len() * ACT_TYPE.block_size()` values) on `isa`.
+    fn quantize(isa: Isa, x: &[f32], y: &mut [Self::Act]);
+    /// The scalar twin of [`VecDot::dot`], for one activation row.
+    fn dot_scalar(x: &[Self::Weight], y: &[Self::Act]) -> f32;
+    /// The dots of one weight row with `N` activation rows (N = 1..=4 is the useful range).
+    fn dot<const N: usize>(isa: Isa, x: &[Self::Weight], ys: [&[Self::Act]; N]) -> [f32; N];
+}
+
+/// Marker types, one per weight type, implementing [`VecDot`].
+#[allow(non_camel_case_types)]
+pub mod kind {
+    /// Q4_0 weights.
+    pub struct Q4_0;
+    /// Q4_1 weights.
+    pub struct Q4_1;
+    /// Q5_0 weights.
+    pub struct Q5_0;
+    /// Q5_1 weights.
+    pub struct Q5_1;
+    /// Q8_0 weights.
+    pub struct Q8_0;
+    /// IQ4_NL weights.
+    pub struct IQ4_NL;
+    /// Q2_K weights.
+    pub struct Q2_K;
+    /// Q3_K weights.
+    pub struct Q3_K;
+    /// Q4_K weights.
+    pub struct Q4_K;
+    /// Q5_K weights.
+    pub struct Q5_K;
+    /// Q6_K weights.
+    pub struct Q6_K;
+    /// F32 weights.
+    pub struct F32;
+    /// F16 weights.
+    pub struct F16;
+}
+
+macro_rules! block32 {
+    ($kind:ident, $w:ty, $a:ty, $act:ident, $quantize:path, $scalar:ident, $name:ident) => {
+        impl VecDot for kind::$kind {
+            type Weight = $w;
+            type Act = $a;
+            const TYPE: GgmlType = GgmlType::$kind;
+            const ACT_TYPE: GgmlType = GgmlType::$act;
+            fn quantize(isa: Isa, x: &[f32], y: &mut [$a]) {
+                $quantize(isa, x, y)
+            }
+            fn dot_scalar(x: &[$w], y: &[$a]) -> f32 {
+                scalar::$scalar(x, y)
+            }
+            fn dot<const N: usize>(isa: Isa, x: &[$w], ys: [&[$a]; N]) -> [f32; N] {
+                match isa {
+                    Isa::Scalar => std::array::from_fn(|t| scalar::$scalar(x, ys[t])),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::block32_avx2(token, x, ys),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::block32_vnni(token, x, ys),
+                }
+            }
+        }
+
+        #[doc = concat!("`", stringify!($name), "`: the dot of one weight row with one activation row.")]
+        pub fn $name(isa: Isa, x: &[$w], y: &[$a]) -> f32 {
+            kind::$kind::dot(isa, x, [y])[0]
+        }
+    };
+}
+
+block32!(
+    Q4_0,
+    BlockQ4_0,
+    BlockQ8_0,
+    Q8_0,
+    quantize_row_q8_0_isa,
+    vec_dot_q4_0_q8_0,
+    vec_dot_q4_0_q8_0
+);
+block32!(
+    Q4_1,
+    BlockQ4_1,
+    BlockQ8_1,
+    Q8_1,
+    quantize_row_q8_1_isa,
+    vec_dot_q4_1_q8_1,
+    vec_dot_q4_1_q8_1
+);
+block32!(
+    Q5_0,
+    BlockQ5_0,
+    BlockQ8_0,
+    Q8_0,
+    quantize_row_q8_0_isa,
+    vec_dot_q5_0_q8_0,
+    vec_dot_q5_0_q8_0
+);
+block32!(
+    Q5_1,
+    BlockQ5_1,
+    BlockQ8_1,
+    Q8_1,
+    quantize_row_q8_1_isa,
+    vec_dot_q5_1_q8_1,
+    vec_dot_q5_1_q8_1
+);
+block32!(
+    Q8_0,
+    BlockQ8_0,
+    BlockQ8_0,
+    Q8_0,
+    quantize_row_q8_0_isa,
+    vec_dot_q8_0_q8_0,
+    vec_dot_q8_0_q8_0
+);
+block32!(
+    IQ4_NL,
+    BlockIQ4NL,
+    BlockQ8_0,
+    Q8_0,
+    quantize_row_q8_0_isa,
+    vec_dot_iq4_nl_q8_0,
+    vec_dot_iq4_nl_q8_0
+);
+
+/// One activation row at a time: the kernels below have no multi-row form.
+macro_rules! row_kind {
+    ($kind:ident, $w:ty, $a:ty, $act:ident, $quantize:expr, $scalar:path, $avx2:ident, $avx512:ident, $name:ident) => {
+        impl VecDot for kind::$kind {
+            type Weight = $w;
+            type Act = $a;
+            const TYPE: GgmlType = GgmlType::$kind;
+            const ACT_TYPE: GgmlType = GgmlType::$act;
+            fn quantize(isa: Isa, x: &[f32], y: &mut [$a]) {
+                $quantize(isa, x, y)
+            }
+            fn dot_scalar(x: &[$w], y: &[$a]) -> f32 {
+                $scalar(x, y)
+            }
+            fn dot<const N: usize>(isa: Isa, x: &[$w], ys: [&[$a]; N]) -> [f32; N] {
+                std::array::from_fn(|t| $name(isa, x, ys[t]))
+            }
+        }
+
+        #[doc = concat!("`", stringify!($name), "`: the dot of one weight row with one activation row.")]
+        pub fn $name(isa: Isa, x: &[$w], y: &[$a]) -> f32 {
+            match isa {
+                Isa::Scalar => $scalar(x, y),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2(token) => x86::$avx2(token, x, y),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512(token) => x86::$avx512(token, x, y),
+            }
+        }
+    };
+}
+
+row_kind!(
+    Q2_K,
+    BlockQ2K,
+    BlockQ8K,
+    Q8_K,
+    quantize_row_q8_k_isa,
+    scalar_k::vec_dot_q2_k_q8_k,
+    q2_k_avx2,
+    q2_k_avx512,
+    vec_dot_q2_k_q8_k
+);
+row_kind!(
+    Q3_K,
+    BlockQ3K,
+    BlockQ8K,
+    Q8_K,
+    quantize_row_q8_k_isa,
+    scalar_k::vec_dot_q3_k_q8_k,
+    q3_k_avx2,
+    q3_k_avx512,
+    vec_dot_q3_k_q8_k
+);
+row_kind!(
+    Q4_K,
+    BlockQ4K,
+    BlockQ8K,
+    Q8_K,
+    quantize_row_q8_k_isa,
+    scalar_k::vec_dot_q4_k_q8_k,
+    q4_k_avx2,
+    q4_k_avx512,
+    vec_dot_q4_k_q8_k
+);
+row_kind!(
+    Q5_K,
+    BlockQ5K,
+    BlockQ8K,
+    Q8_K,
+    quantize_row_q8_k_isa,
+    scalar_k::vec_dot_q5_k_q8_k,
+    q5_k_avx2,
+    q5_k_avx512,
+    vec_dot_q5_k_q8_k
+);
+row_kind!(
+    Q6_K,
+    BlockQ6K,
+    BlockQ8K,
+    Q8_K,
+    quantize_row_q8_k_isa,
+    scalar_k::vec_dot_q6_k_q8_k,
+    q6_k_avx2,
+    q6_k_avx512,
+    vec_dot_q6_k_q8_k
+);
+row_kind!(
+    F32,
+    f32,
+    f32,
+    F32,
+    copy_row,
+    scalar::vec_dot_f32,
+    f32_avx2,
+    f32_avx512,
+    vec_dot_f32
+);
+row_kind!(
+    F16,
+    f16,
+    f32,
+    F32,
+    copy_row,
+    scalar::vec_dot_f16_f32,
+    f16_avx2,
+    f16_avx512,
+    vec_dot_f16_f32
+);
+
+/// The "quantizer" of f32 activations: a copy.
+fn copy_row(_: Isa, x: &[f32], y: &mut [f32]) {
+    y.copy_from_slice(x);
+}

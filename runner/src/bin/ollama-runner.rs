@@ -1,3 +1,47 @@
-//! `ollama-runner`: the runner binary.
+//! `ollama-runner`: the runner binary. Each subcommand lives in a module of the `runner`
+//! library; this file only parses the command line and reports errors.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// One model runner process, and tools to look at model files.
+#[derive(Debug, Parser)]
+#[command(name = "ollama-runner", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print what a GGUF model file holds: architecture, sizes, tokenizer, tensor types.
+    Inspect(runner::inspect::InspectArgs),
+    /// Print the token ids of a text as JSON, from the model's own tokenizer.
+    Tokenize(runner::tools::tokenize::TokenizeArgs),
+    /// Print the first values of a tensor, dequantized, as a JSON array.
+    DumpTensor(runner::tools::dump_tensor::DumpTensorArgs),
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(args) => runner::inspect::run(&args, &mut std::io::stdout().lock())?,
+        Command::Tokenize(args) => {
+            runner::tools::tokenize::run(&args, &mut std::io::stdout().lock())?
+        }
+        Command::DumpTensor(args) => {
+            runner::tools::dump_tensor::run(&args, &mut std::io::stdout().lock())?
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! x86-64 kernels: capability tokens and the AVX2 / AVX-512 implementations.
+
+pub(crate) mod block32;
+mod float;
+mod kquants;
+
+use half::f16;
+
+use self::block32::{Act32, Block32};
+use crate::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+
+/// Proof that the CPU has AVX2, FMA and F16C. Only [`Avx2Token::new`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avx2Token(());
+
+impl Avx2Token {
+    /// A token when this CPU has AVX2, FMA and F16C.
+    pub fn new() -> Option<Self> {
+        let ok = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        ok.then_some(Self(()))
+    }
+}
+
+/// Proof that the CPU has AVX-512 F/BW/VL/VNNI as well as AVX2, FMA and F16C. Only
+/// [`Avx512Token::new`] makes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avx512Token(());
+
+impl Avx512Token {
+    /// A token when this CPU has AVX-512 F, BW, VL and VNNI, plus AVX2, FMA and F16C.
+    pub fn new() -> Option<Self> {
+        let ok = Avx2Token::new().is_some()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni");
+        ok.then_some(Self(()))
+    }
+
+    /// The AVX2 token this CPU also has, for kernels without an AVX-512 version.
+    pub fn avx2(self) -> Avx2Token {
+        Avx2Token(())
+    }
+}
+
+/// The 32-element block dot of one weight row with `N` activation rows, AVX2.
+pub(crate) fn block32_avx2<W: Block32, A: Act32, const N: usize>(
+    _: Avx2Token,
+    x: &[W],
+    ys: [&[A]; N],
+) -> [f32; N] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32::dot_avx2(x, ys) }
+}
+
+/// The 32-element block dot of one weight row with `N` activation rows, AVX-512 VNNI.
+pub(crate) fn block32_vnni<W: Block32, A: Act32, const N: usize>(
+    _: Avx512Token,
+    x: &[W],
+    ys: [&[A]; N],
+) -> [f32; N] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32::dot_vnni(x, ys) }
+}
+
+macro_rules! entry {
+    ($(#[$doc:meta])* $name:ident, $token:ty, $kernel:path, $x:ty, $y:ty) => {
+        $(#[$doc])*
+        pub(crate) fn $name(_: $token, x: &[$x], y: &[$y]) -> f32 {
+            // SAFETY: the token proves the CPU has every feature the kernel enables.
+            unsafe { $kernel(x, y) }
+        }
+    };
+}
+
+entry!(
+    /// Q2_K x Q8_K, AVX2.
+    q2_k_avx2, Avx2Token, kquants::dot_q2_k, BlockQ2K, BlockQ8K
+);
+entry!(
+    /// Q3_K x Q8_K, AVX2.
+    q3_k_avx2, Avx2Token, kquants::dot_q3_k, BlockQ3K, BlockQ8K
+);
+entry!(
+    /// Q4_K x Q8_K, AVX2.
+    q4_k_avx2, Avx2Token, kquants::dot_q4_k, BlockQ4K, BlockQ8K
+);
+entry!(
+    /// Q5_K x Q8_K, AVX2.
+    q5_k_avx2, Avx2Token, kquants::dot_q5_k, BlockQ5K, BlockQ8K
+);
+entry!(
+    /// Q6_K x Q8_K, AVX2.
+    q6_k_avx2, Avx2Token, kquants::dot_q6_k, BlockQ6K, BlockQ8K
+);
+entry!(
+    /// F32 x f32, AVX2.
+    f32_avx2, Avx2Token, float::dot_f32_avx2, f32, f32
+);
+entry!(
+    /// F16 x f32, AVX2.
+    f16_avx2, Avx2Token, float::dot_f16_avx2, f16, f32
+);
+entry!(
+    /// F32 x f32, AVX-512.
+    f32_avx512, Avx512Token, float::dot_f32_avx512, f32, f32
+);
+entry!(
+    /// F16 x f32, AVX-512.
+    f16_avx512, Avx512Token, float::dot_f16_avx512, f16, f32
+);
+
+macro_rules! via_avx2 {
+    ($($name:ident => $avx2:ident, $x:ty;)*) => {$(
+        /// The AVX2 kernel, run on an AVX-512 CPU.
+        pub(crate) fn $name(token: Avx512Token, x: &[$x], y: &[BlockQ8K]) -> f32 {
+            $avx2(token.avx2(), x, y)
+        }
+    )*};
+}
+
+via_avx2! {
+    q2_k_avx512 => q2_k_avx2, BlockQ2K;
+    q3_k_avx512 => q3_k_avx2, BlockQ3K;
+    q4_k_avx512 => q4_k_avx2, BlockQ4K;
+    q5_k_avx512 => q5_k_avx2, BlockQ5K;
+    q6_k_avx512 => q6_k_avx2, BlockQ6K;
+}

@@ -1,0 +1,122 @@
+//! A GGUF file held in memory: memory-mapped from disk, or owned bytes.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::GgufError;
+use crate::header::GgufHeader;
+use crate::tensor::TensorInfo;
+
+/// Where the file's bytes live.
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+/// An open GGUF file: its parsed [`GgufHeader`] (reachable through `Deref`) and its
+/// bytes, from which tensor data is borrowed without copying.
+pub struct GgufFile {
+    path: Option<PathBuf>,
+    bytes: Bytes,
+    header: GgufHeader,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("len", &self.bytes.len())
+            .field("version", &self.header.version())
+            .field("metadata_pairs", &self.header.metadata().len())
+            .field("tensors", &self.header.tensors().len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Memory-maps the file at `path` and parses its header. Only the header's pages are
+    /// read; tensor data stays on disk until used.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
+        let path = path.as_ref();
+        let io_error = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_error)?;
+        // SAFETY: the map is read-only and we assume nobody truncates or rewrites the file
+        // while it is open. Model files are written once (to a temporary name, then
+        // renamed into place) and never modified in place, so the assumption holds for
+        // files this project manages; a file changed under us by another program could
+        // show us changed bytes or fault (SIGBUS), as with any mmap-based reader.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
+        let header = GgufHeader::parse(&map).map_err(|e| e.with_path(path.to_path_buf()))?;
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            bytes: Bytes::Mapped(map),
+            header,
+        })
+    }
+
+    /// Parses a GGUF file held in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, GgufError> {
+        let header = GgufHeader::parse(&bytes)?;
+        Ok(Self {
+            path: None,
+            bytes: Bytes::Owned(bytes),
+            header,
+        })
+    }
+
+    /// The path the file was opened from, if it came from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &GgufHeader {
+        &self.header
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// True for an empty file (which never parses, so never true for a `GgufFile`).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The data of `tensor`, borrowed from the file. An error means the record belongs to
+    /// another file.
+    pub fn tensor_data(&self, tensor: &TensorInfo) -> Result<&[u8], GgufError> {
+        self.header.tensor_data(&self.bytes, tensor)
+    }
+}
+
+impl Deref for GgufFile {
+    type Target = GgufHeader;
+
+    fn deref(&self) -> &GgufHeader {
+        &self.header
+    }
+}

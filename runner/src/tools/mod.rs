@@ -1,0 +1,4 @@
+//! The debugging tools of `ollama-runner`, one module per subcommand.
+
+pub mod dump_tensor;
+pub mod tokenize;

@@ -1,0 +1,6 @@
+//! Integration tests of the runner crate: the `ollama-runner` binary and the GGUF reader
+//! on the real test models (fetched by `scripts/fetch-models`).
+
+mod inspect_cli;
+mod real_models;
+mod tools_cli;
