@@ -30,8 +30,8 @@ def tokenize(tool, model, text, parse_special):
         path = f.name
     try:
         cmd = [tool, "-m", model, "-f", path, "--ids", "--no-escape", "--log-disable"]
-        if parse_special:
-            cmd.append("--parse-special")
+        if not parse_special:
+            cmd.append("--no-parse-special")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     finally:
         os.unlink(path)

@@ -3,4 +3,5 @@
 
 mod inspect_cli;
 mod real_models;
+mod tokenizer_refs;
 mod tools_cli;

@@ -1,0 +1,55 @@
+//! Our tokenizers against llama.cpp's tokens for a corpus of prose, code, numbers,
+//! whitespace runs, emoji, CJK and chat-template special tokens, on both real models
+//! (references from `scripts/make-tokenizer-refs.py`), and lossless streaming decode.
+
+use std::collections::HashMap;
+
+use e2e::TestModel;
+use gguf::GgufFile;
+use runner::tokenizer::{TokenId, Tokenizer, Utf8Stream};
+
+fn data(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[derive(serde::Deserialize)]
+struct Modes {
+    plain: Vec<Vec<TokenId>>,
+    special: Vec<Vec<TokenId>>,
+}
+
+fn check(model: TestModel) {
+    let corpus: Vec<String> = serde_json::from_str(&data("tokenizer-corpus.json")).unwrap();
+    let mut refs: HashMap<String, serde_json::Value> =
+        serde_json::from_str(&data("tokenizer-refs.json")).unwrap();
+    let refs: Modes = serde_json::from_value(refs.remove(model.file_name()).unwrap()).unwrap();
+    let file = GgufFile::open(model.path()).unwrap();
+    let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
+    for (i, text) in corpus.iter().enumerate() {
+        let plain = tokenizer.encode(text, true, false);
+        assert_eq!(plain, refs.plain[i], "{}: plain tokens of {text:?}", model.file_name());
+        let special = tokenizer.encode(text, true, true);
+        assert_eq!(special, refs.special[i], "{}: special tokens of {text:?}", model.file_name());
+
+        let mut stream = Utf8Stream::new();
+        let mut decoded = String::new();
+        for &id in &plain {
+            let piece = stream.push(&tokenizer.token_bytes(id, false));
+            assert!(!piece.contains('\u{FFFD}'), "a piece split a character: {piece:?}");
+            decoded.push_str(&piece);
+        }
+        decoded.push_str(&stream.finish());
+        assert_eq!(&decoded, text, "{}: decode(encode(text))", model.file_name());
+    }
+}
+
+#[test]
+fn smollm2_tokens_equal_llama_cpp() {
+    check(TestModel::SmolLm2);
+}
+
+#[test]
+fn gemma3_tokens_equal_llama_cpp() {
+    check(TestModel::Gemma3);
+}
