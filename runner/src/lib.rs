@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod tools;
 
 pub mod tokenizer;
+pub mod sample;
