@@ -43,9 +43,10 @@ fn now(effort: Effort) -> f64 {
 
 /// Median seconds per call of `f`, calling it enough times per run to fill `min_run`.
 fn time_per_call(effort: Effort, mut f: impl FnMut()) -> f64 {
-    let start = now(effort);
+    // Calibrate with the wall clock: the on-CPU clock only advances at scheduler ticks.
+    let start = Instant::now();
     f();
-    let once = (now(effort) - start).max(1e-6);
+    let once = start.elapsed().as_secs_f64().max(1e-9);
     let calls = ((effort.min_run / once).ceil() as usize).clamp(1, 1_000_000);
     let mut runs: Vec<f64> = (0..effort.runs)
         .map(|_| {

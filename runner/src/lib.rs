@@ -10,5 +10,5 @@ pub use gguf;
 pub mod inspect;
 pub mod tools;
 
-pub mod tokenizer;
 pub mod sample;
+pub mod tokenizer;

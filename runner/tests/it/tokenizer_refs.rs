@@ -9,7 +9,9 @@ use gguf::GgufFile;
 use runner::tokenizer::{TokenId, Tokenizer, Utf8Stream};
 
 fn data(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -28,19 +30,37 @@ fn check(model: TestModel) {
     let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
     for (i, text) in corpus.iter().enumerate() {
         let plain = tokenizer.encode(text, true, false);
-        assert_eq!(plain, refs.plain[i], "{}: plain tokens of {text:?}", model.file_name());
+        assert_eq!(
+            plain,
+            refs.plain[i],
+            "{}: plain tokens of {text:?}",
+            model.file_name()
+        );
         let special = tokenizer.encode(text, true, true);
-        assert_eq!(special, refs.special[i], "{}: special tokens of {text:?}", model.file_name());
+        assert_eq!(
+            special,
+            refs.special[i],
+            "{}: special tokens of {text:?}",
+            model.file_name()
+        );
 
         let mut stream = Utf8Stream::new();
         let mut decoded = String::new();
         for &id in &plain {
             let piece = stream.push(&tokenizer.token_bytes(id, false));
-            assert!(!piece.contains('\u{FFFD}'), "a piece split a character: {piece:?}");
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "a piece split a character: {piece:?}"
+            );
             decoded.push_str(&piece);
         }
         decoded.push_str(&stream.finish());
-        assert_eq!(&decoded, text, "{}: decode(encode(text))", model.file_name());
+        assert_eq!(
+            &decoded,
+            text,
+            "{}: decode(encode(text))",
+            model.file_name()
+        );
     }
 }
 

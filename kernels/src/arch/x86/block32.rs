@@ -269,9 +269,6 @@ block32_dot!(
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn dot_vnni<W: Block32, A: Act32, const N: usize>(x: &[W], ys: [&[A]; N]) -> [f32; N] {
     assert!(ys.iter().all(|y| y.len() == x.len()));
-    if W::SIGNED {
-        return dot_vnni_256(x, ys);
-    }
     let pairs = x.len() / 2;
     let mut acc = [_mm512_setzero_ps(); N];
     let mut mins = [_mm_setzero_ps(); N];
