@@ -8,6 +8,11 @@
 //! tiles of four, so a weight block is read and decoded once per tile; its rows stay in
 //! cache while the tiles pass.
 //!
+//! On AVX-512 VNNI, Q4_0, Q4_1 and Q5_0 weights take the packed kernels of
+//! `arch::x86::packed` instead: the quantized activations are laid out once more (with f32
+//! scales and the offsets folded into integer starts) to match whole groups of weight
+//! blocks, so each weight byte is loaded once and hardly moved.
+//!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
 use thiserror::Error;
@@ -15,6 +20,13 @@ use thiserror::Error;
 use crate::GgmlType;
 use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes_mut};
 use crate::arch::scoped::Split;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::x86::{
+    self, Avx512Token,
+    packed::{self, ActGroup},
+};
+#[cfg(target_arch = "x86_64")]
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0};
 use crate::cpu::Isa;
 use crate::dot::{VecDot, kind};
 use crate::pool::ThreadPool;
@@ -68,6 +80,9 @@ pub struct Weights<'a> {
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
     words: Vec<u32>,
+    /// The activations again in the layout of the packed AVX-512 kernels.
+    #[cfg(target_arch = "x86_64")]
+    packed: Vec<ActGroup>,
 }
 
 impl MatmulScratch {
@@ -81,12 +96,21 @@ impl MatmulScratch {
     pub fn for_shape(ty: GgmlType, cols: usize, n_tokens: usize) -> Self {
         let mut scratch = Self::new();
         scratch.reserve(activation_bytes(ty, cols, n_tokens));
+        #[cfg(target_arch = "x86_64")]
+        if matches!(Isa::best(), Isa::Avx512(_)) {
+            let groups = n_tokens.saturating_mul(packed_groups(ty, cols));
+            scratch.packed.resize(groups, ActGroup::default());
+        }
         scratch
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.words.len() * 4
+        #[cfg(target_arch = "x86_64")]
+        let packed = self.packed.len() * size_of::<ActGroup>();
+        #[cfg(not(target_arch = "x86_64"))]
+        let packed = 0;
+        self.words.len() * 4 + packed
     }
 
     fn reserve(&mut self, bytes: usize) {
@@ -94,6 +118,18 @@ impl MatmulScratch {
         if self.words.len() < words {
             self.words.resize(words, 0);
         }
+    }
+}
+
+/// Packed activation groups per token for weights of type `ty` (0 when none are used).
+#[cfg(target_arch = "x86_64")]
+fn packed_groups(ty: GgmlType, cols: usize) -> usize {
+    let blocks = cols / 32;
+    match ty {
+        GgmlType::Q4_0 => packed::groups::<BlockQ4_0>(blocks),
+        GgmlType::Q4_1 => packed::groups::<BlockQ4_1>(blocks),
+        GgmlType::Q5_0 => packed::groups::<BlockQ5_0>(blocks),
+        _ => 0,
     }
 }
 
@@ -169,21 +205,43 @@ pub fn matmul(
         x,
         n_tokens,
     };
-    match w.ty {
-        GgmlType::Q4_0 => product.run::<kind::Q4_0>(out, scratch),
-        GgmlType::Q4_1 => product.run::<kind::Q4_1>(out, scratch),
-        GgmlType::Q5_0 => product.run::<kind::Q5_0>(out, scratch),
-        GgmlType::Q5_1 => product.run::<kind::Q5_1>(out, scratch),
-        GgmlType::Q8_0 => product.run::<kind::Q8_0>(out, scratch),
-        GgmlType::IQ4_NL => product.run::<kind::IQ4_NL>(out, scratch),
-        GgmlType::Q2_K => product.run::<kind::Q2_K>(out, scratch),
-        GgmlType::Q3_K => product.run::<kind::Q3_K>(out, scratch),
-        GgmlType::Q4_K => product.run::<kind::Q4_K>(out, scratch),
-        GgmlType::Q5_K => product.run::<kind::Q5_K>(out, scratch),
-        GgmlType::Q6_K => product.run::<kind::Q6_K>(out, scratch),
-        GgmlType::F32 => product.run::<kind::F32>(out, scratch),
-        GgmlType::F16 => product.run::<kind::F16>(out, scratch),
-        other => Err(MatmulError::UnsupportedType(other)),
+    match (w.ty, isa) {
+        #[cfg(target_arch = "x86_64")]
+        (GgmlType::Q4_0, Isa::Avx512(token)) => {
+            product.run_packed::<kind::Q4_0>(token, out, scratch)
+        }
+        #[cfg(target_arch = "x86_64")]
+        (GgmlType::Q4_1, Isa::Avx512(token)) => {
+            product.run_packed::<kind::Q4_1>(token, out, scratch)
+        }
+        #[cfg(target_arch = "x86_64")]
+        (GgmlType::Q5_0, Isa::Avx512(token)) => {
+            product.run_packed::<kind::Q5_0>(token, out, scratch)
+        }
+        _ => product.run_any(out, scratch),
+    }
+}
+
+impl Product<'_> {
+    /// [`Product::run`] for the weight type, through [`VecDot::dot`].
+    fn run_any(&self, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), MatmulError> {
+        let product = self;
+        match self.w.ty {
+            GgmlType::Q4_0 => product.run::<kind::Q4_0>(out, scratch),
+            GgmlType::Q4_1 => product.run::<kind::Q4_1>(out, scratch),
+            GgmlType::Q5_0 => product.run::<kind::Q5_0>(out, scratch),
+            GgmlType::Q5_1 => product.run::<kind::Q5_1>(out, scratch),
+            GgmlType::Q8_0 => product.run::<kind::Q8_0>(out, scratch),
+            GgmlType::IQ4_NL => product.run::<kind::IQ4_NL>(out, scratch),
+            GgmlType::Q2_K => product.run::<kind::Q2_K>(out, scratch),
+            GgmlType::Q3_K => product.run::<kind::Q3_K>(out, scratch),
+            GgmlType::Q4_K => product.run::<kind::Q4_K>(out, scratch),
+            GgmlType::Q5_K => product.run::<kind::Q5_K>(out, scratch),
+            GgmlType::Q6_K => product.run::<kind::Q6_K>(out, scratch),
+            GgmlType::F32 => product.run::<kind::F32>(out, scratch),
+            GgmlType::F16 => product.run::<kind::F16>(out, scratch),
+            other => Err(MatmulError::UnsupportedType(other)),
+        }
     }
 }
 
@@ -197,26 +255,17 @@ struct Product<'a> {
 }
 
 impl Product<'_> {
-    fn run<K: VecDot>(
-        &self,
-        out: &mut [f32],
-        scratch: &mut MatmulScratch,
-    ) -> Result<(), MatmulError> {
-        let (rows, cols, n_tokens) = (self.w.rows, self.w.cols, self.n_tokens);
-        let weights =
-            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
-        let w_per_row = cols / K::TYPE.block_size();
+    /// Quantizes the activations into `words` (sized by the caller) in `K`'s partner type.
+    fn quantize<'s, K: VecDot>(&self, words: &'s mut [u32]) -> &'s [K::Act] {
+        let (n_tokens, cols) = (self.n_tokens, self.w.cols);
         let a_per_row = cols / K::ACT_TYPE.block_size();
-        let acts_bytes =
-            &mut as_bytes_mut(&mut scratch.words)[..n_tokens * a_per_row * size_of::<K::Act>()];
+        let acts_bytes = &mut as_bytes_mut(words)[..n_tokens * a_per_row * size_of::<K::Act>()];
         let acts = as_blocks_mut::<K::Act>(acts_bytes)
             .expect("u32 storage is aligned for every activation block");
-        if rows == 0 || n_tokens == 0 || cols == 0 {
-            out.fill(0.0);
-            return Ok(());
+        if a_per_row == 0 || n_tokens == 0 {
+            return acts;
         }
-
-        // Quantize the activations, a few tokens per task.
+        // A few tokens per task.
         let threads = self.pool.threads();
         let tokens_per_task = n_tokens.div_ceil(threads * 2).max(1);
         let split = Split {
@@ -232,18 +281,114 @@ impl Product<'_> {
                 K::quantize(self.isa, &x[t * cols..(t + 1) * cols], y);
             }
         });
-        let acts: &[K::Act] = acts;
+        acts
+    }
 
+    fn run<K: VecDot>(
+        &self,
+        out: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), MatmulError> {
+        let weights =
+            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
+        let w_per_row = self.w.cols / K::TYPE.block_size();
+        let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
+        let acts = self.quantize::<K>(&mut scratch.words);
+        let isa = self.isa;
+        let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
+        self.tiles(out, |r, t, tile| {
+            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            match tile {
+                4 => sums(K::dot(
+                    isa,
+                    wr,
+                    [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
+                )),
+                3 => sums(K::dot(
+                    isa,
+                    wr,
+                    [act_row(t), act_row(t + 1), act_row(t + 2)],
+                )),
+                2 => sums(K::dot(isa, wr, [act_row(t), act_row(t + 1)])),
+                _ => sums(K::dot(isa, wr, [act_row(t)])),
+            }
+        });
+        Ok(())
+    }
+
+    /// [`Product::run`] with the packed AVX-512 kernels of Q4_0, Q4_1 and Q5_0.
+    #[cfg(target_arch = "x86_64")]
+    fn run_packed<K: VecDot>(
+        &self,
+        token: Avx512Token,
+        out: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), MatmulError>
+    where
+        K::Weight: packed::Packed,
+        K::Act: packed::ActParts,
+    {
+        let weights =
+            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
+        let w_per_row = self.w.cols / K::TYPE.block_size();
+        let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
+        let g_per_row = packed::groups::<K::Weight>(a_per_row);
+        let acts = self.quantize::<K>(&mut scratch.words);
+        let n_groups = self.n_tokens * g_per_row;
+        if scratch.packed.len() < n_groups {
+            scratch.packed.resize(n_groups, ActGroup::default());
+        }
+        let groups = &mut scratch.packed[..n_groups];
+        if g_per_row > 0 {
+            for (y, g) in acts
+                .chunks_exact(a_per_row)
+                .zip(groups.chunks_exact_mut(g_per_row))
+            {
+                packed::pack::<K::Weight, K::Act>(y, g);
+            }
+        }
+        let groups: &[ActGroup] = groups;
+        let act_row = |t: usize| &groups[t * g_per_row..(t + 1) * g_per_row];
+        self.tiles(out, |r, t, tile| {
+            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            match tile {
+                4 => sums(x86::packed_vnni(
+                    token,
+                    wr,
+                    [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
+                )),
+                3 => sums(x86::packed_vnni(
+                    token,
+                    wr,
+                    [act_row(t), act_row(t + 1), act_row(t + 2)],
+                )),
+                2 => sums(x86::packed_vnni(token, wr, [act_row(t), act_row(t + 1)])),
+                _ => sums(x86::packed_vnni(token, wr, [act_row(t)])),
+            }
+        });
+        Ok(())
+    }
+
+    /// Fills `out` with `dot(r, t, tile)`: the dots of weight row `r` with the `tile`
+    /// (1..=4) activation rows from `t`, over tasks of runs of rows.
+    fn tiles(
+        &self,
+        out: &mut [f32],
+        dot: impl Fn(usize, usize, usize) -> [f32; TOKEN_TILE] + Sync,
+    ) {
+        let (rows, n_tokens) = (self.w.rows, self.n_tokens);
+        if rows == 0 || n_tokens == 0 || self.w.cols == 0 {
+            out.fill(0.0);
+            return;
+        }
         // Rows per task: enough tasks to balance the threads, few enough that a task's
         // rows stay in cache while the token tiles pass.
-        let per_task = rows.div_ceil(threads * 4).clamp(1, 64);
+        let per_task = rows.div_ceil(self.pool.threads() * 4).clamp(1, 64);
         let split = Split {
             outer: n_tokens,
             inner: rows,
             per_task,
         };
-        let isa = self.isa;
-        let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
         self.pool.run_split(out, split, |_, mut part| {
             let first_row = part.start();
             let n_rows = part.row(0).len();
@@ -251,29 +396,7 @@ impl Product<'_> {
             while t < n_tokens {
                 let tile = (n_tokens - t).min(TOKEN_TILE);
                 for i in 0..n_rows {
-                    let r = first_row + i;
-                    let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
-                    let mut sums = [0.0f32; TOKEN_TILE];
-                    match tile {
-                        4 => {
-                            sums = K::dot(
-                                isa,
-                                wr,
-                                [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
-                            )
-                        }
-                        3 => sums[..3].copy_from_slice(&K::dot(
-                            isa,
-                            wr,
-                            [act_row(t), act_row(t + 1), act_row(t + 2)],
-                        )),
-                        2 => sums[..2].copy_from_slice(&K::dot(
-                            isa,
-                            wr,
-                            [act_row(t), act_row(t + 1)],
-                        )),
-                        _ => sums[0] = K::dot(isa, wr, [act_row(t)])[0],
-                    }
+                    let sums = dot(first_row + i, t, tile);
                     for (k, s) in sums[..tile].iter().enumerate() {
                         part.row(t + k)[i] = *s;
                     }
@@ -281,8 +404,15 @@ impl Product<'_> {
                 t += tile;
             }
         });
-        Ok(())
     }
+}
+
+/// `N` sums in a tile-sized array.
+#[inline(always)]
+fn sums<const N: usize>(s: [f32; N]) -> [f32; TOKEN_TILE] {
+    let mut all = [0.0; TOKEN_TILE];
+    all[..N].copy_from_slice(&s);
+    all
 }
 
 #[cfg(test)]

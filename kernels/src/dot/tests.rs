@@ -11,13 +11,13 @@ use crate::arch::cast::{as_blocks, as_bytes};
 use crate::cpu::Isa;
 
 /// Random weights of `n_blocks` and four quantized activation rows.
-struct Case<K: VecDot> {
+pub(super) struct Case<K: VecDot> {
     weights: Bytes,
-    acts: Vec<Vec<K::Act>>,
+    pub(super) acts: Vec<Vec<K::Act>>,
 }
 
 impl<K: VecDot> Case<K> {
-    fn new(n_blocks: usize, seed: u64) -> Self {
+    pub(super) fn new(n_blocks: usize, seed: u64) -> Self {
         let weights = random_weights(K::TYPE, 1, n_blocks, seed);
         let cols = n_blocks * K::TYPE.block_size();
         let x: Vec<Vec<f32>> = (0..4)
@@ -34,7 +34,7 @@ impl<K: VecDot> Case<K> {
         Self { weights, acts }
     }
 
-    fn w(&self) -> &[K::Weight] {
+    pub(super) fn w(&self) -> &[K::Weight] {
         as_blocks(self.weights.get()).expect("aligned test weights")
     }
 }

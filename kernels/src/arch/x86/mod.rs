@@ -3,6 +3,7 @@
 pub(crate) mod block32;
 mod float;
 mod kquants;
+pub(crate) mod packed;
 
 use half::f16;
 
@@ -63,6 +64,17 @@ pub(crate) fn block32_vnni<W: Block32, A: Act32, const N: usize>(
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
     unsafe { block32::dot_vnni(x, ys) }
+}
+
+/// The packed Q4_0 / Q4_1 / Q5_0 dot of one weight row with `N` activation rows laid out
+/// by [`packed::pack`], AVX-512 VNNI.
+pub(crate) fn packed_vnni<W: packed::Packed, const N: usize>(
+    _: Avx512Token,
+    x: &[W],
+    ys: [&[packed::ActGroup]; N],
+) -> [f32; N] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { packed::dot_packed(x, ys) }
 }
 
 macro_rules! entry {
