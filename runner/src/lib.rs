@@ -8,6 +8,7 @@
 pub use gguf;
 
 pub mod inspect;
+pub mod model;
 pub mod tools;
 
 pub mod sample;

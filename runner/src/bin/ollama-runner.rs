@@ -21,6 +21,8 @@ enum Command {
     Tokenize(runner::tools::tokenize::TokenizeArgs),
     /// Print the first values of a tensor, dequantized, as a JSON array.
     DumpTensor(runner::tools::dump_tensor::DumpTensorArgs),
+    /// Continue a prompt with the model (greedy by default) and print the text.
+    Generate(runner::tools::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::DumpTensor(args) => {
             runner::tools::dump_tensor::run(&args, &mut std::io::stdout().lock())?
+        }
+        Command::Generate(args) => {
+            runner::tools::generate::run(&args, &mut std::io::stdout().lock())?
         }
     }
     Ok(())

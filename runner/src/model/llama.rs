@@ -1,0 +1,319 @@
+//! Llama (and the models that share its GGUF layout: Llama 2/3, Mistral, SmolLM2).
+//!
+//! Per token: embedding lookup; per layer, RMSNorm → Q/K/V projections → RoPE (normal,
+//! adjacent-pair layout) on Q and K → causal grouped-query attention → output projection
+//! → residual add → RMSNorm → SwiGLU feed-forward → residual add; then the final RMSNorm
+//! and the output head (`output.weight`, or the embedding table when the file ties them).
+//! The order of operations is llama.cpp's (`src/models/llama.cpp`), so our logits match
+//! its to float rounding.
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, rms_norm, swiglu};
+
+use super::kv_store::{KvShape, KvStore};
+use super::layers::{AttentionShape, GatedMlp, MlpScratch, attention, attention_scratch_len};
+use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
+use super::{Batch, LoadOptions, Logits, Model, ModelError};
+
+/// The hyper-parameters the graph needs.
+#[derive(Debug, Clone)]
+struct HyperParams {
+    n_embd: usize,
+    n_ff: usize,
+    eps: f32,
+    attn: AttentionShape,
+    train_ctx: usize,
+}
+
+/// One transformer block's weights.
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Vec<f32>,
+    mlp: GatedMlp,
+}
+
+/// Activations of one batch, kept between calls and grown to the largest batch seen.
+#[derive(Debug, Default)]
+struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    proj: Vec<f32>,
+    cos_sin: Vec<f32>,
+    scores: Vec<f32>,
+    mlp: MlpScratch,
+}
+
+/// A loaded llama model.
+pub struct Llama {
+    file: Arc<GgufFile>,
+    hp: HyperParams,
+    embd: Embedding,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    output: Linear,
+    rope: Rope,
+    cpu: Cpu,
+    scratch: Scratch,
+}
+
+fn positive(key: String, value: u32) -> Result<usize, ModelError> {
+    if value == 0 {
+        return Err(ModelError::BadHyperParameter {
+            key,
+            value: value.to_string(),
+            why: "must be positive",
+        });
+    }
+    Ok(value as usize)
+}
+
+impl HyperParams {
+    fn read(file: &GgufFile) -> Result<Self, ModelError> {
+        let md = file.metadata();
+        let n_head = positive(md.arch_key("attention.head_count")?, md.head_count()?)?;
+        let n_head_kv = positive(md.arch_key("attention.head_count_kv")?, md.head_count_kv()?)?;
+        if !n_head.is_multiple_of(n_head_kv) {
+            return Err(ModelError::BadHyperParameter {
+                key: md.arch_key("attention.head_count_kv")?,
+                value: n_head_kv.to_string(),
+                why: "must divide the query head count",
+            });
+        }
+        let head_dim_k = positive(md.arch_key("attention.key_length")?, md.key_length()?)?;
+        let head_dim_v = positive(md.arch_key("attention.value_length")?, md.value_length()?)?;
+        let scale = match md.arch_get_opt::<f32>("attention.scale")? {
+            Some(s) if s != 0.0 => s,
+            _ => 1.0 / (head_dim_k as f32).sqrt(),
+        };
+        Ok(Self {
+            n_embd: positive(md.arch_key("embedding_length")?, md.embedding_length()?)?,
+            n_ff: positive(
+                md.arch_key("feed_forward_length")?,
+                md.feed_forward_length()?,
+            )?,
+            eps: md.rms_norm_epsilon()?,
+            attn: AttentionShape {
+                n_head,
+                n_head_kv,
+                head_dim_k,
+                head_dim_v,
+                scale,
+            },
+            train_ctx: md.context_length()? as usize,
+        })
+    }
+}
+
+/// The rotary embedding: `rope.dimension_count` dimensions (the whole head by default),
+/// base `rope.freq_base`, linear scaling by `rope.scaling.factor`, per-pair frequency
+/// factors from `rope_freqs.weight` when present (Llama 3.1).
+fn read_rope(file: &GgufFile, head_dim: usize) -> Result<Rope, ModelError> {
+    let md = file.metadata();
+    let n_rot = match md.rope_dimension_count()? {
+        Some(n) => n as usize,
+        None => head_dim,
+    };
+    let mut params = RopeParams::new(md.rope_freq_base()?);
+    // As llama.cpp: the factor applies whatever the type, and a missing type is linear.
+    if let Some(factor) = md.arch_get_opt::<f32>("rope.scaling.factor")?
+        && factor != 0.0
+    {
+        params.freq_scale = 1.0 / factor;
+    }
+    match md.arch_get_opt::<&str>("rope.scaling.type")? {
+        None | Some("none") | Some("linear") => {}
+        Some(other) => {
+            return Err(ModelError::BadHyperParameter {
+                key: md.arch_key("rope.scaling.type")?,
+                value: other.to_owned(),
+                why: "only linear RoPE scaling is implemented",
+            });
+        }
+    }
+    let factors = vector_opt(file, "rope_freqs.weight", n_rot / 2)?;
+    Ok(Rope::new(
+        n_rot,
+        head_dim,
+        RopeLayout::Normal,
+        params,
+        factors.as_deref(),
+    )?)
+}
+
+impl Llama {
+    /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
+    pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
+        let hp = HyperParams::read(&file)?;
+        let n_layer = file.metadata().block_count()? as usize;
+        let (n_embd, a) = (hp.n_embd, hp.attn);
+        let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
+        let mut layers = Vec::with_capacity(n_layer);
+        for i in 0..n_layer {
+            let p = format!("blk.{i}");
+            layers.push(Layer {
+                attn_norm: vector(&file, &format!("{p}.attn_norm.weight"), n_embd)?,
+                wq: Linear::load(&file, &format!("{p}.attn_q"), n_embd, a.q_dim())?,
+                wk: Linear::load(&file, &format!("{p}.attn_k"), n_embd, a.k_dim())?,
+                wv: Linear::load(&file, &format!("{p}.attn_v"), n_embd, a.v_dim())?,
+                wo: Linear::load(&file, &format!("{p}.attn_output"), a.out_dim(), n_embd)?,
+                ffn_norm: vector(&file, &format!("{p}.ffn_norm.weight"), n_embd)?,
+                mlp: GatedMlp::load(&file, &format!("{p}.ffn"), n_embd, hp.n_ff)?,
+            });
+        }
+        let output_norm = vector(&file, "output_norm.weight", n_embd)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => Linear::load_weight(&file, "output.weight", n_embd, embd.n_vocab())?,
+            None => embd.as_linear()?,
+        };
+        let rope = read_rope(&file, a.head_dim_k)?;
+        Ok(Self {
+            hp,
+            embd,
+            layers,
+            output_norm,
+            output,
+            rope,
+            cpu: Cpu::new(options.threads)?,
+            scratch: Scratch::default(),
+            file,
+        })
+    }
+
+    /// [`Llama::load`], boxed for the architecture table.
+    pub fn load_boxed(
+        file: Arc<GgufFile>,
+        options: &LoadOptions,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(Self::load(file, options)?))
+    }
+}
+
+impl Scratch {
+    fn resize(&mut self, hp: &HyperParams, n_rot: usize, n: usize, scores: usize) {
+        let a = &hp.attn;
+        self.x.resize(n * hp.n_embd, 0.0);
+        self.xn.resize(n * hp.n_embd, 0.0);
+        self.q.resize(n * a.q_dim(), 0.0);
+        self.k.resize(n * a.k_dim(), 0.0);
+        self.v.resize(n * a.v_dim(), 0.0);
+        self.attn.resize(n * a.out_dim(), 0.0);
+        self.proj.resize(n * hp.n_embd, 0.0);
+        self.cos_sin.resize(n * n_rot, 0.0);
+        self.scores.resize(scores, 0.0);
+    }
+}
+
+/// `out[t] = rms_norm(x[t]) * weight` for every row.
+fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (x, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        rms_norm(x, Some(weight), eps, o);
+    }
+}
+
+impl Model for Llama {
+    fn architecture(&self) -> &'static str {
+        "llama"
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.embd.n_vocab()
+    }
+
+    fn train_ctx(&self) -> usize {
+        self.hp.train_ctx
+    }
+
+    fn kv_shape(&self) -> KvShape {
+        KvShape {
+            n_layers: self.layers.len(),
+            k_dim: self.hp.attn.k_dim(),
+            v_dim: self.hp.attn.v_dim(),
+        }
+    }
+
+    fn forward(
+        &mut self,
+        batch: &Batch,
+        cache: &mut KvStore,
+        out: &mut Logits,
+    ) -> Result<(), ModelError> {
+        if cache.shape() != self.kv_shape() {
+            return Err(ModelError::KvShapeMismatch {
+                store: cache.shape(),
+                model: self.kv_shape(),
+            });
+        }
+        let lens = cache.plan(batch.seqs(), batch.positions())?;
+        let n = batch.len();
+        let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.scratch, &mut self.cpu);
+        let (d, a) = (hp.n_embd, &hp.attn);
+        let n_rot = self.rope.n_dims();
+        let scores_len = attention_scratch_len(cpu.pool(), cache.num_ctx());
+        s.resize(hp, n_rot, n, scores_len);
+
+        for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+            self.embd.lookup(file, token, row)?;
+        }
+        self.rope.cos_sin_batch(batch.positions(), &mut s.cos_sin);
+
+        for (il, layer) in self.layers.iter().enumerate() {
+            norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
+            layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
+            layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
+            layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
+            for t in 0..n {
+                let cs = &s.cos_sin[t * n_rot..(t + 1) * n_rot];
+                self.rope
+                    .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
+                self.rope
+                    .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
+            }
+            attention(
+                cpu.pool(),
+                a,
+                cache,
+                il,
+                batch,
+                &s.q,
+                &s.k,
+                &s.v,
+                &mut s.scores,
+                &mut s.attn,
+            );
+            layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+            add_assign(&mut s.x, &s.proj);
+
+            norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
+            layer
+                .mlp
+                .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
+            add_assign(&mut s.x, &s.proj);
+        }
+        cache.commit(lens);
+
+        // Only the rows that asked for logits go through the final norm and the head.
+        let wanted: Vec<usize> = (0..n).filter(|&t| batch.wants_logits()[t]).collect();
+        for (k, &t) in wanted.iter().enumerate() {
+            let (src, dst) = (&s.x[t * d..(t + 1) * d], &mut s.xn[k * d..(k + 1) * d]);
+            rms_norm(src, Some(&self.output_norm), hp.eps, dst);
+        }
+        let m = wanted.len();
+        let n_vocab = self.embd.n_vocab();
+        let logits = out.prepare(n_vocab, wanted.into_iter());
+        if m > 0 {
+            self.output.forward(cpu, file, &s.xn[..m * d], m, logits)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,257 @@
+//! Tensors of the mapped GGUF file as a model uses them: matrices left in the file and
+//! multiplied in place, small vectors (norms, biases) copied out as `f32`, and the
+//! embedding table read one token row at a time.
+
+use std::ops::Range;
+
+use gguf::{GgmlType, GgufFile, TensorInfo};
+use kernels::cpu::Isa;
+use kernels::matmul::{self, MatmulScratch, Weights};
+use kernels::pool::ThreadPool;
+
+use super::ModelError;
+
+/// The CPU a model computes on: its threads, its instruction set and the matmul scratch.
+pub struct Cpu {
+    pool: ThreadPool,
+    isa: Isa,
+    scratch: MatmulScratch,
+}
+
+impl Cpu {
+    /// `threads` threads (the caller included) on the best instruction set available.
+    pub fn new(threads: usize) -> Result<Self, ModelError> {
+        Ok(Self {
+            pool: ThreadPool::new(threads)?,
+            isa: Isa::detect()?,
+            scratch: MatmulScratch::new(),
+        })
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// The worker threads, for work other than matrix products.
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+
+    /// `out[t] = W x[t]` for `n` rows of activations.
+    pub fn matmul(
+        &mut self,
+        w: Weights<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        matmul::matmul(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
+        Ok(())
+    }
+}
+
+fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, ModelError> {
+    file.tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_owned()))
+}
+
+fn check_shape(info: &TensorInfo, expected: &[u64]) -> Result<(), ModelError> {
+    if info.dims() != expected {
+        return Err(ModelError::TensorShape {
+            name: info.name().to_owned(),
+            actual: info.dims().to_vec(),
+            expected: expected.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Where a tensor's bytes lie in the file, checked against the file once.
+fn byte_range(file: &GgufFile, info: &TensorInfo) -> Result<Range<usize>, ModelError> {
+    let data = file.tensor_data(info)?;
+    // tensor_data succeeded, so the offset fits in the file and in a usize.
+    let start = usize::try_from(info.absolute_offset()).unwrap_or(usize::MAX);
+    Ok(start..start.saturating_add(data.len()))
+}
+
+/// A vector tensor of `len` values (a norm weight, a bias), dequantized to `f32`.
+pub fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let info = tensor(file, name)?;
+    check_shape(info, &[len as u64])?;
+    let mut out = vec![0.0; len];
+    kernels::quant::dequantize_row(info.ggml_type(), file.tensor_data(info)?, &mut out)?;
+    Ok(out)
+}
+
+/// [`vector`], or `None` when the file has no tensor of that name.
+pub fn vector_opt(file: &GgufFile, name: &str, len: usize) -> Result<Option<Vec<f32>>, ModelError> {
+    match file.tensor(name) {
+        Some(_) => vector(file, name, len).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A weight matrix of `rows` rows of `cols` values, left in the file, with an optional
+/// bias added after the product.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    range: Range<usize>,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bias: Option<Vec<f32>>,
+}
+
+impl Linear {
+    /// `{prefix}.weight` (ggml dims `[cols, rows]`) and `{prefix}.bias` if present.
+    pub fn load(
+        file: &GgufFile,
+        prefix: &str,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Self, ModelError> {
+        let info = tensor(file, &format!("{prefix}.weight"))?;
+        Self::from_info(
+            file,
+            info,
+            cols,
+            rows,
+            vector_opt(file, &format!("{prefix}.bias"), rows)?,
+        )
+    }
+
+    /// The matrix `name` (no bias).
+    pub fn load_weight(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+    ) -> Result<Self, ModelError> {
+        Self::from_info(file, tensor(file, name)?, cols, rows, None)
+    }
+
+    fn from_info(
+        file: &GgufFile,
+        info: &TensorInfo,
+        cols: usize,
+        rows: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Self, ModelError> {
+        check_shape(info, &[cols as u64, rows as u64])?;
+        let ty = info.ggml_type();
+        if !matmul::supported(ty) || !cols.is_multiple_of(ty.block_size()) {
+            return Err(ModelError::UnsupportedType {
+                name: info.name().to_owned(),
+                ty,
+            });
+        }
+        Ok(Self {
+            range: byte_range(file, info)?,
+            ty,
+            rows,
+            cols,
+            bias,
+        })
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// `out[t] = W x[t] (+ b)` for `n` tokens.
+    pub fn forward(
+        &self,
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let w = Weights {
+            bytes: &file.bytes()[self.range.clone()],
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        };
+        cpu.matmul(w, x, n, out)?;
+        if let Some(b) = &self.bias {
+            for row in out.chunks_exact_mut(self.rows) {
+                kernels::ops::add_assign(row, b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The token embedding table: `n_vocab` rows of `n_embd` values, dequantized a row at a
+/// time for the tokens of a batch.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    range: Range<usize>,
+    ty: GgmlType,
+    n_embd: usize,
+    n_vocab: usize,
+    row_bytes: usize,
+}
+
+impl Embedding {
+    /// The table `name`, ggml dims `[n_embd, n_vocab]`.
+    pub fn load(file: &GgufFile, name: &str, n_embd: usize) -> Result<Self, ModelError> {
+        let info = tensor(file, name)?;
+        let n_vocab = info.dims().get(1).copied().unwrap_or(0);
+        check_shape(info, &[n_embd as u64, n_vocab])?;
+        let ty = info.ggml_type();
+        if !kernels::quant::can_dequantize(ty) || !n_embd.is_multiple_of(ty.block_size()) {
+            return Err(ModelError::UnsupportedType {
+                name: name.to_owned(),
+                ty,
+            });
+        }
+        Ok(Self {
+            range: byte_range(file, info)?,
+            ty,
+            n_embd,
+            n_vocab: usize::try_from(n_vocab).unwrap_or(usize::MAX),
+            row_bytes: n_embd / ty.block_size() * ty.type_size(),
+        })
+    }
+
+    /// Vocabulary size.
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Writes the embedding of `token` into `out` (`n_embd` values).
+    pub fn lookup(&self, file: &GgufFile, token: u32, out: &mut [f32]) -> Result<(), ModelError> {
+        let t = token as usize;
+        if t >= self.n_vocab {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                n_vocab: self.n_vocab,
+            });
+        }
+        let start = self.range.start + t * self.row_bytes;
+        let bytes = &file.bytes()[start..start + self.row_bytes];
+        kernels::quant::dequantize_row(self.ty, bytes, &mut out[..self.n_embd])?;
+        Ok(())
+    }
+
+    /// The same table as a matrix, for an output head tied to the embeddings.
+    pub fn as_linear(&self) -> Result<Linear, ModelError> {
+        if !matmul::supported(self.ty) {
+            return Err(ModelError::UnsupportedType {
+                name: "token_embd.weight (as output head)".to_owned(),
+                ty: self.ty,
+            });
+        }
+        Ok(Linear {
+            range: self.range.clone(),
+            ty: self.ty,
+            rows: self.n_vocab,
+            cols: self.n_embd,
+            bias: None,
+        })
+    }
+}
