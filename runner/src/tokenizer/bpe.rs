@@ -2,8 +2,10 @@
 //! printable characters, then adjacent symbols are merged lowest merge rank first (ties:
 //! leftmost first), as llama.cpp's `llm_tokenizer_bpe_session` does.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use super::merge::merge;
 
 use super::vocab::{TokenId, Vocab};
 
@@ -40,91 +42,14 @@ impl MergeRanks {
     }
 }
 
-#[derive(PartialEq, Eq)]
-struct Candidate {
-    rank: u32,
-    left: usize,
-    right: usize,
-    len: usize,
-}
-
-impl Ord for Candidate {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // BinaryHeap pops the greatest: lowest rank first, then leftmost
-        other.rank.cmp(&self.rank).then(other.left.cmp(&self.left))
-    }
-}
-
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
 /// Merges one byte-encoded word and appends its tokens to `out`.
 pub fn encode_word(word: &str, vocab: &Vocab, ranks: &MergeRanks, out: &mut Vec<TokenId>) {
-    let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
-    for (i, (start, c)) in word.char_indices().enumerate() {
-        symbols.push(Symbol {
-            start,
-            len: c.len_utf8(),
-            prev: i.checked_sub(1),
-            next: None,
-        });
-        if i > 0 {
-            symbols[i - 1].next = Some(i);
-        }
-    }
-    let text = |s: &Symbol| &word[s.start..s.start + s.len];
     let mut key = String::new();
-    let mut queue = BinaryHeap::new();
-    let mut push = |queue: &mut BinaryHeap<Candidate>,
-                    symbols: &[Symbol],
-                    left: Option<usize>,
-                    right: Option<usize>| {
-        let (Some(l), Some(r)) = (left, right) else {
-            return;
-        };
-        if let Some(rank) = ranks.rank(&mut key, text(&symbols[l]), text(&symbols[r])) {
-            queue.push(Candidate {
-                rank,
-                left: l,
-                right: r,
-                len: symbols[l].len + symbols[r].len,
-            });
-        }
-    };
-    for i in 1..symbols.len() {
-        push(&mut queue, &symbols, Some(i - 1), Some(i));
-    }
-    while let Some(c) = queue.pop() {
-        let (l, r) = (&symbols[c.left], &symbols[c.right]);
-        // stale candidates: either side already merged away or grown since
-        if l.len == 0 || r.len == 0 || l.next != Some(c.right) || l.len + r.len != c.len {
-            continue;
-        }
-        let right_next = symbols[c.right].next;
-        symbols[c.left].len += symbols[c.right].len;
-        symbols[c.right].len = 0;
-        symbols[c.left].next = right_next;
-        if let Some(n) = right_next {
-            symbols[n].prev = Some(c.left);
-        }
-        let prev = symbols[c.left].prev;
-        push(&mut queue, &symbols, prev, Some(c.left));
-        push(&mut queue, &symbols, Some(c.left), right_next);
-    }
-    let mut i = if symbols.is_empty() { None } else { Some(0) };
-    while let Some(idx) = i {
-        let s = &symbols[idx];
-        let piece = text(s);
+    let pieces = merge(word, |left, right| {
+        ranks.rank(&mut key, left, right).map(Reverse)
+    });
+    for range in pieces {
+        let piece = &word[range];
         match vocab.id(piece) {
             Some(id) => out.push(id),
             None => {
@@ -137,6 +62,5 @@ pub fn encode_word(word: &str, vocab: &Vocab, ranks: &MergeRanks, out: &mut Vec<
                 }
             }
         }
-        i = s.next;
     }
 }

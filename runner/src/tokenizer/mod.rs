@@ -5,6 +5,7 @@
 
 mod bpe;
 mod from_gguf;
+mod merge;
 mod pretokenize;
 mod special;
 mod spm;

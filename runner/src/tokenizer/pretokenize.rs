@@ -219,18 +219,7 @@ fn gpt2(s: &[(usize, char, CharClass)], words: &mut Words<'_>) {
             }
         }
         let spaces = run(&|k| k.whitespace, pos) - pos;
-        if spaces > 1 && pos + spaces < s.len() {
-            pos += spaces - 1;
-            words.cut(pos);
-            continue;
-        }
-        if spaces > 0 {
-            pos += spaces;
-            words.cut(pos);
-            continue;
-        }
-        pos += 1;
-        words.cut(pos);
+        pos = whitespace_run(s.len(), pos, spaces, words);
     }
 }
 
@@ -293,19 +282,21 @@ fn llama3(s: &[(usize, char, CharClass)], digits: usize, words: &mut Words<'_>) 
             words.cut(pos);
             continue;
         }
-        if spaces > 1 && pos + spaces < s.len() {
-            pos += spaces - 1;
-            words.cut(pos);
-            continue;
-        }
-        if spaces > 0 {
-            pos += spaces;
-            words.cut(pos);
-            continue;
-        }
-        pos += 1;
-        words.cut(pos);
+        pos = whitespace_run(s.len(), pos, spaces, words);
     }
+}
+
+/// `\s+(?!\S)|\s+`, or a lone character that nothing else matched: a run of `spaces`
+/// whitespace characters at `pos` leaves its last one to the next word when a word
+/// follows. Returns where the next word starts.
+fn whitespace_run(len: usize, pos: usize, spaces: usize, words: &mut Words<'_>) -> usize {
+    let end = match spaces {
+        0 => pos + 1,
+        n if n > 1 && pos + n < len => pos + n - 1,
+        n => pos + n,
+    };
+    words.cut(end);
+    end
 }
 
 #[cfg(test)]
