@@ -112,19 +112,29 @@ pub fn dequantize_row_q4_k(x: &[BlockQ4K], y: &mut [f32]) {
         "dequantize_row_q4_k: length mismatch"
     );
     for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = xb.d.to_f32();
-        let dmin = xb.dmin.to_f32();
-        // 8 sub-blocks of 32: sub-block s reads bytes 32*(s/2).. in its low (even s) or
-        // high (odd s) nibbles.
-        for (s, out) in yb.chunks_exact_mut(32).enumerate() {
-            let (sc, m) = get_scale_min_k4(s, &xb.scales);
-            let d1 = d * f32::from(sc);
-            let m1 = dmin * f32::from(m);
-            let shift = 4 * (s % 2);
-            let bytes = &xb.qs[32 * (s / 2)..32 * (s / 2) + 32];
-            for (o, &q) in out.iter_mut().zip(bytes) {
-                *o = d1 * f32::from((q >> shift) & 0x0F) - m1;
-            }
+        dequantize_k45(xb.d, xb.dmin, &xb.scales, &xb.qs, yb, |_, _| 0);
+    }
+}
+
+/// The 4-bit part Q4_K and Q5_K share: 8 sub-blocks of 32, where sub-block s reads bytes
+/// 32*(s/2).. in its low (even s) or high (odd s) nibbles, plus `high(s, l)` (0 or 16).
+fn dequantize_k45(
+    d: half::f16,
+    dmin: half::f16,
+    scales: &[u8; 12],
+    qs: &[u8; QK_K / 2],
+    y: &mut [f32],
+    high: impl Fn(usize, usize) -> u8,
+) {
+    let (d, dmin) = (d.to_f32(), dmin.to_f32());
+    for (s, out) in y.chunks_exact_mut(32).enumerate() {
+        let (sc, m) = get_scale_min_k4(s, scales);
+        let d1 = d * f32::from(sc);
+        let m1 = dmin * f32::from(m);
+        let shift = 4 * (s % 2);
+        let bytes = &qs[32 * (s / 2)..32 * (s / 2) + 32];
+        for (l, (o, &q)) in out.iter_mut().zip(bytes).enumerate() {
+            *o = d1 * f32::from(((q >> shift) & 0x0F) + high(s, l)) - m1;
         }
     }
 }
@@ -141,20 +151,9 @@ pub fn dequantize_row_q5_k(x: &[BlockQ5K], y: &mut [f32]) {
         "dequantize_row_q5_k: length mismatch"
     );
     for (xb, yb) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
-        let d = xb.d.to_f32();
-        let dmin = xb.dmin.to_f32();
-        // As Q4_K, plus the fifth bit of output (s, l) in bit s of qh[l].
-        for (s, out) in yb.chunks_exact_mut(32).enumerate() {
-            let (sc, m) = get_scale_min_k4(s, &xb.scales);
-            let d1 = d * f32::from(sc);
-            let m1 = dmin * f32::from(m);
-            let shift = 4 * (s % 2);
-            let bytes = &xb.qs[32 * (s / 2)..32 * (s / 2) + 32];
-            for ((o, &q), &h) in out.iter_mut().zip(bytes).zip(&xb.qh) {
-                let high = if h & (1 << s) != 0 { 16 } else { 0 };
-                *o = d1 * f32::from(((q >> shift) & 0x0F) + high) - m1;
-            }
-        }
+        // the fifth bit of output (s, l) is bit s of qh[l]
+        let high = |s: usize, l: usize| if xb.qh[l] & (1 << s) != 0 { 16 } else { 0 };
+        dequantize_k45(xb.d, xb.dmin, &xb.scales, &xb.qs, yb, high);
     }
 }
 
