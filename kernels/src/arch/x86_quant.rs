@@ -1,12 +1,10 @@
-//! AVX2 activation quantizers: Q8_0, Q8_1 and Q8_K rows, byte-identical to the scalar
-//! reference quantizers in [`crate::quant`] for finite inputs.
+//! AVX2 activation quantizers: Q8_0, Q8_1 and Q8_K rows, byte-identical to their scalar
+//! twins in [`crate::quant`] for finite inputs.
 //!
 //! Activations are quantized before every quantized product, so these run once per row
-//! of every matrix product. They reproduce the reference rounding exactly rather than
-//! llama.cpp's own AVX2 code (which uses `127 / amax` and rounds halves to even for Q8_0):
-//! the scale is computed in scalar code as the reference does, and Q8_0/Q8_1 round half
-//! away from zero as `(trunc(v), v - trunc(v))`, both exact, then step one away from zero
-//! when the fraction is at least one half.
+//! of every matrix product. Q8_0 and Q8_1 use llama.cpp's runtime rounding (multiply by
+//! `127 / amax`, round halves to even); Q8_K uses its reference rounding, which is also
+//! what llama.cpp runs.
 
 use std::arch::x86_64::*;
 
@@ -92,21 +90,6 @@ unsafe fn abs_max(p: *const f32, n: usize) -> f32 {
     _mm_cvtss_f32(m1)
 }
 
-/// `round(v)` with halves away from zero, as C's `roundf`, for `|v| < 2^23`.
-#[target_feature(enable = "avx2")]
-fn round_half_away(v: __m256) -> __m256 {
-    let t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    let frac = _mm256_sub_ps(v, t);
-    let sign = _mm256_set1_ps(-0.0);
-    let away = _mm256_cmp_ps(
-        _mm256_andnot_ps(sign, frac),
-        _mm256_set1_ps(0.5),
-        _CMP_GE_OQ,
-    );
-    let step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0));
-    _mm256_add_ps(t, _mm256_and_ps(away, step))
-}
-
 /// Packs four vectors of 8 integers in `-127..=127` into 32 bytes in element order.
 #[target_feature(enable = "avx2")]
 fn pack_i8(q: [__m256i; 4]) -> __m256i {
@@ -125,7 +108,8 @@ fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s1)
 }
 
-/// One block of 32 to Q8_0/Q8_1 quants: returns the f32 scale and the sum of the quants.
+/// One block of 32 to Q8_0/Q8_1 quants with the runtime rounding: returns the f32 scale
+/// and the sum of the quants.
 ///
 /// # Safety
 ///
@@ -135,13 +119,17 @@ unsafe fn block32(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
     // SAFETY: `x` holds 4 vectors of 8.
     let amax = unsafe { abs_max(x.as_ptr(), 4) };
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mul = _mm256_set1_ps(id);
     let mut q = [_mm256_setzero_si256(); 4];
     for (k, qk) in q.iter_mut().enumerate() {
         // SAFETY: `8k + 8 <= 32`.
         let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * k)) };
-        *qk = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v, mul)));
+        let r = _mm256_round_ps(
+            _mm256_mul_ps(v, mul),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        *qk = _mm256_cvtps_epi32(r);
     }
     let sum = hsum_i32(_mm256_add_epi32(
         _mm256_add_epi32(q[0], q[1]),

@@ -4,17 +4,16 @@ use std::sync::LazyLock;
 
 use half::f16;
 
+use super::expf::silu_mul_isa;
+use crate::cpu::Isa;
+
+/// The instruction set for callers that do not pass one (every path gives the same bits).
+fn detected() -> Isa {
+    Isa::detect().unwrap_or(Isa::Scalar)
+}
+
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_COEF_A: f32 = 0.044_715;
-
-/// SiLU (swish) of one value: `x / (1 + exp(-x))`, ggml's `ggml_silu_f32`.
-///
-/// ggml's SIMD loops use their own polynomial `exp` (`ggml_v_expf`), which differs from
-/// the C library's by an ulp or so; we use the library's, as ggml's scalar tail does.
-#[inline]
-fn silu_one(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
 
 /// GELU, tanh approximation, of one value in `f32` without rounding through `f16`:
 /// `0.5 * x * (1 + tanh(sqrt(2/π) * x * (1 + 0.044715 * x²)))`, ggml's `ggml_gelu_f32`.
@@ -43,22 +42,13 @@ fn gelu_ggml(table: &[f32], x: f32) -> f32 {
     }
 }
 
-/// `out[i] = silu(x[i])`.
+/// `out[i] = silu(x[i]) = x[i] / (1 + exp(-x[i]))`, to the bit as llama.cpp's CPU backend
+/// computes it on one row (see [`silu_mul_isa`]).
 ///
 /// # Panics
 /// If `out.len() != x.len()`.
 pub fn silu(x: &[f32], out: &mut [f32]) {
-    assert_eq!(out.len(), x.len(), "silu: output length differs from input");
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = silu_one(v);
-    }
-}
-
-/// `x[i] = silu(x[i])`.
-pub fn silu_in_place(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = silu_one(*v);
-    }
+    silu_mul_isa(detected(), x, None, out);
 }
 
 /// `out[i] = gelu(x[i])`, GELU with the tanh approximation exactly as llama.cpp's CPU
@@ -82,20 +72,13 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// SwiGLU: `out[i] = silu(gate[i]) * up[i]` (ggml's `swiglu`, llama's feed-forward).
+/// SwiGLU: `out[i] = silu(gate[i]) * up[i]` (ggml's `swiglu`, llama's feed-forward), to
+/// the bit as llama.cpp computes one row (see [`silu_mul_isa`]).
 ///
 /// # Panics
 /// If the three slices differ in length.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    assert_eq!(gate.len(), up.len(), "swiglu: gate and up lengths differ");
-    assert_eq!(
-        out.len(),
-        gate.len(),
-        "swiglu: output length differs from input"
-    );
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = silu_one(g) * u;
-    }
+    silu_mul_isa(detected(), gate, Some(up), out);
 }
 
 /// GeGLU: `out[i] = gelu(gate[i]) * up[i]` (ggml's `geglu`, Gemma's feed-forward), with
@@ -153,21 +136,17 @@ mod tests {
     }
 
     #[test]
-    fn silu_and_swiglu_match_llama_cpp_to_a_few_ulps() {
-        // ggml's AVX-512 path uses its own exp (about 1.5 ulps from the C library's).
+    fn silu_and_swiglu_match_llama_cpp_bit_for_bit() {
+        // The native build is an AVX-512 one; the plain build takes the C library's exp.
         let x = activation_inputs();
         let up: Vec<f32> = (0..97).map(|i| input(i, 5)).collect();
         let mut out = vec![0.0; x.len()];
         silu(&x, &mut out);
-        assert_ulps(&out, &from_bits(&testdata::native::SILU), 4);
+        assert_eq!(out, from_bits(&testdata::native::SILU));
         assert_ulps(&out, &from_bits(&testdata::plain::SILU), 4);
         swiglu(&x, &up, &mut out);
-        assert_ulps(&out, &from_bits(&testdata::native::SWIGLU), 4);
+        assert_eq!(out, from_bits(&testdata::native::SWIGLU));
         assert_ulps(&out, &from_bits(&testdata::plain::SWIGLU), 4);
-        let mut y = x.clone();
-        silu_in_place(&mut y);
-        silu(&x, &mut out);
-        assert_eq!(y, out);
     }
 
     #[test]

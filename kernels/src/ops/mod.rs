@@ -24,7 +24,9 @@
 //! [`Rope::new`], which returns an error instead.
 
 mod activation;
+mod attn_sums;
 mod elementwise;
+mod expf;
 mod norm;
 mod rope;
 mod softmax;
@@ -35,8 +37,11 @@ mod test_support;
 #[cfg(test)]
 mod testdata;
 
-pub use activation::{geglu, gelu, gelu_tanh, silu, silu_in_place, swiglu};
+pub use activation::{geglu, gelu, gelu_tanh, silu, swiglu};
+pub use attn_sums::{dot_f32_ggml_isa, dot_f32_tiled_isa, weighted_sum_tiled_isa};
 pub use elementwise::{add, add_assign, mul, mul_assign, scale, scale_assign, softcap};
+pub(crate) use expf::expf_consts;
+pub use expf::{exp_sum_isa, expf_ggml, silu_mul_isa};
 pub use norm::{layer_norm, layer_norm_in_place, rms_norm, rms_norm_in_place};
 pub use rope::{Rope, RopeError, RopeLayout, RopeParams, rope_yarn_corr_dims};
 pub use softmax::{softmax, softmax_scaled_masked};

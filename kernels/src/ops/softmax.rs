@@ -1,6 +1,7 @@
 //! Softmax over one row, optionally scaled and masked, as ggml's `soft_max_ext`.
 
-use super::sum_f64_lanes;
+use super::expf::exp_sum_isa;
+use crate::cpu::Isa;
 
 /// Softmax of one row in place: `x[i] = exp(x[i] - max) / Σ exp(x[j] - max)`.
 ///
@@ -13,15 +14,17 @@ pub fn softmax(x: &mut [f32]) {
 /// sinks.
 ///
 /// The steps round as ggml's do: `x[i] * scale` then `+ mask[i]` in `f32`; the row
-/// maximum is subtracted before `exp`; the exponentials are summed in `f64`; the
+/// maximum is subtracted before `exp`; the exponentials are summed in `f64` by groups; the
 /// reciprocal of the sum is taken in `f64`, rounded to `f32`, and every exponential is
 /// multiplied by it. A mask entry of `-inf` gives that entry exactly 0.
 ///
 /// A row whose every entry is `-inf` after masking (nothing to attend to) becomes all
 /// zeros; ggml would produce NaN there. An empty row is left alone.
 ///
-/// ggml's SIMD loop uses its own polynomial `exp`, so results agree with llama.cpp's to
-/// a few ulps rather than bit for bit.
+/// The exponentials are ggml's (`ggml_v_expf`) and are summed as ggml sums a row padded
+/// with masked entries to a multiple of 16 ([`exp_sum_isa`]), which llama.cpp's
+/// attention rows are: the result is llama.cpp's to the bit for such rows. (On a row
+/// whose length is not a multiple of 16 ggml takes the C library's `exp` for the tail.)
 ///
 /// # Panics
 /// If `mask` does not have the length of `x`.
@@ -47,10 +50,8 @@ pub fn softmax_scaled_masked(x: &mut [f32], scale: f32, mask: Option<&[f32]>) {
         x.fill(0.0);
         return;
     }
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-    }
-    let inv_sum = (1.0 / sum_f64_lanes(x, |v| v)) as f32;
+    let isa = Isa::detect().unwrap_or(Isa::Scalar);
+    let inv_sum = (1.0 / exp_sum_isa(isa, x, max)) as f32;
     for v in x.iter_mut() {
         *v *= inv_sum;
     }
@@ -80,6 +81,7 @@ mod tests {
         for row in plain.chunks_exact_mut(37) {
             softmax(row);
         }
+        // Rows of 37: ggml takes the C library's `exp` for the last 5, we pad (see above).
         assert_ulps(&plain, &from_bits(&testdata::native::SOFTMAX), 4);
         assert_ulps(&plain, &from_bits(&testdata::plain::SOFTMAX), 4);
 

@@ -38,8 +38,9 @@ pub use legacy::{
 };
 pub use q8::{
     dequantize_row_q8_0, dequantize_row_q8_1, dequantize_row_q8_k, quantize_row_q8_0,
-    quantize_row_q8_0_isa, quantize_row_q8_0_ref, quantize_row_q8_1, quantize_row_q8_1_isa,
-    quantize_row_q8_1_ref, quantize_row_q8_k, quantize_row_q8_k_isa, quantize_row_q8_k_ref,
+    quantize_row_q8_0_isa, quantize_row_q8_0_ref, quantize_row_q8_0_scalar, quantize_row_q8_1,
+    quantize_row_q8_1_isa, quantize_row_q8_1_ref, quantize_row_q8_1_scalar, quantize_row_q8_k,
+    quantize_row_q8_k_isa, quantize_row_q8_k_ref,
 };
 
 /// Why a row could not be converted.
@@ -213,7 +214,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
     Ok(())
 }
 
-/// Quantizes `src` into `dst`, the bytes of `src.len()` values of type `ty`.
+/// Quantizes `src` into `dst`, the bytes of `src.len()` values of type `ty`, with
+/// llama.cpp's reference rounding (the bytes `llama-quantize` writes into model files).
 ///
 /// Fails, without touching `dst`, when `ty` has no quantizer, `src.len()` is not a whole
 /// number of blocks or `dst` is not exactly the bytes of those blocks.
@@ -236,8 +238,8 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         GgmlType::Q4_1 => quantize_bytes::<BlockQ4_1>(src, dst, quantize_row_q4_1),
         GgmlType::Q5_0 => quantize_bytes::<BlockQ5_0>(src, dst, quantize_row_q5_0),
         GgmlType::Q5_1 => quantize_bytes::<BlockQ5_1>(src, dst, quantize_row_q5_1),
-        GgmlType::Q8_0 => quantize_bytes::<BlockQ8_0>(src, dst, quantize_row_q8_0),
-        GgmlType::Q8_1 => quantize_bytes::<BlockQ8_1>(src, dst, quantize_row_q8_1),
+        GgmlType::Q8_0 => quantize_bytes::<BlockQ8_0>(src, dst, quantize_row_q8_0_ref),
+        GgmlType::Q8_1 => quantize_bytes::<BlockQ8_1>(src, dst, quantize_row_q8_1_ref),
         GgmlType::Q8_K => quantize_bytes::<BlockQ8K>(src, dst, quantize_row_q8_k),
         GgmlType::IQ4_NL => quantize_bytes::<BlockIQ4NL>(src, dst, quantize_row_iq4_nl),
         _ => {

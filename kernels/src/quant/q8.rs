@@ -1,15 +1,23 @@
 //! The 8-bit formats: Q8_0 (weights and K/V), Q8_1 and Q8_K (activations).
 //!
-//! Rounding follows llama.cpp's reference quantizers (`quantize_row_q8_0_ref`,
-//! `quantize_row_q8_1_ref`, `quantize_row_q8_K_ref` in `ggml-quants.c`): Q8_0 and Q8_1
-//! take `d = amax / 127`, multiply by `1 / d` and round half away from zero (C `roundf`);
-//! Q8_K scales by `-127 / max` (max being the signed value of largest magnitude) and rounds
-//! half to even (ggml's `nearest_int`).
-
+//! Two roundings exist, as in llama.cpp, and both are needed:
 //!
-//! Each quantizer has a scalar reference (`*_ref`, the twin) and an AVX2 version in
-//! [`crate::arch::x86_quant`] that writes the same bytes; `quantize_row_q8_*` picks one
-//! with [`Isa::detect`], `quantize_row_q8_*_isa` takes the choice from the caller.
+//! - the *reference* quantizers (`quantize_row_q8_0_ref`, `quantize_row_q8_1_ref`,
+//!   `quantize_row_q8_K_ref` in `ggml-quants.c`) make the bytes of Q8_0 tensors in model
+//!   files: Q8_0 and Q8_1 take `d = amax / 127`, multiply by `1 / d` and round half away
+//!   from zero (C `roundf`); Q8_K scales by `-127 / max` (max being the signed value of
+//!   largest magnitude) and rounds half to even (ggml's `nearest_int`);
+//! - the *runtime* quantizers that llama.cpp's CPU backend runs on activations before
+//!   every quantized matrix product (`quantize_row_q8_0` in `ggml-cpu/arch/x86/quants.c`)
+//!   multiply Q8_0 and Q8_1 by `127 / amax` instead and round half to even. The two differ
+//!   in the last bit of the multiplier and on halves, and one flipped quant moves a
+//!   model's logits visibly, so matching llama.cpp's numbers needs the runtime rounding.
+//!   Q8_K's runtime quantizer is its reference one.
+//!
+//! `quantize_row_q8_*` (the runtime quantizers) pick a path with [`Isa::detect`],
+//! `quantize_row_q8_*_isa` take the choice from the caller; each has a scalar twin
+//! (`*_scalar`, or the reference for Q8_K) and an AVX2 version in
+//! [`crate::arch::x86_quant`] that writes the same bytes.
 
 use half::f16;
 
@@ -24,7 +32,7 @@ fn detected() -> Isa {
 
 macro_rules! dispatch {
     ($name:ident, $isa_name:ident, $reference:ident, $avx2:ident, $block:ty, $n:expr) => {
-        #[doc = concat!("[`", stringify!($reference), "`] on the detected instruction set.")]
+        #[doc = concat!("[`", stringify!($reference), "`] (the runtime rounding) on the detected instruction set.")]
         ///
         /// # Panics
         ///
@@ -53,7 +61,7 @@ macro_rules! dispatch {
 dispatch!(
     quantize_row_q8_0,
     quantize_row_q8_0_isa,
-    quantize_row_q8_0_ref,
+    quantize_row_q8_0_scalar,
     quantize_row_q8_0_avx2,
     BlockQ8_0,
     32
@@ -61,7 +69,7 @@ dispatch!(
 dispatch!(
     quantize_row_q8_1,
     quantize_row_q8_1_isa,
-    quantize_row_q8_1_ref,
+    quantize_row_q8_1_scalar,
     quantize_row_q8_1_avx2,
     BlockQ8_1,
     32
@@ -83,6 +91,59 @@ fn abs_max(x: &[f32]) -> f32 {
 /// Reciprocal of a scale, 0 for a zero scale (`id = d ? 1.0f/d : 0.0f`).
 pub(crate) fn inverse_or_zero(d: f32) -> f32 {
     if d != 0.0 { 1.0 / d } else { 0.0 }
+}
+
+/// The runtime multiplier `127 / amax` (0 for an all-zero block).
+fn runtime_multiplier(amax: f32) -> f32 {
+    if amax != 0.0 { 127.0 / amax } else { 0.0 }
+}
+
+/// Quantizes `x` to Q8_0 blocks with the runtime rounding (`id = 127 / amax`, halves to
+/// even), in portable Rust: the scalar twin of the SIMD activation quantizers.
+///
+/// # Panics
+///
+/// When `x.len() != y.len() * 32`.
+pub fn quantize_row_q8_0_scalar(x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(
+        x.len(),
+        y.len() * QK8_0,
+        "quantize_row_q8_0: length mismatch"
+    );
+    for (xb, yb) in x.chunks_exact(QK8_0).zip(y.iter_mut()) {
+        let amax = abs_max(xb);
+        let id = runtime_multiplier(amax);
+        yb.d = f16::from_f32(amax / 127.0);
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            *q = nearest_int(v * id) as i8;
+        }
+    }
+}
+
+/// Quantizes `x` to Q8_1 blocks with the runtime rounding, `s = d * sum(qs)`, in portable
+/// Rust: the scalar twin of the SIMD activation quantizers.
+///
+/// # Panics
+///
+/// When `x.len() != y.len() * 32`.
+pub fn quantize_row_q8_1_scalar(x: &[f32], y: &mut [BlockQ8_1]) {
+    assert_eq!(
+        x.len(),
+        y.len() * QK8_1,
+        "quantize_row_q8_1: length mismatch"
+    );
+    for (xb, yb) in x.chunks_exact(QK8_1).zip(y.iter_mut()) {
+        let amax = abs_max(xb);
+        let id = runtime_multiplier(amax);
+        let d = amax / 127.0;
+        yb.d = f16::from_f32(d);
+        let mut sum = 0i32;
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            *q = nearest_int(v * id) as i8;
+            sum += i32::from(*q);
+        }
+        yb.s = f16::from_f32(d * sum as f32);
+    }
 }
 
 /// Quantizes `x` to Q8_0 blocks (`quantize_row_q8_0_ref`), in portable Rust.
@@ -248,9 +309,23 @@ mod tests {
         x[3] = 0.5;
         x[4] = -0.49;
         let mut y = [BlockQ8_0::ZERO];
-        quantize_row_q8_0(&x, &mut y);
+        quantize_row_q8_0_ref(&x, &mut y);
         assert_eq!(y[0].d, f16::ONE);
         assert_eq!(&y[0].qs[..5], &[127, 3, -3, 1, 0]);
+    }
+
+    #[test]
+    fn runtime_q8_0_rounds_half_to_even() {
+        let mut x = [0.0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -2.5;
+        x[3] = 0.5;
+        x[4] = 3.5;
+        let mut y = [BlockQ8_0::ZERO];
+        quantize_row_q8_0(&x, &mut y);
+        assert_eq!(y[0].d, f16::ONE);
+        assert_eq!(&y[0].qs[..5], &[127, 2, -2, 0, 4]);
     }
 
     #[test]

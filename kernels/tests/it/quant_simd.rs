@@ -1,13 +1,13 @@
 //! Every instruction-set version of the activation quantizers writes the bytes of its
-//! scalar twin (`*_ref`), on random rows of awkward lengths with ties, zeros and equal
+//! scalar twin (`*_scalar`, `quantize_row_q8_k_ref`), on random rows of awkward lengths with ties, zeros and equal
 //! magnitudes of both signs mixed in.
 
 use kernels::arch::cast::as_bytes;
 use kernels::blocks::{BlockQ8_0, BlockQ8_1, BlockQ8K, QK_K};
 use kernels::cpu::Isa;
 use kernels::quant::{
-    quantize_row_q8_0_isa, quantize_row_q8_0_ref, quantize_row_q8_1_isa, quantize_row_q8_1_ref,
-    quantize_row_q8_k_isa, quantize_row_q8_k_ref,
+    quantize_row_q8_0_isa, quantize_row_q8_0_scalar, quantize_row_q8_1_isa,
+    quantize_row_q8_1_scalar, quantize_row_q8_k_isa, quantize_row_q8_k_ref,
 };
 use proptest::prelude::*;
 
@@ -36,7 +36,7 @@ proptest! {
     #[test]
     fn q8_0_matches_the_scalar_twin_on_every_isa(x in row(32, &AWKWARD_BLOCKS)) {
         let mut want = vec![BlockQ8_0::ZERO; x.len() / 32];
-        quantize_row_q8_0_ref(&x, &mut want);
+        quantize_row_q8_0_scalar(&x, &mut want);
         for isa in Isa::available() {
             let mut got = vec![BlockQ8_0::ZERO; x.len() / 32];
             quantize_row_q8_0_isa(isa, &x, &mut got);
@@ -47,7 +47,7 @@ proptest! {
     #[test]
     fn q8_1_matches_the_scalar_twin_on_every_isa(x in row(32, &AWKWARD_BLOCKS)) {
         let mut want = vec![BlockQ8_1::ZERO; x.len() / 32];
-        quantize_row_q8_1_ref(&x, &mut want);
+        quantize_row_q8_1_scalar(&x, &mut want);
         for isa in Isa::available() {
             let mut got = vec![BlockQ8_1::ZERO; x.len() / 32];
             quantize_row_q8_1_isa(isa, &x, &mut got);
@@ -99,7 +99,7 @@ fn all_zero_and_tied_blocks_match_on_every_isa() {
         ];
         quantize_row_q8_0_isa(isa, &x, &mut got);
         let mut want = vec![BlockQ8_0::ZERO; x.len() / 32];
-        quantize_row_q8_0_ref(&x, &mut want);
+        quantize_row_q8_0_scalar(&x, &mut want);
         assert_eq!(as_bytes(&got), as_bytes(&want), "{isa}");
     }
 }

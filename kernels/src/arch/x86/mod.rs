@@ -1,6 +1,8 @@
 //! x86-64 kernels: capability tokens and the AVX2 / AVX-512 implementations.
 
+mod attn_sums;
 pub(crate) mod block32;
+mod expf;
 mod float;
 mod kquants;
 pub(crate) mod packed;
@@ -75,6 +77,106 @@ pub(crate) fn packed_vnni<W: packed::Packed, const N: usize>(
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
     unsafe { packed::dot_packed(x, ys) }
+}
+
+/// SiLU (times `up`) over whole groups of 16, AVX2; see [`crate::ops::silu_mul_isa`].
+pub(crate) fn silu_avx2(_: Avx2Token, x: &[f32], up: Option<&[f32]>, out: &mut [f32]) {
+    check_groups(x.len(), up.map(<[f32]>::len), out.len());
+    // SAFETY: the token proves AVX2 and FMA; the lengths are equal multiples of 16.
+    unsafe { expf::silu_avx2(x, up, out) }
+}
+
+/// SiLU (times `up`) over whole groups of 16, AVX-512.
+pub(crate) fn silu_avx512(_: Avx512Token, x: &[f32], up: Option<&[f32]>, out: &mut [f32]) {
+    check_groups(x.len(), up.map(<[f32]>::len), out.len());
+    // SAFETY: the token proves AVX-512 F; the lengths are equal multiples of 16.
+    unsafe { expf::silu_avx512(x, up, out) }
+}
+
+/// Softmax exponentials and their sum over whole groups of 16, AVX2; see
+/// [`crate::ops::exp_sum_isa`].
+pub(crate) fn exp_sum_avx2(_: Avx2Token, x: &mut [f32], max: f32) -> f64 {
+    check_groups(x.len(), None, x.len());
+    // SAFETY: the token proves AVX2 and FMA; the length is a multiple of 16.
+    unsafe { expf::exp_sum_avx2(x, max) }
+}
+
+/// Softmax exponentials and their sum over whole groups of 16, AVX-512.
+pub(crate) fn exp_sum_avx512(_: Avx512Token, x: &mut [f32], max: f32) -> f64 {
+    check_groups(x.len(), None, x.len());
+    // SAFETY: the token proves AVX-512 F; the length is a multiple of 16.
+    unsafe { expf::exp_sum_avx512(x, max) }
+}
+
+/// `ggml_vec_dot_f32`'s order over whole steps of 64, AVX2.
+pub(crate) fn dot_ggml_avx2(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(64));
+    // SAFETY: the token proves AVX2 and FMA; equal lengths, a multiple of 64.
+    unsafe { attn_sums::dot_ggml_avx2(a, b) }
+}
+
+/// `ggml_vec_dot_f32`'s order over whole steps of 64, AVX-512.
+pub(crate) fn dot_ggml_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(64));
+    // SAFETY: the token proves AVX-512 F; equal lengths, a multiple of 64.
+    unsafe { attn_sums::dot_ggml_avx512(a, b) }
+}
+
+/// `tinyBLAS`'s dot order, AVX2.
+pub(crate) fn dot_tiled_avx2(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
+    // SAFETY: the token proves AVX2 and FMA; equal lengths, a multiple of 16.
+    unsafe { attn_sums::dot_tiled_avx2(a, b) }
+}
+
+/// `tinyBLAS`'s dot order, AVX-512.
+pub(crate) fn dot_tiled_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
+    // SAFETY: the token proves AVX-512 F; equal lengths, a multiple of 16.
+    unsafe { attn_sums::dot_tiled_avx512(a, b) }
+}
+
+/// Checks that `w.len()` rows of `stride` (the last one `out` long) fit in `rows`.
+fn check_rows(w: &[f32], rows: &[f32], stride: usize, out: &[f32]) {
+    let need = w.len().checked_sub(1).map_or(0, |l| l * stride + out.len());
+    assert!(
+        out.len() <= stride && rows.len() >= need,
+        "weighted_sum: rows too short"
+    );
+}
+
+/// `tinyBLAS`'s weighted sum of rows, AVX2; returns the outputs written.
+pub(crate) fn weighted_sum_avx2(
+    _: Avx2Token,
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    check_rows(w, rows, stride, out);
+    // SAFETY: the token proves AVX2 and FMA; the rows fit (checked above).
+    unsafe { attn_sums::weighted_sum_avx2(w, rows, stride, out) }
+}
+
+/// `tinyBLAS`'s weighted sum of rows, AVX-512; returns the outputs written.
+pub(crate) fn weighted_sum_avx512(
+    _: Avx512Token,
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    check_rows(w, rows, stride, out);
+    // SAFETY: the token proves AVX-512 F; the rows fit (checked above).
+    unsafe { attn_sums::weighted_sum_avx512(w, rows, stride, out) }
+}
+
+/// The slice contract of the `expf` kernels, checked before any `unsafe` call.
+fn check_groups(x: usize, up: Option<usize>, out: usize) {
+    assert!(
+        x.is_multiple_of(16) && out == x && up.is_none_or(|u| u == x),
+        "expf kernels take equal lengths in whole groups of 16"
+    );
 }
 
 macro_rules! entry {
