@@ -8,10 +8,8 @@
 //! tiles of four, so a weight block is read and decoded once per tile; its rows stay in
 //! cache while the tiles pass.
 //!
-//! On AVX-512 VNNI, Q4_0, Q4_1 and Q5_0 weights take the packed kernels of
-//! `arch::x86::packed` instead: the quantized activations are laid out once more (with f32
-//! scales and the offsets folded into integer starts) to match whole groups of weight
-//! blocks, so each weight byte is loaded once and hardly moved.
+//! Every dot adds in llama.cpp's order (see [`crate::dot::scalar`]), so a product gives
+//! llama.cpp's bits whatever the tiling and the thread count.
 //!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
@@ -20,13 +18,6 @@ use thiserror::Error;
 use crate::GgmlType;
 use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes_mut};
 use crate::arch::scoped::Split;
-#[cfg(target_arch = "x86_64")]
-use crate::arch::x86::{
-    self, Avx512Token,
-    packed::{self, ActGroup},
-};
-#[cfg(target_arch = "x86_64")]
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0};
 use crate::cpu::Isa;
 use crate::dot::{VecDot, kind};
 use crate::pool::ThreadPool;
@@ -80,9 +71,6 @@ pub struct Weights<'a> {
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
     words: Vec<u32>,
-    /// The activations again in the layout of the packed AVX-512 kernels.
-    #[cfg(target_arch = "x86_64")]
-    packed: Vec<ActGroup>,
 }
 
 impl MatmulScratch {
@@ -96,21 +84,12 @@ impl MatmulScratch {
     pub fn for_shape(ty: GgmlType, cols: usize, n_tokens: usize) -> Self {
         let mut scratch = Self::new();
         scratch.reserve(activation_bytes(ty, cols, n_tokens));
-        #[cfg(target_arch = "x86_64")]
-        if matches!(Isa::best(), Isa::Avx512(_)) {
-            let groups = n_tokens.saturating_mul(packed_groups(ty, cols));
-            scratch.packed.resize(groups, ActGroup::default());
-        }
         scratch
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        #[cfg(target_arch = "x86_64")]
-        let packed = self.packed.len() * size_of::<ActGroup>();
-        #[cfg(not(target_arch = "x86_64"))]
-        let packed = 0;
-        self.words.len() * 4 + packed
+        self.words.len() * 4
     }
 
     fn reserve(&mut self, bytes: usize) {
@@ -118,18 +97,6 @@ impl MatmulScratch {
         if self.words.len() < words {
             self.words.resize(words, 0);
         }
-    }
-}
-
-/// Packed activation groups per token for weights of type `ty` (0 when none are used).
-#[cfg(target_arch = "x86_64")]
-fn packed_groups(ty: GgmlType, cols: usize) -> usize {
-    let blocks = cols / 32;
-    match ty {
-        GgmlType::Q4_0 => packed::groups::<BlockQ4_0>(blocks),
-        GgmlType::Q4_1 => packed::groups::<BlockQ4_1>(blocks),
-        GgmlType::Q5_0 => packed::groups::<BlockQ5_0>(blocks),
-        _ => 0,
     }
 }
 
@@ -205,21 +172,7 @@ pub fn matmul(
         x,
         n_tokens,
     };
-    match (w.ty, isa) {
-        #[cfg(target_arch = "x86_64")]
-        (GgmlType::Q4_0, Isa::Avx512(token)) => {
-            product.run_packed::<kind::Q4_0>(token, out, scratch)
-        }
-        #[cfg(target_arch = "x86_64")]
-        (GgmlType::Q4_1, Isa::Avx512(token)) => {
-            product.run_packed::<kind::Q4_1>(token, out, scratch)
-        }
-        #[cfg(target_arch = "x86_64")]
-        (GgmlType::Q5_0, Isa::Avx512(token)) => {
-            product.run_packed::<kind::Q5_0>(token, out, scratch)
-        }
-        _ => product.run_any(out, scratch),
-    }
+    product.run_any(out, scratch)
 }
 
 impl Product<'_> {
@@ -311,59 +264,6 @@ impl Product<'_> {
                 )),
                 2 => sums(K::dot(isa, wr, [act_row(t), act_row(t + 1)])),
                 _ => sums(K::dot(isa, wr, [act_row(t)])),
-            }
-        });
-        Ok(())
-    }
-
-    /// [`Product::run`] with the packed AVX-512 kernels of Q4_0, Q4_1 and Q5_0.
-    #[cfg(target_arch = "x86_64")]
-    fn run_packed<K: VecDot>(
-        &self,
-        token: Avx512Token,
-        out: &mut [f32],
-        scratch: &mut MatmulScratch,
-    ) -> Result<(), MatmulError>
-    where
-        K::Weight: packed::Packed,
-        K::Act: packed::ActParts,
-    {
-        let weights =
-            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
-        let w_per_row = self.w.cols / K::TYPE.block_size();
-        let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
-        let g_per_row = packed::groups::<K::Weight>(a_per_row);
-        let acts = self.quantize::<K>(&mut scratch.words);
-        let n_groups = self.n_tokens * g_per_row;
-        if scratch.packed.len() < n_groups {
-            scratch.packed.resize(n_groups, ActGroup::default());
-        }
-        let groups = &mut scratch.packed[..n_groups];
-        if g_per_row > 0 {
-            for (y, g) in acts
-                .chunks_exact(a_per_row)
-                .zip(groups.chunks_exact_mut(g_per_row))
-            {
-                packed::pack::<K::Weight, K::Act>(y, g);
-            }
-        }
-        let groups: &[ActGroup] = groups;
-        let act_row = |t: usize| &groups[t * g_per_row..(t + 1) * g_per_row];
-        self.tiles(out, |r, t, tile| {
-            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
-            match tile {
-                4 => sums(x86::packed_vnni(
-                    token,
-                    wr,
-                    [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
-                )),
-                3 => sums(x86::packed_vnni(
-                    token,
-                    wr,
-                    [act_row(t), act_row(t + 1), act_row(t + 2)],
-                )),
-                2 => sums(x86::packed_vnni(token, wr, [act_row(t), act_row(t + 1)])),
-                _ => sums(x86::packed_vnni(token, wr, [act_row(t)])),
             }
         });
         Ok(())

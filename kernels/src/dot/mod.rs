@@ -10,8 +10,6 @@
 //!
 //! Rows must hold the same number of blocks; a mismatch is a caller bug and panics.
 
-#[cfg(all(test, target_arch = "x86_64"))]
-mod packed_tests;
 pub mod scalar;
 pub mod scalar_k;
 #[cfg(test)]

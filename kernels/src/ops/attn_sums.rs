@@ -5,17 +5,16 @@
 //! llama.cpp (with an `f32` K/V cache, no flash attention, on an AVX-512 build) adds in
 //! three orders, which we reproduce:
 //!
-//! - `q·k` for a batch of several tokens goes through `ggml_vec_dot_f32`: four vectors of
-//!   16 partial sums over steps of 64, folded `(0 + 2) + (1 + 3)`, then the 16 lanes
-//!   reduced as `_mm512_reduce_add_ps` does; a remainder below 64 is added one product at
-//!   a time ([`dot_f32_ggml_isa`]);
-//! - `q·k` for a batch of one token goes through llamafile's `tinyBLAS` (the permuted
-//!   query is contiguous then): one vector of 16 partial sums over steps of 16, reduced
-//!   the same way ([`dot_f32_tiled_isa`]; lengths that are not a multiple of 16 fall back
-//!   to the first order, as llama.cpp does);
-//! - the weighted sum of values always goes through `tinyBLAS` (the probabilities are
-//!   contiguous): for each output value, 16 partial sums over positions `j mod 16`
-//!   ([`weighted_sum_tiled_isa`]).
+//! - `q·k` always goes through `ggml_vec_dot_f32`: four vectors of 16 partial sums over
+//!   steps of 64, folded `(0 + 2) + (1 + 3)`, then the 16 lanes reduced as
+//!   `_mm512_reduce_add_ps` does; a remainder below 64 is added one product at a time
+//!   ([`dot_f32_ggml_isa`]);
+//! - the weighted sum of values for a batch of several tokens goes through llamafile's
+//!   `tinyBLAS` (the probabilities are contiguous): for each output value, 16 partial sums
+//!   over positions `j mod 16` ([`weighted_sum_tiled_isa`]);
+//! - for a batch of one token llamafile declines (`n < 2`) and the weighted sum is
+//!   `ggml_vec_dot_f32` again, over a row padded with zeros to a multiple of 64
+//!   ([`weighted_sum_ggml_isa`]).
 //!
 //! The 16-lane reduction is GCC's `_mm512_reduce_add_ps`: lanes `i + 8` onto `i`, then
 //! `i + 4` onto `i`, then `(0 + 2) + (1 + 3)`.
@@ -68,35 +67,6 @@ fn dot_ggml_body(a: &[f32], b: &[f32]) -> f32 {
     reduce16(&folded)
 }
 
-/// `Σ a[i]·b[i]` in llamafile `tinyBLAS`'s order (one vector of 16 partial sums), on
-/// instruction set `isa`; lengths that are not a multiple of 16 take
-/// [`dot_f32_ggml_isa`]'s order, as llama.cpp falls back to ggml for them.
-///
-/// # Panics
-///
-/// When the slices differ in length.
-pub fn dot_f32_tiled_isa(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "dot_f32: lengths differ");
-    if !a.len().is_multiple_of(16) {
-        return dot_f32_ggml_isa(isa, a, b);
-    }
-    match isa {
-        Isa::Scalar => {
-            let mut acc = [0.0f32; 16];
-            for (ca, cb) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-                for (l, s) in acc.iter_mut().enumerate() {
-                    *s = ca[l].mul_add(cb[l], *s);
-                }
-            }
-            reduce16(&acc)
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(token) => crate::arch::x86::dot_tiled_avx2(token, a, b),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(token) => crate::arch::x86::dot_tiled_avx512(token, a, b),
-    }
-}
-
 /// `out[d] = Σ_j w[j] · rows[j * stride + d]` for `j < w.len()`, each output summed in
 /// `tinyBLAS`'s order: 16 partial sums over `j mod 16`, reduced as
 /// `_mm512_reduce_add_ps`. `rows` holds one row of at least `out.len()` values every
@@ -106,19 +76,7 @@ pub fn dot_f32_tiled_isa(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
 ///
 /// When `rows` is too short for `w.len()` rows of `stride` with `out.len() <= stride`.
 pub fn weighted_sum_tiled_isa(isa: Isa, w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
-    let d = out.len();
-    assert!(
-        d <= stride,
-        "weighted_sum: rows are shorter than the output"
-    );
-    if let Some(last) = w.len().checked_sub(1) {
-        assert!(
-            rows.len() >= last * stride + d,
-            "weighted_sum: {} rows of stride {stride} do not fit in {} values",
-            w.len(),
-            rows.len()
-        );
-    }
+    check_rows(w, rows, stride, out.len());
     let simd = match isa {
         Isa::Scalar => 0,
         #[cfg(target_arch = "x86_64")]
@@ -132,5 +90,53 @@ pub fn weighted_sum_tiled_isa(isa: Isa, w: &[f32], rows: &[f32], stride: usize, 
             acc[j % 16] = rows[j * stride + k].mul_add(p, acc[j % 16]);
         }
         *o = reduce16(&acc);
+    }
+}
+
+/// [`weighted_sum_tiled_isa`] in `ggml_vec_dot_f32`'s order instead: for each output, four
+/// vectors of 16 partial sums over positions `j mod 64`, folded `(0 + 2) + (1 + 3)` and
+/// reduced; the row counts as padded with zeros to a multiple of 64, as llama.cpp's rows
+/// of probabilities are (their length is padded to 256 with masked positions).
+///
+/// # Panics
+///
+/// As [`weighted_sum_tiled_isa`].
+pub fn weighted_sum_ggml_isa(isa: Isa, w: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    check_rows(w, rows, stride, out.len());
+    let simd = match isa {
+        Isa::Scalar => 0,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(token) => crate::arch::x86::weighted_sum_ggml_avx2(token, w, rows, stride, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => {
+            crate::arch::x86::weighted_sum_ggml_avx512(token, w, rows, stride, out)
+        }
+    };
+    for (k, o) in out.iter_mut().enumerate().skip(simd) {
+        let mut acc = [[0.0f32; 16]; 4];
+        for (j, &p) in w.iter().enumerate() {
+            let lane = &mut acc[(j % 64) / 16][j % 16];
+            *lane = rows[j * stride + k].mul_add(p, *lane);
+        }
+        let folded: [f32; 16] =
+            std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+        *o = reduce16(&folded);
+    }
+}
+
+/// The shape contract of the weighted sums: `w.len()` rows of `stride` values, the last
+/// `d` long, fit in `rows`.
+fn check_rows(w: &[f32], rows: &[f32], stride: usize, d: usize) {
+    assert!(
+        d <= stride,
+        "weighted_sum: rows are shorter than the output"
+    );
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(
+            rows.len() >= last * stride + d,
+            "weighted_sum: {} rows of stride {stride} do not fit in {} values",
+            w.len(),
+            rows.len()
+        );
     }
 }

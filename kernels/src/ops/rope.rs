@@ -21,10 +21,12 @@
 //! A pair `(x0, x1)` becomes `(x0*cos - x1*sin, x0*sin + x1*cos)`. The layouts differ in
 //! which elements pair up; dimensions past `n_dims` (partial rotary) are left as they are.
 //!
-//! llama.cpp's default x86 build (GCC, `-march=native`) fuses `x0*cos - x1*sin` and the
-//! YaRN mix into multiply-adds (it vectorises the normal layout with `vfmaddsub` even
-//! under `-ffp-contract=off`); Rust rounds each product, so results can differ in the
-//! last bit. Against ggml built without fusing, the results are identical.
+//! llama.cpp's default x86 build (GCC, `-march=native`) fuses the rotation into
+//! multiply-adds, and we fuse it the same way (found by matching its outputs on a real
+//! model): `x0*cos - x1*sin` is `fma(x0, cos, -(x1*sin))` and
+//! `x0*sin + x1*cos` is `fma(x0, sin, x1*cos)`, the other product rounded first. The
+//! results are its bits; one last bit here flips an 8-bit activation quant downstream.
+//! (The YaRN mix, which GCC fuses too, is still computed unfused.)
 
 use thiserror::Error;
 
@@ -351,10 +353,14 @@ pub fn rope_normal(head: &mut [f32], cos_sin: &[f32]) {
         .chunks_exact_mut(2)
         .zip(cos_sin.chunks_exact(2))
     {
-        let (x0, x1) = (x[0], x[1]);
-        x[0] = x0 * cs[0] - x1 * cs[1];
-        x[1] = x0 * cs[1] + x1 * cs[0];
+        (x[0], x[1]) = rotate(x[0], x[1], cs[0], cs[1]);
     }
+}
+
+/// One pair rotated as GCC compiles ggml's `rotate_pairs` (see the module comment).
+#[inline]
+fn rotate(x0: f32, x1: f32, cos: f32, sin: f32) -> (f32, f32) {
+    (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos))
 }
 
 /// Rotates pairs `(head[i], head[i + n_dims/2])` by table pair `i`, with
@@ -374,9 +380,7 @@ pub fn rope_neox(head: &mut [f32], cos_sin: &[f32]) {
         .zip(second.iter_mut())
         .zip(cos_sin.chunks_exact(2))
     {
-        let (x0, x1) = (*a, *b);
-        *a = x0 * cs[0] - x1 * cs[1];
-        *b = x0 * cs[1] + x1 * cs[0];
+        (*a, *b) = rotate(*a, *b, cs[0], cs[1]);
     }
 }
 

@@ -102,17 +102,28 @@ fn reference_cases() -> Vec<Case> {
 }
 
 #[test]
-fn matches_ggml_bit_for_bit_when_each_operation_rounds() {
-    // Same angles (the f32 recurrence, the YaRN ramp, the factors) and the same
-    // rotation as ggml compiled without fused multiply-adds.
-    for (name, rope, _, plain) in reference_cases() {
+fn matches_llama_cpp_bit_for_bit() {
+    // llama.cpp's x86 build fuses the rotation as we do. It fuses the YaRN mix too,
+    // which we do not: with YaRN on (ext_factor != 0) an ulp or two remains, more where
+    // the angle is large (position 40000 with theta ~ 1e3 rad: one ulp of it is 1e-4).
+    for (name, rope, native, _) in reference_cases() {
         let got = run_case(&rope);
-        for (i, (g, w)) in got.iter().zip(from_bits(plain)).enumerate() {
-            assert_eq!(
-                g.to_bits(),
-                w.to_bits(),
-                "{name}, position {}, element {}",
-                POSITIONS[i / 32],
+        let yarn = rope.params().ext_factor != 0.0;
+        for (i, (g, w)) in got.iter().zip(from_bits(native)).enumerate() {
+            let pos = POSITIONS[i / 32];
+            if !yarn {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "{name}, position {pos}, element {}",
+                    i % 32
+                );
+                continue;
+            }
+            let tol = if pos == 40000 { 2e-5 } else { 5e-7 };
+            assert!(
+                (g - w).abs() <= tol,
+                "{name}, position {pos}, element {}: got {g}, want {w}",
                 i % 32
             );
         }
@@ -120,20 +131,13 @@ fn matches_ggml_bit_for_bit_when_each_operation_rounds() {
 }
 
 #[test]
-fn matches_llama_cpp() {
-    // llama.cpp's x86 build fuses the rotation's multiply-adds (GCC vectorises the normal
-    // layout with vfmaddsub even under -ffp-contract=off), and the YaRN mix too; we round
-    // each product. That leaves an ulp or two at |x| <= 3.125, except where the YaRN
-    // angle is large (position 40000 with theta ~ 1e3 rad: one ulp of the angle is 1e-4).
-    for (name, rope, native, _) in reference_cases() {
+fn matches_unfused_ggml_to_an_ulp() {
+    // ggml compiled without fused multiply-adds rounds each product of the rotation.
+    for (name, rope, _, plain) in reference_cases() {
         let got = run_case(&rope);
-        for (i, (g, w)) in got.iter().zip(from_bits(native)).enumerate() {
+        for (i, (g, w)) in got.iter().zip(from_bits(plain)).enumerate() {
             let pos = POSITIONS[i / 32];
-            let tol = if pos == 40000 && rope.params().ext_factor != 0.0 {
-                2e-5
-            } else {
-                5e-7
-            };
+            let tol = if pos == 40000 { 2e-5 } else { 5e-7 };
             assert!(
                 (g - w).abs() <= tol,
                 "{name}, position {pos}, element {}: got {g}, want {w}",

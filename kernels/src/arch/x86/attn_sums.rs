@@ -1,5 +1,5 @@
 //! AVX2 and AVX-512 versions of the attention sums in llama.cpp's orders; see
-//! [`crate::ops::dot_f32_ggml_isa`] and its siblings for the orders, which the scalar
+//! [`crate::ops::dot_f32_ggml_isa`] and the weighted sums beside it for the orders, which the scalar
 //! twins there spell out. AVX2 keeps each 16-lane vector of partial sums as two halves.
 
 use std::arch::x86_64::*;
@@ -68,44 +68,6 @@ pub(crate) unsafe fn dot_ggml_avx2(a: &[f32], b: &[f32]) -> f32 {
     reduce16(lo, hi)
 }
 
-/// `tinyBLAS`'s dot: one vector of 16 partial sums.
-///
-/// # Safety
-///
-/// AVX-512 F; `a` and `b` have the same length, a multiple of 16.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn dot_tiled_avx512(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = _mm512_setzero_ps();
-    for i in (0..a.len()).step_by(16) {
-        // SAFETY: `i + 16 <= len` for both slices (the caller's contract).
-        unsafe {
-            let x = _mm512_loadu_ps(a.as_ptr().add(i));
-            let y = _mm512_loadu_ps(b.as_ptr().add(i));
-            acc = _mm512_fmadd_ps(x, y, acc);
-        }
-    }
-    reduce16_512(acc)
-}
-
-/// [`dot_tiled_avx512`] with AVX2.
-///
-/// # Safety
-///
-/// AVX2 and FMA; `a` and `b` have the same length, a multiple of 16.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_tiled_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    for i in (0..a.len()).step_by(16) {
-        // SAFETY: `i + 16 <= len` for both slices (the caller's contract).
-        unsafe {
-            let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
-            lo = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), lo);
-            hi = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), hi);
-        }
-    }
-    reduce16(lo, hi)
-}
-
 /// The 16-way tree over partial-sum vectors (one per `j mod 16`), value by value: the
 /// same additions as [`reduce16`] applied to every output position at once.
 macro_rules! tree16 {
@@ -167,6 +129,72 @@ pub(crate) unsafe fn weighted_sum_avx2(
             acc[j % 16] = _mm256_fmadd_ps(v, _mm256_set1_ps(p), acc[j % 16]);
         }
         let sum = tree16!(acc, _mm256_add_ps);
+        // SAFETY: `d + 8 <= done <= out.len()`.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(d), sum) };
+    }
+    done
+}
+
+/// The ggml fold of four partial-sum vectors per `j mod 64` group, then the 16-way tree:
+/// `(k0 + k2) + (k1 + k3)` lane by lane, lanes as [`tree16`].
+macro_rules! fold64 {
+    ($acc:expr, $add:ident) => {{
+        let a = $acc;
+        let folded: [_; 16] =
+            std::array::from_fn(|l| $add($add(a[l], a[32 + l]), $add(a[16 + l], a[48 + l])));
+        tree16!(folded, $add)
+    }};
+}
+
+/// `ggml_vec_dot_f32`'s weighted sum of rows (positions `j mod 64`) for the first
+/// `out.len() / 16 * 16` outputs; returns how many it wrote.
+///
+/// # Safety
+///
+/// AVX-512 F; `rows` as for [`weighted_sum_avx512`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn weighted_sum_ggml_avx512(
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    let done = out.len() - out.len() % 16;
+    for d in (0..done).step_by(16) {
+        let mut acc = [_mm512_setzero_ps(); 64];
+        for (j, &p) in w.iter().enumerate() {
+            // SAFETY: `j * stride + d + 16 <= rows.len()` (the caller's contract).
+            let v = unsafe { _mm512_loadu_ps(rows.as_ptr().add(j * stride + d)) };
+            acc[j % 64] = _mm512_fmadd_ps(v, _mm512_set1_ps(p), acc[j % 64]);
+        }
+        let sum = fold64!(acc, _mm512_add_ps);
+        // SAFETY: `d + 16 <= done <= out.len()`.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(d), sum) };
+    }
+    done
+}
+
+/// [`weighted_sum_ggml_avx512`] with AVX2, 8 outputs at a time.
+///
+/// # Safety
+///
+/// AVX2 and FMA; `rows` as for [`weighted_sum_avx512`].
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn weighted_sum_ggml_avx2(
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    let done = out.len() - out.len() % 8;
+    for d in (0..done).step_by(8) {
+        let mut acc = [_mm256_setzero_ps(); 64];
+        for (j, &p) in w.iter().enumerate() {
+            // SAFETY: `j * stride + d + 8 <= rows.len()` (the caller's contract).
+            let v = unsafe { _mm256_loadu_ps(rows.as_ptr().add(j * stride + d)) };
+            acc[j % 64] = _mm256_fmadd_ps(v, _mm256_set1_ps(p), acc[j % 64]);
+        }
+        let sum = fold64!(acc, _mm256_add_ps);
         // SAFETY: `d + 8 <= done <= out.len()`.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(d), sum) };
     }

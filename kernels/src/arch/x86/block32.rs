@@ -3,7 +3,8 @@
 //!
 //! Each weight block is decoded once into 32 8-bit quants in a 256-bit register, then
 //! multiplied with the block of every activation row: so a tile of N activation rows reads
-//! and decodes each weight block once. The multiply is `maddubs` + `madd` on AVX2 and one
+//! and decodes each weight block once. The float additions are ggml's, in its order (see
+//! [`crate::dot::scalar`]): the scalar twins give the same bits. The multiply is `maddubs` + `madd` on AVX2 and one
 //! `vpdpbusd` on AVX-512 VNNI; both need an unsigned left operand, so signed quants use
 //! the sign trick (|w| times a·sign(w)).
 
@@ -204,13 +205,12 @@ fn mul_sum_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 
-/// `[d, m]` of a weight block times `[d, s]` of an activation block, as f32:
-/// `[d * d', m * s, ..]`. Lane 0 scales the block's integer dot, lane 1 is its minimum term.
+/// `[d, m]` of a weight block and `[d, s]` of an activation block as f32:
+/// `[d, m, d', s]`.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn scale_products(w: u32, a: u32) -> __m128 {
-    let both = _mm_cvtph_ps(_mm_set_epi32(0, 0, a as i32, w as i32));
-    _mm_mul_ps(both, _mm_movehl_ps(both, both))
+fn scales(w: u32, a: u32) -> __m128 {
+    _mm_cvtph_ps(_mm_set_epi32(0, 0, a as i32, w as i32))
 }
 
 macro_rules! block32_dot {
@@ -235,10 +235,13 @@ macro_rules! block32_dot {
                     let a = unsafe { yb.quants() };
                     let a = if W::SIGNED { _mm256_sign_epi8(a, q) } else { a };
                     let sums = _mm256_cvtepi32_ps($mul_sum(u, a));
-                    let scales = scale_products(w_bits, yb.scale_bits());
-                    acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(scales), sums, acc[t]);
+                    let both = scales(w_bits, yb.scale_bits());
+                    let partner = _mm_movehl_ps(both, both);
+                    let d = _mm_mul_ss(both, partner);
+                    acc[t] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), sums, acc[t]);
                     if !W::SIGNED {
-                        mins[t] = _mm_add_ps(mins[t], scales);
+                        // Lane 1: `summs = fma(m, s, summs)`, as GCC compiles ggml's loop.
+                        mins[t] = _mm_fmadd_ps(both, partner, mins[t]);
                     }
                 }
             }
@@ -257,73 +260,9 @@ block32_dot!(
     mul_sum_avx2
 );
 block32_dot!(
-    /// One block at a time with AVX-512 VNNI on 256-bit vectors (the odd last block of
-    /// [`dot_vnni`]).
+    /// The dot of one weight row with `N` activation rows, AVX-512 VNNI on 256-bit vectors
+    /// (one block at a time, so the additions keep ggml's order).
     dot_vnni_256,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     mul_sum_vnni
 );
-
-/// The dot of one weight row with `N` activation rows, AVX-512 VNNI: two blocks per
-/// 512-bit vector.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn dot_vnni<W: Block32, A: Act32, const N: usize>(x: &[W], ys: [&[A]; N]) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.len() == x.len()));
-    let pairs = x.len() / 2;
-    let mut acc = [_mm512_setzero_ps(); N];
-    let mut mins = [_mm_setzero_ps(); N];
-    // Lanes 0..8 take the first block's scale (lane 0 of the products), lanes 8..16 the
-    // second's (lane 2).
-    let spread = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-    for p in 0..pairs {
-        let (x0, x1) = (&x[2 * p], &x[2 * p + 1]);
-        // SAFETY: this function's target features include AVX2, FMA and F16C.
-        let (q0, q1) = unsafe { (x0.quants(), x1.quants()) };
-        let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q0), q1);
-        let (u, negative) = if W::SIGNED {
-            (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
-        } else {
-            (q, 0)
-        };
-        // [d0, m0, d1, m1]
-        let w_scales = _mm_cvtph_ps(_mm_set_epi32(
-            0,
-            0,
-            x1.scale_bits() as i32,
-            x0.scale_bits() as i32,
-        ));
-        for t in 0..N {
-            let (y0, y1) = (&ys[t][2 * p], &ys[t][2 * p + 1]);
-            // SAFETY: as above.
-            let (a0, a1) = unsafe { (y0.quants(), y1.quants()) };
-            let a = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a0), a1);
-            let a = _mm512_mask_sub_epi8(a, negative, _mm512_setzero_si512(), a);
-            let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a));
-            let a_scales = _mm_cvtph_ps(_mm_set_epi32(
-                0,
-                0,
-                y1.scale_bits() as i32,
-                y0.scale_bits() as i32,
-            ));
-            // [d0 d0', m0 s0, d1 d1', m1 s1]
-            let products = _mm_mul_ps(w_scales, a_scales);
-            let scales = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(products));
-            acc[t] = _mm512_fmadd_ps(sums, scales, acc[t]);
-            if !W::SIGNED {
-                mins[t] = _mm_add_ps(mins[t], products);
-            }
-        }
-    }
-    let tail: [f32; N] = if x.len() % 2 == 1 {
-        let last = x.len() - 1;
-        dot_vnni_256(&x[last..], std::array::from_fn(|t| &ys[t][last..]))
-    } else {
-        [0.0; N]
-    };
-    std::array::from_fn(|t| {
-        // Lanes 1 and 3 hold the minimum terms.
-        let odd = _mm_movehdup_ps(mins[t]);
-        let min_term = _mm_cvtss_f32(_mm_add_ss(odd, _mm_movehl_ps(odd, odd)));
-        _mm512_reduce_add_ps(acc[t]) + min_term + tail[t]
-    })
-}

@@ -5,7 +5,6 @@ pub(crate) mod block32;
 mod expf;
 mod float;
 mod kquants;
-pub(crate) mod packed;
 
 use half::f16;
 
@@ -65,18 +64,7 @@ pub(crate) fn block32_vnni<W: Block32, A: Act32, const N: usize>(
     ys: [&[A]; N],
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
-    unsafe { block32::dot_vnni(x, ys) }
-}
-
-/// The packed Q4_0 / Q4_1 / Q5_0 dot of one weight row with `N` activation rows laid out
-/// by [`packed::pack`], AVX-512 VNNI.
-pub(crate) fn packed_vnni<W: packed::Packed, const N: usize>(
-    _: Avx512Token,
-    x: &[W],
-    ys: [&[packed::ActGroup]; N],
-) -> [f32; N] {
-    // SAFETY: the token proves the CPU has every feature the kernel enables.
-    unsafe { packed::dot_packed(x, ys) }
+    unsafe { block32::dot_vnni_256(x, ys) }
 }
 
 /// SiLU (times `up`) over whole groups of 16, AVX2; see [`crate::ops::silu_mul_isa`].
@@ -122,20 +110,6 @@ pub(crate) fn dot_ggml_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
     unsafe { attn_sums::dot_ggml_avx512(a, b) }
 }
 
-/// `tinyBLAS`'s dot order, AVX2.
-pub(crate) fn dot_tiled_avx2(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
-    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
-    // SAFETY: the token proves AVX2 and FMA; equal lengths, a multiple of 16.
-    unsafe { attn_sums::dot_tiled_avx2(a, b) }
-}
-
-/// `tinyBLAS`'s dot order, AVX-512.
-pub(crate) fn dot_tiled_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
-    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
-    // SAFETY: the token proves AVX-512 F; equal lengths, a multiple of 16.
-    unsafe { attn_sums::dot_tiled_avx512(a, b) }
-}
-
 /// Checks that `w.len()` rows of `stride` (the last one `out` long) fit in `rows`.
 fn check_rows(w: &[f32], rows: &[f32], stride: usize, out: &[f32]) {
     let need = w.len().checked_sub(1).map_or(0, |l| l * stride + out.len());
@@ -169,6 +143,32 @@ pub(crate) fn weighted_sum_avx512(
     check_rows(w, rows, stride, out);
     // SAFETY: the token proves AVX-512 F; the rows fit (checked above).
     unsafe { attn_sums::weighted_sum_avx512(w, rows, stride, out) }
+}
+
+/// `ggml_vec_dot_f32`'s weighted sum of rows, AVX2; returns the outputs written.
+pub(crate) fn weighted_sum_ggml_avx2(
+    _: Avx2Token,
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    check_rows(w, rows, stride, out);
+    // SAFETY: the token proves AVX2 and FMA; the rows fit (checked above).
+    unsafe { attn_sums::weighted_sum_ggml_avx2(w, rows, stride, out) }
+}
+
+/// `ggml_vec_dot_f32`'s weighted sum of rows, AVX-512; returns the outputs written.
+pub(crate) fn weighted_sum_ggml_avx512(
+    _: Avx512Token,
+    w: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> usize {
+    check_rows(w, rows, stride, out);
+    // SAFETY: the token proves AVX-512 F; the rows fit (checked above).
+    unsafe { attn_sums::weighted_sum_ggml_avx512(w, rows, stride, out) }
 }
 
 /// The slice contract of the `expf` kernels, checked before any `unsafe` call.
