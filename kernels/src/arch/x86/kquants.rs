@@ -174,14 +174,13 @@ fn q45_k_block(
     qh: Option<&[u8; 32]>,
     scales: &[u8; 12],
     yb: &BlockQ8K,
-) -> (__m256i, __m256i) {
+) -> (__m256i, __m128i) {
     let (sc, mn) = q45_k_scale_bytes(scales);
-    // bsums come in pairs per sub-block of 32; the minimum applies to both.
-    let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
-        _mm_cvtsi64_si128(mn as i64),
-        _mm_cvtsi64_si128(mn as i64),
-    ));
-    let summs = _mm256_madd_epi16(bsums(yb), mins);
+    // Group sums of 32 from the pairs of bsums, times the mins, in four lanes.
+    let b = bsums(yb);
+    let groups = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b));
+    let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
+    let min_products = _mm_madd_epi16(mins, groups);
     let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
     let high = qh.map(|h| load32(h));
     let low_mask = _mm256_set1_epi8(0x0f);
@@ -207,37 +206,46 @@ fn q45_k_block(
         let p_hi = scaled_dot(hi, act32(yb, 64 * j + 32), sc_hi);
         isum = _mm256_add_epi32(isum, _mm256_add_epi32(p_lo, p_hi));
     }
-    (isum, summs)
+    (isum, min_products)
 }
 
-/// Q4_K weights times Q8_K activations.
+/// Q4_K weights times Q8_K activations, in ggml's order (see
+/// [`crate::dot::scalar_k::vec_dot_q4_k_q8_k`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm_setzero_ps());
     for (xb, yb) in x.iter().zip(y) {
-        let (isum, summs) = q45_k_block(&xb.qs, None, &xb.scales, yb);
+        let (isum, min_products) = q45_k_block(&xb.qs, None, &xb.scales, yb);
         let d = _mm256_set1_ps(yb.d * f16_to_f32(xb.d));
-        let dmin = _mm256_set1_ps(yb.d * f16_to_f32(xb.dmin));
+        let dmin = _mm_set1_ps(-yb.d * f16_to_f32(xb.dmin));
+        acc_m = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(min_products), acc_m);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
-        acc_min = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(summs), acc_min);
     }
-    hsum_ps(acc) - hsum_ps(acc_min)
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    hsum_ps(acc) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
 }
 
-/// Q5_K weights times Q8_K activations.
+/// Q5_K weights times Q8_K activations, in ggml's order (see
+/// [`crate::dot::scalar_k::vec_dot_q5_k_q8_k`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut acc, mut summs) = (_mm256_setzero_ps(), 0.0f32);
     for (xb, yb) in x.iter().zip(y) {
-        let (isum, summs) = q45_k_block(&xb.qs, Some(&xb.qh), &xb.scales, yb);
+        let (isum, min_products) = q45_k_block(&xb.qs, Some(&xb.qh), &xb.scales, yb);
         let d = _mm256_set1_ps(yb.d * f16_to_f32(xb.d));
-        let dmin = _mm256_set1_ps(yb.d * f16_to_f32(xb.dmin));
+        let dmin = -yb.d * f16_to_f32(xb.dmin);
+        let p = _mm_add_epi32(min_products, _mm_unpackhi_epi64(min_products, min_products));
+        let total = _mm_cvtsi128_si32(_mm_add_epi32(p, _mm_shuffle_epi32::<1>(p)));
+        summs = _mm_cvtss_f32(_mm_fmadd_ss(
+            _mm_set_ss(dmin),
+            _mm_set_ss(total as f32),
+            _mm_set_ss(summs),
+        ));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
-        acc_min = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(summs), acc_min);
     }
-    hsum_ps(acc) - hsum_ps(acc_min)
+    hsum_ps(acc) + summs
 }
 
 /// Q6_K weights times Q8_K activations.
