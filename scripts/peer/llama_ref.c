@@ -6,10 +6,19 @@
 // keep the logits of the last prompt position (top 50 by value, the values at 20 fixed
 // ids, a few summary numbers), then greedy-decode N_PREDICT tokens (stopping early at an
 // end-of-generation token). K/V cache in F32 and flash attention off, so the reference is
-// the plain attention path without f16 rounding of keys and values. The same run with an
+// the plain attention path without f16 rounding of keys and values. Weights are used in
+// the file's layout (`use_extra_bufts = false`, what `--no-repack` does in llama.cpp's
+// tools): the repacked CPU kernels (Q4_K as q4_K_8x8, Q4_0 as q4_0_8x8, ...) quantize
+// activations and add in other orders than ggml's reference kernels, so the default would
+// be one of two llama.cpp answers, picked by the CPU. For the same reason the tiled
+// K-quant kernels that ggml takes for batches of 8 rows or more are switched off
+// (GGML_CPU_TILED_MM=0, ggml's own switch): what remains is ggml's reference path, its
+// `vec_dot` kernels, which is what our kernels reproduce. The same run with an
 // F16 K/V cache is recorded too ("f16_kv": its logits at the same ids and its greedy
 // tokens): how far llama.cpp moves from itself under a rounding-level change, which is
 // the scale our own rounding differences are judged on. Prints one JSON document.
+
+#define _POSIX_C_SOURCE 200112L
 
 #include <math.h>
 #include <stdio.h>
@@ -230,9 +239,11 @@ int main(int argc, char **argv) {
     int n_predict = atoi(argv[2]);
     int n_threads = atoi(argv[3]);
 
+    setenv("GGML_CPU_TILED_MM", "0", 1);
     llama_log_set(quiet_log, NULL);
     llama_backend_init();
     struct llama_model_params mparams = llama_model_default_params();
+    mparams.use_extra_bufts = false;
     struct llama_model *model = llama_model_load_from_file(model_path, mparams);
     if (!model) {
         fprintf(stderr, "cannot load %s\n", model_path);
@@ -244,7 +255,7 @@ int main(int argc, char **argv) {
 
     printf("{\"generator\":\"scripts/peer/llama_ref.c (llama.cpp public API)\",");
     printf("\"settings\":{\"n_threads\":%d,\"n_predict\":%d,\"type_k\":\"f32\",\"type_v\":\"f32\","
-           "\"flash_attn\":false,\"n_ctx\":2048},\"cases\":[\n",
+           "\"flash_attn\":false,\"repack\":false,\"tiled_mm\":false,\"n_ctx\":2048},\"cases\":[\n",
            n_threads, n_predict);
     for (int i = 4; i < argc; i++) {
         if (i > 4) {

@@ -16,10 +16,13 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_COEF_A: f32 = 0.044_715;
 
 /// GELU, tanh approximation, of one value in `f32` without rounding through `f16`:
-/// `0.5 * x * (1 + tanh(sqrt(2/π) * x * (1 + 0.044715 * x²)))`, ggml's `ggml_gelu_f32`.
+/// `0.5 * x * (1 + tanh(sqrt(2/π) * x * (1 + 0.044715 * x²)))`, ggml's `ggml_gelu_f32`
+/// as GCC compiles it in llama.cpp's native build: `1 + 0.044715·x·x` is one fused
+/// multiply-add (that decides a few entries of the `f16` table, e.g. at `x = -1.999`).
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh())
+    let inner = (GELU_COEF_A * x).mul_add(x, 1.0);
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh())
 }
 
 /// `f32(f16(gelu_tanh(f32(h))))` for every `f16` bit pattern `h`: ggml's
@@ -147,6 +150,17 @@ mod tests {
         swiglu(&x, &up, &mut out);
         assert_eq!(out, from_bits(&testdata::native::SWIGLU));
         assert_ulps(&out, &from_bits(&testdata::plain::SWIGLU), 4);
+    }
+
+    #[test]
+    fn the_f16_table_fuses_as_llama_cpp_does() {
+        // At x = -1.9990234 (f16 0xbfff) the fused and unfused inner sums round the table
+        // entry to neighbouring f16 values; llama.cpp's table holds 0xa9d3 (read from its
+        // GeGLU output on Gemma 3).
+        let x = half::f16::from_bits(0xbfff).to_f32();
+        let mut out = [0.0];
+        gelu(&[x], &mut out);
+        assert_eq!(half::f16::from_f32(out[0]).to_bits(), 0xa9d3);
     }
 
     #[test]

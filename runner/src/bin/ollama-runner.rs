@@ -23,6 +23,8 @@ enum Command {
     DumpTensor(runner::tools::dump_tensor::DumpTensorArgs),
     /// Continue a prompt with the model (greedy by default) and print the text.
     Generate(runner::tools::generate::GenerateArgs),
+    /// Evaluate a text file in windows and print its perplexity as llama.cpp does.
+    Perplexity(runner::tools::perplexity::PerplexityArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Generate(args) => {
             runner::tools::generate::run(&args, &mut std::io::stdout().lock())?
+        }
+        Command::Perplexity(args) => {
+            runner::tools::perplexity::run(&args, &mut std::io::stdout().lock())?
         }
     }
     Ok(())

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, rms_norm, swiglu};
+use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, swiglu};
 
+use super::head::{OutputHead, check_store, norm_rows};
+use super::hparams::{attention_shape, positive, widths};
 use super::kv_store::{KvShape, KvStore};
 use super::layers::{AttentionShape, GatedMlp, MlpScratch, attention, attention_scratch_len};
 use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
@@ -66,49 +68,20 @@ pub struct Llama {
     scratch: Scratch,
 }
 
-fn positive(key: String, value: u32) -> Result<usize, ModelError> {
-    if value == 0 {
-        return Err(ModelError::BadHyperParameter {
-            key,
-            value: value.to_string(),
-            why: "must be positive",
-        });
-    }
-    Ok(value as usize)
-}
-
 impl HyperParams {
     fn read(file: &GgufFile) -> Result<Self, ModelError> {
         let md = file.metadata();
-        let n_head = positive(md.arch_key("attention.head_count")?, md.head_count()?)?;
-        let n_head_kv = positive(md.arch_key("attention.head_count_kv")?, md.head_count_kv()?)?;
-        if !n_head.is_multiple_of(n_head_kv) {
-            return Err(ModelError::BadHyperParameter {
-                key: md.arch_key("attention.head_count_kv")?,
-                value: n_head_kv.to_string(),
-                why: "must divide the query head count",
-            });
-        }
         let head_dim_k = positive(md.arch_key("attention.key_length")?, md.key_length()?)?;
-        let head_dim_v = positive(md.arch_key("attention.value_length")?, md.value_length()?)?;
         let scale = match md.arch_get_opt::<f32>("attention.scale")? {
             Some(s) if s != 0.0 => s,
             _ => 1.0 / (head_dim_k as f32).sqrt(),
         };
+        let (n_embd, n_ff) = widths(file)?;
         Ok(Self {
-            n_embd: positive(md.arch_key("embedding_length")?, md.embedding_length()?)?,
-            n_ff: positive(
-                md.arch_key("feed_forward_length")?,
-                md.feed_forward_length()?,
-            )?,
+            n_embd,
+            n_ff,
             eps: md.rms_norm_epsilon()?,
-            attn: AttentionShape {
-                n_head,
-                n_head_kv,
-                head_dim_k,
-                head_dim_v,
-                scale,
-            },
+            attn: attention_shape(file, scale)?,
             train_ctx: md.context_length()? as usize,
         })
     }
@@ -213,14 +186,6 @@ impl Scratch {
     }
 }
 
-/// `out[t] = rms_norm(x[t]) * weight` for every row.
-fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let d = weight.len();
-    for (x, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        rms_norm(x, Some(weight), eps, o);
-    }
-}
-
 impl Model for Llama {
     fn architecture(&self) -> &'static str {
         "llama"
@@ -248,12 +213,7 @@ impl Model for Llama {
         cache: &mut KvStore,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        if cache.shape() != self.kv_shape() {
-            return Err(ModelError::KvShapeMismatch {
-                store: cache.shape(),
-                model: self.kv_shape(),
-            });
-        }
+        check_store(cache, self.kv_shape())?;
         let lens = cache.plan(batch.seqs(), batch.positions())?;
         let n = batch.len();
         let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.scratch, &mut self.cpu);
@@ -282,6 +242,7 @@ impl Model for Llama {
             attention(
                 cpu.pool(),
                 a,
+                None,
                 cache,
                 il,
                 batch,
@@ -302,18 +263,12 @@ impl Model for Llama {
         }
         cache.commit(lens);
 
-        // Only the rows that asked for logits go through the final norm and the head.
-        let wanted: Vec<usize> = (0..n).filter(|&t| batch.wants_logits()[t]).collect();
-        for (k, &t) in wanted.iter().enumerate() {
-            let (src, dst) = (&s.x[t * d..(t + 1) * d], &mut s.xn[k * d..(k + 1) * d]);
-            rms_norm(src, Some(&self.output_norm), hp.eps, dst);
-        }
-        let m = wanted.len();
-        let n_vocab = self.embd.n_vocab();
-        let logits = out.prepare(n_vocab, wanted.into_iter());
-        if m > 0 {
-            self.output.forward(cpu, file, &s.xn[..m * d], m, logits)?;
-        }
+        let head = OutputHead {
+            norm: &self.output_norm,
+            eps: hp.eps,
+            output: &self.output,
+        };
+        head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
         Ok(())
     }
 }

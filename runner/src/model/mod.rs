@@ -6,6 +6,9 @@
 //! ([`weights`]). The pieces several architectures share (attention over the
 //! [`KvStore`], the gated MLP) live in [`layers`].
 
+pub mod gemma3;
+mod head;
+mod hparams;
 pub mod kv_store;
 pub mod layers;
 pub mod llama;
@@ -275,7 +278,10 @@ pub trait Model: Send {
 type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelError>;
 
 /// The architectures we run, by `general.architecture`.
-const ARCHITECTURES: &[(&str, Loader)] = &[("llama", llama::Llama::load_boxed)];
+const ARCHITECTURES: &[(&str, Loader)] = &[
+    ("llama", llama::Llama::load_boxed),
+    ("gemma3", gemma3::Gemma3::load_boxed),
+];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.
 pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {

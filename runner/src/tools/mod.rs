@@ -2,4 +2,5 @@
 
 pub mod dump_tensor;
 pub mod generate;
+pub mod perplexity;
 pub mod tokenize;
