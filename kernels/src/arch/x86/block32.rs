@@ -266,3 +266,75 @@ block32_dot!(
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     mul_sum_vnni
 );
+
+/// The dot of one weight row with `N` activation rows, AVX-512 VNNI: two activation rows
+/// share a 512-bit register (one in each half, against the same weight block), so each
+/// half adds exactly as [`dot_vnni_256`] does for its row while one `vpdpbusd` serves
+/// both. An odd last row goes through [`dot_vnni_256`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
+    x: &[W],
+    ys: [&[A]; N],
+) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let pairs = N / 2;
+    let mut acc = [_mm512_setzero_ps(); N];
+    let mut mins = [_mm_setzero_ps(); N];
+    for (i, xb) in x.iter().enumerate() {
+        // SAFETY: this function's target features include AVX2, FMA and F16C.
+        let q = unsafe { xb.quants() };
+        let q = _mm512_broadcast_i64x4(q);
+        let (u, negative) = if W::SIGNED {
+            (_mm512_abs_epi8(q), _mm512_movepi8_mask(q))
+        } else {
+            (q, 0)
+        };
+        let w_bits = xb.scale_bits();
+        for p in 0..pairs {
+            let (y0, y1) = (&ys[2 * p][i], &ys[2 * p + 1][i]);
+            // SAFETY: as above.
+            let (a0, a1) = unsafe { (y0.quants(), y1.quants()) };
+            let a = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a0), a1);
+            let a = _mm512_mask_sub_epi8(a, negative, _mm512_setzero_si512(), a);
+            let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a));
+            let (b0, b1) = (
+                scales(w_bits, y0.scale_bits()),
+                scales(w_bits, y1.scale_bits()),
+            );
+            let (p0, p1) = (_mm_movehl_ps(b0, b0), _mm_movehl_ps(b1, b1));
+            let d0 = _mm256_broadcastss_ps(_mm_mul_ss(b0, p0));
+            let d1 = _mm256_broadcastss_ps(_mm_mul_ss(b1, p1));
+            let d = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                _mm512_castpd256_pd512(_mm256_castps_pd(d0)),
+                _mm256_castps_pd(d1),
+            ));
+            acc[p] = _mm512_fmadd_ps(d, sums, acc[p]);
+            if !W::SIGNED {
+                mins[2 * p] = _mm_fmadd_ps(b0, p0, mins[2 * p]);
+                mins[2 * p + 1] = _mm_fmadd_ps(b1, p1, mins[2 * p + 1]);
+            }
+        }
+    }
+    let last: [f32; 1] = if N % 2 == 1 {
+        dot_vnni_256(x, [ys[N - 1]])
+    } else {
+        [0.0]
+    };
+    std::array::from_fn(|t| {
+        if t == N - 1 && N % 2 == 1 {
+            return last[0];
+        }
+        let v = acc[t / 2];
+        let half = if t % 2 == 0 {
+            _mm512_castps512_ps256(v)
+        } else {
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+        };
+        let min_term = if W::SIGNED {
+            0.0
+        } else {
+            _mm_cvtss_f32(_mm_movehdup_ps(mins[t]))
+        };
+        hsum_ps(half) + min_term
+    })
+}

@@ -64,7 +64,7 @@ pub(crate) fn block32_vnni<W: Block32, A: Act32, const N: usize>(
     ys: [&[A]; N],
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
-    unsafe { block32::dot_vnni_256(x, ys) }
+    unsafe { block32::dot_vnni_pairs(x, ys) }
 }
 
 /// SiLU (times `up`) over whole groups of 16, AVX2; see [`crate::ops::silu_mul_isa`].
