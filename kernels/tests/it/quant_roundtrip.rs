@@ -91,7 +91,9 @@ fn element_budget(ty: GgmlType, block: &[f32]) -> Box<dyn Fn(f32) -> f32> {
         GgmlType::F16 => Box::new(move |x: f32| x.abs() * half_ulp + 2f32.powi(-25)),
         GgmlType::BF16 => Box::new(|x: f32| x.abs() / 256.0),
         GgmlType::Q8_0 | GgmlType::Q8_1 => flat(linear(amax / 127.0, 127.0)),
-        GgmlType::Q8_K => flat(amax / 127.0 * 0.5),
+        // Half a step, plus the f32 rounding of `1 / iscale` and of `x * iscale` (a value at
+        // a half-step boundary can land on either side), up to 127 steps out.
+        GgmlType::Q8_K => flat(amax / 127.0 * (0.5 + 127.0 * f32::EPSILON)),
         // The extreme of the opposite sign to the largest magnitude is capped one step short.
         GgmlType::Q4_0 => flat(linear(amax / 8.0, 8.0) + amax / 16.0),
         GgmlType::Q5_0 => flat(linear(amax / 16.0, 16.0) + amax / 32.0),
