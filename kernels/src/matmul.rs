@@ -5,7 +5,7 @@
 //! quantizes the activations once per call into the caller's [`MatmulScratch`], in the
 //! partner type of the weights (Q8_0, Q8_1, Q8_K, or f32 for float weights), then splits
 //! the output rows over the pool. Each task takes a run of rows and walks the tokens in
-//! tiles of four, so a weight block is read and decoded once per tile; its rows stay in
+//! tiles of eight, so a weight block is read and decoded once per tile; its rows stay in
 //! cache while the tiles pass.
 //!
 //! Every dot adds in llama.cpp's order (see [`crate::dot::scalar`]), so a product gives
@@ -23,7 +23,7 @@ use crate::dot::{VecDot, kind};
 use crate::pool::ThreadPool;
 
 /// Activation rows per tile of the batched product.
-pub const TOKEN_TILE: usize = 4;
+pub const TOKEN_TILE: usize = 8;
 
 /// Why a product cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -251,26 +251,27 @@ impl Product<'_> {
         let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
         self.tiles(out, |r, t, tile| {
             let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            let a = |k: usize| act_row(t + k);
             match tile {
-                4 => sums(K::dot(
+                8 => sums(K::dot(
                     isa,
                     wr,
-                    [act_row(t), act_row(t + 1), act_row(t + 2), act_row(t + 3)],
+                    [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7)],
                 )),
-                3 => sums(K::dot(
-                    isa,
-                    wr,
-                    [act_row(t), act_row(t + 1), act_row(t + 2)],
-                )),
-                2 => sums(K::dot(isa, wr, [act_row(t), act_row(t + 1)])),
-                _ => sums(K::dot(isa, wr, [act_row(t)])),
+                7 => sums(K::dot(isa, wr, [a(0), a(1), a(2), a(3), a(4), a(5), a(6)])),
+                6 => sums(K::dot(isa, wr, [a(0), a(1), a(2), a(3), a(4), a(5)])),
+                5 => sums(K::dot(isa, wr, [a(0), a(1), a(2), a(3), a(4)])),
+                4 => sums(K::dot(isa, wr, [a(0), a(1), a(2), a(3)])),
+                3 => sums(K::dot(isa, wr, [a(0), a(1), a(2)])),
+                2 => sums(K::dot(isa, wr, [a(0), a(1)])),
+                _ => sums(K::dot(isa, wr, [a(0)])),
             }
         });
         Ok(())
     }
 
     /// Fills `out` with `dot(r, t, tile)`: the dots of weight row `r` with the `tile`
-    /// (1..=4) activation rows from `t`, over tasks of runs of rows.
+    /// (1..=8) activation rows from `t`, over tasks of runs of rows.
     fn tiles(
         &self,
         out: &mut [f32],

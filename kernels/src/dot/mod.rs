@@ -44,7 +44,7 @@ pub trait VecDot: 'static {
     fn quantize(isa: Isa, x: &[f32], y: &mut [Self::Act]);
     /// The scalar twin of [`VecDot::dot`], for one activation row.
     fn dot_scalar(x: &[Self::Weight], y: &[Self::Act]) -> f32;
-    /// The dots of one weight row with `N` activation rows (N = 1..=4 is the useful range).
+    /// The dots of one weight row with `N` activation rows (N = 1..=8 is the useful range).
     fn dot<const N: usize>(isa: Isa, x: &[Self::Weight], ys: [&[Self::Act]; N]) -> [f32; N];
 }
 

@@ -61,9 +61,39 @@ fn simd_matches_scalar<K: VecDot>(n_blocks: usize, seed: u64) -> Result<(), Test
             K::dot(isa, w, [&a[0][..], &a[1][..]]).to_vec(),
             K::dot(isa, w, [&a[0][..], &a[1][..], &a[2][..]]).to_vec(),
             K::dot(isa, w, [&a[0][..], &a[1][..], &a[2][..], &a[3][..]]).to_vec(),
+            K::dot(
+                isa,
+                w,
+                [
+                    &a[0][..],
+                    &a[1][..],
+                    &a[2][..],
+                    &a[3][..],
+                    &a[0][..],
+                    &a[1][..],
+                    &a[2][..],
+                ],
+            )
+            .to_vec(),
+            K::dot(
+                isa,
+                w,
+                [
+                    &a[0][..],
+                    &a[1][..],
+                    &a[2][..],
+                    &a[3][..],
+                    &a[0][..],
+                    &a[1][..],
+                    &a[2][..],
+                    &a[3][..],
+                ],
+            )
+            .to_vec(),
         ];
         for row in got {
-            for (t, &g) in row.iter().enumerate() {
+            for (i, &g) in row.iter().enumerate() {
+                let t = i % 4;
                 use crate::GgmlType::{Q4_K, Q5_K, Q6_K};
                 if K::TYPE.block_size() == 32 || matches!(K::TYPE, Q4_K | Q5_K | Q6_K) {
                     // These types add in ggml's order on every path.
