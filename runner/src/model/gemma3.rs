@@ -14,7 +14,8 @@
 //! stores `1 + w` in the GGUF, so the norm weights are used as stored.
 //!
 //! The order of operations is llama.cpp's (`src/models/gemma3.cpp`, hyper-parameters in
-//! `llama_model_gemma3::load_arch_hparams`), so our logits match its to float rounding.
+//! `llama_model_gemma3::load_arch_hparams`), so with the kernels'
+//! llama.cpp arithmetic our logits are its, bit for bit.
 //! References: Gemma Team, "Gemma 3 Technical Report" (2025); google/gemma_pytorch.
 
 use std::sync::Arc;

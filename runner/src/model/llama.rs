@@ -4,8 +4,8 @@
 //! adjacent-pair layout) on Q and K → causal grouped-query attention → output projection
 //! → residual add → RMSNorm → SwiGLU feed-forward → residual add; then the final RMSNorm
 //! and the output head (`output.weight`, or the embedding table when the file ties them).
-//! The order of operations is llama.cpp's (`src/models/llama.cpp`), so our logits match
-//! its to float rounding.
+//! The order of operations is llama.cpp's (`src/models/llama.cpp`), so with the kernels'
+//! llama.cpp arithmetic our logits are its, bit for bit.
 
 use std::sync::Arc;
 
