@@ -69,25 +69,33 @@ pub(crate) unsafe fn dot_ggml_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The 16-way tree over partial-sum vectors (one per `j mod 16`), value by value: the
-/// same additions as [`reduce16`] applied to every output position at once.
-macro_rules! tree16 {
+/// same additions as [`reduce16`] applied to every output position at once. With 64
+/// partial sums (`j mod 64`, ggml's order) they are first folded `(k0 + k2) + (k1 + k3)`
+/// lane by lane.
+macro_rules! reduce_partials {
     ($acc:expr, $add:ident) => {{
         let a = $acc;
-        let h: [_; 8] = std::array::from_fn(|i| $add(a[i + 8], a[i]));
+        let folded: [_; 16] = if a.len() == 64 {
+            std::array::from_fn(|l| $add($add(a[l], a[32 + l]), $add(a[16 + l], a[48 + l])))
+        } else {
+            std::array::from_fn(|l| a[l])
+        };
+        let h: [_; 8] = std::array::from_fn(|i| $add(folded[i + 8], folded[i]));
         let q: [_; 4] = std::array::from_fn(|i| $add(h[i + 4], h[i]));
         $add($add(q[0], q[2]), $add(q[1], q[3]))
     }};
 }
 
-/// `tinyBLAS`'s weighted sum of rows for the first `out.len() / 16 * 16` outputs; returns
-/// how many it wrote.
+/// `Σ_j w[j] · rows[j * stride + d]` for the first `out.len() / 16 * 16` outputs, with `L`
+/// partial sums over positions `j mod L`: 16 is llamafile `tinyBLAS`'s order, 64 ggml's
+/// `ggml_vec_dot_f32`'s. Returns how many outputs it wrote.
 ///
 /// # Safety
 ///
-/// AVX-512 F; `rows` holds `w.len()` rows of `stride >= out.len()` values (the last one
-/// may end after `out.len()` values).
+/// AVX-512 F; `L` is 16 or 64; `rows` holds `w.len()` rows of `stride >= out.len()`
+/// values (the last one may end after `out.len()` values).
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn weighted_sum_avx512(
+pub(crate) unsafe fn weighted_sum_avx512<const L: usize>(
     w: &[f32],
     rows: &[f32],
     stride: usize,
@@ -95,13 +103,13 @@ pub(crate) unsafe fn weighted_sum_avx512(
 ) -> usize {
     let done = out.len() - out.len() % 16;
     for d in (0..done).step_by(16) {
-        let mut acc = [_mm512_setzero_ps(); 16];
+        let mut acc = [_mm512_setzero_ps(); L];
         for (j, &p) in w.iter().enumerate() {
             // SAFETY: `j * stride + d + 16 <= rows.len()` (the caller's contract).
             let v = unsafe { _mm512_loadu_ps(rows.as_ptr().add(j * stride + d)) };
-            acc[j % 16] = _mm512_fmadd_ps(v, _mm512_set1_ps(p), acc[j % 16]);
+            acc[j % L] = _mm512_fmadd_ps(v, _mm512_set1_ps(p), acc[j % L]);
         }
-        let sum = tree16!(acc, _mm512_add_ps);
+        let sum = reduce_partials!(acc, _mm512_add_ps);
         // SAFETY: `d + 16 <= done <= out.len()`.
         unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(d), sum) };
     }
@@ -112,9 +120,9 @@ pub(crate) unsafe fn weighted_sum_avx512(
 ///
 /// # Safety
 ///
-/// AVX2 and FMA; `rows` as for [`weighted_sum_avx512`].
+/// AVX2 and FMA; `L` and `rows` as for [`weighted_sum_avx512`].
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn weighted_sum_avx2(
+pub(crate) unsafe fn weighted_sum_avx2<const L: usize>(
     w: &[f32],
     rows: &[f32],
     stride: usize,
@@ -122,79 +130,13 @@ pub(crate) unsafe fn weighted_sum_avx2(
 ) -> usize {
     let done = out.len() - out.len() % 8;
     for d in (0..done).step_by(8) {
-        let mut acc = [_mm256_setzero_ps(); 16];
+        let mut acc = [_mm256_setzero_ps(); L];
         for (j, &p) in w.iter().enumerate() {
             // SAFETY: `j * stride + d + 8 <= rows.len()` (the caller's contract).
             let v = unsafe { _mm256_loadu_ps(rows.as_ptr().add(j * stride + d)) };
-            acc[j % 16] = _mm256_fmadd_ps(v, _mm256_set1_ps(p), acc[j % 16]);
+            acc[j % L] = _mm256_fmadd_ps(v, _mm256_set1_ps(p), acc[j % L]);
         }
-        let sum = tree16!(acc, _mm256_add_ps);
-        // SAFETY: `d + 8 <= done <= out.len()`.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(d), sum) };
-    }
-    done
-}
-
-/// The ggml fold of four partial-sum vectors per `j mod 64` group, then the 16-way tree:
-/// `(k0 + k2) + (k1 + k3)` lane by lane, lanes as [`tree16`].
-macro_rules! fold64 {
-    ($acc:expr, $add:ident) => {{
-        let a = $acc;
-        let folded: [_; 16] =
-            std::array::from_fn(|l| $add($add(a[l], a[32 + l]), $add(a[16 + l], a[48 + l])));
-        tree16!(folded, $add)
-    }};
-}
-
-/// `ggml_vec_dot_f32`'s weighted sum of rows (positions `j mod 64`) for the first
-/// `out.len() / 16 * 16` outputs; returns how many it wrote.
-///
-/// # Safety
-///
-/// AVX-512 F; `rows` as for [`weighted_sum_avx512`].
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn weighted_sum_ggml_avx512(
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    let done = out.len() - out.len() % 16;
-    for d in (0..done).step_by(16) {
-        let mut acc = [_mm512_setzero_ps(); 64];
-        for (j, &p) in w.iter().enumerate() {
-            // SAFETY: `j * stride + d + 16 <= rows.len()` (the caller's contract).
-            let v = unsafe { _mm512_loadu_ps(rows.as_ptr().add(j * stride + d)) };
-            acc[j % 64] = _mm512_fmadd_ps(v, _mm512_set1_ps(p), acc[j % 64]);
-        }
-        let sum = fold64!(acc, _mm512_add_ps);
-        // SAFETY: `d + 16 <= done <= out.len()`.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(d), sum) };
-    }
-    done
-}
-
-/// [`weighted_sum_ggml_avx512`] with AVX2, 8 outputs at a time.
-///
-/// # Safety
-///
-/// AVX2 and FMA; `rows` as for [`weighted_sum_avx512`].
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn weighted_sum_ggml_avx2(
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    let done = out.len() - out.len() % 8;
-    for d in (0..done).step_by(8) {
-        let mut acc = [_mm256_setzero_ps(); 64];
-        for (j, &p) in w.iter().enumerate() {
-            // SAFETY: `j * stride + d + 8 <= rows.len()` (the caller's contract).
-            let v = unsafe { _mm256_loadu_ps(rows.as_ptr().add(j * stride + d)) };
-            acc[j % 64] = _mm256_fmadd_ps(v, _mm256_set1_ps(p), acc[j % 64]);
-        }
-        let sum = fold64!(acc, _mm256_add_ps);
+        let sum = reduce_partials!(acc, _mm256_add_ps);
         // SAFETY: `d + 8 <= done <= out.len()`.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(d), sum) };
     }

@@ -119,57 +119,40 @@ fn check_rows(w: &[f32], rows: &[f32], stride: usize, out: &[f32]) {
     );
 }
 
-/// `tinyBLAS`'s weighted sum of rows, AVX2; returns the outputs written.
-pub(crate) fn weighted_sum_avx2(
-    _: Avx2Token,
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    check_rows(w, rows, stride, out);
-    // SAFETY: the token proves AVX2 and FMA; the rows fit (checked above).
-    unsafe { attn_sums::weighted_sum_avx2(w, rows, stride, out) }
+macro_rules! weighted_sum {
+    ($(#[$doc:meta])* $name:ident, $token:ty, $kernel:ident, $partials:literal) => {
+        $(#[$doc])*
+        pub(crate) fn $name(
+            _: $token,
+            w: &[f32],
+            rows: &[f32],
+            stride: usize,
+            out: &mut [f32],
+        ) -> usize {
+            check_rows(w, rows, stride, out);
+            // SAFETY: the token proves the features the kernel enables; the rows fit
+            // (checked above).
+            unsafe { attn_sums::$kernel::<$partials>(w, rows, stride, out) }
+        }
+    };
 }
 
-/// `tinyBLAS`'s weighted sum of rows, AVX-512; returns the outputs written.
-pub(crate) fn weighted_sum_avx512(
-    _: Avx512Token,
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    check_rows(w, rows, stride, out);
-    // SAFETY: the token proves AVX-512 F; the rows fit (checked above).
-    unsafe { attn_sums::weighted_sum_avx512(w, rows, stride, out) }
-}
-
-/// `ggml_vec_dot_f32`'s weighted sum of rows, AVX2; returns the outputs written.
-pub(crate) fn weighted_sum_ggml_avx2(
-    _: Avx2Token,
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    check_rows(w, rows, stride, out);
-    // SAFETY: the token proves AVX2 and FMA; the rows fit (checked above).
-    unsafe { attn_sums::weighted_sum_ggml_avx2(w, rows, stride, out) }
-}
-
-/// `ggml_vec_dot_f32`'s weighted sum of rows, AVX-512; returns the outputs written.
-pub(crate) fn weighted_sum_ggml_avx512(
-    _: Avx512Token,
-    w: &[f32],
-    rows: &[f32],
-    stride: usize,
-    out: &mut [f32],
-) -> usize {
-    check_rows(w, rows, stride, out);
-    // SAFETY: the token proves AVX-512 F; the rows fit (checked above).
-    unsafe { attn_sums::weighted_sum_ggml_avx512(w, rows, stride, out) }
-}
+weighted_sum!(
+    /// `tinyBLAS`'s weighted sum of rows, AVX2; returns the outputs written.
+    weighted_sum_avx2, Avx2Token, weighted_sum_avx2, 16
+);
+weighted_sum!(
+    /// `tinyBLAS`'s weighted sum of rows, AVX-512; returns the outputs written.
+    weighted_sum_avx512, Avx512Token, weighted_sum_avx512, 16
+);
+weighted_sum!(
+    /// `ggml_vec_dot_f32`'s weighted sum of rows, AVX2; returns the outputs written.
+    weighted_sum_ggml_avx2, Avx2Token, weighted_sum_avx2, 64
+);
+weighted_sum!(
+    /// `ggml_vec_dot_f32`'s weighted sum of rows, AVX-512; returns the outputs written.
+    weighted_sum_ggml_avx512, Avx512Token, weighted_sum_avx512, 64
+);
 
 /// The slice contract of the `expf` kernels, checked before any `unsafe` call.
 fn check_groups(x: usize, up: Option<usize>, out: usize) {
