@@ -54,21 +54,8 @@ fn chunked_prompt_past_the_window_matches_one_batch() {
 
 #[test]
 fn generate_cli_answers_a_factual_question() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
-        .arg("generate")
-        .arg("--model")
-        .arg(TestModel::Gemma3.path())
-        .args([
-            "--prompt",
-            "Question: What is the capital of France?\nAnswer:",
-        ])
-        .args(["--num-predict", "8"])
-        .args(["--threads", &THREADS.to_string()])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "generate failed: {stderr}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let prompt = "Question: What is the capital of France?\nAnswer:";
+    let (stdout, stderr) = support::run_generate(TestModel::Gemma3, prompt, 8);
     assert!(stdout.starts_with(" Paris\n"), "{stdout:?}");
     assert!(stderr.contains("generated: 8 tokens"), "{stderr}");
 }

@@ -26,7 +26,7 @@ use e2e::TestModel;
 use runner::model::{Batch, KvStore, Logits};
 use runner::tokenizer::TokenId;
 
-use crate::support::{greedy, load};
+use crate::support::{greedy, load, run_generate, tokenizer};
 
 /// The largest logit error allowed, relative to the largest logit.
 const TOLERANCE: f32 = 1e-3;
@@ -138,19 +138,8 @@ fn generate_cli_prints_llama_cpps_continuation() {
         let refs = refs(test_model);
         let case = &refs.cases[0];
         let n = case.generated_ids.len();
-        let (tokenizer, _) = load(test_model, 1);
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
-            .arg("generate")
-            .arg("--model")
-            .arg(test_model.path())
-            .args(["--prompt", &case.prompt])
-            .args(["--num-predict", &n.to_string()])
-            .args(["--threads", &THREADS.to_string()])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "generate failed: {stderr}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
+        let tokenizer = tokenizer(test_model);
+        let (stdout, stderr) = run_generate(test_model, &case.prompt, n);
         let want = tokenizer.decode(&case.generated_ids, false);
         assert_eq!(stdout.strip_suffix('\n').unwrap_or(&stdout), want);
         let prompt_line = format!("prompt: {} tokens", case.prompt_ids.len());

@@ -17,6 +17,28 @@ pub fn load(model: TestModel, threads: usize) -> (Tokenizer, Box<dyn Model>) {
     (tokenizer, model)
 }
 
+/// The tokenizer of a test model file alone.
+pub fn tokenizer(model: TestModel) -> Tokenizer {
+    let file = GgufFile::open(model.path()).unwrap();
+    Tokenizer::from_metadata(file.metadata()).unwrap()
+}
+
+/// `ollama-runner generate` on `prompt` for `n` tokens on 2 threads: its stdout and
+/// stderr, after asserting it succeeded.
+pub fn run_generate(model: TestModel, prompt: &str, n: usize) -> (String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
+        .arg("generate")
+        .arg("--model")
+        .arg(model.path())
+        .args(["--prompt", prompt])
+        .args(["--num-predict", &n.to_string(), "--threads", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "generate failed: {stderr}");
+    (String::from_utf8(output.stdout).unwrap(), stderr)
+}
+
 /// Temperature 0 and no repeat penalty: the argmax at every step.
 pub fn greedy() -> Sampler {
     Sampler::new(SamplerOptions {
