@@ -87,6 +87,13 @@ impl MatmulScratch {
         scratch
     }
 
+    /// A scratch of `bytes` bytes (see [`activation_bytes`]), allocated now.
+    pub fn with_bytes(bytes: usize) -> Self {
+        let mut scratch = Self::new();
+        scratch.reserve(bytes);
+        scratch
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.words.len() * 4

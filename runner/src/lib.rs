@@ -7,7 +7,9 @@
 
 pub use gguf;
 
+pub mod estimate;
 pub mod inspect;
+pub mod kvcache;
 pub mod model;
 pub mod tools;
 

@@ -3,31 +3,38 @@
 //!
 //! ```text
 //! cargo run --release -p bench --bin model-bench -- [--model PATH]... [--threads 2]
-//!     [--prompt 512] [--gen 128] [--reps 3] [--llama-bench PATH]
+//!     [--prompt 512] [--gen 128] [--depth 0] [--reps 3] [--ctk f16] [--ctv f16]
+//!     [--fa on] [--llama-bench PATH]
 //! ```
 //!
 //! Without `--model` it measures both test models (`scripts/fetch-models`). The prompt
 //! figure is one forward pass over `--prompt` tokens from an empty cache; the generation
 //! figure is `--gen` single-token passes from position 0, as `llama-bench`'s `pp` and
 //! `tg` tests do. Each figure is the median of `--reps` timed runs after one warm-up.
-//! With `--llama-bench` (llama.cpp's `llama-bench`), its `-p`/`-n` figures for the same
-//! model, threads and repetitions are taken right after ours, at llama.cpp's defaults.
+//! With `--depth D` both run after D tokens of context (llama-bench's `-d`). The cache
+//! types and flash attention apply to both (`-ctk`, `-ctv`, `-fa` for llama.cpp). With
+//! `--llama-bench` (llama.cpp's `llama-bench`), its figures for the same model, threads
+//! and repetitions are taken right after ours.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use gguf::GgufFile;
-use runner::model::{self, Batch, KvStore, LoadOptions, Logits, Model};
+use runner::kvcache::CacheType;
+use runner::model::{self, LoadOptions, Model};
+use runner::tools::bench::measure;
+use runner::tools::cache_args::{CacheArgs, on_off};
 
 struct Options {
     models: Vec<PathBuf>,
     threads: usize,
     prompt: usize,
     gen_tokens: usize,
+    depth: usize,
     reps: usize,
+    cache: CacheArgs,
     llama_bench: Option<PathBuf>,
 }
 
@@ -37,7 +44,13 @@ fn parse_args() -> anyhow::Result<Options> {
         threads: 2,
         prompt: 512,
         gen_tokens: 128,
+        depth: 0,
         reps: 3,
+        cache: CacheArgs {
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            flash_attention: true,
+        },
         llama_bench: None,
     };
     let mut args = std::env::args().skip(1);
@@ -49,6 +62,10 @@ fn parse_args() -> anyhow::Result<Options> {
             "--prompt" => o.prompt = value()?.parse()?,
             "--gen" => o.gen_tokens = value()?.parse()?,
             "--reps" => o.reps = value()?.parse()?,
+            "--depth" => o.depth = value()?.parse()?,
+            "--ctk" => o.cache.type_k = value()?.parse()?,
+            "--ctv" => o.cache.type_v = value()?.parse()?,
+            "--fa" => o.cache.flash_attention = on_off(&value()?).map_err(anyhow::Error::msg)?,
             "--llama-bench" => o.llama_bench = Some(PathBuf::from(value()?)),
             other => bail!("unknown argument {other}"),
         }
@@ -70,34 +87,28 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Token ids spread over the vocabulary, the same for every run.
-fn tokens(n: usize, n_vocab: usize) -> Vec<u32> {
-    (0..n)
-        .map(|i| ((i as u64 * 2_654_435_761 + 12_345) % n_vocab as u64) as u32)
-        .collect()
-}
-
-/// Tokens per second of one prompt pass and of `gen` single-token passes.
-fn measure(model: &mut dyn Model, prompt: usize, gen_tokens: usize) -> anyhow::Result<(f64, f64)> {
-    let ids = tokens(prompt.max(gen_tokens), model.n_vocab());
-    let mut cache = KvStore::new(model.kv_shape(), prompt.max(gen_tokens), 1)?;
-    let (mut batch, mut logits) = (Batch::new(), Logits::new());
-    for (i, &t) in ids[..prompt].iter().enumerate() {
-        batch.push(t, i32::try_from(i)?, 0, i + 1 == prompt);
+/// Median tokens per second of prompt and generation over `o.reps` runs after a warm-up.
+fn ours(
+    model: &mut dyn Model,
+    kv: runner::kvcache::KvConfig,
+    o: &Options,
+) -> anyhow::Result<(f64, f64)> {
+    let mut cache = model::new_cache(model, kv)?;
+    measure(
+        model,
+        &mut cache,
+        o.prompt.min(64),
+        o.gen_tokens.min(8),
+        o.depth,
+    )?;
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for _ in 0..o.reps {
+        let s = measure(model, &mut cache, o.prompt, o.gen_tokens, o.depth)?;
+        pp.push(s.pp);
+        tg.push(s.tg);
     }
-    let start = Instant::now();
-    model.forward(&batch, &mut cache, &mut logits)?;
-    let pp = prompt as f64 / start.elapsed().as_secs_f64();
-
-    cache.truncate(0, 0);
-    let start = Instant::now();
-    for (i, &t) in ids[..gen_tokens].iter().enumerate() {
-        batch.clear();
-        batch.push(t, i32::try_from(i)?, 0, true);
-        model.forward(&batch, &mut cache, &mut logits)?;
-    }
-    let tg = gen_tokens as f64 / start.elapsed().as_secs_f64();
-    Ok((pp, tg))
+    Ok((median(pp), median(tg)))
 }
 
 /// llama-bench's median `pp` and `tg` figures (tokens per second) for `model`.
@@ -113,6 +124,14 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, o: &Options) -> anyhow::Result<(f
             &o.reps.to_string(),
             "-o",
             "json",
+            "-d",
+            &o.depth.to_string(),
+            "-ctk",
+            o.cache.type_k.name(),
+            "-ctv",
+            o.cache.type_v.name(),
+            "-fa",
+            if o.cache.flash_attention { "1" } else { "0" },
         ])
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
@@ -151,10 +170,14 @@ fn load_average() -> String {
 fn main() -> anyhow::Result<()> {
     let o = parse_args()?;
     println!(
-        "threads {}, prompt {} tokens, generation {} tokens, median of {} runs; load {}",
+        "threads {}, prompt {} tokens, generation {} tokens, depth {}, K {}, V {}, flash attention {}, median of {} runs; load {}",
         o.threads,
         o.prompt,
         o.gen_tokens,
+        o.depth,
+        o.cache.type_k,
+        o.cache.type_v,
+        if o.cache.flash_attention { "on" } else { "off" },
         o.reps,
         load_average()
     );
@@ -163,15 +186,16 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for path in &o.models {
         let file = Arc::new(GgufFile::open(path)?);
-        let mut model = model::load(file, &LoadOptions { threads: o.threads })?;
-        measure(model.as_mut(), o.prompt.min(64), o.gen_tokens.min(8))?;
-        let mut runs = Vec::new();
-        for _ in 0..o.reps {
-            runs.push(measure(model.as_mut(), o.prompt, o.gen_tokens)?);
-        }
+        let kv = o.cache.config(o.depth + o.prompt.max(o.gen_tokens), 1, 512);
+        let mut model = model::load(
+            file,
+            &LoadOptions {
+                threads: o.threads,
+                kv,
+            },
+        )?;
+        let (pp, tg) = ours(model.as_mut(), kv, &o)?;
         drop(model);
-        let pp = median(runs.iter().map(|r| r.0).collect());
-        let tg = median(runs.iter().map(|r| r.1).collect());
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());

@@ -1,24 +1,54 @@
-//! Flash attention for one query head: stream over the cached keys and values in blocks,
-//! keep a running maximum and sum (online softmax), accumulate the values, and never hold
-//! the whole row of scores.
+//! Flash attention over a K/V cache: stream over the cached keys and values in blocks of
+//! [`FLASH_BLOCK`] cells, keep per query row a running maximum and sum (online softmax),
+//! accumulate the values, and never hold more than one block of scores per row.
 //!
-//! Keys and values may be stored in any type [`crate::quant::dequantize_row`] reads (f32,
-//! f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, ...); each block of rows is dequantized into
-//! scratch before use, so a quantized cache costs a dequantization per visited cell and no
-//! more memory. Which cells a query sees (its sequence, causality, a sliding window) is
-//! the caller's predicate; grouped-query attention is the caller choosing the key/value
-//! head ([`HeadRows`]) of each query head. This is the portable version; the straight
-//! attention in `runner::model::layers` is the reference it is tested against.
+//! One call serves the query rows of every query head that shares one K/V head
+//! (grouped-query attention), for one or several tokens: [`QueryRows`] holds them with
+//! each row's position and sequence bit, [`CellMask`] says which cells a row may see
+//! (its sequences, causality, a sliding window). Per block the call:
+//!
+//! 1. works out which rows see which cells, and skips the block when no row sees any;
+//! 2. scores the visible (row, cell) pairs, `scale · q·k`: f32 keys with
+//!    [`crate::ops::dot_f32_ggml_isa`], f16 keys with [`crate::dot::vec_dot_f16_f32`],
+//!    quantized keys with the SIMD dots of [`crate::dot`] against the query rows quantized
+//!    once per call to the key type's activation type (Q8_0 or Q8_1), as llama.cpp does;
+//! 3. raises each row's running maximum, rescaling its sum and output when it grows, and
+//!    turns the scores into `exp(score - max)` ([`crate::ops::exp_sum_isa`]);
+//! 4. widens the block's value rows to f32 once (f32 values are read in place) and adds
+//!    them, weighted, into every row's output at once.
+//!
+//! A caller may split the cells into ranges (one per thread), each with its own
+//! [`FlashState`], and [`FlashState::merge`] the results. Storage types: f32, f16, q8_0,
+//! q4_0, q4_1, q5_0, q5_1 and iq4_nl, for keys and values independently.
+//! `flash_attn(Isa::Scalar, ...)` is the portable twin of the SIMD paths; they agree to
+//! the bit except for f16 keys, whose dot adds in a different order per instruction set.
+
+#[path = "flash_attn_keys.rs"]
+mod keys;
+#[path = "flash_attn_state.rs"]
+mod state;
+#[path = "flash_attn_values.rs"]
+mod values;
+
+use std::ops::Range;
 
 use thiserror::Error;
 
+use self::keys::{BlockKeys, F16Keys, F32Keys, KeyKind};
+use self::values::{Values, Weights, add_weighted_rows, dequantize_isa, is_cache_type};
 use crate::GgmlType;
-use crate::quant::{QuantError, dequantize_row};
+use crate::arch::cast::{Pod, as_blocks};
+use crate::cpu::Isa;
+use crate::dot::kind;
+use crate::ops::{exp_sum_isa, expf_ggml};
+use crate::quant::QuantError;
+
+pub use self::state::{FlashScratch, FlashState};
 
 /// Cells visited per block: the scores of one block are the only ones held at a time.
 pub const FLASH_BLOCK: usize = 64;
 
-/// Why a head's rows cannot be read.
+/// Why flash attention cannot run on the given rows.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FlashAttnError {
     /// The head's values do not fill whole blocks of the storage type.
@@ -41,9 +71,48 @@ pub enum FlashAttnError {
         /// Bytes given.
         len: usize,
     },
-    /// Dequantizing a row failed (an unsupported type).
+    /// Converting a row failed.
     #[error(transparent)]
     Quant(#[from] QuantError),
+    /// Flash attention does not read this storage type.
+    #[error("flash attention does not support a K/V cache of type {ty}")]
+    Unsupported {
+        /// The storage type.
+        ty: GgmlType,
+    },
+    /// The rows are not aligned for the storage type's blocks.
+    #[error("{ty} rows at offset {offset} every {stride} bytes are not aligned for their blocks")]
+    Misaligned {
+        /// The storage type.
+        ty: GgmlType,
+        /// Byte offset of the head in a row.
+        offset: usize,
+        /// Bytes from one cell's row to the next.
+        stride: usize,
+    },
+    /// A head of no values.
+    #[error("a key head of 0 values")]
+    EmptyHead,
+    /// Two sizes that must agree do not.
+    #[error("{what}: expected {expected}, got {actual}")]
+    Shape {
+        /// What was measured.
+        what: &'static str,
+        /// The size the other arguments imply.
+        expected: usize,
+        /// The size given.
+        actual: usize,
+    },
+    /// The range of cells is not within the cache.
+    #[error("cells {start}..{end} are not within the {n_cells} cells of the cache")]
+    CellRange {
+        /// First cell asked for.
+        start: usize,
+        /// One past the last cell asked for.
+        end: usize,
+        /// Cells in the cache.
+        n_cells: usize,
+    },
 }
 
 /// One key/value head at every cell of a cache: cell `c`'s values are the `dim` values of
@@ -105,125 +174,391 @@ impl<'a> HeadRows<'a> {
         self.dim
     }
 
-    /// Cell `c`'s values as f32 into `out` (`dim` long).
-    fn read(&self, c: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    /// Storage type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Cell `c`'s bytes (`c < n_cells`, which `new` checked fits).
+    fn cell_bytes(&self, c: usize) -> &'a [u8] {
         let start = c * self.stride + self.offset;
-        let len = self.dim / self.ty.block_size() * self.ty.type_size();
-        dequantize_row(self.ty, &self.bytes[start..start + len], out)
+        &self.bytes[start..start + self.dim / self.ty.block_size() * self.ty.type_size()]
+    }
+
+    /// Cell `c`'s blocks, or `None` when they are not aligned for `T`.
+    fn row<T: Pod>(&self, c: usize) -> Option<&'a [T]> {
+        as_blocks(self.cell_bytes(c))
+    }
+
+    /// The error unless every row starts at a multiple of `align` bytes.
+    fn check_alignment(&self, align: usize) -> Result<(), FlashAttnError> {
+        let start = self.bytes.as_ptr() as usize + self.offset;
+        if self.n_cells == 0 || (start.is_multiple_of(align) && self.stride.is_multiple_of(align)) {
+            return Ok(());
+        }
+        Err(FlashAttnError::Misaligned {
+            ty: self.ty,
+            offset: self.offset,
+            stride: self.stride,
+        })
     }
 }
 
-/// Scratch of [`flash_attn_head`]: one block of dequantized keys and values, its scores
-/// and the running output. Grows on first use, then allocates nothing.
-#[derive(Debug, Default)]
-pub struct FlashScratch {
-    keys: Vec<f32>,
-    values: Vec<f32>,
-    cells: Vec<usize>,
-    scores: Vec<f32>,
-    acc: Vec<f32>,
+/// Which cells a query row may see: cell `c` is visible to a row at position `row_pos` of
+/// the sequences `row_seq` when `seqs[c] & row_seq != 0`, `pos[c] <= row_pos` and, with a
+/// sliding window `w`, `row_pos - pos[c] < w`. Empty cells have `seqs[c] == 0`; `pos` and
+/// `seqs` have one entry per cell.
+#[derive(Debug, Clone, Copy)]
+pub struct CellMask<'a> {
+    /// Position of each cell's token.
+    pub pos: &'a [i32],
+    /// Sequences each cell belongs to, one bit per sequence.
+    pub seqs: &'a [u64],
+    /// Sliding-window size, if the layer has one.
+    pub window: Option<usize>,
 }
 
-impl FlashScratch {
-    /// An empty scratch.
-    pub fn new() -> Self {
-        Self::default()
+impl CellMask<'_> {
+    /// Bit `j` set when a row at `row_pos` of `row_seq` sees cell `block.start + j`.
+    fn visible(&self, block: Range<usize>, row_pos: i32, row_seq: u64) -> u64 {
+        let (pos, seqs) = (&self.pos[block.clone()], &self.seqs[block]);
+        let mut bits = 0u64;
+        for (j, (&p, &s)) in pos.iter().zip(seqs).enumerate() {
+            let near = self
+                .window
+                .is_none_or(|w| ((i64::from(row_pos) - i64::from(p)) as u64) < w as u64);
+            bits |= u64::from(s & row_seq != 0 && p <= row_pos && near) << j;
+        }
+        bits
     }
 }
 
-/// `out = Σ_c softmax_c(scale · q·k_c) · v_c` over the cells `c` with `visible(c)`, in
-/// blocks of [`FLASH_BLOCK`] cells with an online softmax. A query that sees no cell gets
-/// zeros.
+/// The query rows of one call: `q` holds n rows of `dim` values, row after row, and row
+/// `r` belongs to the token at `pos[r]` of the sequences `seq[r]` (one bit each).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRows<'a> {
+    /// The rows' values.
+    pub q: &'a [f32],
+    /// Values per row (the key head size).
+    pub dim: usize,
+    /// Position of each row's token.
+    pub pos: &'a [i32],
+    /// Sequence bit of each row's token.
+    pub seq: &'a [u64],
+}
+
+/// The inputs of one call, checked.
+struct Call<'a> {
+    rows: QueryRows<'a>,
+    keys: HeadRows<'a>,
+    values: HeadRows<'a>,
+    mask: CellMask<'a>,
+    scale: f32,
+}
+
+/// Accumulates into `state` the attention of every query row over the cells of `cells`
+/// it may see, with scores `scale · q·k`: the caller resets `state` for
+/// `rows.pos.len()` rows of `values.dim()` values, may call this for several ranges into
+/// the same state or into separate states it then merges, and reads the outputs with
+/// [`FlashState::write`].
 ///
-/// # Panics
-///
-/// When `q.len() != keys.dim()`, `out.len() != values.dim()`, or the two heads have
-/// different cell counts.
-pub fn flash_attn_head(
-    q: &[f32],
+/// `cells` should start at a multiple of [`FLASH_BLOCK`] (or be the whole cache), so that
+/// split ranges cut the cells into the same blocks as one call does. The call allocates
+/// nothing when `scratch` was reserved for these sizes.
+// The runner's contract: each argument is a separate, independently chosen piece.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attn(
+    isa: Isa,
+    rows: &QueryRows<'_>,
     keys: &HeadRows<'_>,
     values: &HeadRows<'_>,
+    mask: &CellMask<'_>,
     scale: f32,
-    visible: impl Fn(usize) -> bool,
+    cells: Range<usize>,
     scratch: &mut FlashScratch,
-    out: &mut [f32],
+    state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    assert_eq!(q.len(), keys.dim, "flash_attn: query and key sizes differ");
-    assert_eq!(
-        out.len(),
-        values.dim,
-        "flash_attn: output and value sizes differ"
-    );
-    assert_eq!(
-        keys.n_cells, values.n_cells,
-        "flash_attn: key and value cells differ"
-    );
-    let (dk, dv) = (keys.dim, values.dim);
-    let s = scratch;
-    s.keys.resize(FLASH_BLOCK * dk, 0.0);
-    s.values.resize(FLASH_BLOCK * dv, 0.0);
-    s.acc.clear();
-    s.acc.resize(dv, 0.0);
-    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
-    for first in (0..keys.n_cells).step_by(FLASH_BLOCK) {
-        s.cells.clear();
-        s.cells
-            .extend((first..(first + FLASH_BLOCK).min(keys.n_cells)).filter(|&c| visible(c)));
-        if s.cells.is_empty() {
-            continue;
-        }
-        s.scores.clear();
-        for (i, &c) in s.cells.iter().enumerate() {
-            let k = &mut s.keys[i * dk..(i + 1) * dk];
-            keys.read(c, k)?;
-            s.scores.push(scale * dot(q, k));
-        }
-        let block_max = s.scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let new_max = max.max(block_max);
-        if new_max > max && sum > 0.0 {
-            let shrink = (max - new_max).exp();
-            sum *= shrink;
-            for a in s.acc.iter_mut() {
-                *a *= shrink;
-            }
-        }
-        max = new_max;
-        for (i, &c) in s.cells.iter().enumerate() {
-            let p = (s.scores[i] - max).exp();
-            sum += p;
-            let v = &mut s.values[i * dv..(i + 1) * dv];
-            values.read(c, v)?;
-            for (a, &x) in s.acc.iter_mut().zip(v.iter()) {
-                *a += p * x;
-            }
-        }
+    check_shapes(rows, keys, values, mask, &cells, state)?;
+    if !is_cache_type(values.ty) {
+        return Err(FlashAttnError::Unsupported { ty: values.ty });
     }
-    if sum > 0.0 {
-        for (o, &a) in out.iter_mut().zip(&s.acc) {
-            *o = a / sum;
-        }
-    } else {
-        out.fill(0.0);
+    let run = match keys.ty {
+        GgmlType::F32 => run::<F32Keys>,
+        GgmlType::F16 => run::<F16Keys>,
+        GgmlType::Q8_0 => run::<BlockKeys<kind::Q8_0>>,
+        GgmlType::Q4_0 => run::<BlockKeys<kind::Q4_0>>,
+        GgmlType::Q4_1 => run::<BlockKeys<kind::Q4_1>>,
+        GgmlType::Q5_0 => run::<BlockKeys<kind::Q5_0>>,
+        GgmlType::Q5_1 => run::<BlockKeys<kind::Q5_1>>,
+        GgmlType::IQ4_NL => run::<BlockKeys<kind::IQ4_NL>>,
+        ty => return Err(FlashAttnError::Unsupported { ty }),
+    };
+    let call = Call {
+        rows: *rows,
+        keys: *keys,
+        values: *values,
+        mask: *mask,
+        scale,
+    };
+    run(isa, &call, cells, scratch, state)
+}
+
+/// The error when two sizes differ.
+fn same(what: &'static str, expected: usize, actual: usize) -> Result<(), FlashAttnError> {
+    if expected == actual {
+        return Ok(());
+    }
+    Err(FlashAttnError::Shape {
+        what,
+        expected,
+        actual,
+    })
+}
+
+/// Checks that the arguments of [`flash_attn`] agree with each other.
+fn check_shapes(
+    rows: &QueryRows<'_>,
+    keys: &HeadRows<'_>,
+    values: &HeadRows<'_>,
+    mask: &CellMask<'_>,
+    cells: &Range<usize>,
+    state: &FlashState,
+) -> Result<(), FlashAttnError> {
+    let n = rows.pos.len();
+    if keys.dim == 0 {
+        return Err(FlashAttnError::EmptyHead);
+    }
+    same("query row size (the key head size)", keys.dim, rows.dim)?;
+    same("query sequence bits (one per row)", n, rows.seq.len())?;
+    same(
+        "query values (rows times row size)",
+        n * rows.dim,
+        rows.q.len(),
+    )?;
+    same("value cells (the key cells)", keys.n_cells, values.n_cells)?;
+    same(
+        "cell positions (one per cell)",
+        keys.n_cells,
+        mask.pos.len(),
+    )?;
+    same(
+        "cell sequences (one per cell)",
+        keys.n_cells,
+        mask.seqs.len(),
+    )?;
+    same("state rows (the query rows)", n, state.n_rows)?;
+    same(
+        "state values per row (the value head size)",
+        values.dim,
+        state.dv,
+    )?;
+    if cells.start > cells.end || cells.end > keys.n_cells {
+        return Err(FlashAttnError::CellRange {
+            start: cells.start,
+            end: cells.end,
+            n_cells: keys.n_cells,
+        });
     }
     Ok(())
 }
 
-/// `Σ a[i]·b[i]` with eight partial sums.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+/// [`flash_attn`] for keys of kind `K`, on checked arguments.
+fn run<K: KeyKind>(
+    isa: Isa,
+    call: &Call<'_>,
+    cells: Range<usize>,
+    scratch: &mut FlashScratch,
+    state: &mut FlashState,
+) -> Result<(), FlashAttnError> {
+    let (n, dk, dv) = (call.rows.pos.len(), call.keys.dim, call.values.dim);
+    if n == 0 || cells.is_empty() {
+        return Ok(());
+    }
+    call.keys.check_alignment(align_of::<K::Weight>())?;
+    // f32 values are read in place; f16 values and the blocks (f16 scales) need 2.
+    let value_align = if call.values.ty == GgmlType::F32 {
+        4
+    } else {
+        2
+    };
+    call.values.check_alignment(value_align)?;
+    scratch.reserve(n, dk, dv);
+    let FlashScratch {
+        query,
+        masks,
+        scores,
+        values: value_buf,
+    } = scratch;
+    let misaligned = |h: &HeadRows<'_>| FlashAttnError::Misaligned {
+        ty: h.ty,
+        offset: h.offset,
+        stride: h.stride,
+    };
+    let query_len = query.len();
+    let q = K::query(isa, call.rows.q, dk, query).ok_or(FlashAttnError::Shape {
+        what: "query scratch",
+        expected: n * K::query_len(dk),
+        actual: query_len,
+    })?;
+    let (masks, scores) = (&mut masks[..n], &mut scores[..n * FLASH_BLOCK]);
+    for first in cells.clone().step_by(FLASH_BLOCK) {
+        let block = first..(first + FLASH_BLOCK).min(cells.end);
+        let union = row_masks(call, block.clone(), masks);
+        if union == 0 {
+            continue;
+        }
+        let mut list = [0usize; FLASH_BLOCK];
+        let mut n_vis = 0;
+        let mut bits = union;
+        while bits != 0 {
+            list[n_vis] = first + bits.trailing_zeros() as usize;
+            n_vis += 1;
+            bits &= bits - 1;
+        }
+        let list = &list[..n_vis];
+        score_block::<K>(isa, call, q, masks, first, list, scores)
+            .ok_or_else(|| misaligned(&call.keys))?;
+        softmax_block(isa, masks, n_vis, scores, state);
+        let values = value_rows(isa, &call.values, list, value_buf)
+            .ok_or_else(|| misaligned(&call.values))?;
+        let weights = Weights {
+            p: scores,
+            stride: FLASH_BLOCK,
+            n: n_vis,
+        };
+        add_weighted_rows(isa, weights, values, &mut state.acc, dv);
+    }
+    Ok(())
+}
+
+/// Fills each row's visibility of `block` into `masks` and returns their union. Rows of
+/// the same token (the query heads of a group) share one computation.
+fn row_masks(call: &Call<'_>, block: Range<usize>, masks: &mut [u64]) -> u64 {
+    let QueryRows { pos, seq, .. } = call.rows;
+    let mut union = 0;
+    for r in 0..masks.len() {
+        masks[r] = if r > 0 && pos[r - 1] == pos[r] && seq[r - 1] == seq[r] {
+            masks[r - 1]
+        } else {
+            call.mask.visible(block.clone(), pos[r], seq[r])
+        };
+        union |= masks[r];
+    }
+    union
+}
+
+/// Scores of the cells `list` (of the block starting at `first`) for every row, in
+/// `scores[r * FLASH_BLOCK + i]`: `scale · q_r·k` where row `r` sees cell `list[i]`, `-inf`
+/// elsewhere. Rows go four at a time so a key block is decoded once for four rows. `None`
+/// when a key row is not aligned for its blocks.
+fn score_block<K: KeyKind>(
+    isa: Isa,
+    call: &Call<'_>,
+    q: &[K::Act],
+    masks: &[u64],
+    first: usize,
+    list: &[usize],
+    scores: &mut [f32],
+) -> Option<()> {
+    let n = masks.len();
+    let per_row = q.len() / n;
+    let q_row = |r: usize| &q[r * per_row..(r + 1) * per_row];
+    for (i, &c) in list.iter().enumerate() {
+        let j = c - first;
+        let k = call.keys.row::<K::Weight>(c)?;
+        let mut r = 0;
+        while r < n {
+            let t = (n - r).min(4);
+            let sees = |u: usize| masks[r + u] >> j & 1 == 1;
+            let mut dots = [0.0f32; 4];
+            if (0..t).any(sees) {
+                match t {
+                    4 => dots = K::dots::<4>(isa, k, std::array::from_fn(|u| q_row(r + u))),
+                    3 => {
+                        let d = K::dots::<3>(isa, k, std::array::from_fn(|u| q_row(r + u)));
+                        dots[..3].copy_from_slice(&d);
+                    }
+                    2 => {
+                        let d = K::dots::<2>(isa, k, std::array::from_fn(|u| q_row(r + u)));
+                        dots[..2].copy_from_slice(&d);
+                    }
+                    _ => dots[0] = K::dots::<1>(isa, k, [q_row(r)])[0],
+                }
+            }
+            for (u, &d) in dots.iter().enumerate().take(t) {
+                scores[(r + u) * FLASH_BLOCK + i] = if sees(u) {
+                    call.scale * d
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            r += t;
         }
     }
-    acc.iter().sum::<f32>() + tail
+    Some(())
+}
+
+/// The online-softmax step of a block of `n_vis` scores per row: raises each row's
+/// running maximum (rescaling its sum and output when it grows), turns its scores into
+/// `exp(score - max)` in place and adds them to its sum. A row that sees no cell of the
+/// block gets weights of 0 and keeps its state.
+fn softmax_block(
+    isa: Isa,
+    masks: &[u64],
+    n_vis: usize,
+    scores: &mut [f32],
+    state: &mut FlashState,
+) {
+    let dv = state.dv;
+    for (r, &mask) in masks.iter().enumerate() {
+        let s = &mut scores[r * FLASH_BLOCK..r * FLASH_BLOCK + n_vis];
+        let old = state.max[r];
+        let new = s.iter().fold(old, |m, &x| m.max(x));
+        if mask == 0 || new == f32::NEG_INFINITY {
+            s.fill(0.0);
+            continue;
+        }
+        let block_sum = exp_sum_isa(isa, s, new) as f32;
+        if new > old && old != f32::NEG_INFINITY {
+            let shrink = expf_ggml(old - new);
+            state.sum[r] *= shrink;
+            for a in &mut state.acc[r * dv..(r + 1) * dv] {
+                *a *= shrink;
+            }
+        }
+        state.max[r] = new;
+        state.sum[r] += block_sum;
+    }
+}
+
+/// The f32 value rows of the cells `list`: read in place for f32 values of consecutive
+/// cells, otherwise widened into `buf`. `None` when a row is not aligned for its blocks.
+fn value_rows<'b>(
+    isa: Isa,
+    values: &HeadRows<'b>,
+    list: &[usize],
+    buf: &'b mut [f32],
+) -> Option<Values<'b>> {
+    let dv = values.dim;
+    let (&lo, &hi) = (list.first()?, list.last()?);
+    if dv == 0 {
+        return Some(Values { v: &[], stride: 0 });
+    }
+    if values.ty == GgmlType::F32 && hi - lo + 1 == list.len() {
+        let start = lo * values.stride + values.offset;
+        let end = hi * values.stride + values.offset + dv * size_of::<f32>();
+        return Some(Values {
+            v: as_blocks::<f32>(&values.bytes[start..end])?,
+            stride: values.stride / size_of::<f32>(),
+        });
+    }
+    for (&c, out) in list.iter().zip(buf.chunks_exact_mut(dv)) {
+        dequantize_isa(isa, values.ty, values.cell_bytes(c), out)?;
+    }
+    Some(Values {
+        v: &buf[..list.len() * dv],
+        stride: dv,
+    })
 }
 
 #[cfg(test)]

@@ -44,7 +44,10 @@ pub use attn_sums::{dot_f32_ggml_isa, weighted_sum_ggml_isa, weighted_sum_tiled_
 pub use elementwise::{add, add_assign, mul, mul_assign, scale, scale_assign, softcap};
 pub(crate) use expf::expf_consts;
 pub use expf::{exp_sum_isa, expf_ggml, silu_mul_isa};
-pub use flash_attn::{FLASH_BLOCK, FlashAttnError, FlashScratch, HeadRows, flash_attn_head};
+pub use flash_attn::{
+    CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadRows, QueryRows,
+    flash_attn,
+};
 pub use norm::{layer_norm, layer_norm_in_place, rms_norm, rms_norm_in_place};
 pub use rope::{Rope, RopeError, RopeLayout, RopeParams, rope_yarn_corr_dims};
 pub use softmax::{softmax, softmax_scaled_masked};

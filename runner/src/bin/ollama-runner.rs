@@ -25,6 +25,10 @@ enum Command {
     Generate(runner::tools::generate::GenerateArgs),
     /// Evaluate a text file in windows and print its perplexity as llama.cpp does.
     Perplexity(runner::tools::perplexity::PerplexityArgs),
+    /// Measure prompt and generation speed (and memory) at a depth of context.
+    Bench(runner::tools::bench::BenchArgs),
+    /// Print the memory a model will take with a configuration, without loading it.
+    Estimate(runner::tools::estimate::EstimateArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Perplexity(args) => {
             runner::tools::perplexity::run(&args, &mut std::io::stdout().lock())?
+        }
+        Command::Bench(args) => runner::tools::bench::run(&args, &mut std::io::stdout().lock())?,
+        Command::Estimate(args) => {
+            runner::tools::estimate::run(&args, &mut std::io::stdout().lock())?
         }
     }
     Ok(())

@@ -25,12 +25,14 @@ use kernels::ops::{
     Rope, RopeLayout, RopeParams, add_assign, geglu, rms_norm_in_place, scale_assign, softcap,
 };
 
-use super::head::{OutputHead, check_store, norm_rows};
+use super::activations::{ActivationDims, Activations};
+use super::attention::{AttentionShape, attention};
+use super::head::{OutputHead, norm_rows, rotate_key, with_placement};
 use super::hparams::{attention_shape, widths};
-use super::kv_store::{KvShape, KvStore};
-use super::layers::{AttentionShape, GatedMlp, MlpScratch, attention, attention_scratch_len};
-use super::weights::{Cpu, Embedding, Linear, vector};
-use super::{Batch, LoadOptions, Logits, Model, ModelError};
+use super::layers::GatedMlp;
+use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector};
+use super::{ArchPlan, Batch, LoadOptions, Logits, Model, ModelError};
+use crate::kvcache::{KvCache, KvLayout};
 
 /// llama.cpp's sliding-window pattern for Gemma 3 when the file names none: of every six
 /// layers, the first five slide and the sixth is global.
@@ -75,22 +77,6 @@ struct Layer {
     sliding: bool,
 }
 
-/// Activations of one batch, kept between calls and grown to the largest batch seen.
-#[derive(Debug, Default)]
-struct Scratch {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    attn: Vec<f32>,
-    proj: Vec<f32>,
-    cos_sin_local: Vec<f32>,
-    cos_sin_global: Vec<f32>,
-    scores: Vec<f32>,
-    mlp: MlpScratch,
-}
-
 /// A loaded Gemma 3 model.
 pub struct Gemma3 {
     file: Arc<GgufFile>,
@@ -104,7 +90,8 @@ pub struct Gemma3 {
     /// RoPE of the global layers.
     rope_global: Rope,
     cpu: Cpu,
-    scratch: Scratch,
+    act: Activations,
+    kv_layout: KvLayout,
 }
 
 impl HyperParams {
@@ -265,6 +252,8 @@ impl Gemma3 {
             None => embd.as_linear()?,
         };
         let (rope_local, rope_global) = read_ropes(&file, a.head_dim_k)?;
+        let plan = Self::plan(&file)?;
+        let compute = options.compute();
         Ok(Self {
             hp,
             embd,
@@ -273,9 +262,40 @@ impl Gemma3 {
             output,
             rope_local,
             rope_global,
-            cpu: Cpu::new(options.threads)?,
-            scratch: Scratch::default(),
+            cpu: Cpu::new(
+                options.threads,
+                matmul_scratch_bytes(&file, compute.num_batch),
+            )?,
+            act: Activations::new(&plan.dims, &compute),
+            kv_layout: plan.kv,
             file,
+        })
+    }
+
+    /// The buffer widths and cache layout `file` implies, read from its metadata only.
+    pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
+        let n_layer = file.metadata().block_count()? as usize;
+        let hp = HyperParams::read(file, n_layer)?;
+        let sliding = sliding_layers(file, n_layer)?;
+        let (local, global) = read_ropes(file, hp.attn.head_dim_k)?;
+        let a = hp.attn;
+        Ok(ArchPlan {
+            dims: ActivationDims {
+                n_embd: hp.n_embd,
+                n_ff: hp.n_ff,
+                attn: a,
+                n_rot: vec![local.n_dims(), global.n_dims()],
+            },
+            kv: KvLayout {
+                k_dim: a.k_dim(),
+                v_dim: a.v_dim(),
+                head_dim_k: a.head_dim_k,
+                head_dim_v: a.head_dim_v,
+                windows: sliding
+                    .iter()
+                    .map(|&s| if s { hp.window } else { None })
+                    .collect(),
+            },
         })
     }
 
@@ -285,22 +305,6 @@ impl Gemma3 {
         options: &LoadOptions,
     ) -> Result<Box<dyn Model>, ModelError> {
         Ok(Box::new(Self::load(file, options)?))
-    }
-}
-
-impl Scratch {
-    fn resize(&mut self, hp: &HyperParams, n_rot: [usize; 2], n: usize, scores: usize) {
-        let a = &hp.attn;
-        self.x.resize(n * hp.n_embd, 0.0);
-        self.xn.resize(n * hp.n_embd, 0.0);
-        self.q.resize(n * a.q_dim(), 0.0);
-        self.k.resize(n * a.k_dim(), 0.0);
-        self.v.resize(n * a.v_dim(), 0.0);
-        self.attn.resize(n * a.out_dim(), 0.0);
-        self.proj.resize(n * hp.n_embd, 0.0);
-        self.cos_sin_local.resize(n * n_rot[0], 0.0);
-        self.cos_sin_global.resize(n * n_rot[1], 0.0);
-        self.scores.resize(scores, 0.0);
     }
 }
 
@@ -332,87 +336,95 @@ impl Model for Gemma3 {
         self.hp.train_ctx
     }
 
-    fn kv_shape(&self) -> KvShape {
-        KvShape {
-            n_layers: self.layers.len(),
-            k_dim: self.hp.attn.k_dim(),
-            v_dim: self.hp.attn.v_dim(),
-        }
+    fn kv_layout(&self) -> KvLayout {
+        self.kv_layout.clone()
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.act.bytes() + self.cpu.scratch_bytes()
     }
 
     fn forward(
         &mut self,
         batch: &Batch,
-        cache: &mut KvStore,
+        cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        check_store(cache, self.kv_shape())?;
-        let lens = cache.plan(batch.seqs(), batch.positions())?;
-        let n = batch.len();
-        let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.scratch, &mut self.cpu);
-        let (d, a) = (hp.n_embd, &hp.attn);
-        let (local, global) = (&self.rope_local, &self.rope_global);
-        let scores_len = attention_scratch_len(cpu.pool(), cache.num_ctx());
-        s.resize(hp, [local.n_dims(), global.n_dims()], n, scores_len);
-
-        for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-            self.embd.lookup(file, token, row)?;
+        if cache.has_pending_shifts() {
+            let (layers, local, global) = (&self.layers, &self.rope_local, &self.rope_global);
+            cache.apply_shifts(|il, delta, row| {
+                let rope = if layers[il].sliding { local } else { global };
+                rotate_key(rope, delta, row);
+                Ok::<(), ModelError>(())
+            })?;
         }
-        scale_assign(&mut s.x, (d as f32).sqrt());
-        local.cos_sin_batch(batch.positions(), &mut s.cos_sin_local);
-        global.cos_sin_batch(batch.positions(), &mut s.cos_sin_global);
+        with_placement(cache, &self.kv_layout, batch, |cache, placement| {
+            let n = batch.len();
+            let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
+            let (d, a) = (hp.n_embd, &hp.attn);
+            let (local, global) = (&self.rope_local, &self.rope_global);
+            s.resize(n);
 
-        for (il, layer) in self.layers.iter().enumerate() {
-            norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-            layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-            layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-            layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-            let (rope, cos_sin, window) = if layer.sliding {
-                (local, &s.cos_sin_local, hp.window)
-            } else {
-                (global, &s.cos_sin_global, None)
+            for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+                self.embd.lookup(file, token, row)?;
+            }
+            scale_assign(&mut s.x, (d as f32).sqrt());
+            local.cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
+            global.cos_sin_batch(batch.positions(), &mut s.cos_sin[1]);
+
+            for (il, layer) in self.layers.iter().enumerate() {
+                norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
+                layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
+                layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
+                layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
+                let (rope, cos_sin) = if layer.sliding {
+                    (local, &s.cos_sin[0])
+                } else {
+                    (global, &s.cos_sin[1])
+                };
+                norm_rows_in_place(&mut s.q, &layer.q_norm, hp.eps);
+                rotate(rope, cos_sin, &mut s.q, a.q_dim());
+                norm_rows_in_place(&mut s.k, &layer.k_norm, hp.eps);
+                rotate(rope, cos_sin, &mut s.k, a.k_dim());
+                scale_assign(&mut s.q, hp.query_scale);
+                let isa = cpu.isa();
+                attention(
+                    cpu.pool(),
+                    isa,
+                    a,
+                    cache,
+                    il,
+                    placement,
+                    batch,
+                    &s.q,
+                    &s.k,
+                    &s.v,
+                    &mut s.attention,
+                    &mut s.attn,
+                )?;
+                layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+                norm_rows_in_place(&mut s.proj, &layer.attn_post_norm, hp.eps);
+                add_assign(&mut s.x, &s.proj);
+
+                norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
+                layer
+                    .mlp
+                    .forward(cpu, file, geglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
+                norm_rows_in_place(&mut s.proj, &layer.ffn_post_norm, hp.eps);
+                add_assign(&mut s.x, &s.proj);
+            }
+
+            let head = OutputHead {
+                norm: &self.output_norm,
+                eps: hp.eps,
+                output: &self.output,
             };
-            norm_rows_in_place(&mut s.q, &layer.q_norm, hp.eps);
-            rotate(rope, cos_sin, &mut s.q, a.q_dim());
-            norm_rows_in_place(&mut s.k, &layer.k_norm, hp.eps);
-            rotate(rope, cos_sin, &mut s.k, a.k_dim());
-            scale_assign(&mut s.q, hp.query_scale);
-            attention(
-                cpu.pool(),
-                a,
-                window,
-                cache,
-                il,
-                batch,
-                &s.q,
-                &s.k,
-                &s.v,
-                &mut s.scores,
-                &mut s.attn,
-            );
-            layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-            norm_rows_in_place(&mut s.proj, &layer.attn_post_norm, hp.eps);
-            add_assign(&mut s.x, &s.proj);
-
-            norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-            layer
-                .mlp
-                .forward(cpu, file, geglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-            norm_rows_in_place(&mut s.proj, &layer.ffn_post_norm, hp.eps);
-            add_assign(&mut s.x, &s.proj);
-        }
-        cache.commit(lens);
-
-        let head = OutputHead {
-            norm: &self.output_norm,
-            eps: hp.eps,
-            output: &self.output,
-        };
-        let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-        if let Some(cap) = hp.softcap {
-            softcap(logits, cap);
-        }
-        Ok(())
+            let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
+            if let Some(cap) = hp.softcap {
+                softcap(logits, cap);
+            }
+            Ok(())
+        })
     }
 }
 

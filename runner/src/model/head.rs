@@ -2,11 +2,11 @@
 //! tokens of a batch that asked for logits.
 
 use gguf::GgufFile;
-use kernels::ops::rms_norm;
+use kernels::ops::{Rope, rms_norm};
 
-use super::kv_store::{KvShape, KvStore};
 use super::weights::{Cpu, Linear};
 use super::{Batch, Logits, ModelError};
+use crate::kvcache::{KvCache, KvError, KvLayout, Placement};
 
 /// `out[t] = rms_norm(x[t]) * weight` for every row.
 pub(crate) fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -16,15 +16,32 @@ pub(crate) fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Fails unless `cache` was made for a model whose per-token shape is `model`.
-pub(crate) fn check_store(cache: &KvStore, model: KvShape) -> Result<(), ModelError> {
-    if cache.shape() != model {
-        return Err(ModelError::KvShapeMismatch {
-            store: cache.shape(),
-            model,
-        });
+/// Runs `body` with the batch's tokens placed in `cache` (made for `layout`); when it
+/// fails, the tokens' cells are freed again.
+pub(crate) fn with_placement(
+    cache: &mut KvCache,
+    layout: &KvLayout,
+    batch: &Batch,
+    body: impl FnOnce(&mut KvCache, &Placement) -> Result<(), ModelError>,
+) -> Result<(), ModelError> {
+    if cache.layout() != layout {
+        return Err(KvError::LayoutMismatch.into());
     }
-    Ok(())
+    let placement = cache.place(batch.seqs(), batch.positions())?;
+    let result = body(cache, &placement);
+    if result.is_err() {
+        cache.unplace(&placement);
+    }
+    result
+}
+
+/// Rotates every head of a cached key row by `delta` more positions (the context shift):
+/// RoPE angles grow linearly with the position, so rotating by the difference moves a
+/// key to its new position.
+pub(crate) fn rotate_key(rope: &Rope, delta: i32, row: &mut [f32]) {
+    let mut cos_sin = vec![0.0; rope.n_dims()];
+    rope.cos_sin_batch(&[delta], &mut cos_sin);
+    rope.rotate_heads(row, &cos_sin);
 }
 
 /// The output head of a model: its final norm and its vocabulary projection.

@@ -4,7 +4,7 @@
 use gguf::GgufFile;
 
 use super::ModelError;
-use super::layers::AttentionShape;
+use super::attention::AttentionShape;
 
 /// `value` as a count, or an error naming `key` when it is 0.
 pub(crate) fn positive(key: String, value: u32) -> Result<usize, ModelError> {

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use gguf::GgufFile;
 use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, swiglu};
 
-use super::head::{OutputHead, check_store, norm_rows};
+use super::activations::{ActivationDims, Activations};
+use super::attention::{AttentionShape, attention};
+use super::head::{OutputHead, norm_rows, rotate_key, with_placement};
 use super::hparams::{attention_shape, positive, widths};
-use super::kv_store::{KvShape, KvStore};
-use super::layers::{AttentionShape, GatedMlp, MlpScratch, attention, attention_scratch_len};
-use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
-use super::{Batch, LoadOptions, Logits, Model, ModelError};
+use super::layers::GatedMlp;
+use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector, vector_opt};
+use super::{ArchPlan, Batch, LoadOptions, Logits, Model, ModelError};
+use crate::kvcache::{KvCache, KvLayout};
 
 /// The hyper-parameters the graph needs.
 #[derive(Debug, Clone)]
@@ -40,21 +42,6 @@ struct Layer {
     mlp: GatedMlp,
 }
 
-/// Activations of one batch, kept between calls and grown to the largest batch seen.
-#[derive(Debug, Default)]
-struct Scratch {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    attn: Vec<f32>,
-    proj: Vec<f32>,
-    cos_sin: Vec<f32>,
-    scores: Vec<f32>,
-    mlp: MlpScratch,
-}
-
 /// A loaded llama model.
 pub struct Llama {
     file: Arc<GgufFile>,
@@ -65,7 +52,8 @@ pub struct Llama {
     output: Linear,
     rope: Rope,
     cpu: Cpu,
-    scratch: Scratch,
+    act: Activations,
+    kv_layout: KvLayout,
 }
 
 impl HyperParams {
@@ -149,6 +137,8 @@ impl Llama {
             None => embd.as_linear()?,
         };
         let rope = read_rope(&file, a.head_dim_k)?;
+        let plan = Self::plan(&file)?;
+        let compute = options.compute();
         Ok(Self {
             hp,
             embd,
@@ -156,9 +146,35 @@ impl Llama {
             output_norm,
             output,
             rope,
-            cpu: Cpu::new(options.threads)?,
-            scratch: Scratch::default(),
+            cpu: Cpu::new(
+                options.threads,
+                matmul_scratch_bytes(&file, compute.num_batch),
+            )?,
+            act: Activations::new(&plan.dims, &compute),
+            kv_layout: plan.kv,
             file,
+        })
+    }
+
+    /// The buffer widths and cache layout `file` implies, read from its metadata only.
+    pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
+        let hp = HyperParams::read(file)?;
+        let n_layer = file.metadata().block_count()? as usize;
+        let a = hp.attn;
+        Ok(ArchPlan {
+            dims: ActivationDims {
+                n_embd: hp.n_embd,
+                n_ff: hp.n_ff,
+                attn: a,
+                n_rot: vec![read_rope(file, a.head_dim_k)?.n_dims()],
+            },
+            kv: KvLayout {
+                k_dim: a.k_dim(),
+                v_dim: a.v_dim(),
+                head_dim_k: a.head_dim_k,
+                head_dim_v: a.head_dim_v,
+                windows: vec![None; n_layer],
+            },
         })
     }
 
@@ -168,21 +184,6 @@ impl Llama {
         options: &LoadOptions,
     ) -> Result<Box<dyn Model>, ModelError> {
         Ok(Box::new(Self::load(file, options)?))
-    }
-}
-
-impl Scratch {
-    fn resize(&mut self, hp: &HyperParams, n_rot: usize, n: usize, scores: usize) {
-        let a = &hp.attn;
-        self.x.resize(n * hp.n_embd, 0.0);
-        self.xn.resize(n * hp.n_embd, 0.0);
-        self.q.resize(n * a.q_dim(), 0.0);
-        self.k.resize(n * a.k_dim(), 0.0);
-        self.v.resize(n * a.v_dim(), 0.0);
-        self.attn.resize(n * a.out_dim(), 0.0);
-        self.proj.resize(n * hp.n_embd, 0.0);
-        self.cos_sin.resize(n * n_rot, 0.0);
-        self.scores.resize(scores, 0.0);
     }
 }
 
@@ -199,76 +200,84 @@ impl Model for Llama {
         self.hp.train_ctx
     }
 
-    fn kv_shape(&self) -> KvShape {
-        KvShape {
-            n_layers: self.layers.len(),
-            k_dim: self.hp.attn.k_dim(),
-            v_dim: self.hp.attn.v_dim(),
-        }
+    fn kv_layout(&self) -> KvLayout {
+        self.kv_layout.clone()
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.act.bytes() + self.cpu.scratch_bytes()
     }
 
     fn forward(
         &mut self,
         batch: &Batch,
-        cache: &mut KvStore,
+        cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        check_store(cache, self.kv_shape())?;
-        let lens = cache.plan(batch.seqs(), batch.positions())?;
-        let n = batch.len();
-        let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.scratch, &mut self.cpu);
-        let (d, a) = (hp.n_embd, &hp.attn);
-        let n_rot = self.rope.n_dims();
-        let scores_len = attention_scratch_len(cpu.pool(), cache.num_ctx());
-        s.resize(hp, n_rot, n, scores_len);
-
-        for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-            self.embd.lookup(file, token, row)?;
+        if cache.has_pending_shifts() {
+            let rope = &self.rope;
+            cache.apply_shifts(|_, delta, row| {
+                rotate_key(rope, delta, row);
+                Ok::<(), ModelError>(())
+            })?;
         }
-        self.rope.cos_sin_batch(batch.positions(), &mut s.cos_sin);
+        with_placement(cache, &self.kv_layout, batch, |cache, placement| {
+            let n = batch.len();
+            let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
+            let (d, a) = (hp.n_embd, &hp.attn);
+            let n_rot = self.rope.n_dims();
+            s.resize(n);
 
-        for (il, layer) in self.layers.iter().enumerate() {
-            norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-            layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-            layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-            layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-            for t in 0..n {
-                let cs = &s.cos_sin[t * n_rot..(t + 1) * n_rot];
-                self.rope
-                    .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
-                self.rope
-                    .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
+            for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+                self.embd.lookup(file, token, row)?;
             }
-            attention(
-                cpu.pool(),
-                a,
-                None,
-                cache,
-                il,
-                batch,
-                &s.q,
-                &s.k,
-                &s.v,
-                &mut s.scores,
-                &mut s.attn,
-            );
-            layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-            add_assign(&mut s.x, &s.proj);
+            self.rope
+                .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
 
-            norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-            layer
-                .mlp
-                .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-            add_assign(&mut s.x, &s.proj);
-        }
-        cache.commit(lens);
+            for (il, layer) in self.layers.iter().enumerate() {
+                norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
+                layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
+                layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
+                layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
+                for t in 0..n {
+                    let cs = &s.cos_sin[0][t * n_rot..(t + 1) * n_rot];
+                    self.rope
+                        .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
+                    self.rope
+                        .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
+                }
+                let isa = cpu.isa();
+                attention(
+                    cpu.pool(),
+                    isa,
+                    a,
+                    cache,
+                    il,
+                    placement,
+                    batch,
+                    &s.q,
+                    &s.k,
+                    &s.v,
+                    &mut s.attention,
+                    &mut s.attn,
+                )?;
+                layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+                add_assign(&mut s.x, &s.proj);
 
-        let head = OutputHead {
-            norm: &self.output_norm,
-            eps: hp.eps,
-            output: &self.output,
-        };
-        head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-        Ok(())
+                norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
+                layer
+                    .mlp
+                    .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
+                add_assign(&mut s.x, &s.proj);
+            }
+
+            let head = OutputHead {
+                norm: &self.output_norm,
+                eps: hp.eps,
+                output: &self.output,
+            };
+            head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
+            Ok(())
+        })
     }
 }

@@ -4,12 +4,14 @@
 //! [`Model`]; [`load`] picks it by `general.architecture`. Weights stay in the
 //! memory-mapped GGUF file: a model holds the file and byte ranges into it
 //! ([`weights`]). The pieces several architectures share (attention over the
-//! [`KvStore`], the gated MLP) live in [`layers`].
+//! [`KvCache`], the gated MLP) live in [`attention`] and [`layers`]; a model's buffers
+//! are sized at load ([`activations`]).
 
+pub mod activations;
+pub mod attention;
 pub mod gemma3;
 mod head;
 mod hparams;
-pub mod kv_store;
 pub mod layers;
 pub mod llama;
 pub mod weights;
@@ -18,13 +20,12 @@ use std::sync::Arc;
 
 use gguf::{GgmlType, GgufError, GgufFile, MetadataError};
 use kernels::matmul::MatmulError;
-use kernels::ops::RopeError;
+use kernels::ops::{FlashAttnError, RopeError};
 use kernels::quant::QuantError;
 use thiserror::Error;
 
+use crate::kvcache::{KvCache, KvConfig, KvError, KvLayout};
 use crate::tokenizer::TokenId;
-
-pub use kv_store::{KvShape, KvStore};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, Error)]
@@ -92,48 +93,12 @@ pub enum ModelError {
         /// Vocabulary size.
         n_vocab: usize,
     },
-    /// A batch names a sequence the store does not have.
-    #[error("sequence {seq} does not exist (the store has {n_seq})")]
-    UnknownSequence {
-        /// The sequence.
-        seq: usize,
-        /// Sequences in the store.
-        n_seq: usize,
-    },
-    /// A sequence has no room for another position.
-    #[error("sequence {seq} is full ({num_ctx} positions)")]
-    ContextFull {
-        /// The sequence.
-        seq: usize,
-        /// Positions per sequence.
-        num_ctx: usize,
-    },
-    /// A token's position would leave a gap in its sequence, or is negative.
-    #[error("position {pos} of sequence {seq} is not in 0..={len}")]
-    BadPosition {
-        /// The sequence.
-        seq: usize,
-        /// The position asked for.
-        pos: i64,
-        /// The sequence's length before the token.
-        len: usize,
-    },
-    /// The K/V store would not fit in memory.
-    #[error("a K/V store of {n_seq} sequences of {num_ctx} positions is too large")]
-    KvTooLarge {
-        /// Positions per sequence.
-        num_ctx: usize,
-        /// Sequences.
-        n_seq: usize,
-    },
-    /// The store was made for another model.
-    #[error("the K/V store has shape {store:?}, the model needs {model:?}")]
-    KvShapeMismatch {
-        /// The store's shape.
-        store: KvShape,
-        /// The model's shape.
-        model: KvShape,
-    },
+    /// The K/V cache refused the batch or a configuration.
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    /// Flash attention could not read the cache.
+    #[error(transparent)]
+    Attention(#[from] FlashAttnError),
 }
 
 /// Tokens to run through the model together, each with its position, its sequence and
@@ -249,6 +214,21 @@ impl Logits {
 pub struct LoadOptions {
     /// Threads for the matrix products (the calling thread included).
     pub threads: usize,
+    /// The cache the model will run with: its batch size, context and attention path
+    /// size the model's buffers.
+    pub kv: KvConfig,
+}
+
+impl LoadOptions {
+    /// What sizes the model's buffers.
+    pub fn compute(&self) -> activations::ComputeConfig {
+        activations::ComputeConfig {
+            num_ctx: self.kv.num_ctx,
+            num_batch: self.kv.num_batch,
+            flash_attention: self.kv.flash_attention,
+            threads: self.threads,
+        }
+    }
 }
 
 /// A loaded model of some architecture.
@@ -262,32 +242,63 @@ pub trait Model: Send {
     /// The context length the model was trained for.
     fn train_ctx(&self) -> usize;
 
-    /// What the K/V store must hold per token.
-    fn kv_shape(&self) -> KvShape;
+    /// What the K/V cache must hold per token and layer.
+    fn kv_layout(&self) -> KvLayout;
+
+    /// Bytes of the model's own buffers (activations, attention and matmul scratch).
+    fn scratch_bytes(&self) -> usize;
 
     /// Runs `batch`, storing its keys and values in `cache` and writing the logits of the
-    /// tokens that asked for them into `out`.
+    /// tokens that asked for them into `out`. Keys whose positions were shifted are
+    /// re-rotated first. On error the batch's tokens are not in the cache.
     fn forward(
         &mut self,
         batch: &Batch,
-        cache: &mut KvStore,
+        cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError>;
 }
 
+/// A cache for `model` with `config`, allocated now.
+pub fn new_cache(model: &dyn Model, config: KvConfig) -> Result<KvCache, ModelError> {
+    Ok(KvCache::new(model.kv_layout(), config)?)
+}
+
+/// What a model's metadata says about its memory: the widths of its buffers and the
+/// layout of its K/V cache. Loading uses it to allocate, [`crate::estimate`] to predict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchPlan {
+    /// Per-token buffer widths.
+    pub dims: activations::ActivationDims,
+    /// The K/V cache layout.
+    pub kv: KvLayout,
+}
+
 type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelError>;
+type Planner = fn(&GgufFile) -> Result<ArchPlan, ModelError>;
 
 /// The architectures we run, by `general.architecture`.
-const ARCHITECTURES: &[(&str, Loader)] = &[
-    ("llama", llama::Llama::load_boxed),
-    ("gemma3", gemma3::Gemma3::load_boxed),
+const ARCHITECTURES: &[(&str, Loader, Planner)] = &[
+    ("llama", llama::Llama::load_boxed, llama::Llama::plan),
+    ("gemma3", gemma3::Gemma3::load_boxed, gemma3::Gemma3::plan),
 ];
+
+fn architecture(file: &GgufFile) -> Result<&'static (&'static str, Loader, Planner), ModelError> {
+    let arch = file.metadata().architecture()?;
+    ARCHITECTURES
+        .iter()
+        .find(|(name, _, _)| *name == arch)
+        .ok_or_else(|| ModelError::UnknownArchitecture(arch.to_owned()))
+}
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.
 pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {
-    let arch = file.metadata().architecture()?.to_owned();
-    match ARCHITECTURES.iter().find(|(name, _)| *name == arch) {
-        Some((_, loader)) => loader(file, options),
-        None => Err(ModelError::UnknownArchitecture(arch)),
-    }
+    let (_, loader, _) = architecture(&file)?;
+    loader(file, options)
+}
+
+/// The memory plan of the model in `file`, from its metadata alone.
+pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
+    let (_, _, planner) = architecture(file)?;
+    planner(file)
 }

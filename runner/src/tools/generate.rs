@@ -16,7 +16,9 @@ use anyhow::Context;
 use clap::Args;
 use gguf::GgufFile;
 
-use crate::model::{self, Batch, KvStore, LoadOptions, Logits, Model};
+use super::cache_args::{CacheArgs, describe};
+use crate::kvcache::KvCache;
+use crate::model::{self, Batch, LoadOptions, Logits, Model};
 use crate::sample::{Sampler, SamplerOptions};
 use crate::tokenizer::{TokenId, Tokenizer, Utf8Stream};
 
@@ -56,6 +58,9 @@ pub struct GenerateArgs {
     /// Prompt tokens per forward pass.
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
+    /// The K/V cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 fn default_threads() -> usize {
@@ -77,8 +82,9 @@ pub struct Generation {
     pub decode_time: Duration,
 }
 
-/// Runs `prompt_tokens` through `model` and samples up to `num_predict` tokens, calling
-/// `on_token` with each one as it comes.
+/// Runs `prompt_tokens` through `model` (in passes of the cache's `num_batch` tokens,
+/// sequence 0 of `cache`, which is cleared first) and samples up to `num_predict` tokens,
+/// calling `on_token` with each one as it comes.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &mut dyn Model,
@@ -86,13 +92,12 @@ pub fn generate(
     sampler: &mut Sampler,
     prompt_tokens: &[TokenId],
     num_predict: usize,
-    num_ctx: usize,
-    batch_size: usize,
+    cache: &mut KvCache,
     mut on_token: impl FnMut(TokenId) -> anyhow::Result<()>,
 ) -> anyhow::Result<Generation> {
     anyhow::ensure!(!prompt_tokens.is_empty(), "the prompt has no tokens");
-    anyhow::ensure!(batch_size > 0, "the batch size must be positive");
-    let mut cache = KvStore::new(model.kv_shape(), num_ctx, 1)?;
+    cache.clear();
+    let batch_size = cache.config().num_batch;
     let mut batch = Batch::new();
     let mut logits = Logits::new();
 
@@ -104,7 +109,7 @@ pub fn generate(
             batch.push(t, pos_i32(pos)?, 0, pos + 1 == prompt_tokens.len());
             pos += 1;
         }
-        model.forward(&batch, &mut cache, &mut logits)?;
+        model.forward(&batch, cache, &mut logits)?;
     }
     let prompt_time = start.elapsed();
     let first_logits = logits.last().context("no logits for the prompt")?.to_vec();
@@ -124,7 +129,7 @@ pub fn generate(
         batch.clear();
         batch.push(token, pos_i32(pos)?, 0, true);
         pos += 1;
-        model.forward(&batch, &mut cache, &mut logits)?;
+        model.forward(&batch, cache, &mut logits)?;
     }
     Ok(Generation {
         prompt_tokens: prompt_tokens.to_vec(),
@@ -147,8 +152,10 @@ fn per_second(n: usize, time: Duration) -> f64 {
 pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let file = Arc::new(GgufFile::open(&args.model)?);
     let tokenizer = Tokenizer::from_metadata(file.metadata())?;
+    let kv = args.cache.config(args.num_ctx, 1, args.batch);
     let options = LoadOptions {
         threads: args.threads,
+        kv,
     };
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut sampler = Sampler::new(SamplerOptions {
@@ -167,6 +174,8 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         args.num_predict,
         args.num_ctx
     );
+    let mut cache = model::new_cache(model.as_ref(), kv)?;
+    eprintln!("{}", describe(&cache));
     let mut stream = Utf8Stream::new();
     let generation = generate(
         model.as_mut(),
@@ -174,8 +183,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         &mut sampler,
         &prompt,
         args.num_predict,
-        args.num_ctx,
-        args.batch,
+        &mut cache,
         |token| {
             if !tokenizer.vocab().is_end_of_generation(token) {
                 out.write_all(stream.push(&tokenizer.token_bytes(token, false)).as_bytes())?;

@@ -1,6 +1,14 @@
 //! The debugging tools of `ollama-runner`, one module per subcommand.
 
+pub mod bench;
+pub mod cache_args;
 pub mod dump_tensor;
+pub mod estimate;
 pub mod generate;
 pub mod perplexity;
 pub mod tokenize;
+
+/// Threads the tools use unless told: every core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -25,7 +25,9 @@ use clap::Args;
 use gguf::GgufFile;
 use thiserror::Error;
 
-use crate::model::{self, Batch, KvStore, LoadOptions, Logits, Model};
+use super::cache_args::{CacheArgs, describe};
+use crate::kvcache::{KvCache, KvConfig};
+use crate::model::{self, Batch, LoadOptions, Logits, Model};
 use crate::tokenizer::{TokenId, Tokenizer};
 
 /// Arguments of `perplexity`.
@@ -47,6 +49,9 @@ pub struct PerplexityArgs {
     /// else each window in passes of `batch` tokens (llama.cpp's default is 2048).
     #[arg(long, default_value_t = 2048)]
     pub batch: usize,
+    /// The K/V cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 fn default_threads() -> usize {
@@ -221,26 +226,41 @@ pub struct Report {
     pub time: Duration,
 }
 
-/// Evaluates `tokens` (the tokenized text, BOS included if the model adds it) window by
-/// window; `bos` replaces the first token of each window when the model adds BOS.
-/// `on_window` gets each window's index and the running sums, in order.
-pub fn evaluate(
-    model: &mut dyn Model,
-    tokens: &[TokenId],
-    bos: Option<TokenId>,
+/// The cache `evaluate` needs for `n_tokens` tokens in windows of `num_ctx`, passes of
+/// `batch_size` tokens and the types and attention of `args`: one sequence per window
+/// evaluated at once.
+pub fn cache_config(
+    n_tokens: usize,
     num_ctx: usize,
     batch_size: usize,
-    threads: usize,
-    mut on_window: impl FnMut(usize, &NllSum),
-) -> anyhow::Result<Report> {
-    let windows = Windows::new(tokens.len(), num_ctx)?;
+    args: &CacheArgs,
+) -> Result<KvConfig, PerplexityError> {
+    let windows = Windows::new(n_tokens, num_ctx)?;
     if batch_size == 0 {
-        return Err(PerplexityError::EmptyBatch.into());
+        return Err(PerplexityError::EmptyBatch);
     }
     let n_seq = (batch_size / num_ctx).clamp(1, windows.count);
     let step = batch_size.min(num_ctx);
+    Ok(args.config(num_ctx, n_seq, n_seq * step))
+}
+
+/// Evaluates `tokens` (the tokenized text, BOS included if the model adds it) window by
+/// window, as many windows at once as `cache` has sequences, in passes of its batch size
+/// (see [`cache_config`]); `bos` replaces the first token of each window when the model
+/// adds BOS. `on_window` gets each window's index and the running sums, in order.
+pub fn evaluate(
+    model: &mut dyn Model,
+    cache: &mut KvCache,
+    tokens: &[TokenId],
+    bos: Option<TokenId>,
+    threads: usize,
+    mut on_window: impl FnMut(usize, &NllSum),
+) -> anyhow::Result<Report> {
+    let num_ctx = cache.config().num_ctx;
+    let windows = Windows::new(tokens.len(), num_ctx)?;
+    let n_seq = cache.config().num_parallel.min(windows.count);
+    let step = (cache.config().num_batch / n_seq).clamp(1, num_ctx);
     let scored = windows.scored();
-    let mut cache = KvStore::new(model.kv_shape(), num_ctx, n_seq)?;
     let mut batch = Batch::new();
     let mut logits = Logits::new();
     // Per window of the group: (batch index, token to predict) of each scored position.
@@ -269,7 +289,7 @@ pub fn evaluate(
                     batch.push(token, i32::try_from(pos)?, seq, wanted);
                 }
             }
-            model.forward(&batch, &mut cache, &mut logits)?;
+            model.forward(&batch, cache, &mut logits)?;
             for (sum, targets) in sums.iter_mut().zip(&targets) {
                 sum.merge(score(&logits, targets, threads)?);
             }
@@ -348,10 +368,14 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .collect();
     let windows = Windows::new(tokens.len(), args.num_ctx)
         .with_context(|| format!("cannot evaluate {}", args.file.display()))?;
+    let kv = cache_config(tokens.len(), args.num_ctx, args.batch, &args.cache)?;
     let options = LoadOptions {
         threads: args.threads,
+        kv,
     };
     let mut model = model::load(Arc::clone(&file), &options)?;
+    let mut cache = model::new_cache(model.as_ref(), kv)?;
+    eprintln!("{}", describe(&cache));
     if args.num_ctx > model.train_ctx() {
         eprintln!(
             "warning: the model was trained on {} tokens of context, {} asked",
@@ -364,15 +388,14 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         tokens.len(),
         windows.count,
         args.num_ctx,
-        (args.batch / args.num_ctx).clamp(1, windows.count),
+        kv.num_parallel,
         args.threads
     );
     let report = evaluate(
         model.as_mut(),
+        &mut cache,
         &tokens,
         bos,
-        args.num_ctx,
-        args.batch,
         args.threads,
         |w, sum| {
             if let Some(estimate) = sum.estimate() {

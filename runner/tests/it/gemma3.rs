@@ -3,10 +3,11 @@
 //! or in chunks, the model answers plain questions, and bad input is an error.
 
 use e2e::TestModel;
-use runner::model::{Batch, KvStore, Logits, Model};
+use runner::kvcache::KvConfig;
+use runner::model::{Batch, Logits, Model};
 use runner::tokenizer::{TokenId, Tokenizer};
 
-use crate::support::{self, greedy};
+use crate::support;
 
 const THREADS: usize = 2;
 
@@ -33,19 +34,12 @@ fn chunked_prompt_past_the_window_matches_one_batch() {
     let (tokenizer, mut model) = load(THREADS);
     let prompt = tokenizer.encode(&long_prompt(), true, true);
     assert!(prompt.len() > 512 + 100, "{} tokens", prompt.len());
-    let run = |model: &mut dyn Model, batch: usize| {
-        runner::tools::generate::generate(
-            model,
-            &tokenizer,
-            &mut greedy(),
-            &prompt,
-            1,
-            1024,
-            batch,
-            |_| Ok(()),
-        )
-        .unwrap()
-        .first_logits
+    let run = |model: &mut dyn Model, num_batch: usize| {
+        let kv = KvConfig {
+            num_batch,
+            ..support::reference_cache()
+        };
+        support::generate(model, &tokenizer, &prompt, 1, kv).first_logits
     };
     let chunked = run(model.as_mut(), 100);
     let whole = run(model.as_mut(), 1024);
@@ -55,7 +49,7 @@ fn chunked_prompt_past_the_window_matches_one_batch() {
 #[test]
 fn generate_cli_answers_a_factual_question() {
     let prompt = "Question: What is the capital of France?\nAnswer:";
-    let (stdout, stderr) = support::run_generate(TestModel::Gemma3, prompt, 8);
+    let (stdout, stderr) = support::run_generate(TestModel::Gemma3, prompt, 8, &[]);
     assert!(stdout.starts_with(" Paris\n"), "{stdout:?}");
     assert!(stderr.contains("generated: 8 tokens"), "{stderr}");
 }
@@ -63,19 +57,9 @@ fn generate_cli_answers_a_factual_question() {
 #[test]
 fn greedy_continuation_names_the_other_element() {
     let (tokenizer, mut model) = load(THREADS);
-    let mut sampler = greedy();
     let prompt = tokenizer.encode("Water is made of hydrogen and", true, true);
-    let generation = runner::tools::generate::generate(
-        model.as_mut(),
-        &tokenizer,
-        &mut sampler,
-        &prompt,
-        4,
-        64,
-        512,
-        |_| Ok(()),
-    )
-    .unwrap();
+    // llama.cpp's default cache (f16 keys and values, flash attention).
+    let generation = support::generate(model.as_mut(), &tokenizer, &prompt, 4, KvConfig::new(64));
     let text = tokenizer.decode(&generation.generated, false);
     assert!(text.starts_with(" oxygen"), "{text:?}");
 }
@@ -83,7 +67,7 @@ fn greedy_continuation_names_the_other_element() {
 #[test]
 fn a_token_outside_the_vocabulary_is_an_error() {
     let (_, mut model) = load(1);
-    let mut cache = KvStore::new(model.kv_shape(), 8, 1).unwrap();
+    let mut cache = runner::model::new_cache(model.as_ref(), KvConfig::reference(8)).unwrap();
     let (mut batch, mut logits) = (Batch::new(), Logits::new());
     let n_vocab = model.n_vocab() as TokenId;
     batch.push(n_vocab, 0, 0, true);

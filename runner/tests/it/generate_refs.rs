@@ -23,10 +23,11 @@
 //! - `ollama-runner generate` prints that continuation's text.
 
 use e2e::TestModel;
-use runner::model::{Batch, KvStore, Logits};
+use runner::kvcache::{KvCache, KvConfig, KvLayout};
+use runner::model::{Batch, Logits};
 use runner::tokenizer::TokenId;
 
-use crate::support::{greedy, load, run_generate, tokenizer};
+use crate::support::{REFERENCE_FLAGS, generate, load, reference_cache, run_generate, tokenizer};
 
 /// The largest logit error allowed, relative to the largest logit.
 const TOLERANCE: f32 = 1e-3;
@@ -85,17 +86,7 @@ fn matches_llama_cpp(test_model: TestModel) {
     for case in &refs.cases {
         let prompt = tokenizer.encode(&case.prompt, true, true);
         assert_eq!(prompt, case.prompt_ids, "{:?}: prompt tokens", case.prompt);
-        let generation = runner::tools::generate::generate(
-            model.as_mut(),
-            &tokenizer,
-            &mut greedy(),
-            &prompt,
-            64,
-            2048,
-            512,
-            |_| Ok(()),
-        )
-        .unwrap();
+        let generation = generate(model.as_mut(), &tokenizer, &prompt, 64, reference_cache());
         let err = logit_error(case, &generation.first_logits);
         println!(
             "{}: {} prompt tokens, logit error {err:e}, {} greedy tokens",
@@ -139,7 +130,7 @@ fn generate_cli_prints_llama_cpps_continuation() {
         let case = &refs.cases[0];
         let n = case.generated_ids.len();
         let tokenizer = tokenizer(test_model);
-        let (stdout, stderr) = run_generate(test_model, &case.prompt, n);
+        let (stdout, stderr) = run_generate(test_model, &case.prompt, n, &REFERENCE_FLAGS);
         let want = tokenizer.decode(&case.generated_ids, false);
         assert_eq!(stdout.strip_suffix('\n').unwrap_or(&stdout), want);
         let prompt_line = format!("prompt: {} tokens", case.prompt_ids.len());
@@ -154,7 +145,7 @@ fn generate_cli_prints_llama_cpps_continuation() {
 #[test]
 fn bad_batches_are_errors_not_panics() {
     let (_, mut model) = load(TestModel::SmolLm2, 1);
-    let mut cache = KvStore::new(model.kv_shape(), 4, 1).unwrap();
+    let mut cache = runner::model::new_cache(model.as_ref(), KvConfig::reference(4)).unwrap();
     let (mut batch, mut logits) = (Batch::new(), Logits::new());
     model.forward(&batch, &mut cache, &mut logits).unwrap();
     assert!(logits.last().is_none(), "an empty batch has no logits");
@@ -168,25 +159,29 @@ fn bad_batches_are_errors_not_panics() {
     batch.clear();
     batch.push(1, 3, 0, true);
     let err = model.forward(&batch, &mut cache, &mut logits).unwrap_err();
-    assert_eq!(err.to_string(), "position 3 of sequence 0 is not in 0..=0");
+    assert_eq!(
+        err.to_string(),
+        "position 3 of sequence 0 is not in 0..=0 (the next free position)"
+    );
     batch.clear();
     for pos in 0..5 {
         batch.push(1, pos, 0, false);
     }
     let err = model.forward(&batch, &mut cache, &mut logits).unwrap_err();
-    assert_eq!(err.to_string(), "sequence 0 is full (4 positions)");
-    let mut other = KvStore::new(
-        runner::model::KvShape {
-            n_layers: 1,
-            k_dim: 8,
-            v_dim: 8,
-        },
-        4,
-        1,
-    )
-    .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "sequence 0 is full: position 4 is past its 4 positions"
+    );
+    let layout = KvLayout {
+        k_dim: 64,
+        v_dim: 64,
+        head_dim_k: 64,
+        head_dim_v: 64,
+        windows: vec![None],
+    };
+    let mut other = KvCache::new(layout, KvConfig::reference(4)).unwrap();
     batch.clear();
     batch.push(1, 0, 0, true);
     let err = model.forward(&batch, &mut other, &mut logits).unwrap_err();
-    assert!(err.to_string().contains("K/V store has shape"), "{err}");
+    assert!(err.to_string().contains("made for another model"), "{err}");
 }

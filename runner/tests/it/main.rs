@@ -1,6 +1,7 @@
 //! Integration tests of the runner crate: the `ollama-runner` binary and the GGUF reader
 //! on the real test models (fetched by `scripts/fetch-models`).
 
+mod estimate;
 mod gemma3;
 mod generate_refs;
 mod inspect_cli;

@@ -69,6 +69,7 @@ fn matches_llama_cpp(model: TestModel) {
         .arg(model.path())
         .args(["--file", &refs.text])
         .args(["--num-ctx", &case.n_ctx.to_string(), "--threads", "2"])
+        .args(crate::support::REFERENCE_FLAGS)
         .output()
         .expect("ollama-runner runs");
     let elapsed = start.elapsed();
@@ -163,4 +164,64 @@ fn a_text_shorter_than_two_windows_is_refused() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Our perplexity of the reference text for `model` with `flags` added.
+fn our_ppl(model: TestModel, flags: &[&str]) -> f64 {
+    let refs = refs();
+    let output = Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
+        .arg("perplexity")
+        .arg("--model")
+        .arg(model.path())
+        .args(["--file", &refs.text, "--num-ctx", "512", "--threads", "2"])
+        .args(flags)
+        .output()
+        .expect("ollama-runner runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "perplexity failed: {stderr}");
+    let (ppl, _) = parse_ppl_line(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|| panic!("no PPL line: {stdout:?}"));
+    ppl
+}
+
+/// The reference-path figure (which `matches_llama_cpp` shows we equal).
+fn reference_ppl(model: TestModel) -> f64 {
+    refs()
+        .cases
+        .iter()
+        .find(|c| c.model == model.file_name())
+        .map(|c| c.reference_ppl)
+        .unwrap()
+}
+
+/// The default cache (f16 keys and values, flash attention) costs Gemma 3 less than 0.1%.
+#[test]
+fn gemma3_default_cache_stays_within_a_tenth_of_a_percent() {
+    let (ours, reference) = (
+        our_ppl(TestModel::Gemma3, &[]),
+        reference_ppl(TestModel::Gemma3),
+    );
+    let relative = (ours - reference) / reference;
+    println!(
+        "gemma3 f16/f16 flash: {ours} vs {reference} ({:+.3}%)",
+        100.0 * relative
+    );
+    assert!(relative.abs() <= 0.001, "{ours} vs {reference}");
+}
+
+/// 8-bit keys and values cost SmolLM2 less than 0.5%.
+#[test]
+fn smollm2_q8_0_cache_costs_less_than_half_a_percent() {
+    let flags = ["--cache-type-k", "q8_0", "--cache-type-v", "q8_0"];
+    let (ours, reference) = (
+        our_ppl(TestModel::SmolLm2, &flags),
+        reference_ppl(TestModel::SmolLm2),
+    );
+    let relative = (ours - reference) / reference;
+    println!(
+        "smollm2 q8_0/q8_0 flash: {ours} vs {reference} ({:+.3}%)",
+        100.0 * relative
+    );
+    assert!(relative <= 0.005, "{ours} vs {reference}");
 }

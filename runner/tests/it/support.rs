@@ -5,16 +5,50 @@ use std::sync::Arc;
 
 use e2e::TestModel;
 use gguf::GgufFile;
+use runner::kvcache::KvConfig;
 use runner::model::{self, LoadOptions, Model};
 use runner::sample::{Sampler, SamplerOptions};
-use runner::tokenizer::Tokenizer;
+use runner::tokenizer::{TokenId, Tokenizer};
+use runner::tools::generate::Generation;
 
-/// The tokenizer and the model of a test model file, on `threads` threads.
+/// The cache the reference tests run with: llama.cpp's reference path (f32 K/V, no flash
+/// attention), 2048 positions, batches of up to 1024 tokens.
+pub fn reference_cache() -> KvConfig {
+    KvConfig {
+        num_batch: 1024,
+        ..KvConfig::reference(2048)
+    }
+}
+
+/// The tokenizer and the model of a test model file, on `threads` threads, sized for
+/// [`reference_cache`].
 pub fn load(model: TestModel, threads: usize) -> (Tokenizer, Box<dyn Model>) {
     let file = Arc::new(GgufFile::open(model.path()).unwrap());
     let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
-    let model = model::load(file, &LoadOptions { threads }).unwrap();
+    let kv = reference_cache();
+    let model = model::load(file, &LoadOptions { threads, kv }).unwrap();
     (tokenizer, model)
+}
+
+/// Greedy generation of `n` tokens after `prompt` with a fresh cache made as `kv` says.
+pub fn generate(
+    model: &mut dyn Model,
+    tokenizer: &Tokenizer,
+    prompt: &[TokenId],
+    n: usize,
+    kv: KvConfig,
+) -> Generation {
+    let mut cache = model::new_cache(model, kv).unwrap();
+    runner::tools::generate::generate(
+        model,
+        tokenizer,
+        &mut greedy(),
+        prompt,
+        n,
+        &mut cache,
+        |_| Ok(()),
+    )
+    .unwrap()
 }
 
 /// The tokenizer of a test model file alone.
@@ -23,15 +57,26 @@ pub fn tokenizer(model: TestModel) -> Tokenizer {
     Tokenizer::from_metadata(file.metadata()).unwrap()
 }
 
-/// `ollama-runner generate` on `prompt` for `n` tokens on 2 threads: its stdout and
-/// stderr, after asserting it succeeded.
-pub fn run_generate(model: TestModel, prompt: &str, n: usize) -> (String, String) {
+/// The flags of llama.cpp's reference path.
+pub const REFERENCE_FLAGS: [&str; 6] = [
+    "--cache-type-k",
+    "f32",
+    "--cache-type-v",
+    "f32",
+    "--flash-attention",
+    "off",
+];
+
+/// `ollama-runner generate` on `prompt` for `n` tokens on 2 threads with `flags` added:
+/// its stdout and stderr, after asserting it succeeded.
+pub fn run_generate(model: TestModel, prompt: &str, n: usize, flags: &[&str]) -> (String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
         .arg("generate")
         .arg("--model")
         .arg(model.path())
         .args(["--prompt", prompt])
         .args(["--num-predict", &n.to_string(), "--threads", "2"])
+        .args(flags)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

@@ -3,6 +3,7 @@
 mod attn_sums;
 pub(crate) mod block32;
 mod expf;
+pub(crate) mod flash_attn;
 mod float;
 mod kquants;
 

@@ -1,6 +1,27 @@
 //! Unit tests of the perplexity arithmetic and window rules.
 use super::*;
-use crate::model::{KvShape, ModelError};
+use crate::kvcache::{KvCache, KvLayout};
+use crate::model::ModelError;
+
+/// [`evaluate`] with the cache [`cache_config`] gives (f32, reference attention).
+fn eval(
+    model: &mut NextToken,
+    tokens: &[TokenId],
+    bos: Option<TokenId>,
+    num_ctx: usize,
+    batch: usize,
+    threads: usize,
+    on_window: impl FnMut(usize, &NllSum),
+) -> anyhow::Result<Report> {
+    let args = CacheArgs {
+        type_k: crate::kvcache::CacheType::F32,
+        type_v: crate::kvcache::CacheType::F32,
+        flash_attention: false,
+    };
+    let kv = cache_config(tokens.len(), num_ctx, batch, &args)?;
+    let mut cache = KvCache::new(model.kv_layout(), kv)?;
+    evaluate(model, &mut cache, tokens, bos, threads, on_window)
+}
 
 fn close(a: f64, b: f64, tolerance: f64) -> bool {
     (a - b).abs() <= tolerance * b.abs().max(1.0)
@@ -114,21 +135,25 @@ impl Model for NextToken {
     fn train_ctx(&self) -> usize {
         4096
     }
-    fn kv_shape(&self) -> KvShape {
-        KvShape {
-            n_layers: 1,
-            k_dim: 1,
-            v_dim: 1,
+    fn kv_layout(&self) -> KvLayout {
+        KvLayout {
+            k_dim: 32,
+            v_dim: 32,
+            head_dim_k: 32,
+            head_dim_v: 32,
+            windows: vec![None],
         }
+    }
+    fn scratch_bytes(&self) -> usize {
+        0
     }
     fn forward(
         &mut self,
         batch: &Batch,
-        cache: &mut KvStore,
+        cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        let lens = cache.plan(batch.seqs(), batch.positions())?;
-        cache.commit(lens);
+        cache.place(batch.seqs(), batch.positions())?;
         let wanted: Vec<usize> = (0..batch.len())
             .filter(|&t| batch.wants_logits()[t])
             .collect();
@@ -148,7 +173,7 @@ fn run_next_token(tokens: &[TokenId], bos: Option<TokenId>, batch: usize) -> Nex
         batches: Vec::new(),
     };
     let mut seen = Vec::new();
-    evaluate(&mut model, tokens, bos, 8, batch, 3, |w, _| seen.push(w)).unwrap();
+    eval(&mut model, tokens, bos, 8, batch, 3, |w, _| seen.push(w)).unwrap();
     assert_eq!(seen, [0, 1, 2]);
     model
 }
@@ -163,7 +188,7 @@ fn the_second_half_of_each_window_is_scored_against_the_next_token() {
         n_vocab: 16,
         batches: Vec::new(),
     };
-    let report = evaluate(&mut model, &tokens, None, 8, 8, 2, |_, _| {}).unwrap();
+    let report = eval(&mut model, &tokens, None, 8, 8, 2, |_, _| {}).unwrap();
     // Positions 4, 5, 6 of each window predict positions 5, 6, 7.
     assert_eq!(report.nll.count(), 9);
     let row: Vec<f32> = (0..16).map(|k| if k == 0 { 4.0 } else { 0.0 }).collect();
@@ -200,7 +225,7 @@ fn windows_per_pass_and_passes_per_window_give_the_same_sums() {
                 n_vocab: 16,
                 batches: Vec::new(),
             };
-            let report = evaluate(&mut model, &tokens, Some(1), 8, batch, 2, |_, _| {});
+            let report = eval(&mut model, &tokens, Some(1), 8, batch, 2, |_, _| {});
             let report = report.unwrap();
             assert_eq!(report.nll.count(), 9, "batch {batch}");
             report.nll.estimate().unwrap().ppl
@@ -221,9 +246,9 @@ fn a_short_text_or_empty_batch_is_an_error() {
         n_vocab: 16,
         batches: Vec::new(),
     };
-    let error = evaluate(&mut model, &[1; 15], None, 8, 8, 1, |_, _| {}).unwrap_err();
+    let error = eval(&mut model, &[1; 15], None, 8, 8, 1, |_, _| {}).unwrap_err();
     assert!(error.to_string().contains("at least 16"), "{error}");
-    let error = evaluate(&mut model, &[1; 16], None, 8, 0, 1, |_, _| {}).unwrap_err();
+    let error = eval(&mut model, &[1; 16], None, 8, 0, 1, |_, _| {}).unwrap_err();
     assert!(error.to_string().contains("batch size"), "{error}");
     assert!(model.batches.is_empty());
 }

@@ -1,0 +1,117 @@
+//! Why a cache cannot be made or used as asked.
+
+use kernels::quant::QuantError;
+use thiserror::Error;
+
+use super::CacheType;
+
+/// Why a cache cannot be made or used as asked.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KvError {
+    /// A size in the configuration is zero or out of range.
+    #[error("{what} is {value}: {why}")]
+    BadConfig {
+        /// The setting (`num_ctx`, `num_parallel`, ...).
+        what: &'static str,
+        /// Its value.
+        value: usize,
+        /// What is accepted.
+        why: &'static str,
+    },
+    /// A head is not a whole number of the storage type's blocks.
+    #[error(
+        "{which} cache type {ty} stores blocks of {block} values, but this model's {which} heads have {head_dim}; use f16 or f32 for {which}"
+    )]
+    HeadNotBlocks {
+        /// "K" or "V".
+        which: &'static str,
+        /// The type asked for.
+        ty: CacheType,
+        /// Its block size.
+        block: usize,
+        /// The head size.
+        head_dim: usize,
+    },
+    /// The cache would not fit in the address space.
+    #[error("a K/V cache of {num_parallel} × {num_ctx} positions is too large to allocate")]
+    TooLarge {
+        /// Positions per sequence.
+        num_ctx: usize,
+        /// Sequences.
+        num_parallel: usize,
+    },
+    /// The cache was made for another model.
+    #[error("the K/V cache was made for another model (its layout differs)")]
+    LayoutMismatch,
+    /// A batch names a sequence the cache does not have.
+    #[error("sequence {seq} does not exist (the cache has {n_seq})")]
+    UnknownSequence {
+        /// The sequence.
+        seq: usize,
+        /// Sequences in the cache.
+        n_seq: usize,
+    },
+    /// A token's position is past the context.
+    #[error("sequence {seq} is full: position {pos} is past its {num_ctx} positions")]
+    ContextFull {
+        /// The sequence.
+        seq: usize,
+        /// The position asked for.
+        pos: i64,
+        /// Positions per sequence.
+        num_ctx: usize,
+    },
+    /// A token's position would leave a gap in its sequence, or is negative.
+    #[error("position {pos} of sequence {seq} is not in 0..={next} (the next free position)")]
+    BadPosition {
+        /// The sequence.
+        seq: usize,
+        /// The position asked for.
+        pos: i64,
+        /// The sequence's next position.
+        next: i64,
+    },
+    /// A sequence's tokens in one batch are not consecutive positions.
+    #[error(
+        "sequence {seq}'s tokens in a batch must have consecutive positions: {pos} follows {prev}"
+    )]
+    NotConsecutive {
+        /// The sequence.
+        seq: usize,
+        /// The position found.
+        pos: i64,
+        /// The position before it.
+        prev: i64,
+    },
+    /// More tokens than `num_batch` in one pass.
+    #[error("a batch of {len} tokens is larger than num_batch ({num_batch}); split it")]
+    BatchTooLarge {
+        /// Tokens in the batch.
+        len: usize,
+        /// The limit.
+        num_batch: usize,
+    },
+    /// No empty cells are left.
+    #[error("the K/V cache has {free} free cells of {cells}, a batch needs {needed}")]
+    Full {
+        /// Cells needed.
+        needed: usize,
+        /// Cells free.
+        free: usize,
+        /// Cells in the table.
+        cells: usize,
+    },
+    /// A sliding-window table no longer holds positions a batch needs.
+    #[error(
+        "sequence {seq} cannot continue at position {pos}: the sliding-window cache no longer holds the positions before it; evaluate the sequence again from position 0"
+    )]
+    WindowLost {
+        /// The sequence.
+        seq: usize,
+        /// Where the batch starts.
+        pos: i64,
+    },
+    /// A row could not be converted to or from its storage type.
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+}

@@ -1,0 +1,146 @@
+//! The per-pass buffers of a model (hidden states, projections, attention and MLP
+//! scratch), sized at load for the largest batch so that a forward pass allocates
+//! nothing and [`crate::estimate`] can say in advance what they take.
+
+use super::attention::{AttentionScratch, AttentionShape};
+use super::layers::MlpScratch;
+
+/// The per-token widths that size a model's buffers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationDims {
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Feed-forward hidden size.
+    pub n_ff: usize,
+    /// Attention heads.
+    pub attn: AttentionShape,
+    /// Rotated values per head of each RoPE the model uses (one table of cosines and
+    /// sines per token for each).
+    pub n_rot: Vec<usize>,
+}
+
+/// What, besides the model, sizes the buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComputeConfig {
+    /// Positions per sequence.
+    pub num_ctx: usize,
+    /// Tokens per forward pass at most.
+    pub num_batch: usize,
+    /// Flash attention (otherwise the reference attention's gather buffers).
+    pub flash_attention: bool,
+    /// Threads.
+    pub threads: usize,
+}
+
+/// The buffers themselves.
+#[derive(Debug)]
+pub struct Activations {
+    /// Hidden states.
+    pub x: Vec<f32>,
+    /// Normalized hidden states.
+    pub xn: Vec<f32>,
+    /// Queries.
+    pub q: Vec<f32>,
+    /// Keys.
+    pub k: Vec<f32>,
+    /// Values.
+    pub v: Vec<f32>,
+    /// Attention outputs.
+    pub attn: Vec<f32>,
+    /// Output projections (attention, then MLP).
+    pub proj: Vec<f32>,
+    /// Cosines and sines per token, one table per RoPE.
+    pub cos_sin: Vec<Vec<f32>>,
+    /// The MLP's hidden rows.
+    pub mlp: MlpScratch,
+    /// Attention's scratch.
+    pub attention: AttentionScratch,
+    dims: ActivationDims,
+}
+
+/// `n` zeros written one by one: a zero the optimiser cannot see, so the allocation is
+/// not turned into untouched zeroed pages and the memory is resident, as estimated.
+pub(crate) fn touched(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, std::hint::black_box(0.0));
+    v
+}
+
+fn floats(dims: &ActivationDims, n: usize) -> usize {
+    let a = &dims.attn;
+    let per_token = 3 * dims.n_embd
+        + a.q_dim()
+        + a.k_dim()
+        + a.v_dim()
+        + a.out_dim()
+        + dims.n_rot.iter().sum::<usize>()
+        + 2 * dims.n_ff;
+    per_token * n
+}
+
+impl Activations {
+    /// Buffers for `config.num_batch` tokens, allocated and touched now.
+    pub fn new(dims: &ActivationDims, config: &ComputeConfig) -> Self {
+        let a = &dims.attn;
+        let mut s = Self {
+            x: Vec::new(),
+            xn: Vec::new(),
+            q: Vec::new(),
+            k: Vec::new(),
+            v: Vec::new(),
+            attn: Vec::new(),
+            proj: Vec::new(),
+            cos_sin: vec![Vec::new(); dims.n_rot.len()],
+            mlp: MlpScratch::with_rows(config.num_batch * dims.n_ff),
+            attention: AttentionScratch::new(
+                a,
+                config.flash_attention,
+                config.num_ctx,
+                config.num_batch,
+                config.threads,
+            ),
+            dims: dims.clone(),
+        };
+        s.resize(config.num_batch);
+        s
+    }
+
+    /// Bytes [`Activations::new`] allocates.
+    pub fn bytes_for(dims: &ActivationDims, config: &ComputeConfig) -> usize {
+        floats(dims, config.num_batch) * 4
+            + AttentionScratch::bytes_for(
+                &dims.attn,
+                config.flash_attention,
+                config.num_ctx,
+                config.num_batch,
+                config.threads,
+            )
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        let rows = [
+            &self.x, &self.xn, &self.q, &self.k, &self.v, &self.attn, &self.proj,
+        ];
+        let rows: usize = rows.iter().map(|r| r.capacity()).sum();
+        let cs: usize = self.cos_sin.iter().map(|r| r.capacity()).sum();
+        (rows + cs) * 4 + self.mlp.bytes() + self.attention.bytes()
+    }
+
+    /// Sets every buffer's length for `n` tokens (within the allocation when `n` is at
+    /// most the batch size it was made for).
+    pub fn resize(&mut self, n: usize) {
+        let (d, a) = (&self.dims, &self.dims.attn);
+        let zero = std::hint::black_box(0.0);
+        self.x.resize(n * d.n_embd, zero);
+        self.xn.resize(n * d.n_embd, zero);
+        self.q.resize(n * a.q_dim(), zero);
+        self.k.resize(n * a.k_dim(), zero);
+        self.v.resize(n * a.v_dim(), zero);
+        self.attn.resize(n * a.out_dim(), zero);
+        self.proj.resize(n * d.n_embd, zero);
+        for (cs, &n_rot) in self.cos_sin.iter_mut().zip(&d.n_rot) {
+            cs.resize(n * n_rot, zero);
+        }
+    }
+}

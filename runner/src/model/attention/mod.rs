@@ -1,0 +1,165 @@
+//! Causal grouped-query attention over the [`KvCache`]: the batch's keys and values are
+//! stored first, then every token attends to the cells its sequence holds at positions up
+//! to its own (within the layer's window).
+//!
+//! Two paths compute it. [`reference`] gathers each sequence's keys and values in
+//! position order as f32 and computes every score, one softmax and the weighted sum in
+//! llama.cpp's order: with an f32 cache it is llama.cpp's non-flash arithmetic bit for
+//! bit, and it is what the tests hold the other path to. [`flash`] streams over the
+//! cells in blocks with an online softmax (kernels' flash attention) and reads every
+//! storage type in place. The cache's configuration picks the path.
+
+mod flash;
+mod reference;
+
+use std::sync::Mutex;
+
+use kernels::cpu::Isa;
+use kernels::pool::ThreadPool;
+
+use super::{Batch, ModelError};
+use crate::kvcache::{KvCache, Placement};
+
+pub use flash::FlashWork;
+pub use reference::ReferenceWork;
+
+/// The head layout of one attention layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads; each serves `n_head / n_head_kv` query heads.
+    pub n_head_kv: usize,
+    /// Values per query/key head.
+    pub head_dim_k: usize,
+    /// Values per value head.
+    pub head_dim_v: usize,
+    /// Factor applied to `q·k` before the softmax (usually `1/sqrt(head_dim_k)`).
+    pub scale: f32,
+}
+
+impl AttentionShape {
+    /// Key values per token.
+    pub fn k_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim_k
+    }
+
+    /// Value values per token.
+    pub fn v_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim_v
+    }
+
+    /// Query values per token.
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim_k
+    }
+
+    /// Attention output values per token.
+    pub fn out_dim(&self) -> usize {
+        self.n_head * self.head_dim_v
+    }
+
+    /// Query heads per key/value head.
+    pub fn group(&self) -> usize {
+        self.n_head / self.n_head_kv
+    }
+}
+
+/// Scratch of one path of attention, sized at load for the largest batch.
+#[derive(Debug)]
+pub enum AttentionScratch {
+    /// For [`reference`].
+    Reference(ReferenceWork),
+    /// For [`flash`].
+    Flash(FlashWork),
+}
+
+impl AttentionScratch {
+    /// Scratch for batches of up to `num_batch` tokens over `num_ctx` positions on
+    /// `threads` threads, allocated now.
+    pub fn new(
+        shape: &AttentionShape,
+        flash: bool,
+        num_ctx: usize,
+        num_batch: usize,
+        threads: usize,
+    ) -> Self {
+        if flash {
+            Self::Flash(FlashWork::new(shape, num_batch, threads))
+        } else {
+            Self::Reference(ReferenceWork::new(shape, num_ctx, threads))
+        }
+    }
+
+    /// Bytes [`AttentionScratch::new`] allocates.
+    pub fn bytes_for(
+        shape: &AttentionShape,
+        flash: bool,
+        num_ctx: usize,
+        num_batch: usize,
+        threads: usize,
+    ) -> usize {
+        if flash {
+            FlashWork::bytes_for(shape, num_batch, threads)
+        } else {
+            ReferenceWork::bytes_for(shape, num_ctx, threads)
+        }
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Reference(w) => w.bytes(),
+            Self::Flash(w) => w.bytes(),
+        }
+    }
+}
+
+/// Attention of layer `layer` for every token of `batch`, whose cells are `placement`.
+///
+/// `q`, `k` and `v` hold the batch's projections (rotated already), token after token;
+/// the keys and values are written to the cache, then each token's heads attend and write
+/// `out_dim` values per token to `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    pool: &ThreadPool,
+    isa: Isa,
+    shape: &AttentionShape,
+    cache: &mut KvCache,
+    layer: usize,
+    placement: &Placement,
+    batch: &Batch,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    scratch: &mut AttentionScratch,
+    out: &mut [f32],
+) -> Result<(), ModelError> {
+    cache.write(layer, placement, k, v)?;
+    let view = cache.layer(layer);
+    let flash = cache.config().flash_attention;
+    if flash && !matches!(scratch, AttentionScratch::Flash(_)) {
+        *scratch = AttentionScratch::Flash(FlashWork::new(shape, batch.len(), pool.threads()));
+    } else if !flash && !matches!(scratch, AttentionScratch::Reference(_)) {
+        let n_ctx = cache.config().num_ctx;
+        *scratch = AttentionScratch::Reference(ReferenceWork::new(shape, n_ctx, pool.threads()));
+    }
+    match scratch {
+        AttentionScratch::Flash(work) => {
+            let active = placement.active(view.table);
+            flash::attention(pool, isa, shape, &view, active, batch, q, work, out)
+        }
+        AttentionScratch::Reference(work) => {
+            reference::attention(pool, isa, shape, &view, batch, q, work, out)
+        }
+    }
+}
+
+/// Locks a run's scratch; a poisoned lock (a panicking task, re-raised by the pool) still
+/// holds usable buffers.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;
