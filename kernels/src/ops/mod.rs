@@ -29,6 +29,7 @@ mod attn_sums;
 mod elementwise;
 mod expf;
 mod flash_attn;
+mod hadamard;
 mod norm;
 mod rope;
 mod softmax;
@@ -48,6 +49,7 @@ pub use flash_attn::{
     CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadRows, QueryRows,
     flash_attn,
 };
+pub use hadamard::hadamard_in_place;
 pub use norm::{layer_norm, layer_norm_in_place, rms_norm, rms_norm_in_place};
 pub use rope::{Rope, RopeError, RopeLayout, RopeParams, rope_yarn_corr_dims};
 pub use softmax::{softmax, softmax_scaled_masked};

@@ -75,6 +75,11 @@ impl CacheType {
         }
     }
 
+    /// True for the block types (everything but f32 and f16).
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, CacheType::F32 | CacheType::F16)
+    }
+
     /// Values per block: a head must be a whole number of them.
     pub fn block_size(self) -> usize {
         self.ggml().block_size()

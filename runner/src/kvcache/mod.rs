@@ -18,6 +18,7 @@ mod layer_view;
 mod placement;
 
 use kernels::arch::cast::{as_bytes, as_bytes_mut};
+use kernels::ops::hadamard_in_place;
 use kernels::quant::{dequantize_row, quantize_row};
 
 pub use cache_type::{CacheType, UnknownCacheType};
@@ -293,6 +294,30 @@ impl KvCache {
         &self.layout
     }
 
+    /// The size of the Walsh-Hadamard rotation applied to queries and keys before they
+    /// are stored or compared, when keys are quantized (llama.cpp's rule: heads of a
+    /// multiple of 64 values, rotated in the largest power-of-two runs that divide them).
+    /// Rotation keeps `q·k` and spreads outlier channels over a head, which quantization
+    /// loses much less of.
+    pub fn k_rotation(&self) -> Option<usize> {
+        let d = self.layout.head_dim_k;
+        if !self.config.type_k.is_quantized() || !d.is_multiple_of(64) {
+            return None;
+        }
+        let mut n = 64;
+        while d.is_multiple_of(n * 2) {
+            n *= 2;
+        }
+        Some(n)
+    }
+
+    /// The rotation applied to values (and undone on the attention output) when values
+    /// are quantized: runs of 64, llama.cpp's choice.
+    pub fn v_rotation(&self) -> Option<usize> {
+        let quantized = self.config.type_v.is_quantized();
+        (quantized && self.layout.head_dim_v.is_multiple_of(64)).then_some(64)
+    }
+
     /// Bytes held, as allocated.
     pub fn bytes(&self) -> KvBytes {
         let k = self.layers.iter().map(|l| l.k.capacity() * 4).sum();
@@ -416,14 +441,16 @@ impl KvCache {
             .any(|t| t.cells.pending_shifts().next().is_some())
     }
 
-    /// Re-rotates the keys of shifted cells: each key row is dequantized, handed to
-    /// `rotate(layer, delta, row)` and stored again.
+    /// Re-rotates the keys of shifted cells: each key row is dequantized, taken out of
+    /// the [`KvCache::k_rotation`] basis, handed to `rotate(layer, delta, row)`, and
+    /// stored again.
     pub fn apply_shifts<E: From<KvError>>(
         &mut self,
         mut rotate: impl FnMut(usize, i32, &mut [f32]) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut row = vec![0.0f32; self.layout.k_dim];
         let ty = self.config.type_k.ggml();
+        let k_rot = self.k_rotation();
         let kr = self.k_row;
         for (t, table) in self.tables.iter_mut().enumerate() {
             let shifts: Vec<(usize, i32)> = table.cells.pending_shifts().collect();
@@ -438,7 +465,13 @@ impl KvCache {
                 for &(c, delta) in &shifts {
                     let bytes = &mut k[c * kr..(c + 1) * kr];
                     dequantize_row(ty, bytes, &mut row).map_err(KvError::from)?;
+                    if let Some(n) = k_rot {
+                        hadamard_in_place(&mut row, n);
+                    }
                     rotate(il, delta, &mut row)?;
+                    if let Some(n) = k_rot {
+                        hadamard_in_place(&mut row, n);
+                    }
                     quantize_row(ty, &row, bytes).map_err(KvError::from)?;
                 }
             }

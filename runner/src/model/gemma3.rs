@@ -396,9 +396,9 @@ impl Model for Gemma3 {
                     il,
                     placement,
                     batch,
-                    &s.q,
-                    &s.k,
-                    &s.v,
+                    &mut s.q,
+                    &mut s.k,
+                    &mut s.v,
                     &mut s.attention,
                     &mut s.attn,
                 )?;

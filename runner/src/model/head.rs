@@ -82,3 +82,40 @@ impl OutputHead<'_> {
         Ok(logits)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kernels::ops::{RopeLayout, RopeParams};
+
+    use super::*;
+
+    /// A key stored at position `p` and rotated by `delta` is the key RoPE gives at
+    /// `p + delta`, for both layouts: what the context shift relies on.
+    #[test]
+    fn rotating_a_stored_key_moves_it_to_its_new_position() {
+        for layout in [RopeLayout::Normal, RopeLayout::NeoX] {
+            let mut params = RopeParams::new(10_000.0);
+            params.freq_scale = 0.5;
+            let rope = Rope::new(64, 64, layout, params, None).unwrap();
+            let key: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
+            let at = |p: i32| {
+                let mut cs = vec![0.0; 64];
+                rope.cos_sin_batch(&[p], &mut cs);
+                let mut k = key.clone();
+                rope.rotate_heads(&mut k, &cs);
+                k
+            };
+            for (p, delta) in [(900, -450), (37, 5), (4000, -1999)] {
+                let mut moved = at(p);
+                rotate_key(&rope, delta, &mut moved);
+                let want = at(p + delta);
+                let err = moved
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(err < 1e-3, "{layout:?} {p}{delta:+}: {err}");
+            }
+        }
+    }
+}

@@ -255,9 +255,9 @@ impl Model for Llama {
                     il,
                     placement,
                     batch,
-                    &s.q,
-                    &s.k,
-                    &s.v,
+                    &mut s.q,
+                    &mut s.k,
+                    &mut s.v,
                     &mut s.attention,
                     &mut s.attn,
                 )?;

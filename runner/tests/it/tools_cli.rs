@@ -109,3 +109,47 @@ fn tokenize_cli_gives_the_models_tokens() {
     // BOS, then "Hello", " world" in Gemma 3's vocabulary
     assert_eq!(ids, serde_json::json!([2, 9259, 1902]));
 }
+
+#[test]
+fn an_unknown_cache_type_is_refused_with_the_choices() {
+    let model = TestModel::SmolLm2.path();
+    let out = runner(&[
+        "estimate",
+        "--model",
+        model.to_str().unwrap(),
+        "--cache-type-v",
+        "q3_k",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("'q3_k'") && stderr.contains("q8_0") && stderr.contains("iq4_nl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn generate_says_which_cache_it_runs_with() {
+    let model = TestModel::SmolLm2.path();
+    let out = runner(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "The capital of France is",
+        "--num-predict",
+        "4",
+        "--threads",
+        "2",
+        "--cache-type-k",
+        "q8_0",
+        "--cache-type-v",
+        "q4_0",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("K/V cache: K q8_0, V q4_0, flash attention on"),
+        "{stderr}"
+    );
+}

@@ -15,6 +15,7 @@ mod reference;
 use std::sync::Mutex;
 
 use kernels::cpu::Isa;
+use kernels::ops::hadamard_in_place;
 use kernels::pool::ThreadPool;
 
 use super::{Batch, ModelError};
@@ -117,9 +118,11 @@ impl AttentionScratch {
 
 /// Attention of layer `layer` for every token of `batch`, whose cells are `placement`.
 ///
-/// `q`, `k` and `v` hold the batch's projections (rotated already), token after token;
-/// the keys and values are written to the cache, then each token's heads attend and write
-/// `out_dim` values per token to `out`.
+/// `q`, `k` and `v` hold the batch's projections (RoPE applied), token after token; with
+/// a quantized cache they are first turned into the cache's Hadamard basis (see
+/// [`KvCache::k_rotation`]), which is why they are mutable. The keys and values are
+/// written to the cache, then each token's heads attend and write `out_dim` values per
+/// token to `out`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     pool: &ThreadPool,
@@ -129,13 +132,22 @@ pub fn attention(
     layer: usize,
     placement: &Placement,
     batch: &Batch,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: &mut [f32],
+    k: &mut [f32],
+    v: &mut [f32],
     scratch: &mut AttentionScratch,
     out: &mut [f32],
 ) -> Result<(), ModelError> {
+    let (k_rot, v_rot) = (cache.k_rotation(), cache.v_rotation());
+    if let Some(n) = k_rot {
+        hadamard_in_place(q, n);
+        hadamard_in_place(k, n);
+    }
+    if let Some(n) = v_rot {
+        hadamard_in_place(v, n);
+    }
     cache.write(layer, placement, k, v)?;
+    let q = &*q;
     let view = cache.layer(layer);
     let flash = cache.config().flash_attention;
     if flash && !matches!(scratch, AttentionScratch::Flash(_)) {
@@ -147,12 +159,16 @@ pub fn attention(
     match scratch {
         AttentionScratch::Flash(work) => {
             let active = placement.active(view.table);
-            flash::attention(pool, isa, shape, &view, active, batch, q, work, out)
+            flash::attention(pool, isa, shape, &view, active, batch, q, work, out)?;
         }
         AttentionScratch::Reference(work) => {
-            reference::attention(pool, isa, shape, &view, batch, q, work, out)
+            reference::attention(pool, isa, shape, &view, batch, q, work, out)?;
         }
     }
+    if let Some(n) = v_rot {
+        hadamard_in_place(out, n);
+    }
+    Ok(())
 }
 
 /// Locks a run's scratch; a poisoned lock (a panicking task, re-raised by the pool) still

@@ -46,6 +46,7 @@ fn run(
     k: &[f32],
     v: &[f32],
 ) -> Vec<f32> {
+    let (mut q, mut k, mut v) = (q.to_vec(), k.to_vec(), v.to_vec());
     let c = *cache.config();
     let mut scratch = AttentionScratch::new(
         &SHAPE,
@@ -65,9 +66,9 @@ fn run(
         0,
         &placement,
         batch,
-        q,
-        k,
-        v,
+        &mut q,
+        &mut k,
+        &mut v,
         &mut scratch,
         &mut out,
     )
