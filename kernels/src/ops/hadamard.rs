@@ -45,7 +45,7 @@ mod tests {
 
     /// Entry (i, j) of the unscaled Sylvester matrix: (-1)^popcount(i & j).
     fn entry(i: usize, j: usize) -> f64 {
-        if (i & j).count_ones() % 2 == 0 {
+        if (i & j).count_ones().is_multiple_of(2) {
             1.0
         } else {
             -1.0
