@@ -21,6 +21,7 @@
 
 use proptest::prelude::*;
 
+use super::values::CACHE_TYPES;
 use super::*;
 use crate::arch::cast::{as_bytes, as_bytes_mut};
 use crate::blocks::{BlockQ4_1, BlockQ5_1, BlockQ8_0, BlockQ8_1};
@@ -28,17 +29,6 @@ use crate::quant::{
     dequantize_row, dequantize_row_q8_0, dequantize_row_q8_1, quantize_row,
     quantize_row_q8_0_scalar, quantize_row_q8_1_scalar,
 };
-
-const TYPES: [GgmlType; 8] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::IQ4_NL,
-];
 
 /// Uniform values in `[-amplitude, amplitude)`, from a seed.
 pub(super) fn uniform(n: usize, seed: u64, amplitude: f32) -> Vec<f32> {
@@ -501,8 +491,8 @@ proptest! {
 
     #[test]
     fn every_cache_type_matches_the_straight_attention(
-        kt in prop::sample::select(&TYPES[..]),
-        vt in prop::sample::select(&TYPES[..]),
+        kt in prop::sample::select(&CACHE_TYPES[..]),
+        vt in prop::sample::select(&CACHE_TYPES[..]),
         dk in prop::sample::select(&HEADS[..]),
         group in 1usize..=4,
         tokens in tokens(),
@@ -513,8 +503,8 @@ proptest! {
 
     #[test]
     fn split_ranges_merged_equal_one_call(
-        kt in prop::sample::select(&TYPES[..]),
-        vt in prop::sample::select(&TYPES[..]),
+        kt in prop::sample::select(&CACHE_TYPES[..]),
+        vt in prop::sample::select(&CACHE_TYPES[..]),
         group in 1usize..=4,
         tokens in tokens(),
         cells in cells(),

@@ -19,9 +19,20 @@ use crate::quant::{
 
 /// True for the types a K/V cache may hold and flash attention reads.
 pub(super) fn is_cache_type(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(ty, F32 | F16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL)
+    CACHE_TYPES.contains(&ty)
 }
+
+/// The types a cache row may be stored in.
+pub(super) const CACHE_TYPES: [GgmlType; 8] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::IQ4_NL,
+];
 
 /// Runs the typed dequantizer of `T` over `bytes`: the scalar one or the AVX2 one.
 macro_rules! typed {
@@ -190,17 +201,6 @@ mod tests {
     use super::*;
     use crate::quant::{dequantize_row, quantize_row};
 
-    const TYPES: [GgmlType; 8] = [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::Q8_0,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::IQ4_NL,
-    ];
-
     /// Awkward block counts, as the kernel tests use everywhere.
     const BLOCKS: [usize; 10] = [1, 2, 3, 5, 7, 8, 15, 17, 31, 33];
 
@@ -219,7 +219,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_path_dequantizes_to_the_bits_of_the_scalar_dequantizer(
-            ty in prop::sample::select(&TYPES[..]),
+            ty in prop::sample::select(&CACHE_TYPES[..]),
             blocks in prop::sample::select(&BLOCKS[..]),
             seed in any::<u64>(),
         ) {

@@ -13,6 +13,8 @@ pub(crate) struct CellTable {
     pos: Vec<i32>,
     seqs: Vec<u64>,
     shift: Vec<i32>,
+    /// Some cell has a rotation waiting (kept so a forward pass need not scan).
+    pending: bool,
     used: usize,
     head: usize,
 }
@@ -29,6 +31,7 @@ impl CellTable {
             pos: vec![-1; n],
             seqs: vec![0; n],
             shift: vec![0; n],
+            pending: false,
             used: 0,
             head: 0,
         }
@@ -137,6 +140,7 @@ impl CellTable {
         self.pos.fill(-1);
         self.seqs.fill(0);
         self.shift.fill(0);
+        self.pending = false;
         self.used = 0;
         self.head = 0;
     }
@@ -168,6 +172,7 @@ impl CellTable {
             if self.seqs[c] & bit != 0 && range.contains(&self.pos[c]) {
                 self.pos[c] += delta;
                 self.shift[c] += delta;
+                self.pending = true;
                 if self.pos[c] < 0 {
                     self.drop_seq(c, bit);
                 }
@@ -184,9 +189,15 @@ impl CellTable {
             .map(|(c, &d)| (c, d))
     }
 
+    /// True when some cell's key waits for a rotation.
+    pub fn has_pending(&self) -> bool {
+        self.pending
+    }
+
     /// Forgets every pending rotation (they were applied).
     pub fn shifts_applied(&mut self) {
         self.shift.fill(0);
+        self.pending = false;
     }
 
     /// Frees, for each sequence `s`, the cells it no longer needs: positions at or below

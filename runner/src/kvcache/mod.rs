@@ -436,9 +436,7 @@ impl KvCache {
 
     /// True when some keys wait for [`KvCache::apply_shifts`].
     pub fn has_pending_shifts(&self) -> bool {
-        self.tables
-            .iter()
-            .any(|t| t.cells.pending_shifts().next().is_some())
+        self.tables.iter().any(|t| t.cells.has_pending())
     }
 
     /// Re-rotates the keys of shifted cells: each key row is dequantized, taken out of
@@ -453,10 +451,10 @@ impl KvCache {
         let k_rot = self.k_rotation();
         let kr = self.k_row;
         for (t, table) in self.tables.iter_mut().enumerate() {
-            let shifts: Vec<(usize, i32)> = table.cells.pending_shifts().collect();
-            if shifts.is_empty() {
+            if !table.cells.has_pending() {
                 continue;
             }
+            let shifts: Vec<(usize, i32)> = table.cells.pending_shifts().collect();
             for (il, l) in self.layers.iter_mut().enumerate() {
                 if l.table != t {
                     continue;

@@ -27,7 +27,7 @@ use kernels::ops::{
 
 use super::activations::{ActivationDims, Activations};
 use super::attention::{AttentionShape, attention};
-use super::head::{OutputHead, norm_rows, rotate_key, with_placement};
+use super::head::{OutputHead, norm_rows, with_placement};
 use super::hparams::{attention_shape, widths};
 use super::layers::GatedMlp;
 use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector};
@@ -350,81 +350,81 @@ impl Model for Gemma3 {
         cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        if cache.has_pending_shifts() {
-            let (layers, local, global) = (&self.layers, &self.rope_local, &self.rope_global);
-            cache.apply_shifts(|il, delta, row| {
-                let rope = if layers[il].sliding { local } else { global };
-                rotate_key(rope, delta, row);
-                Ok::<(), ModelError>(())
-            })?;
-        }
-        with_placement(cache, &self.kv_layout, batch, |cache, placement| {
-            let n = batch.len();
-            let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
-            let (d, a) = (hp.n_embd, &hp.attn);
-            let (local, global) = (&self.rope_local, &self.rope_global);
-            s.resize(n);
+        let (layers, local, global) = (&self.layers, &self.rope_local, &self.rope_global);
+        let rope_of = |il: usize| if layers[il].sliding { local } else { global };
+        with_placement(
+            cache,
+            &self.kv_layout,
+            batch,
+            rope_of,
+            |cache, placement| {
+                let n = batch.len();
+                let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
+                let (d, a) = (hp.n_embd, &hp.attn);
+                let (local, global) = (&self.rope_local, &self.rope_global);
+                s.resize(n);
 
-            for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-                self.embd.lookup(file, token, row)?;
-            }
-            scale_assign(&mut s.x, (d as f32).sqrt());
-            local.cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
-            global.cos_sin_batch(batch.positions(), &mut s.cos_sin[1]);
+                for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+                    self.embd.lookup(file, token, row)?;
+                }
+                scale_assign(&mut s.x, (d as f32).sqrt());
+                local.cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
+                global.cos_sin_batch(batch.positions(), &mut s.cos_sin[1]);
 
-            for (il, layer) in self.layers.iter().enumerate() {
-                norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-                layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-                layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-                layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-                let (rope, cos_sin) = if layer.sliding {
-                    (local, &s.cos_sin[0])
-                } else {
-                    (global, &s.cos_sin[1])
+                for (il, layer) in self.layers.iter().enumerate() {
+                    norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
+                    layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
+                    layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
+                    layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
+                    let (rope, cos_sin) = if layer.sliding {
+                        (local, &s.cos_sin[0])
+                    } else {
+                        (global, &s.cos_sin[1])
+                    };
+                    norm_rows_in_place(&mut s.q, &layer.q_norm, hp.eps);
+                    rotate(rope, cos_sin, &mut s.q, a.q_dim());
+                    norm_rows_in_place(&mut s.k, &layer.k_norm, hp.eps);
+                    rotate(rope, cos_sin, &mut s.k, a.k_dim());
+                    scale_assign(&mut s.q, hp.query_scale);
+                    let isa = cpu.isa();
+                    attention(
+                        cpu.pool(),
+                        isa,
+                        a,
+                        cache,
+                        il,
+                        placement,
+                        batch,
+                        &mut s.q,
+                        &mut s.k,
+                        &mut s.v,
+                        &mut s.attention,
+                        &mut s.attn,
+                    )?;
+                    layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+                    norm_rows_in_place(&mut s.proj, &layer.attn_post_norm, hp.eps);
+                    add_assign(&mut s.x, &s.proj);
+
+                    norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
+                    layer
+                        .mlp
+                        .forward(cpu, file, geglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
+                    norm_rows_in_place(&mut s.proj, &layer.ffn_post_norm, hp.eps);
+                    add_assign(&mut s.x, &s.proj);
+                }
+
+                let head = OutputHead {
+                    norm: &self.output_norm,
+                    eps: hp.eps,
+                    output: &self.output,
                 };
-                norm_rows_in_place(&mut s.q, &layer.q_norm, hp.eps);
-                rotate(rope, cos_sin, &mut s.q, a.q_dim());
-                norm_rows_in_place(&mut s.k, &layer.k_norm, hp.eps);
-                rotate(rope, cos_sin, &mut s.k, a.k_dim());
-                scale_assign(&mut s.q, hp.query_scale);
-                let isa = cpu.isa();
-                attention(
-                    cpu.pool(),
-                    isa,
-                    a,
-                    cache,
-                    il,
-                    placement,
-                    batch,
-                    &mut s.q,
-                    &mut s.k,
-                    &mut s.v,
-                    &mut s.attention,
-                    &mut s.attn,
-                )?;
-                layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                norm_rows_in_place(&mut s.proj, &layer.attn_post_norm, hp.eps);
-                add_assign(&mut s.x, &s.proj);
-
-                norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-                layer
-                    .mlp
-                    .forward(cpu, file, geglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-                norm_rows_in_place(&mut s.proj, &layer.ffn_post_norm, hp.eps);
-                add_assign(&mut s.x, &s.proj);
-            }
-
-            let head = OutputHead {
-                norm: &self.output_norm,
-                eps: hp.eps,
-                output: &self.output,
-            };
-            let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-            if let Some(cap) = hp.softcap {
-                softcap(logits, cap);
-            }
-            Ok(())
-        })
+                let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
+                if let Some(cap) = hp.softcap {
+                    softcap(logits, cap);
+                }
+                Ok(())
+            },
+        )
     }
 }
 

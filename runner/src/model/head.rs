@@ -17,15 +17,23 @@ pub(crate) fn norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Runs `body` with the batch's tokens placed in `cache` (made for `layout`); when it
-/// fails, the tokens' cells are freed again.
-pub(crate) fn with_placement(
+/// fails, the tokens' cells are freed again. Keys whose positions were shifted are
+/// re-rotated first, layer `il` with `rope_of(il)`.
+pub(crate) fn with_placement<'r>(
     cache: &mut KvCache,
     layout: &KvLayout,
     batch: &Batch,
+    rope_of: impl Fn(usize) -> &'r Rope,
     body: impl FnOnce(&mut KvCache, &Placement) -> Result<(), ModelError>,
 ) -> Result<(), ModelError> {
     if cache.layout() != layout {
         return Err(KvError::LayoutMismatch.into());
+    }
+    if cache.has_pending_shifts() {
+        cache.apply_shifts(|il, delta, row| {
+            rotate_key(rope_of(il), delta, row);
+            Ok::<(), ModelError>(())
+        })?;
     }
     let placement = cache.place(batch.seqs(), batch.positions())?;
     let result = body(cache, &placement);

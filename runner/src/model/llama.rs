@@ -14,7 +14,7 @@ use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, swiglu};
 
 use super::activations::{ActivationDims, Activations};
 use super::attention::{AttentionShape, attention};
-use super::head::{OutputHead, norm_rows, rotate_key, with_placement};
+use super::head::{OutputHead, norm_rows, with_placement};
 use super::hparams::{attention_shape, positive, widths};
 use super::layers::GatedMlp;
 use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector, vector_opt};
@@ -214,70 +214,70 @@ impl Model for Llama {
         cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        if cache.has_pending_shifts() {
-            let rope = &self.rope;
-            cache.apply_shifts(|_, delta, row| {
-                rotate_key(rope, delta, row);
-                Ok::<(), ModelError>(())
-            })?;
-        }
-        with_placement(cache, &self.kv_layout, batch, |cache, placement| {
-            let n = batch.len();
-            let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
-            let (d, a) = (hp.n_embd, &hp.attn);
-            let n_rot = self.rope.n_dims();
-            s.resize(n);
+        let rope = &self.rope;
+        with_placement(
+            cache,
+            &self.kv_layout,
+            batch,
+            |_| rope,
+            |cache, placement| {
+                let n = batch.len();
+                let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
+                let (d, a) = (hp.n_embd, &hp.attn);
+                let n_rot = self.rope.n_dims();
+                s.resize(n);
 
-            for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-                self.embd.lookup(file, token, row)?;
-            }
-            self.rope
-                .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
-
-            for (il, layer) in self.layers.iter().enumerate() {
-                norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-                layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-                layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-                layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-                for t in 0..n {
-                    let cs = &s.cos_sin[0][t * n_rot..(t + 1) * n_rot];
-                    self.rope
-                        .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
-                    self.rope
-                        .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
+                for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+                    self.embd.lookup(file, token, row)?;
                 }
-                let isa = cpu.isa();
-                attention(
-                    cpu.pool(),
-                    isa,
-                    a,
-                    cache,
-                    il,
-                    placement,
-                    batch,
-                    &mut s.q,
-                    &mut s.k,
-                    &mut s.v,
-                    &mut s.attention,
-                    &mut s.attn,
-                )?;
-                layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                add_assign(&mut s.x, &s.proj);
+                self.rope
+                    .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
 
-                norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-                layer
-                    .mlp
-                    .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-                add_assign(&mut s.x, &s.proj);
-            }
+                for (il, layer) in self.layers.iter().enumerate() {
+                    norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
+                    layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
+                    layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
+                    layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
+                    for t in 0..n {
+                        let cs = &s.cos_sin[0][t * n_rot..(t + 1) * n_rot];
+                        self.rope
+                            .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
+                        self.rope
+                            .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
+                    }
+                    let isa = cpu.isa();
+                    attention(
+                        cpu.pool(),
+                        isa,
+                        a,
+                        cache,
+                        il,
+                        placement,
+                        batch,
+                        &mut s.q,
+                        &mut s.k,
+                        &mut s.v,
+                        &mut s.attention,
+                        &mut s.attn,
+                    )?;
+                    layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+                    add_assign(&mut s.x, &s.proj);
 
-            let head = OutputHead {
-                norm: &self.output_norm,
-                eps: hp.eps,
-                output: &self.output,
-            };
-            head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-            Ok(())
-        })
+                    norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
+                    layer
+                        .mlp
+                        .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
+                    add_assign(&mut s.x, &s.proj);
+                }
+
+                let head = OutputHead {
+                    norm: &self.output_norm,
+                    eps: hp.eps,
+                    output: &self.output,
+                };
+                head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
+                Ok(())
+            },
+        )
     }
 }
