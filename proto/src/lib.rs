@@ -11,4 +11,8 @@ pub mod runner {
 }
 
 /// The runner protocol version both sides must agree on (see `runner.proto`).
-pub const RUNNER_PROTOCOL_VERSION: u32 = 1;
+pub const RUNNER_PROTOCOL_VERSION: u32 = 2;
+
+/// The encoded descriptors of `runner.proto`, for gRPC server reflection.
+pub const RUNNER_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/runner_descriptor.bin"));

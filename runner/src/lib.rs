@@ -7,10 +7,12 @@
 
 pub use gguf;
 
+pub mod engine;
 pub mod estimate;
 pub mod inspect;
 pub mod kvcache;
 pub mod model;
+pub mod service;
 pub mod tools;
 
 pub mod sample;

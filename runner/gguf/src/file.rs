@@ -71,6 +71,22 @@ impl GgufFile {
         })
     }
 
+    /// Reads the whole file at `path` into memory and parses its header: the weights are
+    /// resident from the start and do not depend on the file afterwards (`use_mmap` off).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, GgufError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let header = GgufHeader::parse(&bytes).map_err(|e| e.with_path(path.to_path_buf()))?;
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            bytes: Bytes::Owned(bytes),
+            header,
+        })
+    }
+
     /// Parses a GGUF file held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, GgufError> {
         let header = GgufHeader::parse(&bytes)?;

@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve one model to the supervisor over gRPC on a Unix socket.
+    Serve(runner::tools::serve::ServeArgs),
     /// Print what a GGUF model file holds: architecture, sizes, tokenizer, tensor types.
     Inspect(runner::inspect::InspectArgs),
     /// Print the token ids of a text as JSON, from the model's own tokenizer.
@@ -32,6 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    init_logging();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -41,8 +44,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; `OLLAMA_DEBUG=1` turns on debug, `RUST_LOG` overrides both.
+fn init_logging() {
+    let debug =
+        std::env::var("OLLAMA_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    let default = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => runner::tools::serve::run(&args)?,
         Command::Inspect(args) => runner::inspect::run(&args, &mut std::io::stdout().lock())?,
         Command::Tokenize(args) => {
             runner::tools::tokenize::run(&args, &mut std::io::stdout().lock())?

@@ -128,6 +128,12 @@ impl KvCache {
         }
     }
 
+    /// True when `seq` can continue at `pos`: every sliding-window table still holds the
+    /// window of keys a token there attends to. A prefix is reusable only if this holds.
+    pub fn can_continue(&self, seq: usize, pos: i32) -> bool {
+        self.check_windows(&BTreeMap::from([(seq, pos)])).is_ok()
+    }
+
     /// Refuses a batch whose sequence continues at a position whose window a
     /// sliding-window table no longer holds in full.
     fn check_windows(&self, start: &BTreeMap<usize, i32>) -> Result<(), KvError> {

@@ -6,7 +6,8 @@
 //! `attention.sliding_window` positions on the sliding-window layers) → output projection
 //! → RMSNorm → residual add → RMSNorm → GeGLU feed-forward (tanh GELU) → RMSNorm →
 //! residual add; then the final RMSNorm, the output head (the embedding table unless the
-//! file has `output.weight`) and, when the file asks for it, logit soft-capping.
+//! file has `output.weight`) and, when the file asks for it, logit soft-capping. A batch
+//! that asks for embeddings gets the rows after the final RMSNorm (no soft-capping).
 //!
 //! Five layers of six use a sliding window and RoPE base `rope.freq_base_swa` (10,000 by
 //! default, unscaled); every sixth layer is global, with `rope.freq_base` and the file's
@@ -332,6 +333,10 @@ impl Model for Gemma3 {
         self.embd.n_vocab()
     }
 
+    fn n_embd(&self) -> Option<usize> {
+        Some(self.hp.n_embd)
+    }
+
     fn train_ctx(&self) -> usize {
         self.hp.train_ctx
     }
@@ -419,7 +424,7 @@ impl Model for Gemma3 {
                     output: &self.output,
                 };
                 let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-                if let Some(cap) = hp.softcap {
+                if let (Some(logits), Some(cap)) = (logits, hp.softcap) {
                     softcap(logits, cap);
                 }
                 Ok(())

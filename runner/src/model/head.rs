@@ -1,11 +1,12 @@
 //! The end of every forward pass: the final norm and the output head, run only on the
-//! tokens of a batch that asked for logits.
+//! tokens of a batch that asked for output. A batch that asks for embeddings stops after
+//! the final norm.
 
 use gguf::GgufFile;
 use kernels::ops::{Rope, rms_norm};
 
 use super::weights::{Cpu, Linear};
-use super::{Batch, Logits, ModelError};
+use super::{Batch, Logits, ModelError, Output};
 use crate::kvcache::{KvCache, KvError, KvLayout, Placement};
 
 /// `out[t] = rms_norm(x[t]) * weight` for every row.
@@ -63,8 +64,13 @@ pub(crate) struct OutputHead<'a> {
 }
 
 impl OutputHead<'_> {
-    /// Normalizes the rows of `x` (`d` values a token) whose tokens asked for logits into
-    /// `xn` and projects them into `out`; returns the logits written, row after row.
+    /// Normalizes the rows of `x` (`d` values a token) whose tokens asked for output.
+    ///
+    /// For logits, the normalized rows go to `xn` and through the vocabulary projection
+    /// into `out`; the logits written are returned, row after row, for the caller's
+    /// last steps (soft-capping). For embeddings ([`Output::Embeddings`]), the normalized
+    /// rows are the output: they are written straight into `out` (`d` values a row) and
+    /// `None` is returned, since nothing after the final norm applies to them.
     pub(crate) fn run<'o>(
         &self,
         cpu: &mut Cpu,
@@ -73,11 +79,18 @@ impl OutputHead<'_> {
         x: &[f32],
         xn: &mut [f32],
         out: &'o mut Logits,
-    ) -> Result<&'o mut [f32], ModelError> {
+    ) -> Result<Option<&'o mut [f32]>, ModelError> {
         let d = self.norm.len();
         let wanted: Vec<usize> = (0..batch.len())
             .filter(|&t| batch.wants_logits()[t])
             .collect();
+        if batch.output() == Output::Embeddings {
+            let rows = out.prepare_output(Output::Embeddings, d, wanted.iter().copied());
+            for (&t, dst) in wanted.iter().zip(rows.chunks_exact_mut(d)) {
+                rms_norm(&x[t * d..(t + 1) * d], Some(self.norm), self.eps, dst);
+            }
+            return Ok(None);
+        }
         for (k, &t) in wanted.iter().enumerate() {
             let (src, dst) = (&x[t * d..(t + 1) * d], &mut xn[k * d..(k + 1) * d]);
             rms_norm(src, Some(self.norm), self.eps, dst);
@@ -87,7 +100,7 @@ impl OutputHead<'_> {
         if m > 0 {
             self.output.forward(cpu, file, &xn[..m * d], m, logits)?;
         }
-        Ok(logits)
+        Ok(Some(logits))
     }
 }
 

@@ -3,7 +3,8 @@
 //! Per token: embedding lookup; per layer, RMSNorm → Q/K/V projections → RoPE (normal,
 //! adjacent-pair layout) on Q and K → causal grouped-query attention → output projection
 //! → residual add → RMSNorm → SwiGLU feed-forward → residual add; then the final RMSNorm
-//! and the output head (`output.weight`, or the embedding table when the file ties them).
+//! and the output head (`output.weight`, or the embedding table when the file ties them);
+//! a batch that asks for embeddings gets the rows after the final RMSNorm.
 //! The order of operations is llama.cpp's (`src/models/llama.cpp`), so with the kernels'
 //! llama.cpp arithmetic our logits are its, bit for bit.
 
@@ -194,6 +195,10 @@ impl Model for Llama {
 
     fn n_vocab(&self) -> usize {
         self.embd.n_vocab()
+    }
+
+    fn n_embd(&self) -> Option<usize> {
+        Some(self.hp.n_embd)
     }
 
     fn train_ctx(&self) -> usize {

@@ -1,4 +1,5 @@
-//! Model architectures: turning a batch of tokens into logits.
+//! Model architectures: turning a batch of tokens into logits (or, when the batch asks,
+//! into embeddings: the final hidden states, pooled per sequence by [`pooling`]).
 //!
 //! Each architecture is one file that reads top to bottom like its paper and implements
 //! [`Model`]; [`load`] picks it by `general.architecture`. Weights stay in the
@@ -14,6 +15,7 @@ mod head;
 mod hparams;
 pub mod layers;
 pub mod llama;
+pub mod pooling;
 pub mod weights;
 
 use std::sync::Arc;
@@ -101,23 +103,38 @@ pub enum ModelError {
     Attention(#[from] FlashAttnError),
 }
 
+/// What a forward pass writes for each token of a batch that asks for output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Output {
+    /// A row of `n_vocab` logits: the final hidden state through the output head.
+    #[default]
+    Logits,
+    /// A row of `n_embd` values: the final hidden state after the model's final norm
+    /// (`output_norm`), before the output head. This is what llama.cpp calls the
+    /// embeddings of a decoder model (`result_norm`, its `t_embd`), and what
+    /// [`pooling`] pools into one vector per sequence.
+    Embeddings,
+}
+
 /// Tokens to run through the model together, each with its position, its sequence and
-/// whether its logits are wanted.
+/// whether its output (logits, or embeddings when the batch asks for them) is wanted.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     tokens: Vec<TokenId>,
     positions: Vec<i32>,
     seqs: Vec<usize>,
     logits: Vec<bool>,
+    output: Output,
 }
 
 impl Batch {
-    /// An empty batch.
+    /// An empty batch that asks for logits.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a token at `pos` of sequence `seq`; `logits` asks for its logits.
+    /// Adds a token at `pos` of sequence `seq`; `logits` asks for its output (its
+    /// logits, or its embedding when the batch asks for [`Output::Embeddings`]).
     pub fn push(&mut self, token: TokenId, pos: i32, seq: usize, logits: bool) {
         self.tokens.push(token);
         self.positions.push(pos);
@@ -125,12 +142,25 @@ impl Batch {
         self.logits.push(logits);
     }
 
-    /// Empties the batch, keeping its memory.
+    /// Empties the batch, keeping its memory, and sets it back to asking for
+    /// [`Output::Logits`]: a cleared batch is a new one, so a pass that wants embeddings
+    /// says so again with [`Batch::set_output`].
     pub fn clear(&mut self) {
         self.tokens.clear();
         self.positions.clear();
         self.seqs.clear();
         self.logits.clear();
+        self.output = Output::Logits;
+    }
+
+    /// Asks for `output` (logits or embeddings) for every token whose flag is set.
+    pub fn set_output(&mut self, output: Output) {
+        self.output = output;
+    }
+
+    /// What the batch asks for: logits (the default) or embeddings.
+    pub fn output(&self) -> Output {
+        self.output
     }
 
     /// Number of tokens.
@@ -158,18 +188,23 @@ impl Batch {
         &self.seqs
     }
 
-    /// Whether each token's logits are wanted.
+    /// Whether each token's output (logits or embeddings, as [`Batch::output`] says) is
+    /// wanted.
     pub fn wants_logits(&self) -> &[bool] {
         &self.logits
     }
 }
 
-/// The logits a forward pass produced, one row per token that asked for them.
+/// What a forward pass produced, one row per token that asked for output: logits
+/// (`n_vocab` values a row) or, when the batch asked for [`Output::Embeddings`],
+/// embeddings (`n_embd` values a row). [`Logits::width`] is the row length either way;
+/// [`Logits::n_vocab`] is the same number under its older name.
 #[derive(Debug, Clone, Default)]
 pub struct Logits {
     n_vocab: usize,
     values: Vec<f32>,
     rows: Vec<usize>,
+    output: Output,
 }
 
 impl Logits {
@@ -178,33 +213,63 @@ impl Logits {
         Self::default()
     }
 
-    /// Vocabulary size (the length of each row).
+    /// The length of each row: the vocabulary size for logits, `n_embd` for embeddings.
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
     }
 
-    /// The logits of the token at `index` in the batch, if it asked for them.
+    /// The length of each row (`n_vocab` for logits, `n_embd` for embeddings).
+    pub fn width(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// What the rows hold: logits or embeddings.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    /// The row of the token at `index` in the batch, if it asked for output.
     pub fn row(&self, index: usize) -> Option<&[f32]> {
         let k = self.rows.iter().position(|&r| r == index)?;
         self.values.get(k * self.n_vocab..(k + 1) * self.n_vocab)
     }
 
-    /// The logits of the last token that asked for them.
+    /// The row of the last token that asked for output.
     pub fn last(&self) -> Option<&[f32]> {
         let k = self.rows.len().checked_sub(1)?;
         self.values.get(k * self.n_vocab..(k + 1) * self.n_vocab)
     }
 
-    /// Resizes for `rows` (batch indices) and returns the space to fill, row after row.
+    /// Every row with the batch index of its token, in batch order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = (usize, &[f32])> {
+        let w = self.n_vocab;
+        // `prepare_output` sizes `values` to exactly `rows.len() * w`.
+        (self.rows.iter().enumerate()).map(move |(k, &t)| (t, &self.values[k * w..(k + 1) * w]))
+    }
+
+    /// Resizes for logits rows of `n_vocab` for `rows` (batch indices) and returns the
+    /// space to fill, row after row.
     pub(crate) fn prepare(
         &mut self,
         n_vocab: usize,
         rows: impl Iterator<Item = usize>,
     ) -> &mut [f32] {
-        self.n_vocab = n_vocab;
+        self.prepare_output(Output::Logits, n_vocab, rows)
+    }
+
+    /// Resizes for rows of `output` of `width` values for `rows` (batch indices) and
+    /// returns the space to fill, row after row.
+    pub(crate) fn prepare_output(
+        &mut self,
+        output: Output,
+        width: usize,
+        rows: impl Iterator<Item = usize>,
+    ) -> &mut [f32] {
+        self.output = output;
+        self.n_vocab = width;
         self.rows.clear();
         self.rows.extend(rows);
-        self.values.resize(self.rows.len() * n_vocab, 0.0);
+        self.values.resize(self.rows.len() * width, 0.0);
         &mut self.values
     }
 }
@@ -239,6 +304,13 @@ pub trait Model: Send {
     /// Vocabulary size: the length of a row of logits.
     fn n_vocab(&self) -> usize;
 
+    /// The hidden size: the length of a row of embeddings, `None` when the model cannot
+    /// write embeddings (its [`Model::forward`] ignores [`Batch::output`]). Both
+    /// architectures here can; the default is for models that only write logits.
+    fn n_embd(&self) -> Option<usize> {
+        None
+    }
+
     /// The context length the model was trained for.
     fn train_ctx(&self) -> usize;
 
@@ -248,9 +320,10 @@ pub trait Model: Send {
     /// Bytes of the model's own buffers (activations, attention and matmul scratch).
     fn scratch_bytes(&self) -> usize;
 
-    /// Runs `batch`, storing its keys and values in `cache` and writing the logits of the
-    /// tokens that asked for them into `out`. Keys whose positions were shifted are
-    /// re-rotated first. On error the batch's tokens are not in the cache.
+    /// Runs `batch`, storing its keys and values in `cache` and writing the logits (or the
+    /// embeddings, when the batch asks for [`Output::Embeddings`] and [`Model::n_embd`]
+    /// is `Some`) of the tokens that asked for them into `out`. Keys whose positions were
+    /// shifted are re-rotated first. On error the batch's tokens are not in the cache.
     fn forward(
         &mut self,
         batch: &Batch,

@@ -6,6 +6,7 @@ pub mod dump_tensor;
 pub mod estimate;
 pub mod generate;
 pub mod perplexity;
+pub mod serve;
 pub mod tokenize;
 
 /// Threads the tools use unless told: every core.

@@ -1,12 +1,15 @@
 //! Integration tests of the runner crate: the `ollama-runner` binary and the GGUF reader
 //! on the real test models (fetched by `scripts/fetch-models`).
 
+mod embeddings;
 mod estimate;
 mod gemma3;
 mod generate_refs;
 mod inspect_cli;
 mod perplexity_refs;
 mod real_models;
+mod runner_service;
+mod served;
 mod support;
 mod tokenizer_refs;
 mod tools_cli;

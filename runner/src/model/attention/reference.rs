@@ -125,6 +125,7 @@ pub(super) fn attention(
         let units = tokens.len() * shape.n_head;
         let n_runs = runs(pool.threads(), units).min(work.scores.len());
         let per_run = units.div_ceil(n_runs);
+        let alone = tokens.len() == 1;
         let (rows, tokens, outs, scores) = (&rows, &tokens, &outs, &work.scores);
         pool.run(n_runs, |run| {
             let mut row = lock(&scores[run]);
@@ -132,7 +133,19 @@ pub(super) fn attention(
                 let (t, h) = (tokens[u / shape.n_head], u % shape.n_head);
                 let mut o = lock(&outs[t]);
                 let o = &mut o[h * shape.head_dim_v..(h + 1) * shape.head_dim_v];
-                attend_head(isa, shape, view.window, rows, batch, q, t, h, &mut row, o);
+                attend_head(
+                    isa,
+                    shape,
+                    view.window,
+                    rows,
+                    batch,
+                    alone,
+                    q,
+                    t,
+                    h,
+                    &mut row,
+                    o,
+                );
             }
         });
     }
@@ -148,6 +161,7 @@ fn attend_head(
     window: Option<usize>,
     rows: &Rows<'_>,
     batch: &Batch,
+    alone: bool,
     q: &[f32],
     t: usize,
     h: usize,
@@ -178,8 +192,10 @@ fn attend_head(
     softmax_scaled_masked(s, shape.scale, None);
     let values = &rows.values[(start - rows.base) * vd + kv_h * hv..];
     // llama.cpp sends a batch of several tokens through llamafile's kernel, one token
-    // through ggml's dot (see `kernels::ops::weighted_sum_tiled_isa`).
-    if batch.len() == 1 {
+    // through ggml's dot (see `kernels::ops::weighted_sum_tiled_isa`). We choose by the
+    // sequence's own tokens (`alone`), which is the same for a batch of one sequence and
+    // keeps a sequence's result independent of the others batched with it.
+    if alone {
         weighted_sum_ggml_isa(isa, s, values, vd, out);
     } else {
         weighted_sum_tiled_isa(isa, s, values, vd, out);

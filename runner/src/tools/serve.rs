@@ -1,0 +1,72 @@
+//! `ollama-runner serve --socket PATH`: the runner process the supervisor starts. It
+//! answers the `Runner` gRPC service (and server reflection, for `grpcurl`) on a Unix
+//! socket until SIGTERM or SIGINT.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use ollama_proto::runner::runner_server::RunnerServer;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::service::RunnerService;
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The Unix socket to listen on (created; a stale one left by a dead runner is
+    /// replaced, a live one is refused).
+    #[arg(long)]
+    pub socket: PathBuf,
+}
+
+/// Serves until a termination signal; the socket file is removed on the way out.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(&args.socket))
+}
+
+async fn serve(socket: &Path) -> anyhow::Result<()> {
+    let listener = bind(socket).await?;
+    tracing::info!(socket = %socket.display(), pid = std::process::id(), "runner listening");
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ollama_proto::RUNNER_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::info!("signal received, stopping");
+    };
+    let result = tonic::transport::Server::builder()
+        .add_service(RunnerServer::new(RunnerService::new()))
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(socket);
+    result.context("the gRPC server failed")
+}
+
+/// Listens on `socket`, replacing a socket file nobody answers on.
+async fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+    if socket.exists() {
+        anyhow::ensure!(
+            UnixStream::connect(socket).await.is_err(),
+            "{} is in use by a live process: stop it or choose another socket",
+            socket.display()
+        );
+        std::fs::remove_file(socket)
+            .with_context(|| format!("cannot remove the stale socket {}", socket.display()))?;
+    }
+    UnixListener::bind(socket).with_context(|| format!("cannot listen on {}", socket.display()))
+}

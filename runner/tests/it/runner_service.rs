@@ -1,0 +1,453 @@
+//! `ollama-runner serve` spoken to over gRPC on its Unix socket, as the supervisor does.
+
+use e2e::TestModel;
+use ollama_proto::RUNNER_PROTOCOL_VERSION;
+use ollama_proto::runner as pb;
+use tonic::Code;
+
+use crate::served::{Served, generate, greedy, load_request};
+use crate::support::{REFERENCE_FLAGS, run_generate};
+
+/// llama.cpp's reference path: f32 K/V, flash attention off.
+fn reference() -> pb::LoadRequest {
+    pb::LoadRequest {
+        cache_type_k: "f32".into(),
+        cache_type_v: "f32".into(),
+        flash_attention: Some(false),
+        ..Default::default()
+    }
+}
+
+const PROMPTS: [&str; 4] = [
+    "The capital of France is",
+    "Here is a list of fruits: apple,",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+];
+
+/// A text of well over 1,000 SmolLM2 tokens.
+fn long_text() -> String {
+    (1..=120)
+        .map(|i| format!("Clause {i}: the licensee shall keep every notice intact. "))
+        .collect()
+}
+
+fn strip_newline(s: &str) -> &str {
+    s.strip_suffix('\n').unwrap_or(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_output_equals_generate_alone_and_four_at_once() {
+    let n = 24;
+    let expected: Vec<String> = PROMPTS
+        .iter()
+        .map(|p| {
+            strip_newline(&run_generate(TestModel::SmolLm2, p, n, &REFERENCE_FLAGS).0).to_owned()
+        })
+        .collect();
+    let options = pb::LoadRequest {
+        num_parallel: Some(4),
+        ..reference()
+    };
+    let served = Served::with_model(TestModel::SmolLm2, options).await;
+
+    for (prompt, want) in PROMPTS.iter().zip(&expected) {
+        let got = generate(&mut served.client().await, greedy(prompt, n as i32))
+            .await
+            .unwrap();
+        assert_eq!(&got.text, want, "alone: {prompt}");
+    }
+    let mut tasks = Vec::new();
+    for prompt in PROMPTS {
+        let mut client = served.client().await;
+        tasks.push(tokio::spawn(async move {
+            generate(&mut client, greedy(prompt, n as i32)).await
+        }));
+    }
+    for ((task, prompt), want) in tasks.into_iter().zip(PROMPTS).zip(&expected) {
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(&got.text, want, "four at once: {prompt}");
+        assert_eq!(got.done.timings.unwrap().generated_tokens, n as u32);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sharing_a_prefix_evaluates_only_the_rest() {
+    let mut served = Served::with_model(TestModel::SmolLm2, Default::default()).await;
+    let prefix = long_text();
+    let first = generate(
+        &mut served.client,
+        greedy(&format!("{prefix}Question one?"), 4),
+    )
+    .await
+    .unwrap();
+    let t1 = first.done.timings.unwrap();
+    assert!(
+        t1.prompt_tokens > 1000,
+        "{} prompt tokens",
+        t1.prompt_tokens
+    );
+    assert_eq!(t1.cached_tokens, 0);
+
+    let second = generate(
+        &mut served.client,
+        greedy(&format!("{prefix}Another question?"), 4),
+    )
+    .await
+    .unwrap();
+    let t2 = second.done.timings.unwrap();
+    assert!(
+        t2.cached_tokens >= 1000,
+        "{} cached tokens",
+        t2.cached_tokens
+    );
+    assert!(
+        t2.prompt_tokens - t2.cached_tokens < 10,
+        "{} of {} prompt tokens evaluated",
+        t2.prompt_tokens - t2.cached_tokens,
+        t2.prompt_tokens
+    );
+    let status = served.status().await;
+    assert_eq!(status.slots_busy, 0);
+    assert!(status.tokens_cached >= u64::from(t2.prompt_tokens));
+}
+
+/// Starts a generation, waits for its first piece and drops the stream.
+async fn start_and_drop(served: &Served, prompt: &str) {
+    let mut client = served.client().await;
+    let mut stream = client
+        .generate(greedy(prompt, 200))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.event,
+        Some(pb::generate_response::Event::Piece(_))
+    ));
+}
+
+async fn wait_idle(served: &mut Served) -> pb::StatusResponse {
+    for _ in 0..100 {
+        let status = served.status().await;
+        if status.slots_busy == 0 {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("a dropped stream kept its slot for 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_streams_free_their_slots_and_leave_nothing_behind() {
+    let options = pb::LoadRequest {
+        num_parallel: Some(2),
+        ..Default::default()
+    };
+    let mut served = Served::with_model(TestModel::SmolLm2, options).await;
+    for i in 0..10 {
+        start_and_drop(&served, &format!("Warm-up number {i} says")).await;
+        wait_idle(&mut served).await;
+    }
+    let before = served.status().await.memory.unwrap().rss_bytes;
+    for i in 0..100 {
+        start_and_drop(&served, &format!("Request number {i} of many says")).await;
+        let status = wait_idle(&mut served).await;
+        assert_eq!(status.tokens_cached, 0, "cycle {i} left cells behind");
+    }
+    let after = served.status().await.memory.unwrap().rss_bytes;
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 4 << 20,
+        "RSS grew by {growth} bytes over 100 cycles"
+    );
+    // The runner still serves.
+    let ok = generate(&mut served.client, greedy(PROMPTS[0], 4))
+        .await
+        .unwrap();
+    assert_eq!(ok.done.timings.unwrap().generated_tokens, 4);
+}
+
+fn assert_status(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, words: &[&str]) {
+    let status = result.expect_err("a bad request must be refused");
+    assert_eq!(status.code(), code, "{status:?}");
+    for w in words {
+        assert!(
+            status.message().contains(w),
+            "'{}' does not mention '{w}'",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_get_clear_statuses_and_the_runner_keeps_serving() {
+    let mut served = Served::start().await;
+    let c = &mut served.client;
+    assert_status(
+        c.generate(greedy("hello", 4)).await.map(drop),
+        Code::FailedPrecondition,
+        &["Load"],
+    );
+    assert_status(
+        c.health(pb::HealthRequest {
+            protocol_version: 999,
+        })
+        .await,
+        Code::FailedPrecondition,
+        &["999"],
+    );
+    let bad_type = pb::LoadRequest {
+        cache_type_k: "q9_9".into(),
+        ..Default::default()
+    };
+    assert_status(
+        c.load(load_request(TestModel::SmolLm2, bad_type)).await,
+        Code::InvalidArgument,
+        &["q9_9", "q8_0"],
+    );
+    let zero_ctx = pb::LoadRequest {
+        num_ctx: Some(0),
+        ..Default::default()
+    };
+    assert_status(
+        c.load(load_request(TestModel::SmolLm2, zero_ctx)).await,
+        Code::InvalidArgument,
+        &["num_ctx"],
+    );
+    let missing = pb::LoadRequest {
+        model_path: "/nonexistent/model.gguf".into(),
+        ..load_request(TestModel::SmolLm2, Default::default())
+    };
+    assert_status(
+        c.load(missing).await,
+        Code::NotFound,
+        &["/nonexistent/model.gguf"],
+    );
+
+    let small = pb::LoadRequest {
+        num_ctx: Some(64),
+        ..Default::default()
+    };
+    c.load(load_request(TestModel::SmolLm2, small.clone()))
+        .await
+        .unwrap();
+    assert_status(
+        c.load(load_request(TestModel::SmolLm2, small)).await,
+        Code::FailedPrecondition,
+        &["already"],
+    );
+    let long = pb::GenerateRequest {
+        shift: Some(false),
+        ..greedy(&long_text(), 4)
+    };
+    assert_status(
+        c.generate(long).await.map(drop),
+        Code::ResourceExhausted,
+        &["64"],
+    );
+    let hot = pb::GenerateRequest {
+        sampling: Some(pb::SamplingOptions {
+            temperature: Some(f32::NAN),
+            ..Default::default()
+        }),
+        ..greedy("hello", 4)
+    };
+    assert_status(
+        c.generate(hot).await.map(drop),
+        Code::InvalidArgument,
+        &["temperature"],
+    );
+    let many = pb::GenerateRequest {
+        top_logprobs: 50,
+        ..greedy("hello", 4)
+    };
+    assert_status(
+        c.generate(many).await.map(drop),
+        Code::InvalidArgument,
+        &["top_logprobs"],
+    );
+    assert_status(
+        c.generate(greedy("", 4)).await.map(drop),
+        Code::InvalidArgument,
+        &["empty"],
+    );
+    assert_status(
+        c.detokenize(pb::DetokenizeRequest {
+            tokens: vec![1, 4_000_000],
+            special: false,
+        })
+        .await,
+        Code::InvalidArgument,
+        &["4000000"],
+    );
+    assert_status(
+        c.embed(pb::EmbedRequest::default()).await,
+        Code::InvalidArgument,
+        &["inputs"],
+    );
+
+    let health = c
+        .health(pb::HealthRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.state(), pb::RunnerState::Ready);
+    let ok = generate(c, greedy("hello", 4)).await.unwrap();
+    assert_eq!(ok.done.timings.unwrap().generated_tokens, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_strings_limits_seeds_and_the_context_end_a_generation_as_asked() {
+    let options = pb::LoadRequest {
+        num_ctx: Some(96),
+        ..reference()
+    };
+    let served = Served::with_model(TestModel::SmolLm2, options).await;
+    let mut c = served.client().await;
+    let prompt = PROMPTS[3];
+    let full = generate(&mut c, greedy(prompt, 24)).await.unwrap();
+    assert_eq!(full.done.reason(), pb::DoneReason::Length);
+    assert_eq!(full.tokens.len(), 24);
+
+    // A stop string that starts inside one token and ends in another.
+    let chars: Vec<char> = full.text.chars().collect();
+    let (from, to) = (chars.len() / 2, chars.len() / 2 + 6);
+    let stop: String = chars[from..to].iter().collect();
+    let before = full.text.find(&stop).unwrap();
+    let stopped = generate(
+        &mut c,
+        pb::GenerateRequest {
+            stop: vec![stop.clone()],
+            ..greedy(prompt, 24)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(stopped.done.reason(), pb::DoneReason::Stop);
+    assert_eq!(stopped.text, full.text[..before], "stop {stop:?}");
+
+    let sampled = |seed| pb::GenerateRequest {
+        sampling: Some(pb::SamplingOptions {
+            temperature: Some(1.0),
+            ..Default::default()
+        }),
+        seed: Some(seed),
+        logprobs: true,
+        top_logprobs: 3,
+        ..greedy(prompt, 16)
+    };
+    let a = generate(&mut c, sampled(7)).await.unwrap();
+    let b = generate(&mut c, sampled(7)).await.unwrap();
+    assert_eq!(a.tokens, b.tokens, "the same seed gives the same tokens");
+
+    let p = generate(&mut c, greedy(prompt, 1)).await.unwrap();
+    let prompt_tokens = p.done.timings.unwrap().prompt_tokens;
+    let no_shift = generate(
+        &mut c,
+        pb::GenerateRequest {
+            shift: Some(false),
+            ..greedy(prompt, 500)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_shift.done.reason(), pb::DoneReason::Length);
+    assert_eq!(
+        no_shift.done.timings.unwrap().generated_tokens,
+        96 - prompt_tokens + 1
+    );
+    let shifted = generate(&mut c, greedy(prompt, 200)).await.unwrap();
+    assert_eq!(shifted.done.reason(), pb::DoneReason::Length);
+    assert_eq!(shifted.tokens.len(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_tokenize_embed_and_reflection() {
+    let served = Served::with_model(TestModel::SmolLm2, Default::default()).await;
+    let mut c = served.client().await;
+
+    let mut stream = c
+        .generate(pb::GenerateRequest {
+            logprobs: true,
+            top_logprobs: 3,
+            ..greedy(PROMPTS[0], 2)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::generate_response::Event::Piece(piece)) =
+        stream.message().await.unwrap().unwrap().event
+    else {
+        panic!("no piece first");
+    };
+    let token = &piece.tokens[0];
+    assert_eq!(token.top_logprobs.len(), 3);
+    assert_eq!(
+        token.top_logprobs[0].id, token.id,
+        "greedy takes the most likely"
+    );
+    assert!(token.logprob.unwrap() <= 0.0);
+    drop(stream);
+
+    let text = "Hello, world! Ünïcödé";
+    let tokens = c
+        .tokenize(pb::TokenizeRequest {
+            text: text.into(),
+            add_special: false,
+            parse_special: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens;
+    let back = c
+        .detokenize(pb::DetokenizeRequest {
+            tokens,
+            special: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .text;
+    assert_eq!(back, text);
+
+    let embedded = c
+        .embed(pb::EmbedRequest {
+            inputs: vec!["a cat".into(), "a dog".into(), "a cat".into()],
+            normalize: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let v: Vec<&[f32]> = embedded.embeddings.iter().map(|e| &e.values[..]).collect();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0].len(), 576, "SmolLM2's hidden size");
+    let norm: f32 = v[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    assert_eq!(v[0], v[2]);
+    assert_ne!(v[0], v[1]);
+
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            crate::served::connect(served.socket()).await,
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let listed = format!("{:?}", answer.message_response);
+    assert!(listed.contains("ollama.runner.v1.Runner"), "{listed}");
+}
