@@ -26,8 +26,7 @@ pub(super) fn run(
     let num_batch = cache.config().num_batch;
     let mut embed_one = |input: &[TokenId]| -> Result<Vec<f32>, EngineError> {
         cache.seq_rm(seq, 0..i32::MAX);
-        let dim = model.n_embd().ok_or(EngineError::NoEmbeddings)?;
-        let mut pooler = Pooler::new(pooling, dim);
+        let mut pooler = Pooler::new(pooling, model.n_embd());
         for (c, chunk) in input.chunks(num_batch).enumerate() {
             batch.clear();
             batch.set_output(Output::Embeddings);

@@ -63,9 +63,6 @@ pub enum EngineError {
         /// What is accepted.
         expected: &'static str,
     },
-    /// The model's architecture cannot write hidden states.
-    #[error("this model's architecture gives no embeddings: use another model for Embed")]
-    NoEmbeddings,
     /// Pooling the hidden states into an embedding failed.
     #[error("cannot pool the embedding: {0}")]
     Pooling(#[from] PoolingError),

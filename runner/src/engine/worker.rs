@@ -211,8 +211,15 @@ impl Worker {
                         &mut self.logits,
                     );
                     self.slots[slot].last_used = self.tick();
-                    if let Err(e) = &result {
-                        tracing::warn!(error = %e, "embedding failed");
+                    match &result {
+                        Ok(e) => tracing::info!(
+                            slot,
+                            inputs = inputs.len(),
+                            prompt_tokens = e.prompt_tokens,
+                            duration_ms = e.duration.as_millis() as u64,
+                            "embed"
+                        ),
+                        Err(e) => tracing::warn!(slot, error = %e, "embed failed"),
                     }
                     let _ = reply.send(result);
                 }

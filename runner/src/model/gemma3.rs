@@ -333,8 +333,8 @@ impl Model for Gemma3 {
         self.embd.n_vocab()
     }
 
-    fn n_embd(&self) -> Option<usize> {
-        Some(self.hp.n_embd)
+    fn n_embd(&self) -> usize {
+        self.hp.n_embd
     }
 
     fn train_ctx(&self) -> usize {

@@ -197,8 +197,8 @@ impl Model for Llama {
         self.embd.n_vocab()
     }
 
-    fn n_embd(&self) -> Option<usize> {
-        Some(self.hp.n_embd)
+    fn n_embd(&self) -> usize {
+        self.hp.n_embd
     }
 
     fn train_ctx(&self) -> usize {

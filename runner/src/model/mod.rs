@@ -304,12 +304,9 @@ pub trait Model: Send {
     /// Vocabulary size: the length of a row of logits.
     fn n_vocab(&self) -> usize;
 
-    /// The hidden size: the length of a row of embeddings, `None` when the model cannot
-    /// write embeddings (its [`Model::forward`] ignores [`Batch::output`]). Both
-    /// architectures here can; the default is for models that only write logits.
-    fn n_embd(&self) -> Option<usize> {
-        None
-    }
+    /// The hidden size: the length of a row of embeddings (a batch asking for
+    /// [`Output::Embeddings`] gets rows of this many values).
+    fn n_embd(&self) -> usize;
 
     /// The context length the model was trained for.
     fn train_ctx(&self) -> usize;
@@ -321,8 +318,8 @@ pub trait Model: Send {
     fn scratch_bytes(&self) -> usize;
 
     /// Runs `batch`, storing its keys and values in `cache` and writing the logits (or the
-    /// embeddings, when the batch asks for [`Output::Embeddings`] and [`Model::n_embd`]
-    /// is `Some`) of the tokens that asked for them into `out`. Keys whose positions were
+    /// embeddings, when the batch asks for [`Output::Embeddings`]) of the tokens that
+    /// asked for them into `out`. Keys whose positions were
     /// shifted are re-rotated first. On error the batch's tokens are not in the cache.
     fn forward(
         &mut self,

@@ -16,10 +16,9 @@ use crate::tokenizer::Tokenizer;
 pub(super) fn status(e: &EngineError) -> Status {
     let message = e.to_string();
     match e {
-        EngineError::EmptyPrompt
-        | EngineError::Sampler(_)
-        | EngineError::BadOption { .. }
-        | EngineError::NoEmbeddings => Status::invalid_argument(message),
+        EngineError::EmptyPrompt | EngineError::Sampler(_) | EngineError::BadOption { .. } => {
+            Status::invalid_argument(message)
+        }
         EngineError::PromptTooLong { .. } => Status::resource_exhausted(message),
         EngineError::Model(_) | EngineError::Pooling(_) => Status::internal(message),
         EngineError::Stopped => Status::unavailable(message),

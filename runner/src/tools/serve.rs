@@ -59,7 +59,13 @@ async fn serve(socket: &Path) -> anyhow::Result<()> {
 
 /// Listens on `socket`, replacing a socket file nobody answers on.
 async fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
-    if socket.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(socket) {
+        use std::os::unix::fs::FileTypeExt;
+        anyhow::ensure!(
+            meta.file_type().is_socket(),
+            "{} exists and is not a socket: choose another path",
+            socket.display()
+        );
         anyhow::ensure!(
             UnixStream::connect(socket).await.is_err(),
             "{} is in use by a live process: stop it or choose another socket",

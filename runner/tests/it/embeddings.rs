@@ -69,7 +69,7 @@ fn pooled(
         ..reference_cache()
     };
     let mut cache = model::new_cache(model, kv).unwrap();
-    let n_embd = model.n_embd().unwrap();
+    let n_embd = model.n_embd();
     let mut pooler = Pooler::new(pooling, n_embd);
     let (mut batch, mut out) = (Batch::new(), Logits::new());
     let len = tokens.len();

@@ -132,6 +132,9 @@ impl Model for NextToken {
     fn n_vocab(&self) -> usize {
         self.n_vocab
     }
+    fn n_embd(&self) -> usize {
+        self.n_vocab
+    }
     fn train_ctx(&self) -> usize {
         4096
     }
