@@ -150,7 +150,6 @@ pub async fn generate(
             ..Default::default()
         }),
         num_predict: Some(i32::try_from(n)?),
-        shift: Some(false),
         ..Default::default()
     };
     tokio::time::sleep_until(start.into()).await;
