@@ -50,6 +50,7 @@ pub fn estimate(file: &GgufFile, kv: &KvConfig, threads: usize) -> Result<Estima
     let compute = ComputeConfig {
         num_ctx: kv.num_ctx,
         num_batch: kv.num_batch,
+        num_parallel: kv.num_parallel,
         flash_attention: kv.flash_attention,
         threads,
     };

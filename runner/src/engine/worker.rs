@@ -413,20 +413,28 @@ impl Worker {
             self.finish(id, DoneReason::Length);
             return;
         }
-        let sampled = active
-            .sampler
-            .sample(row, &active.history, active.top_logprobs);
+        let token = if active.logprobs || active.top_logprobs > 0 {
+            let sampled = active
+                .sampler
+                .sample(row, &active.history, active.top_logprobs);
+            SampledToken {
+                id: sampled.chosen.token,
+                logprob: active.logprobs.then_some(sampled.chosen.logprob),
+                top: sampled.top,
+            }
+        } else {
+            SampledToken {
+                id: active.sampler.next_token(row, &active.history),
+                logprob: None,
+                top: Vec::new(),
+            }
+        };
+        let id_token = token.id;
         let now = Instant::now();
         let first = *active.first_token.get_or_insert(now);
         active.timings.generation_duration = now.duration_since(first);
         active.timings.generated_tokens += 1;
-        let id_token = sampled.chosen.token;
         active.history.push(id_token);
-        let token = SampledToken {
-            id: id_token,
-            logprob: active.logprobs.then_some(sampled.chosen.logprob),
-            top: sampled.top,
-        };
 
         if self.tokenizer.vocab().is_end_of_generation(id_token) {
             let mut text = active.utf8.finish();

@@ -26,6 +26,8 @@ pub struct ComputeConfig {
     pub num_ctx: usize,
     /// Tokens per forward pass at most.
     pub num_batch: usize,
+    /// Sequences a batch may hold.
+    pub num_parallel: usize,
     /// Flash attention (otherwise the reference attention's gather buffers).
     pub flash_attention: bool,
     /// Threads.
@@ -92,13 +94,7 @@ impl Activations {
             proj: Vec::new(),
             cos_sin: vec![Vec::new(); dims.n_rot.len()],
             mlp: MlpScratch::with_rows(config.num_batch * dims.n_ff),
-            attention: AttentionScratch::new(
-                a,
-                config.flash_attention,
-                config.num_ctx,
-                config.num_batch,
-                config.threads,
-            ),
+            attention: AttentionScratch::new(a, config),
             dims: dims.clone(),
         };
         s.resize(config.num_batch);
@@ -107,14 +103,7 @@ impl Activations {
 
     /// Bytes [`Activations::new`] allocates.
     pub fn bytes_for(dims: &ActivationDims, config: &ComputeConfig) -> usize {
-        floats(dims, config.num_batch) * 4
-            + AttentionScratch::bytes_for(
-                &dims.attn,
-                config.flash_attention,
-                config.num_ctx,
-                config.num_batch,
-                config.threads,
-            )
+        floats(dims, config.num_batch) * 4 + AttentionScratch::bytes_for(&dims.attn, config)
     }
 
     /// Bytes held now.

@@ -290,6 +290,7 @@ impl LoadOptions {
         activations::ComputeConfig {
             num_ctx: self.kv.num_ctx,
             num_batch: self.kv.num_batch,
+            num_parallel: self.kv.num_parallel,
             flash_attention: self.kv.flash_attention,
             threads: self.threads,
         }

@@ -176,18 +176,25 @@ impl Sampler {
     }
 
     /// Picks the next token from `logits` (one per vocabulary entry), given the tokens of
-    /// the sequence so far (`history`, oldest first), reporting `n_top` alternatives.
+    /// the sequence so far (`history`, oldest first), reporting its log-probability and
+    /// `n_top` alternatives.
     pub fn sample(&mut self, logits: &[f32], history: &[TokenId], n_top: usize) -> Sampled {
+        let chosen = self.next_token(logits, history);
+        report(logits, chosen, n_top)
+    }
+
+    /// The token [`Sampler::sample`] picks, without the log-probabilities (which cost a
+    /// pass of `exp` over the whole vocabulary).
+    pub fn next_token(&mut self, logits: &[f32], history: &[TokenId]) -> TokenId {
         self.candidates.clear();
         self.candidates
             .extend(logits.iter().enumerate().map(|(i, &l)| (i as TokenId, l)));
         self.apply_penalties(history);
-        let chosen = if self.options.temperature <= 0.0 {
+        if self.options.temperature <= 0.0 {
             greedy(&self.candidates)
         } else {
             self.filter_and_draw()
-        };
-        report(logits, chosen, n_top)
+        }
     }
 
     fn apply_penalties(&mut self, history: &[TokenId]) {

@@ -168,3 +168,33 @@ fn out_of_range_options_are_named() {
     .unwrap_err();
     assert_eq!(err.name, "temperature");
 }
+
+/// The fast path without log-probabilities draws the same tokens as the full one, for
+/// the same seed and history, whatever the options.
+#[test]
+fn next_token_picks_what_sample_picks() {
+    let logits: Vec<f32> = (0..500).map(|i| ((i * 53) % 17) as f32 * 0.21).collect();
+    for options in [
+        greedy_options(),
+        SamplerOptions::default(),
+        SamplerOptions {
+            temperature: 1.3,
+            top_k: 0,
+            min_p: 0.05,
+            repeat_penalty: 1.2,
+            seed: 9,
+            ..Default::default()
+        },
+    ] {
+        let (mut a, mut b) = (
+            Sampler::new(options.clone()).unwrap(),
+            Sampler::new(options).unwrap(),
+        );
+        let mut history = vec![3, 4, 5];
+        for _ in 0..40 {
+            let t = a.sample(&logits, &history, 2).chosen.token;
+            assert_eq!(b.next_token(&logits, &history), t);
+            history.push(t);
+        }
+    }
+}

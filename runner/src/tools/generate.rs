@@ -119,7 +119,7 @@ pub fn generate(
     let mut generated = Vec::new();
     while generated.len() < num_predict {
         let row = logits.last().context("no logits")?;
-        let token = sampler.sample(row, &history, 0).chosen.token;
+        let token = sampler.next_token(row, &history);
         generated.push(token);
         history.push(token);
         on_token(token)?;

@@ -1,7 +1,8 @@
 //! Flash attention over the cache's cells: work split into (tile of tokens, key/value
 //! head, range of cells) units, each streaming its cells through kernels' flash
-//! attention; ranges of one tile and head are merged afterwards. One token (decode) gets
-//! its cells split over the threads; a prompt gets tiles.
+//! attention; ranges of one tile and head are merged afterwards. A tile holds tokens of
+//! one sequence, so rows are only scored against cells their sequence may see. A few
+//! tokens (decode) get their cells split over the threads; a prompt gets tiles.
 
 use std::sync::Mutex;
 
@@ -9,6 +10,7 @@ use kernels::cpu::Isa;
 use kernels::ops::{FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, QueryRows, flash_attn};
 use kernels::pool::ThreadPool;
 
+use super::reference::tokens_by_seq;
 use super::{AttentionShape, lock};
 use crate::kvcache::LayerView;
 use crate::model::{Batch, ModelError};
@@ -32,23 +34,30 @@ pub struct FlashWork {
     units: Vec<Mutex<Unit>>,
 }
 
-/// Units of work a batch of `n` tokens splits into: tiles × heads × ranges of cells,
-/// with at least four units per thread when the cells allow it.
-fn split(n: usize, n_kv: usize, threads: usize, blocks: usize) -> (usize, usize) {
-    let tiles = n.div_ceil(TILE).max(1);
-    let base = tiles * n_kv;
-    let chunks = if base >= 4 * threads {
+/// Cell ranges each (tile, head) pair is split into so that `base` such pairs still
+/// give every thread about four units of work (when the cells allow it).
+fn chunks_for(base: usize, threads: usize, blocks: usize) -> usize {
+    if base >= 4 * threads {
         1
     } else {
-        (4 * threads).div_ceil(base).min(blocks.max(1))
-    };
-    (tiles, chunks)
+        (4 * threads).div_ceil(base.max(1)).min(blocks.max(1))
+    }
 }
 
-/// The most units any batch of up to `num_batch` tokens needs.
-fn max_units(shape: &AttentionShape, num_batch: usize, threads: usize) -> usize {
-    let tiles = num_batch.div_ceil(TILE).max(1) * shape.n_head_kv;
-    tiles.max(4 * threads + shape.n_head_kv)
+/// The most tiles a batch of `num_batch` tokens of up to `num_parallel` sequences has:
+/// each sequence's tokens are tiled apart, so each may end with a partial tile.
+fn max_tiles(num_batch: usize, num_parallel: usize) -> usize {
+    num_batch.div_ceil(TILE) + num_parallel.min(num_batch).saturating_sub(1)
+}
+
+/// The most units any batch needs.
+fn max_units(
+    shape: &AttentionShape,
+    num_batch: usize,
+    num_parallel: usize,
+    threads: usize,
+) -> usize {
+    max_tiles(num_batch, num_parallel).max(1) * shape.n_head_kv + 4 * threads
 }
 
 fn unit_rows(shape: &AttentionShape, num_batch: usize) -> usize {
@@ -75,10 +84,16 @@ impl Unit {
 }
 
 impl FlashWork {
-    /// Scratch for batches of up to `num_batch` tokens on `threads` threads, allocated now.
-    pub fn new(shape: &AttentionShape, num_batch: usize, threads: usize) -> Self {
+    /// Scratch for batches of up to `num_batch` tokens of up to `num_parallel` sequences
+    /// on `threads` threads, allocated now.
+    pub fn new(
+        shape: &AttentionShape,
+        num_batch: usize,
+        num_parallel: usize,
+        threads: usize,
+    ) -> Self {
         let rows = unit_rows(shape, num_batch);
-        let units = (0..max_units(shape, num_batch, threads))
+        let units = (0..max_units(shape, num_batch, num_parallel, threads))
             .map(|_| {
                 let mut u = Unit::default();
                 u.reserve(shape, rows);
@@ -89,12 +104,17 @@ impl FlashWork {
     }
 
     /// Bytes [`FlashWork::new`] allocates.
-    pub fn bytes_for(shape: &AttentionShape, num_batch: usize, threads: usize) -> usize {
+    pub fn bytes_for(
+        shape: &AttentionShape,
+        num_batch: usize,
+        num_parallel: usize,
+        threads: usize,
+    ) -> usize {
         let rows = unit_rows(shape, num_batch);
         let unit = rows * (shape.head_dim_k * 4 + 4 + 8)
             + FlashState::bytes_for(rows, shape.head_dim_v)
             + FlashScratch::bytes_for(rows, shape.head_dim_k, shape.head_dim_v);
-        max_units(shape, num_batch, threads) * unit
+        max_units(shape, num_batch, num_parallel, threads) * unit
     }
 
     /// Bytes held now.
@@ -103,8 +123,15 @@ impl FlashWork {
     }
 }
 
+/// One tile: up to [`TILE`] tokens of the same sequence, by batch index.
+struct Tile<'t> {
+    tokens: &'t [usize],
+}
+
 /// See the module docs; the batch's rows are already in `view`, whose cells in use all
-/// lie below `active`.
+/// lie below `active`. Each tile holds tokens of one sequence only, so a row is never
+/// scored against cells of another sequence, and a sequence's result does not depend on
+/// the tokens of other sequences that share its tiles.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attention(
     pool: &ThreadPool,
@@ -117,15 +144,19 @@ pub(super) fn attention(
     work: &mut FlashWork,
     out: &mut [f32],
 ) -> Result<(), ModelError> {
-    let n = batch.len();
-    if n == 0 {
+    if batch.is_empty() {
         return Ok(());
     }
+    let groups = tokens_by_seq(batch);
+    let tiles: Vec<Tile<'_>> = groups
+        .iter()
+        .flat_map(|(_, tokens)| tokens.chunks(TILE).map(|tokens| Tile { tokens }))
+        .collect();
     let (g, hk, hv) = (shape.group(), shape.head_dim_k, shape.head_dim_v);
     let blocks = active.div_ceil(FLASH_BLOCK);
-    let (tiles, chunks) = split(n, shape.n_head_kv, pool.threads(), blocks);
+    let chunks = chunks_for(tiles.len() * shape.n_head_kv, pool.threads(), blocks);
     let per_chunk = blocks.div_ceil(chunks) * FLASH_BLOCK;
-    let units = tiles * shape.n_head_kv * chunks;
+    let units = tiles.len() * shape.n_head_kv * chunks;
     while work.units.len() < units {
         work.units.push(Mutex::new(Unit::default()));
     }
@@ -139,11 +170,10 @@ pub(super) fn attention(
         let (kv_h, chunk) = (rest / chunks, rest % chunks);
         let mut unit = lock(&work.units[u]);
         let unit = &mut *unit;
-        let tokens = tile * TILE..((tile + 1) * TILE).min(n);
         unit.q.clear();
         unit.pos.clear();
         unit.seq.clear();
-        for t in tokens {
+        for &t in tiles[tile].tokens {
             for h in kv_h * g..(kv_h + 1) * g {
                 let start = t * shape.q_dim() + h * hk;
                 unit.q.extend_from_slice(&q[start..start + hk]);
@@ -182,15 +212,14 @@ pub(super) fn attention(
         return Err(e.into());
     }
     let od = shape.out_dim();
-    for tile in 0..tiles {
+    for (tile, Tile { tokens }) in tiles.iter().enumerate() {
         for kv_h in 0..shape.n_head_kv {
             let first = (tile * shape.n_head_kv + kv_h) * chunks;
             let mut head = lock(&work.units[first]);
             for c in 1..chunks {
                 head.state.merge(&lock(&work.units[first + c]).state);
             }
-            let tokens = tile * TILE..((tile + 1) * TILE).min(n);
-            for (i, t) in tokens.enumerate() {
+            for (i, &t) in tokens.iter().enumerate() {
                 for j in 0..g {
                     let h = kv_h * g + j;
                     let o = &mut out[t * od + h * hv..t * od + (h + 1) * hv];

@@ -18,6 +18,7 @@ use kernels::cpu::Isa;
 use kernels::ops::hadamard_in_place;
 use kernels::pool::ThreadPool;
 
+use super::activations::ComputeConfig;
 use super::{Batch, ModelError};
 use crate::kvcache::{KvCache, Placement};
 
@@ -76,34 +77,28 @@ pub enum AttentionScratch {
 }
 
 impl AttentionScratch {
-    /// Scratch for batches of up to `num_batch` tokens over `num_ctx` positions on
-    /// `threads` threads, allocated now.
-    pub fn new(
-        shape: &AttentionShape,
-        flash: bool,
-        num_ctx: usize,
-        num_batch: usize,
-        threads: usize,
-    ) -> Self {
-        if flash {
-            Self::Flash(FlashWork::new(shape, num_batch, threads))
+    /// Scratch for the batches `c` allows (up to `num_batch` tokens of up to
+    /// `num_parallel` sequences over `num_ctx` positions, on `threads` threads), allocated
+    /// now.
+    pub fn new(shape: &AttentionShape, c: &ComputeConfig) -> Self {
+        if c.flash_attention {
+            Self::Flash(FlashWork::new(
+                shape,
+                c.num_batch,
+                c.num_parallel,
+                c.threads,
+            ))
         } else {
-            Self::Reference(ReferenceWork::new(shape, num_ctx, threads))
+            Self::Reference(ReferenceWork::new(shape, c.num_ctx, c.threads))
         }
     }
 
     /// Bytes [`AttentionScratch::new`] allocates.
-    pub fn bytes_for(
-        shape: &AttentionShape,
-        flash: bool,
-        num_ctx: usize,
-        num_batch: usize,
-        threads: usize,
-    ) -> usize {
-        if flash {
-            FlashWork::bytes_for(shape, num_batch, threads)
+    pub fn bytes_for(shape: &AttentionShape, c: &ComputeConfig) -> usize {
+        if c.flash_attention {
+            FlashWork::bytes_for(shape, c.num_batch, c.num_parallel, c.threads)
         } else {
-            ReferenceWork::bytes_for(shape, num_ctx, threads)
+            ReferenceWork::bytes_for(shape, c.num_ctx, c.threads)
         }
     }
 
@@ -151,7 +146,9 @@ pub fn attention(
     let view = cache.layer(layer);
     let flash = cache.config().flash_attention;
     if flash && !matches!(scratch, AttentionScratch::Flash(_)) {
-        *scratch = AttentionScratch::Flash(FlashWork::new(shape, batch.len(), pool.threads()));
+        let n_seq = cache.config().num_parallel;
+        *scratch =
+            AttentionScratch::Flash(FlashWork::new(shape, batch.len(), n_seq, pool.threads()));
     } else if !flash && !matches!(scratch, AttentionScratch::Reference(_)) {
         let n_ctx = cache.config().num_ctx;
         *scratch = AttentionScratch::Reference(ReferenceWork::new(shape, n_ctx, pool.threads()));

@@ -48,13 +48,14 @@ fn run(
 ) -> Vec<f32> {
     let (mut q, mut k, mut v) = (q.to_vec(), k.to_vec(), v.to_vec());
     let c = *cache.config();
-    let mut scratch = AttentionScratch::new(
-        &SHAPE,
-        c.flash_attention,
-        c.num_ctx,
-        c.num_batch,
-        pool.threads(),
-    );
+    let compute = ComputeConfig {
+        num_ctx: c.num_ctx,
+        num_batch: c.num_batch,
+        num_parallel: c.num_parallel,
+        flash_attention: c.flash_attention,
+        threads: pool.threads(),
+    };
+    let mut scratch = AttentionScratch::new(&SHAPE, &compute);
     let mut out = vec![0.0; batch.len() * SHAPE.out_dim()];
     let placement = cache.place(batch.seqs(), batch.positions()).unwrap();
     let isa = Isa::detect().unwrap();
