@@ -279,7 +279,10 @@ pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
     assert!(ys.iter().all(|y| y.len() == x.len()));
     let pairs = N / 2;
     let mut acc = [_mm512_setzero_ps(); N];
+    // Per pair: lanes 1 and 3 hold the two rows' running min terms.
     let mut mins = [_mm_setzero_ps(); N];
+    // Lane 0 of a pair's scale products to the low half, lane 2 to the high half.
+    let spread = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     for (i, xb) in x.iter().enumerate() {
         // SAFETY: this function's target features include AVX2, FMA and F16C.
         let q = unsafe { xb.quants() };
@@ -289,7 +292,8 @@ pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
         } else {
             (q, 0)
         };
-        let w_bits = xb.scale_bits();
+        // [d, m, d, m] of the weight block.
+        let w = _mm_cvtph_ps(_mm_set1_epi32(xb.scale_bits() as i32));
         for p in 0..pairs {
             let (y0, y1) = (&ys[2 * p][i], &ys[2 * p + 1][i]);
             // SAFETY: as above.
@@ -297,21 +301,18 @@ pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
             let a = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a0), a1);
             let a = _mm512_mask_sub_epi8(a, negative, _mm512_setzero_si512(), a);
             let sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a));
-            let (b0, b1) = (
-                scales(w_bits, y0.scale_bits()),
-                scales(w_bits, y1.scale_bits()),
-            );
-            let (p0, p1) = (_mm_movehl_ps(b0, b0), _mm_movehl_ps(b1, b1));
-            let d0 = _mm256_broadcastss_ps(_mm_mul_ss(b0, p0));
-            let d1 = _mm256_broadcastss_ps(_mm_mul_ss(b1, p1));
-            let d = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-                _mm512_castpd256_pd512(_mm256_castps_pd(d0)),
-                _mm256_castps_pd(d1),
+            // [d', s'] of both activation blocks; the products are each row's d·d' (lanes
+            // 0 and 2) and m·s' (lanes 1 and 3), rounded as the one-row kernels do.
+            let ys = _mm_cvtph_ps(_mm_set_epi32(
+                0,
+                0,
+                y1.scale_bits() as i32,
+                y0.scale_bits() as i32,
             ));
+            let d = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_mul_ps(w, ys)));
             acc[p] = _mm512_fmadd_ps(d, sums, acc[p]);
             if !W::SIGNED {
-                mins[2 * p] = _mm_fmadd_ps(b0, p0, mins[2 * p]);
-                mins[2 * p + 1] = _mm_fmadd_ps(b1, p1, mins[2 * p + 1]);
+                mins[p] = _mm_fmadd_ps(w, ys, mins[p]);
             }
         }
     }
@@ -333,7 +334,13 @@ pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
         let min_term = if W::SIGNED {
             0.0
         } else {
-            _mm_cvtss_f32(_mm_movehdup_ps(mins[t]))
+            let m = mins[t / 2];
+            let lane = if t % 2 == 0 {
+                _mm_movehdup_ps(m)
+            } else {
+                _mm_permute_ps::<0b11_11_11_11>(m)
+            };
+            _mm_cvtss_f32(lane)
         };
         hsum_ps(half) + min_term
     })
