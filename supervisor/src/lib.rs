@@ -6,3 +6,4 @@
 //! its own process: everything that touches weights happens in a runner.
 
 pub mod config;
+pub mod runners;

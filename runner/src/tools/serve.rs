@@ -20,10 +20,17 @@ pub struct ServeArgs {
     /// replaced, a live one is refused).
     #[arg(long)]
     pub socket: PathBuf,
+    /// The supervisor's pid: the runner asks the kernel to kill it when the thread that
+    /// started it exits, and exits at once if that parent is already gone.
+    #[arg(long)]
+    pub parent_pid: Option<i32>,
 }
 
 /// Serves until a termination signal; the socket file is removed on the way out.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    if let Some(parent) = args.parent_pid {
+        die_with_parent(parent)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -55,6 +62,20 @@ async fn serve(socket: &Path) -> anyhow::Result<()> {
         .await;
     let _ = std::fs::remove_file(socket);
     result.context("the gRPC server failed")
+}
+
+/// SIGKILL when the parent goes; refuses to start when it already went (the signal is
+/// only armed from now on).
+fn die_with_parent(parent: i32) -> anyhow::Result<()> {
+    use nix::sys::signal::Signal;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .context("cannot set the parent-death signal")?;
+    let actual = nix::unistd::getppid().as_raw();
+    anyhow::ensure!(
+        actual == parent,
+        "the supervisor (pid {parent}) is gone (parent is now {actual}): not serving"
+    );
+    Ok(())
 }
 
 /// Listens on `socket`, replacing a socket file nobody answers on.
