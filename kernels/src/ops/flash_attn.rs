@@ -48,6 +48,46 @@ pub use self::state::{FlashScratch, FlashState};
 /// Cells visited per block: the scores of one block are the only ones held at a time.
 pub const FLASH_BLOCK: usize = 64;
 
+/// A hole in a list of cells for [`flash_attn_list`]: a position the sequence lacks.
+pub const NO_CELL: u32 = u32::MAX;
+
+/// The cells one call visits, in blocks of [`FLASH_BLOCK`] entries.
+#[derive(Debug, Clone, Copy)]
+enum Span<'a> {
+    /// Consecutive cells, as they lie in the cache.
+    Range(usize, usize),
+    /// Cells in the caller's order; [`NO_CELL`] entries are skipped.
+    List(&'a [u32]),
+}
+
+impl Span<'_> {
+    fn len(&self) -> usize {
+        match *self {
+            Self::Range(start, end) => end - start,
+            Self::List(list) => list.len(),
+        }
+    }
+
+    /// The cells of the block of entries from `first` into `ids` (`usize::MAX` for a
+    /// hole); returns how many entries the block has.
+    fn block(&self, first: usize, ids: &mut [usize; FLASH_BLOCK]) -> usize {
+        let n = (self.len() - first).min(FLASH_BLOCK);
+        match *self {
+            Self::Range(start, _) => {
+                for (j, id) in ids[..n].iter_mut().enumerate() {
+                    *id = start + first + j;
+                }
+            }
+            Self::List(list) => {
+                for (id, &c) in ids[..n].iter_mut().zip(&list[first..first + n]) {
+                    *id = if c == NO_CELL { usize::MAX } else { c as usize };
+                }
+            }
+        }
+        n
+    }
+}
+
 /// Why flash attention cannot run on the given rows.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FlashAttnError {
@@ -102,6 +142,14 @@ pub enum FlashAttnError {
         expected: usize,
         /// The size given.
         actual: usize,
+    },
+    /// A listed cell is not within the cache.
+    #[error("cell {cell} is not within the {n_cells} cells of the cache")]
+    CellOutOfRange {
+        /// The cell.
+        cell: usize,
+        /// Cells in the cache.
+        n_cells: usize,
     },
     /// The range of cells is not within the cache.
     #[error("cells {start}..{end} are not within the {n_cells} cells of the cache")]
@@ -219,11 +267,14 @@ pub struct CellMask<'a> {
 }
 
 impl CellMask<'_> {
-    /// Bit `j` set when a row at `row_pos` of `row_seq` sees cell `block.start + j`.
-    fn visible(&self, block: Range<usize>, row_pos: i32, row_seq: u64) -> u64 {
-        let (pos, seqs) = (&self.pos[block.clone()], &self.seqs[block]);
+    /// Bit `j` set when a row at `row_pos` of `row_seq` sees cell `ids[j]` (never a hole,
+    /// `usize::MAX`).
+    fn visible(&self, ids: &[usize], row_pos: i32, row_seq: u64) -> u64 {
         let mut bits = 0u64;
-        for (j, (&p, &s)) in pos.iter().zip(seqs).enumerate() {
+        for (j, &c) in ids.iter().enumerate() {
+            let (Some(&p), Some(&s)) = (self.pos.get(c), self.seqs.get(c)) else {
+                continue;
+            };
             let near = self
                 .window
                 .is_none_or(|w| ((i64::from(row_pos) - i64::from(p)) as u64) < w as u64);
@@ -278,11 +329,78 @@ pub fn flash_attn(
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    check_shapes(rows, keys, values, mask, &cells, state)?;
-    if !is_cache_type(values.ty) {
-        return Err(FlashAttnError::Unsupported { ty: values.ty });
+    check_shapes(rows, keys, values, mask, state)?;
+    if cells.start > cells.end || cells.end > keys.n_cells {
+        return Err(FlashAttnError::CellRange {
+            start: cells.start,
+            end: cells.end,
+            n_cells: keys.n_cells,
+        });
     }
-    let run = match keys.ty {
+    let call = Call {
+        rows: *rows,
+        keys: *keys,
+        values: *values,
+        mask: *mask,
+        scale,
+    };
+    dispatch(
+        isa,
+        &call,
+        Span::Range(cells.start, cells.end),
+        scratch,
+        state,
+    )
+}
+
+/// [`flash_attn`] over the cells of `cells` in that order, [`NO_CELL`] entries skipped:
+/// block `b` is entries `64b..64b + 64` of the list. A sequence's cells listed by
+/// position (a hole where it holds none) make blocks, and so sums, that do not depend on
+/// where the cells lie in the cache or which other sequences share it.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attn_list(
+    isa: Isa,
+    rows: &QueryRows<'_>,
+    keys: &HeadRows<'_>,
+    values: &HeadRows<'_>,
+    mask: &CellMask<'_>,
+    scale: f32,
+    cells: &[u32],
+    scratch: &mut FlashScratch,
+    state: &mut FlashState,
+) -> Result<(), FlashAttnError> {
+    check_shapes(rows, keys, values, mask, state)?;
+    if let Some(&cell) = cells
+        .iter()
+        .find(|&&c| c != NO_CELL && c as usize >= keys.n_cells)
+    {
+        return Err(FlashAttnError::CellOutOfRange {
+            cell: cell as usize,
+            n_cells: keys.n_cells,
+        });
+    }
+    let call = Call {
+        rows: *rows,
+        keys: *keys,
+        values: *values,
+        mask: *mask,
+        scale,
+    };
+    dispatch(isa, &call, Span::List(cells), scratch, state)
+}
+
+/// Runs a checked call with the kernel for its key type.
+fn dispatch(
+    isa: Isa,
+    call: &Call<'_>,
+    span: Span<'_>,
+    scratch: &mut FlashScratch,
+    state: &mut FlashState,
+) -> Result<(), FlashAttnError> {
+    if !is_cache_type(call.values.ty) {
+        return Err(FlashAttnError::Unsupported { ty: call.values.ty });
+    }
+    let run = match call.keys.ty {
         GgmlType::F32 => run::<F32Keys>,
         GgmlType::F16 => run::<F16Keys>,
         GgmlType::Q8_0 => run::<BlockKeys<kind::Q8_0>>,
@@ -293,14 +411,7 @@ pub fn flash_attn(
         GgmlType::IQ4_NL => run::<BlockKeys<kind::IQ4_NL>>,
         ty => return Err(FlashAttnError::Unsupported { ty }),
     };
-    let call = Call {
-        rows: *rows,
-        keys: *keys,
-        values: *values,
-        mask: *mask,
-        scale,
-    };
-    run(isa, &call, cells, scratch, state)
+    run(isa, call, span, scratch, state)
 }
 
 /// The error when two sizes differ.
@@ -321,7 +432,6 @@ fn check_shapes(
     keys: &HeadRows<'_>,
     values: &HeadRows<'_>,
     mask: &CellMask<'_>,
-    cells: &Range<usize>,
     state: &FlashState,
 ) -> Result<(), FlashAttnError> {
     let n = rows.pos.len();
@@ -352,13 +462,6 @@ fn check_shapes(
         values.dim,
         state.dv,
     )?;
-    if cells.start > cells.end || cells.end > keys.n_cells {
-        return Err(FlashAttnError::CellRange {
-            start: cells.start,
-            end: cells.end,
-            n_cells: keys.n_cells,
-        });
-    }
     Ok(())
 }
 
@@ -366,12 +469,12 @@ fn check_shapes(
 fn run<K: KeyKind>(
     isa: Isa,
     call: &Call<'_>,
-    cells: Range<usize>,
+    cells: Span<'_>,
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
     let (n, dk, dv) = (call.rows.pos.len(), call.keys.dim, call.values.dim);
-    if n == 0 || cells.is_empty() {
+    if n == 0 || cells.len() == 0 {
         return Ok(());
     }
     call.keys.check_alignment(align_of::<K::Weight>())?;
@@ -401,22 +504,26 @@ fn run<K: KeyKind>(
         actual: query_len,
     })?;
     let (masks, scores) = (&mut masks[..n], &mut scores[..n * FLASH_BLOCK]);
-    for first in cells.clone().step_by(FLASH_BLOCK) {
-        let block = first..(first + FLASH_BLOCK).min(cells.end);
-        let union = row_masks(call, block.clone(), masks);
+    let mut ids = [usize::MAX; FLASH_BLOCK];
+    for first in (0..cells.len()).step_by(FLASH_BLOCK) {
+        let n_ids = cells.block(first, &mut ids);
+        let union = row_masks(call, &ids[..n_ids], masks);
         if union == 0 {
             continue;
         }
-        let mut list = [0usize; FLASH_BLOCK];
+        // The visible entries: their index in the block and their cell.
+        let (mut at, mut list) = ([0usize; FLASH_BLOCK], [0usize; FLASH_BLOCK]);
         let mut n_vis = 0;
         let mut bits = union;
         while bits != 0 {
-            list[n_vis] = first + bits.trailing_zeros() as usize;
+            let j = bits.trailing_zeros() as usize;
+            at[n_vis] = j;
+            list[n_vis] = ids[j];
             n_vis += 1;
             bits &= bits - 1;
         }
-        let list = &list[..n_vis];
-        score_block::<K>(isa, call, q, masks, first, list, scores)
+        let (at, list) = (&at[..n_vis], &list[..n_vis]);
+        score_block::<K>(isa, call, q, masks, at, list, scores)
             .ok_or_else(|| misaligned(&call.keys))?;
         softmax_block(isa, masks, n_vis, scores, state);
         let values = value_rows(isa, &call.values, list, value_buf)
@@ -431,23 +538,23 @@ fn run<K: KeyKind>(
     Ok(())
 }
 
-/// Fills each row's visibility of `block` into `masks` and returns their union. Rows of
-/// the same token (the query heads of a group) share one computation.
-fn row_masks(call: &Call<'_>, block: Range<usize>, masks: &mut [u64]) -> u64 {
+/// Fills each row's visibility of the block's cells `ids` into `masks` and returns their
+/// union. Rows of the same token (the query heads of a group) share one computation.
+fn row_masks(call: &Call<'_>, ids: &[usize], masks: &mut [u64]) -> u64 {
     let QueryRows { pos, seq, .. } = call.rows;
     let mut union = 0;
     for r in 0..masks.len() {
         masks[r] = if r > 0 && pos[r - 1] == pos[r] && seq[r - 1] == seq[r] {
             masks[r - 1]
         } else {
-            call.mask.visible(block.clone(), pos[r], seq[r])
+            call.mask.visible(ids, pos[r], seq[r])
         };
         union |= masks[r];
     }
     union
 }
 
-/// Scores of the cells `list` (of the block starting at `first`) for every row, in
+/// Scores of the cells `list` (entries `at` of the block) for every row, in
 /// `scores[r * FLASH_BLOCK + i]`: `scale · q_r·k` where row `r` sees cell `list[i]`, `-inf`
 /// elsewhere. Rows go four at a time so a key block is decoded once for four rows. `None`
 /// when a key row is not aligned for its blocks.
@@ -456,15 +563,14 @@ fn score_block<K: KeyKind>(
     call: &Call<'_>,
     q: &[K::Act],
     masks: &[u64],
-    first: usize,
+    at: &[usize],
     list: &[usize],
     scores: &mut [f32],
 ) -> Option<()> {
     let n = masks.len();
     let per_row = q.len() / n;
     let q_row = |r: usize| &q[r * per_row..(r + 1) * per_row];
-    for (i, &c) in list.iter().enumerate() {
-        let j = c - first;
+    for (i, (&j, &c)) in at.iter().zip(list).enumerate() {
         let k = call.keys.row::<K::Weight>(c)?;
         let mut r = 0;
         while r < n {
@@ -544,7 +650,8 @@ fn value_rows<'b>(
     if dv == 0 {
         return Some(Values { v: &[], stride: 0 });
     }
-    if values.ty == GgmlType::F32 && hi - lo + 1 == list.len() {
+    let consecutive = list.windows(2).all(|w| w[1] == w[0] + 1);
+    if values.ty == GgmlType::F32 && consecutive {
         let start = lo * values.stride + values.offset;
         let end = hi * values.stride + values.offset + dv * size_of::<f32>();
         return Some(Values {

@@ -718,3 +718,129 @@ fn bad_calls_are_errors() {
         })
     ));
 }
+
+/// Listing cells is laying them out in that order: the same sums, bit for bit, as a
+/// range over a cache whose cells lie as listed (holes as empty cells). This is what makes
+/// a sequence's attention independent of where its cells are and who else uses the cache.
+#[test]
+fn a_list_of_cells_sums_as_if_the_cells_lay_in_that_order() {
+    let (n, dk, dv, group) = (150usize, 64usize, 64usize, 2usize);
+    let shuffle = integers(n, 77);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| shuffle[i]);
+    // Every seventh entry is a hole.
+    let mut entries: Vec<Option<usize>> = Vec::new();
+    for (i, &c) in order.iter().enumerate() {
+        if i % 7 == 3 {
+            entries.push(None);
+        }
+        entries.push(Some(c));
+    }
+    let list: Vec<u32> = entries
+        .iter()
+        .map(|e| e.map_or(NO_CELL, |c| c as u32))
+        .collect();
+    let (keys, values) = (uniform(n * dk, 5, 3.0), uniform(n * dv, 6, 1.0));
+    let laid = |src: &[f32], dim: usize| -> Vec<f32> {
+        entries
+            .iter()
+            .flat_map(|e| match e {
+                Some(c) => src[c * dim..(c + 1) * dim].to_vec(),
+                None => vec![0.0; dim],
+            })
+            .collect()
+    };
+    let (pos, seqs): (Vec<i32>, Vec<u64>) = ((0..n as i32).collect(), vec![1; n]);
+    let laid_pos: Vec<i32> = entries.iter().map(|e| e.map_or(0, |c| c as i32)).collect();
+    let laid_seqs: Vec<u64> = entries.iter().map(|e| u64::from(e.is_some())).collect();
+    let q = uniform(3 * group * dk, 8, 3.0);
+    let row_pos: Vec<i32> = [149, 60, 9].iter().flat_map(|&p| [p; 2]).collect();
+    let rows = QueryRows {
+        q: &q,
+        dim: dk,
+        pos: &row_pos,
+        seq: &[1; 6],
+    };
+    for (kt, vt) in [
+        (GgmlType::F32, GgmlType::F32),
+        (GgmlType::F16, GgmlType::F16),
+        (GgmlType::Q8_0, GgmlType::Q4_0),
+    ] {
+        for window in [None, Some(40)] {
+            let run = |k: &Cache, v: &Cache, mask: CellMask<'_>, list: Option<&[u32]>| {
+                let mut scratch = FlashScratch::new();
+                let mut state = FlashState::new();
+                state.reset(row_pos.len(), dv);
+                let (kh, vh) = (k.head(0), v.head(0));
+                let result = match list {
+                    Some(l) => flash_attn_list(
+                        Isa::best(),
+                        &rows,
+                        &kh,
+                        &vh,
+                        &mask,
+                        0.125,
+                        l,
+                        &mut scratch,
+                        &mut state,
+                    ),
+                    None => flash_attn(
+                        Isa::best(),
+                        &rows,
+                        &kh,
+                        &vh,
+                        &mask,
+                        0.125,
+                        0..kh.n_cells(),
+                        &mut scratch,
+                        &mut state,
+                    ),
+                };
+                result.unwrap();
+                let mut out = vec![0.0f32; row_pos.len() * dv];
+                for (r, o) in out.chunks_exact_mut(dv).enumerate() {
+                    state.write(r, o);
+                }
+                out
+            };
+            let (k, v) = (Cache::new(kt, &keys, 1, dk), Cache::new(vt, &values, 1, dv));
+            let (lk, lv) = (
+                Cache::new(kt, &laid(&keys, dk), 1, dk),
+                Cache::new(vt, &laid(&values, dv), 1, dv),
+            );
+            let mask = |pos, seqs| CellMask { pos, seqs, window };
+            let listed = run(&k, &v, mask(&pos, &seqs), Some(&list));
+            let ranged = run(&lk, &lv, mask(&laid_pos, &laid_seqs), None);
+            assert_eq!(
+                as_bytes(&listed),
+                as_bytes(&ranged),
+                "{kt}/{vt} window {window:?}"
+            );
+        }
+    }
+    let k = Cache::new(GgmlType::F32, &keys, 1, dk);
+    let mut state = FlashState::new();
+    state.reset(row_pos.len(), dk);
+    let err = flash_attn_list(
+        Isa::best(),
+        &rows,
+        &k.head(0),
+        &k.head(0),
+        &CellMask {
+            pos: &pos,
+            seqs: &seqs,
+            window: None,
+        },
+        0.125,
+        &[0, n as u32],
+        &mut FlashScratch::new(),
+        &mut state,
+    );
+    assert_eq!(
+        err,
+        Err(FlashAttnError::CellOutOfRange {
+            cell: n,
+            n_cells: n
+        })
+    );
+}

@@ -1,13 +1,21 @@
-//! Flash attention over the cache's cells: work split into (tile of tokens, key/value
-//! head, range of cells) units, each streaming its cells through kernels' flash
-//! attention; ranges of one tile and head are merged afterwards. A tile holds tokens of
-//! one sequence, so rows are only scored against cells their sequence may see. A few
-//! tokens (decode) get their cells split over the threads; a prompt gets tiles.
+//! Flash attention over the cache's cells, batch-invariant: a token's output depends on
+//! its own sequence's keys and values only, never on where the cells lie in the cache or
+//! on which other sequences share the batch.
+//!
+//! Each sequence's cells are listed by position (a hole where it has none), so blocks
+//! of [`FLASH_BLOCK`] cells are blocks of positions. The positions are cut into chunks
+//! of a size fixed at load; each chunk's attention goes into a fresh state and the
+//! states are merged from the first chunk to the last. A tile holds up to [`TILE`]
+//! tokens of one sequence. A small tile (a decode step) spreads its chunks over the
+//! threads and merges afterwards; a larger one folds them in turn: the same sums either
+//! way.
 
 use std::sync::Mutex;
 
 use kernels::cpu::Isa;
-use kernels::ops::{FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, QueryRows, flash_attn};
+use kernels::ops::{
+    FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, NO_CELL, QueryRows, flash_attn_list,
+};
 use kernels::pool::ThreadPool;
 
 use super::reference::tokens_by_seq;
@@ -15,123 +23,253 @@ use super::{AttentionShape, lock};
 use crate::kvcache::LayerView;
 use crate::model::{Batch, ModelError};
 
-/// Tokens per unit of work: their query rows share each block of keys and values read.
+/// Tokens per tile: their query rows share each block of keys and values read.
 const TILE: usize = 32;
 
-/// One unit's query rows and running state.
+/// Tiles of at most this many tokens spread their chunks over the threads.
+const SMALL_TILE: usize = 4;
+
+/// Positions per chunk for a context of `num_ctx`: at least four blocks, at most about
+/// 32 chunks per sequence.
+fn chunk_positions(num_ctx: usize) -> usize {
+    (num_ctx.div_ceil(32))
+        .next_multiple_of(FLASH_BLOCK)
+        .max(4 * FLASH_BLOCK)
+}
+
+/// One thread's buffers: query rows of a tile, the kernel's scratch, a chunk's state.
 #[derive(Debug, Default)]
-struct Unit {
+struct Worker {
     q: Vec<f32>,
     pos: Vec<i32>,
     seq: Vec<u64>,
-    state: FlashState,
     scratch: FlashScratch,
+    part: FlashState,
 }
 
-/// Scratch of the flash path: one [`Unit`] per unit of work of the largest batch.
+/// Scratch of the flash path, sized at load.
 #[derive(Debug, Default)]
 pub struct FlashWork {
-    units: Vec<Mutex<Unit>>,
+    workers: Vec<Mutex<Worker>>,
+    /// One state per (large tile, head).
+    large: Vec<Mutex<FlashState>>,
+    /// One state per (small tile, head, chunk).
+    small: Vec<Mutex<FlashState>>,
+    /// Each sequence's cells by position, sequence after sequence.
+    maps: Vec<u32>,
+    chunk: usize,
 }
 
-/// Cell ranges each (tile, head) pair is split into so that `base` such pairs still
-/// give every thread about four units of work (when the cells allow it).
-fn chunks_for(base: usize, threads: usize, blocks: usize) -> usize {
-    if base >= 4 * threads {
-        1
-    } else {
-        (4 * threads).div_ceil(base.max(1)).min(blocks.max(1))
-    }
+/// The sizes the scratch is allocated for.
+struct Sizes {
+    rows: usize,
+    small_rows: usize,
+    large: usize,
+    small: usize,
+    map: usize,
 }
 
-/// The most tiles a batch of `num_batch` tokens of up to `num_parallel` sequences has:
-/// each sequence's tokens are tiled apart, so each may end with a partial tile.
-fn max_tiles(num_batch: usize, num_parallel: usize) -> usize {
-    num_batch.div_ceil(TILE) + num_parallel.min(num_batch).saturating_sub(1)
-}
-
-/// The most units any batch needs.
-fn max_units(
-    shape: &AttentionShape,
-    num_batch: usize,
-    num_parallel: usize,
-    threads: usize,
-) -> usize {
-    max_tiles(num_batch, num_parallel).max(1) * shape.n_head_kv + 4 * threads
-}
-
-fn unit_rows(shape: &AttentionShape, num_batch: usize) -> usize {
-    num_batch.min(TILE) * shape.group()
-}
-
-impl Unit {
-    fn reserve(&mut self, shape: &AttentionShape, rows: usize) {
-        self.q.reserve(rows * shape.head_dim_k);
-        self.pos.reserve(rows);
-        self.seq.reserve(rows);
-        self.state.reset(rows, shape.head_dim_v);
-        self.scratch
-            .reserve(rows, shape.head_dim_k, shape.head_dim_v);
-    }
-
-    fn bytes(&self) -> usize {
-        self.q.capacity() * 4
-            + self.pos.capacity() * 4
-            + self.seq.capacity() * 8
-            + self.state.capacity_bytes()
-            + self.scratch.capacity_bytes()
+fn sizes(shape: &AttentionShape, num_ctx: usize, num_batch: usize, n_seq: usize) -> Sizes {
+    let n_seq = n_seq.min(num_batch).max(1);
+    let max_tiles = num_batch.div_ceil(TILE) + n_seq - 1;
+    let chunks = num_ctx.div_ceil(chunk_positions(num_ctx)) + 1;
+    Sizes {
+        rows: num_batch.min(TILE) * shape.group(),
+        small_rows: num_batch.min(SMALL_TILE) * shape.group(),
+        large: max_tiles * shape.n_head_kv,
+        small: n_seq * shape.n_head_kv * chunks,
+        map: n_seq * (num_ctx + FLASH_BLOCK),
     }
 }
 
 impl FlashWork {
     /// Scratch for batches of up to `num_batch` tokens of up to `num_parallel` sequences
-    /// on `threads` threads, allocated now.
+    /// of `num_ctx` positions on `threads` threads, allocated now.
     pub fn new(
         shape: &AttentionShape,
+        num_ctx: usize,
         num_batch: usize,
         num_parallel: usize,
         threads: usize,
     ) -> Self {
-        let rows = unit_rows(shape, num_batch);
-        let units = (0..max_units(shape, num_batch, num_parallel, threads))
+        let s = sizes(shape, num_ctx, num_batch, num_parallel);
+        let (hk, hv) = (shape.head_dim_k, shape.head_dim_v);
+        let state = |rows: usize| {
+            let mut st = FlashState::new();
+            st.reset(rows, hv);
+            Mutex::new(st)
+        };
+        let workers = (0..threads.max(1))
             .map(|_| {
-                let mut u = Unit::default();
-                u.reserve(shape, rows);
-                Mutex::new(u)
+                let mut w = Worker::default();
+                w.q.reserve(s.rows * hk);
+                w.pos.reserve(s.rows);
+                w.seq.reserve(s.rows);
+                w.scratch.reserve(s.rows, hk, hv);
+                w.part.reset(s.rows, hv);
+                Mutex::new(w)
             })
             .collect();
-        Self { units }
+        let mut maps = Vec::with_capacity(s.map);
+        maps.resize(s.map, std::hint::black_box(NO_CELL));
+        maps.clear();
+        Self {
+            workers,
+            large: (0..s.large).map(|_| state(s.rows)).collect(),
+            small: (0..s.small).map(|_| state(s.small_rows)).collect(),
+            maps,
+            chunk: chunk_positions(num_ctx),
+        }
     }
 
     /// Bytes [`FlashWork::new`] allocates.
     pub fn bytes_for(
         shape: &AttentionShape,
+        num_ctx: usize,
         num_batch: usize,
         num_parallel: usize,
         threads: usize,
     ) -> usize {
-        let rows = unit_rows(shape, num_batch);
-        let unit = rows * (shape.head_dim_k * 4 + 4 + 8)
-            + FlashState::bytes_for(rows, shape.head_dim_v)
-            + FlashScratch::bytes_for(rows, shape.head_dim_k, shape.head_dim_v);
-        max_units(shape, num_batch, num_parallel, threads) * unit
+        let s = sizes(shape, num_ctx, num_batch, num_parallel);
+        let (hk, hv) = (shape.head_dim_k, shape.head_dim_v);
+        let worker = s.rows * (hk * 4 + 4 + 8)
+            + FlashScratch::bytes_for(s.rows, hk, hv)
+            + FlashState::bytes_for(s.rows, hv);
+        threads.max(1) * worker
+            + s.large * FlashState::bytes_for(s.rows, hv)
+            + s.small * FlashState::bytes_for(s.small_rows, hv)
+            + s.map * 4
     }
 
     /// Bytes held now.
     pub fn bytes(&self) -> usize {
-        self.units.iter().map(|u| lock(u).bytes()).sum()
+        let workers: usize = self
+            .workers
+            .iter()
+            .map(|w| {
+                let w = lock(w);
+                w.q.capacity() * 4
+                    + w.pos.capacity() * 4
+                    + w.seq.capacity() * 8
+                    + w.scratch.capacity_bytes()
+                    + w.part.capacity_bytes()
+            })
+            .sum();
+        let states: usize = self
+            .large
+            .iter()
+            .chain(&self.small)
+            .map(|s| lock(s).capacity_bytes())
+            .sum();
+        workers + states + self.maps.capacity() * 4
+    }
+
+    /// A free worker's buffers (there are as many as threads, so one is free).
+    fn worker(&self) -> std::sync::MutexGuard<'_, Worker> {
+        self.workers
+            .iter()
+            .find_map(|w| w.try_lock().ok())
+            .unwrap_or_else(|| lock(&self.workers[0]))
     }
 }
 
-/// One tile: up to [`TILE`] tokens of the same sequence, by batch index.
+/// One tile: up to [`TILE`] tokens of one sequence, and the positions its rows may see.
 struct Tile<'t> {
     tokens: &'t [usize],
+    /// Offset of the sequence's map in `maps` and the position of its first entry.
+    map: usize,
+    map_base: i64,
+    /// Positions `first..=last` that the tile's rows may see.
+    first: i64,
+    last: i64,
+}
+
+impl Tile<'_> {
+    /// The chunks of the tile's positions, as ranges of its sequence's map.
+    fn chunks(&self, chunk: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let c = chunk as i64;
+        (self.first / c..=self.last / c).map(move |k| {
+            let (from, to) = ((k * c).max(self.first), ((k + 1) * c).min(self.last + 1));
+            let at = |p: i64| self.map + (p - self.map_base) as usize;
+            at(from)..at(to)
+        })
+    }
+
+    fn n_chunks(&self, chunk: usize) -> usize {
+        (self.last / chunk as i64 - self.first / chunk as i64 + 1) as usize
+    }
+
+    fn is_small(&self) -> bool {
+        self.tokens.len() <= SMALL_TILE
+    }
+}
+
+/// A unit of work: a large tile's head, or a small tile's head and chunk.
+#[derive(Clone, Copy)]
+enum Unit {
+    Large {
+        tile: usize,
+        kv_h: usize,
+        state: usize,
+    },
+    Small {
+        tile: usize,
+        kv_h: usize,
+        chunk: usize,
+        state: usize,
+    },
+}
+
+/// The first position a row at `pos` may see: its window's start, on a block boundary.
+fn first_seen(window: Option<usize>, pos: i64) -> i64 {
+    let lo = window.map_or(0, |w| (pos + 1 - w as i64).max(0));
+    lo - lo % FLASH_BLOCK as i64
+}
+
+/// Lists each sequence's cells by position into `work.maps` and cuts the batch into
+/// tiles.
+fn tiles<'b>(
+    view: &LayerView<'_>,
+    active: usize,
+    batch: &Batch,
+    groups: &'b [(usize, Vec<usize>)],
+    maps: &mut Vec<u32>,
+) -> Vec<Tile<'b>> {
+    let mask = view.mask();
+    let active = active.min(mask.pos.len());
+    let pos = |t: usize| i64::from(batch.positions()[t]);
+    maps.clear();
+    let mut tiles = Vec::new();
+    for (seq, tokens) in groups {
+        let p_min = tokens.iter().map(|&t| pos(t)).min().unwrap_or(0);
+        let p_max = tokens.iter().map(|&t| pos(t)).max().unwrap_or(0);
+        let base = first_seen(view.window, p_min);
+        let map = maps.len();
+        maps.resize(map + (p_max - base + 1).max(0) as usize, NO_CELL);
+        let bit = 1u64 << seq;
+        for c in 0..active {
+            let p = i64::from(mask.pos[c]);
+            if mask.seqs[c] & bit != 0 && (base..=p_max).contains(&p) {
+                maps[map + (p - base) as usize] = c as u32;
+            }
+        }
+        for tokens in tokens.chunks(TILE) {
+            let t_min = tokens.iter().map(|&t| pos(t)).min().unwrap_or(0);
+            let last = tokens.iter().map(|&t| pos(t)).max().unwrap_or(0);
+            tiles.push(Tile {
+                tokens,
+                map,
+                map_base: base,
+                first: first_seen(view.window, t_min),
+                last,
+            });
+        }
+    }
+    tiles
 }
 
 /// See the module docs; the batch's rows are already in `view`, whose cells in use all
-/// lie below `active`. Each tile holds tokens of one sequence only, so a row is never
-/// scored against cells of another sequence, and a sequence's result does not depend on
-/// the tokens of other sequences that share its tiles.
+/// lie below `active`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attention(
     pool: &ThreadPool,
@@ -148,61 +286,111 @@ pub(super) fn attention(
         return Ok(());
     }
     let groups = tokens_by_seq(batch);
-    let tiles: Vec<Tile<'_>> = groups
-        .iter()
-        .flat_map(|(_, tokens)| tokens.chunks(TILE).map(|tokens| Tile { tokens }))
-        .collect();
-    let (g, hk, hv) = (shape.group(), shape.head_dim_k, shape.head_dim_v);
-    let blocks = active.div_ceil(FLASH_BLOCK);
-    let chunks = chunks_for(tiles.len() * shape.n_head_kv, pool.threads(), blocks);
-    let per_chunk = blocks.div_ceil(chunks) * FLASH_BLOCK;
-    let units = tiles.len() * shape.n_head_kv * chunks;
-    while work.units.len() < units {
-        work.units.push(Mutex::new(Unit::default()));
-    }
-    let failure: Mutex<Option<FlashAttnError>> = Mutex::new(None);
-    let mask = view.mask();
-    pool.run(units, |u| {
-        let (tile, rest) = (
-            u / (shape.n_head_kv * chunks),
-            u % (shape.n_head_kv * chunks),
-        );
-        let (kv_h, chunk) = (rest / chunks, rest % chunks);
-        let mut unit = lock(&work.units[u]);
-        let unit = &mut *unit;
-        unit.q.clear();
-        unit.pos.clear();
-        unit.seq.clear();
-        for &t in tiles[tile].tokens {
-            for h in kv_h * g..(kv_h + 1) * g {
-                let start = t * shape.q_dim() + h * hk;
-                unit.q.extend_from_slice(&q[start..start + hk]);
-                unit.pos.push(batch.positions()[t]);
-                unit.seq.push(1u64 << batch.seqs()[t]);
+    let mut maps = std::mem::take(&mut work.maps);
+    let tiles = tiles(view, active, batch, &groups, &mut maps);
+    work.maps = maps;
+    let chunk = work.chunk;
+    let mut units = Vec::new();
+    let (mut large, mut small) = (0, 0);
+    for (tile, t) in tiles.iter().enumerate() {
+        for kv_h in 0..shape.n_head_kv {
+            if t.is_small() {
+                for c in 0..t.n_chunks(chunk) {
+                    units.push(Unit::Small {
+                        tile,
+                        kv_h,
+                        chunk: c,
+                        state: small,
+                    });
+                    small += 1;
+                }
+            } else {
+                units.push(Unit::Large {
+                    tile,
+                    kv_h,
+                    state: large,
+                });
+                large += 1;
             }
         }
-        unit.state.reset(unit.pos.len(), hv);
-        let cells = (chunk * per_chunk).min(active)..((chunk + 1) * per_chunk).min(active);
-        let rows = QueryRows {
-            q: &unit.q,
-            dim: hk,
-            pos: &unit.pos,
-            seq: &unit.seq,
+    }
+    while work.large.len() < large {
+        work.large.push(Mutex::new(FlashState::new()));
+    }
+    while work.small.len() < small {
+        work.small.push(Mutex::new(FlashState::new()));
+    }
+    let (g, hk, hv) = (shape.group(), shape.head_dim_k, shape.head_dim_v);
+    let failure: Mutex<Option<FlashAttnError>> = Mutex::new(None);
+    let mask = view.mask();
+    let work = &*work;
+    pool.run(units.len(), |u| {
+        let (tile, kv_h) = match units[u] {
+            Unit::Large { tile, kv_h, .. } | Unit::Small { tile, kv_h, .. } => (tile, kv_h),
         };
+        let t = &tiles[tile];
+        let mut worker = work.worker();
+        let w = &mut *worker;
+        w.q.clear();
+        w.pos.clear();
+        w.seq.clear();
+        for &tok in t.tokens {
+            for h in kv_h * g..(kv_h + 1) * g {
+                let start = tok * shape.q_dim() + h * hk;
+                w.q.extend_from_slice(&q[start..start + hk]);
+                w.pos.push(batch.positions()[tok]);
+                w.seq.push(1u64 << batch.seqs()[tok]);
+            }
+        }
+        let rows = QueryRows {
+            q: &w.q,
+            dim: hk,
+            pos: &w.pos,
+            seq: &w.seq,
+        };
+        let n_rows = rows.pos.len();
         let result = view.key_head(kv_h).and_then(|keys| {
             let values = view.value_head(kv_h)?;
-            let scale = shape.scale;
-            flash_attn(
-                isa,
-                &rows,
-                &keys,
-                &values,
-                &mask,
-                scale,
-                cells,
-                &mut unit.scratch,
-                &mut unit.state,
-            )
+            let mut run = |cells: std::ops::Range<usize>, state: &mut FlashState| {
+                flash_attn_list(
+                    isa,
+                    &rows,
+                    &keys,
+                    &values,
+                    &mask,
+                    shape.scale,
+                    &work.maps[cells],
+                    &mut w.scratch,
+                    state,
+                )
+            };
+            match units[u] {
+                Unit::Small {
+                    chunk: c, state, ..
+                } => {
+                    let mut st = lock(&work.small[state]);
+                    st.reset(n_rows, hv);
+                    let cells = t.chunks(chunk).nth(c).unwrap_or(0..0);
+                    run(cells, &mut st)
+                }
+                Unit::Large { state, .. } => {
+                    let mut st = lock(&work.large[state]);
+                    st.reset(n_rows, hv);
+                    for (k, cells) in t.chunks(chunk).enumerate() {
+                        if k == 0 {
+                            run(cells, &mut st)?;
+                        } else {
+                            let mut part = std::mem::take(&mut w.part);
+                            part.reset(n_rows, hv);
+                            let result = run(cells, &mut part);
+                            st.merge(&part);
+                            w.part = part;
+                            result?;
+                        }
+                    }
+                    Ok(())
+                }
+            }
         });
         if let Err(e) = result {
             lock(&failure).get_or_insert(e);
@@ -211,22 +399,43 @@ pub(super) fn attention(
     if let Some(e) = lock(&failure).take() {
         return Err(e.into());
     }
-    let od = shape.out_dim();
-    for (tile, Tile { tokens }) in tiles.iter().enumerate() {
-        for kv_h in 0..shape.n_head_kv {
-            let first = (tile * shape.n_head_kv + kv_h) * chunks;
-            let mut head = lock(&work.units[first]);
-            for c in 1..chunks {
-                head.state.merge(&lock(&work.units[first + c]).state);
+    write_outputs(shape, &tiles, &units, work, out);
+    Ok(())
+}
+
+/// Merges each small tile's chunk states in order and writes every row's output.
+fn write_outputs(
+    shape: &AttentionShape,
+    tiles: &[Tile<'_>],
+    units: &[Unit],
+    work: &FlashWork,
+    out: &mut [f32],
+) {
+    let (g, hv, od) = (shape.group(), shape.head_dim_v, shape.out_dim());
+    let mut u = 0;
+    while u < units.len() {
+        let (tile, kv_h, head) = match units[u] {
+            Unit::Large { tile, kv_h, state } => {
+                u += 1;
+                (tile, kv_h, lock(&work.large[state]))
             }
-            for (i, &t) in tokens.iter().enumerate() {
-                for j in 0..g {
-                    let h = kv_h * g + j;
-                    let o = &mut out[t * od + h * hv..t * od + (h + 1) * hv];
-                    head.state.write(i * g + j, o);
+            Unit::Small {
+                tile, kv_h, state, ..
+            } => {
+                let n = tiles[tile].n_chunks(work.chunk);
+                let mut head = lock(&work.small[state]);
+                for k in 1..n {
+                    head.merge(&lock(&work.small[state + k]));
                 }
+                u += n;
+                (tile, kv_h, head)
+            }
+        };
+        for (i, &t) in tiles[tile].tokens.iter().enumerate() {
+            for j in 0..g {
+                let h = kv_h * g + j;
+                head.write(i * g + j, &mut out[t * od + h * hv..t * od + (h + 1) * hv]);
             }
         }
     }
-    Ok(())
 }

@@ -84,6 +84,7 @@ impl AttentionScratch {
         if c.flash_attention {
             Self::Flash(FlashWork::new(
                 shape,
+                c.num_ctx,
                 c.num_batch,
                 c.num_parallel,
                 c.threads,
@@ -96,7 +97,7 @@ impl AttentionScratch {
     /// Bytes [`AttentionScratch::new`] allocates.
     pub fn bytes_for(shape: &AttentionShape, c: &ComputeConfig) -> usize {
         if c.flash_attention {
-            FlashWork::bytes_for(shape, c.num_batch, c.num_parallel, c.threads)
+            FlashWork::bytes_for(shape, c.num_ctx, c.num_batch, c.num_parallel, c.threads)
         } else {
             ReferenceWork::bytes_for(shape, c.num_ctx, c.threads)
         }
@@ -147,8 +148,13 @@ pub fn attention(
     let flash = cache.config().flash_attention;
     if flash && !matches!(scratch, AttentionScratch::Flash(_)) {
         let n_seq = cache.config().num_parallel;
-        *scratch =
-            AttentionScratch::Flash(FlashWork::new(shape, batch.len(), n_seq, pool.threads()));
+        *scratch = AttentionScratch::Flash(FlashWork::new(
+            shape,
+            cache.config().num_ctx,
+            batch.len(),
+            n_seq,
+            pool.threads(),
+        ));
     } else if !flash && !matches!(scratch, AttentionScratch::Reference(_)) {
         let n_ctx = cache.config().num_ctx;
         *scratch = AttentionScratch::Reference(ReferenceWork::new(shape, n_ctx, pool.threads()));
