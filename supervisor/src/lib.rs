@@ -6,4 +6,5 @@
 //! its own process: everything that touches weights happens in a runner.
 
 pub mod config;
+pub mod memory;
 pub mod runners;
