@@ -329,7 +329,7 @@ pub fn flash_attn(
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    check_shapes(rows, keys, values, mask, state)?;
+    let call = checked(rows, keys, values, mask, scale, state)?;
     if cells.start > cells.end || cells.end > keys.n_cells {
         return Err(FlashAttnError::CellRange {
             start: cells.start,
@@ -337,13 +337,6 @@ pub fn flash_attn(
             n_cells: keys.n_cells,
         });
     }
-    let call = Call {
-        rows: *rows,
-        keys: *keys,
-        values: *values,
-        mask: *mask,
-        scale,
-    };
     dispatch(
         isa,
         &call,
@@ -369,7 +362,7 @@ pub fn flash_attn_list(
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    check_shapes(rows, keys, values, mask, state)?;
+    let call = checked(rows, keys, values, mask, scale, state)?;
     if let Some(&cell) = cells
         .iter()
         .find(|&&c| c != NO_CELL && c as usize >= keys.n_cells)
@@ -379,14 +372,26 @@ pub fn flash_attn_list(
             n_cells: keys.n_cells,
         });
     }
-    let call = Call {
+    dispatch(isa, &call, Span::List(cells), scratch, state)
+}
+
+/// The arguments as one call, once [`check_shapes`] agrees with them.
+fn checked<'a>(
+    rows: &QueryRows<'a>,
+    keys: &HeadRows<'a>,
+    values: &HeadRows<'a>,
+    mask: &CellMask<'a>,
+    scale: f32,
+    state: &FlashState,
+) -> Result<Call<'a>, FlashAttnError> {
+    check_shapes(rows, keys, values, mask, state)?;
+    Ok(Call {
         rows: *rows,
         keys: *keys,
         values: *values,
         mask: *mask,
         scale,
-    };
-    dispatch(isa, &call, Span::List(cells), scratch, state)
+    })
 }
 
 /// Runs a checked call with the kernel for its key type.
