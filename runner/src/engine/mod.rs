@@ -255,15 +255,7 @@ impl Engine {
         normalize: bool,
     ) -> Result<Embeddings, EngineError> {
         for input in &inputs {
-            if input.is_empty() {
-                return Err(EngineError::EmptyPrompt);
-            }
-            if input.len() > self.num_ctx {
-                return Err(EngineError::PromptTooLong {
-                    prompt: input.len(),
-                    num_ctx: self.num_ctx,
-                });
-            }
+            request::check_prompt(input, self.num_ctx)?;
         }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Embed {

@@ -53,15 +53,7 @@ impl GenerateJob {
     /// Refuses what cannot run: an empty prompt, one longer than the context, options
     /// out of range.
     pub(super) fn validate(&self, num_ctx: usize) -> Result<(), EngineError> {
-        if self.prompt.is_empty() {
-            return Err(EngineError::EmptyPrompt);
-        }
-        if self.prompt.len() > num_ctx {
-            return Err(EngineError::PromptTooLong {
-                prompt: self.prompt.len(),
-                num_ctx,
-            });
-        }
+        check_prompt(&self.prompt, num_ctx)?;
         self.sampling.validate()?;
         if self.top_logprobs > MAX_TOP_LOGPROBS {
             return Err(EngineError::BadOption {
@@ -72,6 +64,20 @@ impl GenerateJob {
         }
         Ok(())
     }
+}
+
+/// Refuses an empty prompt or one longer than the context.
+pub(super) fn check_prompt(prompt: &[TokenId], num_ctx: usize) -> Result<(), EngineError> {
+    if prompt.is_empty() {
+        return Err(EngineError::EmptyPrompt);
+    }
+    if prompt.len() > num_ctx {
+        return Err(EngineError::PromptTooLong {
+            prompt: prompt.len(),
+            num_ctx,
+        });
+    }
+    Ok(())
 }
 
 /// The answer to an embedding request.

@@ -51,6 +51,22 @@ struct Active {
     first_token: Option<Instant>,
 }
 
+impl Active {
+    /// Sends the text still held back (partial characters, a possible start of a stop
+    /// string) as the generation ends; returns whether it completed a stop string.
+    fn release_tail(&mut self) -> bool {
+        let tail = self.utf8.finish();
+        let (text, stopped) = match self.stop.push(&tail) {
+            StopOutcome::Continue(t) => (t + &self.stop.flush(), false),
+            StopOutcome::Stopped(t) => (t, true),
+        };
+        if !text.is_empty() {
+            let _ = self.events.send(Event::Piece { text, token: None });
+        }
+        stopped
+    }
+}
+
 /// What one batch entry is for.
 enum Entry {
     Decode {
@@ -437,14 +453,7 @@ impl Worker {
         active.history.push(id_token);
 
         if self.tokenizer.vocab().is_end_of_generation(id_token) {
-            let mut text = active.utf8.finish();
-            text = match active.stop.push(&text) {
-                StopOutcome::Continue(t) => t + &active.stop.flush(),
-                StopOutcome::Stopped(t) => t,
-            };
-            if !text.is_empty() {
-                let _ = active.events.send(Event::Piece { text, token: None });
-            }
+            active.release_tail();
             self.finish(id, DoneReason::Stop);
             return;
         }
@@ -470,14 +479,12 @@ impl Worker {
                     active.next = Some(id_token);
                     return;
                 }
-                let tail = active.utf8.finish();
-                let (text, reason) = match active.stop.push(&tail) {
-                    StopOutcome::Continue(t) => (t + &active.stop.flush(), DoneReason::Length),
-                    StopOutcome::Stopped(t) => (t, DoneReason::Stop),
+                let stopped = active.release_tail();
+                let reason = if stopped {
+                    DoneReason::Stop
+                } else {
+                    DoneReason::Length
                 };
-                if !text.is_empty() {
-                    let _ = active.events.send(Event::Piece { text, token: None });
-                }
                 self.finish(id, reason);
             }
         }
