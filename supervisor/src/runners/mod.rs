@@ -190,22 +190,34 @@ impl Runner {
         *self.exit.borrow()
     }
 
+    /// A receiver that sees how it ended, once it has (for watchers that outlive a borrow).
+    pub fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
+        self.exit.clone()
+    }
+
     /// Waits until it exits.
-    pub async fn wait_exit(&mut self) -> ExitInfo {
-        wait_exit(&mut self.exit).await
+    pub async fn wait_exit(&self) -> ExitInfo {
+        wait_exit(&mut self.exit.clone()).await
     }
 
     /// SIGTERM to its process group, then SIGKILL after `grace` if it is still there;
     /// returns how it ended.
-    pub async fn stop(&mut self, grace: Duration) -> ExitInfo {
+    pub async fn stop(&self, grace: Duration) -> ExitInfo {
+        let mut exit = self.exit.clone();
         signal_group(self.pid, Signal::SIGTERM);
-        match tokio::time::timeout(grace, wait_exit(&mut self.exit)).await {
+        match tokio::time::timeout(grace, wait_exit(&mut exit)).await {
             Ok(exit) => exit,
             Err(_) => {
                 signal_group(self.pid, Signal::SIGKILL);
-                wait_exit(&mut self.exit).await
+                wait_exit(&mut exit).await
             }
         }
+    }
+
+    /// SIGKILL to its process group, for a runner that no longer answers; the exit is
+    /// seen through [`Runner::exit_watch`].
+    pub fn kill(&self) {
+        signal_group(self.pid, Signal::SIGKILL);
     }
 }
 

@@ -42,7 +42,7 @@ async fn gone(pid: u32) -> bool {
 async fn a_runner_starts_in_a_private_directory_serves_and_stops() {
     use std::os::unix::fs::PermissionsExt;
     let (config, _root) = config(Duration::from_secs(60));
-    let mut runner = Runner::start(&config, "smollm2", load(Default::default()))
+    let runner = Runner::start(&config, "smollm2", load(Default::default()))
         .await
         .unwrap();
     assert_eq!(runner.loaded().cache.as_ref().unwrap().num_ctx, 256);
@@ -75,7 +75,7 @@ async fn a_runner_starts_in_a_private_directory_serves_and_stops() {
 #[tokio::test]
 async fn a_killed_runner_is_seen_with_its_signal() {
     let (config, _root) = config(Duration::from_secs(60));
-    let mut runner = Runner::start(&config, "smollm2", load(Default::default()))
+    let runner = Runner::start(&config, "smollm2", load(Default::default()))
         .await
         .unwrap();
     kill(Pid::from_raw(runner.pid() as i32), Signal::SIGKILL).unwrap();

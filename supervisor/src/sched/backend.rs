@@ -1,0 +1,135 @@
+//! The scheduler's view of runners: estimate, start, check, stop. [`RunnerBackend`]
+//! starts real `ollama-runner` children; the policy tests plug in fakes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ollama_proto::RUNNER_PROTOCOL_VERSION;
+use ollama_proto::runner as pb;
+use runner::gguf::GgufFile;
+use runner::service::load::LoadConfig;
+use tokio::sync::watch;
+
+use super::spec::LoadSpec;
+use crate::runners::{ExitInfo, Runner, RunnerConfig};
+
+/// What a loaded runner reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes it has allocated for the model (weights, K/V, compute).
+    pub allocated_bytes: u64,
+    /// Its resident set as it sees it.
+    pub rss_bytes: u64,
+}
+
+/// Starts runners and estimates what they will take.
+pub trait Backend: Send + Sync + 'static {
+    /// A started, loaded runner.
+    type Runner: RunnerHandle;
+
+    /// Bytes a load of `spec` will take (before `OLLAMA_GPU_OVERHEAD`). Reads the model
+    /// file's header, so it blocks briefly.
+    fn estimate(&self, spec: &LoadSpec) -> Result<u64, String>;
+
+    /// Starts a runner for `spec` and loads the model; the error says why it failed.
+    fn start(&self, spec: &LoadSpec) -> impl Future<Output = Result<Self::Runner, String>> + Send;
+}
+
+/// One started runner.
+pub trait RunnerHandle: Send + Sync + 'static {
+    /// Its process id.
+    fn pid(&self) -> u32;
+
+    /// Sees how it ended, once it has.
+    fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>>;
+
+    /// Asks it for its status; an error or no answer counts toward a hang.
+    fn check(&self) -> impl Future<Output = Result<Usage, String>> + Send;
+
+    /// Stops it: SIGTERM, then SIGKILL after `grace`.
+    fn stop(&self, grace: Duration) -> impl Future<Output = ExitInfo> + Send;
+
+    /// Kills it at once.
+    fn kill(&self);
+}
+
+/// Real runners: `ollama-runner serve` children.
+#[derive(Debug, Clone)]
+pub struct RunnerBackend {
+    /// How to start them.
+    pub config: RunnerConfig,
+    /// `OLLAMA_MULTIUSER_CACHE`.
+    pub multi_user_cache: bool,
+}
+
+impl RunnerBackend {
+    /// The `Load` request for `spec`, exactly as the runner will receive it.
+    pub fn load_request(&self, spec: &LoadSpec) -> pb::LoadRequest {
+        let s = &spec.settings;
+        pb::LoadRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+            model_path: spec.model_path.to_string_lossy().into_owned(),
+            num_ctx: Some(s.num_ctx),
+            num_parallel: Some(s.num_parallel),
+            num_batch: Some(s.num_batch),
+            num_threads: s.num_thread,
+            cache_type_k: s.type_k.name().to_string(),
+            cache_type_v: s.type_v.name().to_string(),
+            flash_attention: Some(s.flash_attention),
+            use_mmap: Some(s.use_mmap),
+            num_keep: None,
+            multi_user_cache: self.multi_user_cache,
+        }
+    }
+}
+
+impl Backend for RunnerBackend {
+    type Runner = Runner;
+
+    fn estimate(&self, spec: &LoadSpec) -> Result<u64, String> {
+        let load = LoadConfig::from_request(&self.load_request(spec))
+            .map_err(|status| status.message().to_string())?;
+        let file = GgufFile::open(&spec.model_path).map_err(|e| e.to_string())?;
+        let estimate =
+            runner::estimate::estimate(&file, &load.kv, load.threads).map_err(|e| e.to_string())?;
+        Ok(estimate.total_bytes as u64)
+    }
+
+    async fn start(&self, spec: &LoadSpec) -> Result<Runner, String> {
+        Runner::start(&self.config, &spec.name, self.load_request(spec))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl RunnerHandle for Runner {
+    fn pid(&self) -> u32 {
+        Runner::pid(self)
+    }
+
+    fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
+        Runner::exit_watch(self)
+    }
+
+    async fn check(&self) -> Result<Usage, String> {
+        let status = self
+            .client()
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        let memory = status.memory.unwrap_or_default();
+        Ok(Usage {
+            allocated_bytes: memory.total_bytes,
+            rss_bytes: memory.rss_bytes,
+        })
+    }
+
+    async fn stop(&self, grace: Duration) -> ExitInfo {
+        Runner::stop(self, grace).await
+    }
+
+    fn kill(&self) {
+        Runner::kill(self)
+    }
+}

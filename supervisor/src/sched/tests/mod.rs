@@ -1,0 +1,395 @@
+//! Policy tests: the scheduler over fake runners and a fake memory probe.
+
+mod fake;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runner::gguf::GgmlType;
+
+use self::fake::{Event, FakeBackend, GIB};
+use super::*;
+use crate::memory::FakeProbe;
+
+fn policy() -> Policy {
+    Policy {
+        max_loaded: 3,
+        max_queue: 16,
+        default_keep_alive: KeepAlive::For(Duration::from_secs(300)),
+        overhead_bytes: 0,
+        memory_wait: Duration::from_secs(1),
+        check_interval: Duration::from_millis(20),
+        hang_timeout: Duration::from_millis(300),
+        stop_grace: Duration::from_millis(100),
+        crash_limit: 3,
+        crash_window: Duration::from_secs(60),
+        backoff: Duration::from_secs(30),
+    }
+}
+
+fn scheduler(policy: Policy, ram: u64) -> (Scheduler<FakeBackend>, Arc<FakeProbe>) {
+    let probe = Arc::new(FakeProbe::system(ram, ram));
+    let backend = FakeBackend::new(Arc::clone(&probe));
+    (Scheduler::new(backend, probe.clone(), policy), probe)
+}
+
+fn settings(num_ctx: u32) -> LoadSettings {
+    LoadSettings {
+        num_ctx,
+        num_parallel: 1,
+        num_batch: 512,
+        num_thread: 0,
+        type_k: GgmlType::F16,
+        type_v: GgmlType::F16,
+        flash_attention: true,
+        use_mmap: true,
+    }
+}
+
+fn req(name: &str) -> Acquire {
+    Acquire {
+        spec: LoadSpec {
+            name: name.into(),
+            model_path: PathBuf::from(format!("/models/{name}.gguf")),
+            settings: settings(2048),
+        },
+        keep_alive: None,
+    }
+}
+
+fn with_keep_alive(mut r: Acquire, keep_alive: KeepAlive) -> Acquire {
+    r.keep_alive = Some(keep_alive);
+    r
+}
+
+fn loaded(s: &Scheduler<FakeBackend>) -> Vec<String> {
+    s.snapshot()
+        .into_iter()
+        .filter(|i| i.state == RunnerState::Ready || i.state == RunnerState::Loading)
+        .map(|i| i.name)
+        .collect()
+}
+
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn loaded_model_is_reused_without_a_new_runner() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let pid = s.acquire(req("a")).await.unwrap().runner().pid();
+    let again = s.acquire(req("a")).await.unwrap();
+    assert_eq!(again.runner().pid(), pid);
+    assert_eq!(s.backend().events().len(), 1, "{:?}", s.backend().events());
+}
+
+#[tokio::test]
+async fn max_loaded_unloads_the_least_recently_used_idle_model() {
+    let (s, _) = scheduler(
+        Policy {
+            max_loaded: 2,
+            ..policy()
+        },
+        16 * GIB,
+    );
+    let a = s.acquire(req("a")).await.unwrap().runner().pid();
+    let b = s.acquire(req("b")).await.unwrap().runner().pid();
+    drop(s.acquire(req("a")).await.unwrap()); // a is now more recent than b
+    let c = s.acquire(req("c")).await.unwrap();
+    assert!(!s.backend().alive(b), "b, least recently used, is stopped");
+    assert!(s.backend().alive(a));
+    assert_ne!(c.runner().pid(), b);
+    let mut names = loaded(&s);
+    names.sort();
+    assert_eq!(names, ["a", "c"]);
+}
+
+#[tokio::test]
+async fn busy_model_is_not_evicted_and_the_request_waits_for_it() {
+    let (s, _) = scheduler(
+        Policy {
+            max_loaded: 1,
+            ..policy()
+        },
+        16 * GIB,
+    );
+    let a = s.acquire(req("a")).await.unwrap();
+    let waiter = tokio::spawn({
+        let s = s.clone();
+        async move { s.acquire(req("b")).await.map(|l| l.runner().pid()) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiter.is_finished(), "b must wait while a is busy");
+    assert!(s.backend().alive(a.runner().pid()));
+    assert_eq!(s.waiting(), 1);
+    drop(a);
+    waiter.await.unwrap().unwrap();
+    assert_eq!(loaded(&s), ["b"]);
+}
+
+#[tokio::test]
+async fn default_keep_alive_unloads_an_idle_model() {
+    let (s, _) = scheduler(
+        Policy {
+            default_keep_alive: KeepAlive::For(Duration::from_millis(50)),
+            ..policy()
+        },
+        16 * GIB,
+    );
+    let lease = s.acquire(req("a")).await.unwrap();
+    let pid = lease.runner().pid();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        s.backend().alive(pid),
+        "keep-alive starts at release, not at load"
+    );
+    drop(lease);
+    eventually("a unloaded", || !s.backend().alive(pid)).await;
+    eventually("a gone from the table", || s.snapshot().is_empty()).await;
+}
+
+#[tokio::test]
+async fn request_keep_alive_overrides_the_default() {
+    let (s, _) = scheduler(policy(), 16 * GIB); // default 5 minutes
+    let short = with_keep_alive(req("a"), KeepAlive::For(Duration::from_millis(50)));
+    let pid = s.acquire(short).await.unwrap().runner().pid();
+    eventually("a unloaded after 50 ms", || !s.backend().alive(pid)).await;
+}
+
+#[tokio::test]
+async fn keep_alive_zero_unloads_as_soon_as_idle() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let first = s.acquire(req("a")).await.unwrap();
+    let zero = with_keep_alive(req("a"), KeepAlive::For(Duration::ZERO));
+    let second = s.acquire(zero);
+    // One slot: the second request waits for the first.
+    drop(first);
+    let second = second.await.unwrap();
+    let pid = second.runner().pid();
+    assert!(s.backend().alive(pid));
+    drop(second);
+    eventually("a unloaded when idle", || !s.backend().alive(pid)).await;
+}
+
+#[tokio::test]
+async fn negative_keep_alive_keeps_the_model_forever() {
+    let (s, _) = scheduler(
+        Policy {
+            default_keep_alive: KeepAlive::For(Duration::from_millis(10)),
+            ..policy()
+        },
+        16 * GIB,
+    );
+    let forever = with_keep_alive(req("a"), KeepAlive::Forever);
+    let pid = s.acquire(forever).await.unwrap().runner().pid();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(s.backend().alive(pid));
+    assert_eq!(s.snapshot()[0].expires_at, None);
+}
+
+#[tokio::test]
+async fn expire_unloads_an_idle_model_and_reports_whether_it_was_loaded() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    assert!(!s.expire("a"));
+    let pid = s.acquire(req("a")).await.unwrap().runner().pid();
+    assert!(s.expire("a"));
+    eventually("a unloaded", || !s.backend().alive(pid)).await;
+}
+
+#[tokio::test]
+async fn queue_beyond_max_queue_is_refused_at_once() {
+    let (s, _) = scheduler(
+        Policy {
+            max_queue: 2,
+            ..policy()
+        },
+        16 * GIB,
+    );
+    let held = s.acquire(req("a")).await.unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let s = s.clone();
+        waiters.push(tokio::spawn(
+            async move { s.acquire(req("a")).await.is_ok() },
+        ));
+    }
+    eventually("two waiting", || {
+        s.snapshot().first().is_some_and(|i| i.waiting == 2)
+    })
+    .await;
+    let refused = s.acquire(req("a")).await.err();
+    assert_eq!(refused, Some(SchedError::QueueFull { max_queue: 2 }));
+    drop(held);
+    for w in waiters {
+        assert!(w.await.unwrap(), "queued requests are served in turn");
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_cannot_fit_is_refused_with_numbers_and_not_started() {
+    let (s, _) = scheduler(
+        Policy {
+            overhead_bytes: 1000,
+            ..policy()
+        },
+        4 * GIB,
+    );
+    s.backend().size("huge", 8 * GIB);
+    let err = s.acquire(req("huge")).await.err().unwrap();
+    let SchedError::TooLarge {
+        model,
+        required,
+        available,
+    } = &err
+    else {
+        panic!("expected TooLarge, got {err}");
+    };
+    assert_eq!(model, "huge");
+    assert_eq!(*required, 8 * GIB + 2048 * 1024 + 1000);
+    assert_eq!(*available, 4 * GIB);
+    assert!(err.to_string().contains("8194 MiB"), "{err}");
+    assert!(s.backend().events().is_empty(), "nothing was started");
+}
+
+#[tokio::test]
+async fn changed_options_reload_the_model() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let old = s.acquire(req("a")).await.unwrap().runner().pid();
+    let mut bigger = req("a");
+    bigger.spec.settings.num_ctx = 8192;
+    let new = s.acquire(bigger).await.unwrap();
+    assert_ne!(new.runner().pid(), old);
+    assert!(!s.backend().alive(old), "the old runner is stopped");
+    let info = s.snapshot();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].settings.unwrap().num_ctx, 8192);
+}
+
+#[tokio::test]
+async fn load_waits_for_evicted_memory_to_come_back() {
+    let probe = Arc::new(FakeProbe::system(10 * GIB, 10 * GIB));
+    let mut backend = FakeBackend::new(Arc::clone(&probe));
+    backend.stop_delay = Duration::from_millis(200);
+    let s = Scheduler::new(backend, probe.clone(), policy());
+    s.backend().size("a", 6 * GIB);
+    s.backend().size("b", 6 * GIB);
+    let a = s.acquire(req("a")).await.unwrap().runner().pid();
+    let b = s.acquire(req("b")).await.unwrap().runner().pid();
+    let events = s.backend().events();
+    assert_eq!(
+        events,
+        [
+            Event::Started("a".into(), a),
+            Event::Stopped("a".into(), a),
+            Event::Started("b".into(), b),
+        ],
+        "b starts only after a's memory is back"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_ends_in_flight_requests_with_the_signal_and_the_next_request_restarts() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let lease = s.acquire(req("a")).await.unwrap();
+    let pid = lease.runner().pid();
+    s.backend()
+        .control(pid)
+        .end(crate::runners::ExitInfo::Signal(9));
+    let failure = tokio::time::timeout(Duration::from_secs(1), lease.failed())
+        .await
+        .expect("the lease learns of the crash");
+    let text = failure.to_string();
+    assert!(text.contains('a') && text.contains("SIGKILL"), "{text}");
+    drop(lease);
+    eventually("entry removed", || {
+        s.snapshot().iter().all(|i| i.pid != Some(pid))
+    })
+    .await;
+    let next = s.acquire(req("a")).await.unwrap();
+    assert_ne!(next.runner().pid(), pid);
+    assert_eq!(s.snapshot()[0].restarts, 1);
+}
+
+#[tokio::test]
+async fn three_crashes_in_a_minute_put_the_model_in_back_off() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    for _ in 0..3 {
+        let lease = s.acquire(req("a")).await.unwrap();
+        s.backend()
+            .control(lease.runner().pid())
+            .end(crate::runners::ExitInfo::Code(1));
+        lease.failed().await;
+    }
+    let err = s.acquire(req("a")).await.err().unwrap();
+    assert!(
+        matches!(err, SchedError::BackOff { crashes: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("exit code 1"), "{err}");
+    let info = s.snapshot();
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].state, RunnerState::Failed);
+    assert_eq!(info[0].restarts, 3);
+    // Other models are not held back.
+    s.acquire(req("b")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hung_runner_is_killed_and_its_requests_fail_with_a_timeout() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let lease = s.acquire(req("a")).await.unwrap();
+    let pid = lease.runner().pid();
+    s.backend()
+        .control(pid)
+        .hung
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let failure = tokio::time::timeout(Duration::from_secs(3), lease.failed())
+        .await
+        .expect("hang detected");
+    assert!(matches!(failure, RunnerFailure::Hung { .. }), "{failure}");
+    assert!(failure.to_string().contains("timed out"), "{failure}");
+    assert!(!s.backend().alive(pid));
+    drop(lease);
+    assert_ne!(s.acquire(req("a")).await.unwrap().runner().pid(), pid);
+}
+
+#[tokio::test]
+async fn a_failed_load_is_reported_and_leaves_nothing_behind() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let mut broken = req("a");
+    broken.spec.model_path = PathBuf::from("/models/broken.gguf");
+    let err = s.acquire(broken).await.err().unwrap();
+    assert!(err.to_string().contains("not a GGUF"), "{err}");
+    assert!(s.snapshot().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_requests_and_stops_every_runner() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let a = s.acquire(req("a")).await.unwrap().runner().pid();
+    let lease = s.acquire(req("b")).await.unwrap();
+    let b = lease.runner().pid();
+    let shutdown = tokio::spawn({
+        let s = s.clone();
+        async move { s.shutdown(Duration::from_secs(5)).await }
+    });
+    eventually("refusing", || s.snapshot().iter().all(|i| i.busy <= 1)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        s.acquire(req("c")).await.err(),
+        Some(SchedError::ShuttingDown)
+    );
+    assert!(
+        s.backend().alive(b),
+        "in-flight requests get their grace period"
+    );
+    drop(lease);
+    shutdown.await.unwrap();
+    assert!(!s.backend().alive(a) && !s.backend().alive(b));
+    assert!(s.snapshot().is_empty());
+}
