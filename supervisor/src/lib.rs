@@ -5,7 +5,12 @@
 //! and spawns one `ollama-runner` child per loaded model. It must not run model code in
 //! its own process: everything that touches weights happens in a runner.
 
+pub mod api;
 pub mod config;
 pub mod memory;
+pub mod options;
 pub mod runners;
 pub mod sched;
+pub mod server;
+pub mod store;
+pub mod template;

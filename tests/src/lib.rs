@@ -25,6 +25,16 @@ impl TestModel {
         }
     }
 
+    /// The file's published SHA-256 (as `scripts/fetch-models` verifies it), in hex.
+    pub fn sha256(self) -> &'static str {
+        match self {
+            TestModel::SmolLm2 => {
+                "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+            }
+            TestModel::Gemma3 => "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        }
+    }
+
     /// The path of the model file, or a panic that tells the user how to fetch it.
     pub fn path(self) -> PathBuf {
         let path = models_dir().join(self.file_name());

@@ -15,7 +15,7 @@ use std::time::Duration;
 use runner::gguf::GgmlType;
 use thiserror::Error;
 
-pub use parse::{KeepAlive, format_duration, parse_keep_alive};
+pub use parse::{KeepAlive, format_duration, parse_host, parse_keep_alive};
 
 /// Where configuration values come from; the process environment in production, a map
 /// in tests.

@@ -66,9 +66,14 @@ impl<B: Backend> Lease<B> {
     /// exit status or signal. Never resolves while the runner lives.
     pub async fn failed(&self) -> RunnerFailure {
         let mut failure = self.failure.clone();
-        match failure.wait_for(Option::is_some).await {
-            Ok(seen) => seen.clone().expect("waited for Some"),
-            Err(_) => std::future::pending().await,
+        let seen = failure
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|seen| seen.clone());
+        match seen {
+            Some(failure) => failure,
+            None => std::future::pending().await,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spec::LoadSettings;
 use super::state::Phase;
@@ -11,7 +11,7 @@ use super::{Backend, Inner};
 use crate::config::KeepAlive;
 
 /// A runner's state as an admin sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunnerState {
     /// Starting and loading the model.

@@ -1,0 +1,209 @@
+//! `GET /api/ps`: the loaded models, in Ollama's shape plus what an admin of this server
+//! needs (runner pid, K/V types, flash attention, slots, estimated and measured memory,
+//! state, restarts). `ollamactl ps` reads the same answer.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::models::Models;
+use super::{ApiError, AppState};
+use crate::sched::{RunnerInfo, RunnerState};
+use crate::store::{ModelName, Store};
+
+/// One row of `/api/ps`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PsModel {
+    /// Ollama: the model's name.
+    pub name: String,
+    /// Ollama: the model's name again.
+    pub model: String,
+    /// Ollama: bytes in memory (the larger of estimate and measurement).
+    pub size: u64,
+    /// Ollama: the manifest digest.
+    pub digest: String,
+    /// Ollama: format, family, parameter size, quantization.
+    pub details: serde_json::Value,
+    /// Ollama: when it will be unloaded (RFC 3339; far future when kept forever).
+    pub expires_at: String,
+    /// Ollama: bytes in GPU memory (0: runners compute on the CPU).
+    pub size_vram: u64,
+    /// Ollama: the context length.
+    pub context_length: u32,
+    /// loading, ready, stopping or failed.
+    pub state: RunnerState,
+    /// The runner's process id.
+    pub pid: Option<u32>,
+    /// Bytes estimated before loading.
+    pub estimated_bytes: u64,
+    /// Bytes measured since loading.
+    pub measured_bytes: Option<u64>,
+    /// K cache type.
+    pub kv_cache_type_k: String,
+    /// V cache type.
+    pub kv_cache_type_v: String,
+    /// Whether flash attention is on.
+    pub flash_attention: bool,
+    /// Requests served at once.
+    pub num_parallel: u32,
+    /// Requests being served now.
+    pub slots_busy: usize,
+    /// Requests waiting.
+    pub requests_waiting: usize,
+    /// Crashes (or hang kills) since the server started.
+    pub restarts: u32,
+    /// The last crash, in words.
+    pub last_failure: Option<String>,
+}
+
+/// The whole answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PsResponse {
+    /// The models.
+    pub models: Vec<PsModel>,
+}
+
+fn rfc3339(at: Option<SystemTime>) -> String {
+    // Ollama shows a model kept forever with an expiry far in the future.
+    let at = at.unwrap_or_else(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 33));
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+fn row(info: RunnerInfo, store: &Store, models: &Models) -> PsModel {
+    let entry = ModelName::parse(&info.name)
+        .ok()
+        .and_then(|name| models.get(store, &name).ok());
+    let (digest, details) = match &entry {
+        Some(model) => (
+            model.resolved.entry.digest.clone(),
+            serde_json::to_value(&model.resolved.entry.details).unwrap_or_default(),
+        ),
+        None => (String::new(), serde_json::Value::Null),
+    };
+    let settings = info.settings;
+    PsModel {
+        model: info.name.clone(),
+        size: info.accounted_bytes(),
+        digest,
+        details,
+        expires_at: rfc3339(info.expires_at),
+        size_vram: 0,
+        context_length: settings.map_or(0, |s| s.num_ctx),
+        state: info.state,
+        pid: info.pid,
+        estimated_bytes: info.estimated_bytes,
+        measured_bytes: info.measured_bytes,
+        kv_cache_type_k: settings.map_or(String::new(), |s| s.type_k.name().to_string()),
+        kv_cache_type_v: settings.map_or(String::new(), |s| s.type_v.name().to_string()),
+        flash_attention: settings.is_some_and(|s| s.flash_attention),
+        num_parallel: settings.map_or(0, |s| s.num_parallel),
+        slots_busy: info.busy,
+        requests_waiting: info.waiting,
+        restarts: info.restarts,
+        last_failure: info.last_failure,
+        name: info.name,
+    }
+}
+
+/// The handler.
+pub async fn ps(State(state): State<AppState>) -> Result<Json<PsResponse>, ApiError> {
+    let snapshot = state.sched.snapshot();
+    let (store, models) = (Arc::clone(&state.store), Arc::clone(&state.models));
+    let models = tokio::task::spawn_blocking(move || {
+        snapshot
+            .into_iter()
+            .map(|info| row(info, &store, &models))
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("listing runners failed: {e}")))?;
+    Ok(Json(PsResponse { models }))
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// `/api/ps` as the table `ollamactl ps` prints.
+pub fn ps_table(ps: &PsResponse) -> String {
+    let header = [
+        "NAME",
+        "PID",
+        "STATE",
+        "ESTIMATED",
+        "MEASURED",
+        "CONTEXT",
+        "K/V",
+        "FLASH",
+        "SLOTS",
+        "WAITING",
+        "UNTIL",
+        "RESTARTS",
+    ];
+    let rows: Vec<[String; 12]> = ps
+        .models
+        .iter()
+        .map(|m| {
+            [
+                m.name.clone(),
+                m.pid.map_or("-".into(), |p| p.to_string()),
+                serde_json::to_value(m.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                mib(m.estimated_bytes),
+                m.measured_bytes.map_or("-".into(), mib),
+                m.context_length.to_string(),
+                format!("{}/{}", m.kv_cache_type_k, m.kv_cache_type_v),
+                if m.flash_attention { "on" } else { "off" }.into(),
+                format!("{}/{}", m.slots_busy, m.num_parallel),
+                m.requests_waiting.to_string(),
+                until(&m.expires_at),
+                m.restarts.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells.zip(widths).map(|(c, w)| format!("{c:w$}")).collect();
+        out.push_str(text.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    for m in ps.models.iter().filter(|m| m.last_failure.is_some()) {
+        out.push_str(&format!(
+            "{}: last failure: {}\n",
+            m.name,
+            m.last_failure.as_deref().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// An expiry as people read it: "in 4 minutes", "forever", "now".
+fn until(expires_at: &str) -> String {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(expires_at) else {
+        return expires_at.to_string();
+    };
+    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let secs = left.num_seconds();
+    match secs {
+        s if s > 100 * 365 * 24 * 3600 => "forever".into(),
+        s if s <= 0 => "now".into(),
+        s if s < 120 => format!("in {s} s"),
+        s if s < 7200 => format!("in {} min", s / 60),
+        s => format!("in {} h", s / 3600),
+    }
+}

@@ -1,0 +1,196 @@
+//! The HTTP API on a real model: blobs, create, tags, generate (streamed and not), ps.
+
+use std::time::Duration;
+
+use e2e::TestModel;
+use serde_json::json;
+
+use crate::harness::{Server, agent, stream_lines};
+
+#[test]
+fn upload_create_list_generate_and_ps() {
+    let server = Server::start(&[]);
+
+    let digest = format!("sha256:{}", TestModel::SmolLm2.sha256());
+    let blob_url = server.url(&format!("/api/blobs/{digest}"));
+    let head = agent().head(&blob_url).call().unwrap();
+    assert_eq!(head.status(), 404, "not uploaded yet");
+    let bytes = std::fs::read(TestModel::SmolLm2.path()).unwrap();
+    let wrong = format!("sha256:{}", TestModel::Gemma3.sha256());
+    let mut refused = agent()
+        .post(server.url(&format!("/api/blobs/{wrong}")))
+        .send(&bytes[..])
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let message = refused.body_mut().read_to_string().unwrap();
+    assert!(message.contains(TestModel::SmolLm2.sha256()), "{message}");
+    let uploaded = agent().post(&blob_url).send(&bytes[..]).unwrap();
+    assert_eq!(uploaded.status(), 201);
+    assert_eq!(agent().head(&blob_url).call().unwrap().status(), 200);
+
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "smollm2", "files": {"model.gguf": digest}, "parameters": {"temperature": 0}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, tags) = server.get("/api/tags");
+    let model = &tags["models"][0];
+    assert_eq!(model["name"], "smollm2:latest");
+    assert_eq!(model["details"]["family"], "llama");
+    assert_eq!(model["details"]["quantization_level"], "Q4_1");
+
+    // Not streamed: one object with the text and the final stats.
+    let (status, body) = server.generate("smollm2", "What is the capital of France?", 12);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["done"], true);
+    assert_eq!(body["done_reason"], "length");
+    assert_eq!(body["eval_count"], 12);
+    assert!(body["prompt_eval_count"].as_u64().unwrap() > 5, "{body}");
+    assert!(body["total_duration"].as_u64().unwrap() > 0);
+    assert!(
+        body["response"].as_str().unwrap().contains("Paris"),
+        "{body}"
+    );
+
+    // Streamed: pieces, then the final object; the same greedy text.
+    let lines: Vec<_> = stream_lines(
+        &server,
+        json!({"model": "smollm2", "prompt": "What is the capital of France?",
+               "options": {"temperature": 0, "num_predict": 12}}),
+    )
+    .iter()
+    .map(|(_, v)| v)
+    .collect();
+    let (last, pieces) = lines.split_last().unwrap();
+    assert!(pieces.len() >= 2, "{lines:?}");
+    assert!(pieces.iter().all(|p| p["done"] == false));
+    assert_eq!(last["done"], true);
+    let text: String = pieces
+        .iter()
+        .map(|p| p["response"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, body["response"].as_str().unwrap());
+
+    let ps = server.ps();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["name"], "smollm2:latest");
+    assert_eq!(ps[0]["state"], "ready");
+    assert_eq!(ps[0]["context_length"], 512);
+    assert_eq!(ps[0]["kv_cache_type_k"], "f16");
+    assert!(ps[0]["pid"].as_u64().is_some());
+    assert!(ps[0]["size"].as_u64().unwrap() > 90 << 20, "{}", ps[0]);
+}
+
+#[test]
+fn bad_requests_get_clear_errors() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let cases = [
+        (json!({"model": "nope", "prompt": "hi"}), 404, "not found"),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "options": {"num_ctx": "big"}}),
+            400,
+            "num_ctx",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "options": {"bogus": 1}}),
+            400,
+            "bogus",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "keep_alive": "soon"}),
+            400,
+            "keep_alive",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "images": ["aGk="]}),
+            400,
+            "images",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "options": {"kv_cache_type": "q3_k"}}),
+            400,
+            "q3_k",
+        ),
+        (json!({"prompt": "hi"}), 400, "model"),
+    ];
+    for (body, status, needle) in cases {
+        let (got, answer) = server.post("/api/generate", body.clone());
+        assert_eq!(got, status, "{body} -> {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(needle), "{body} -> {error}");
+    }
+    let (status, answer) = server.post(
+        "/api/create",
+        json!({"model": "x", "files": {"m.gguf": format!("sha256:{}", "0".repeat(64))}}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("upload it first"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_model_too_large_for_memory_is_refused_with_numbers() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    // 32 slots of 128k positions at f32 is far beyond this machine.
+    let (status, body) = server.post(
+        "/api/generate",
+        json!({"model": "smollm2", "prompt": "hi",
+               "options": {"num_ctx": 131072, "num_parallel": 32, "kv_cache_type": "f32"}}),
+    );
+    assert_eq!(status, 500, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("required") && error.contains("available"),
+        "{error}"
+    );
+    assert!(server.ps().is_empty(), "nothing was started");
+}
+
+#[test]
+fn options_that_change_the_runner_reload_the_model() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let (status, _) = server.generate("smollm2", "Hi", 2);
+    assert_eq!(status, 200);
+    let first = server.pid_of("smollm2:latest").unwrap();
+    let (status, body) = server.post(
+        "/api/generate",
+        json!({"model": "smollm2", "prompt": "Hi", "stream": false,
+               "options": {"num_predict": 2, "num_ctx": 1024, "kv_cache_type_v": "q8_0"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let ps = server.ps();
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps[0]["context_length"], 1024);
+    assert_eq!(ps[0]["kv_cache_type_v"], "q8_0");
+    assert_ne!(ps[0]["pid"].as_u64().unwrap() as u32, first);
+    assert!(crate::harness::eventually(Duration::from_secs(5), || {
+        !crate::harness::alive(first)
+    }));
+}
+
+#[test]
+fn the_official_python_client_works() {
+    let server = Server::start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/server/ollama_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&server.base)
+        .arg(TestModel::SmolLm2.path())
+        .output()
+        .expect("python3 runs (install the client with pip install -r scripts/requirements.txt)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}

@@ -1,0 +1,104 @@
+//! Which models stay loaded: LRU eviction, keep-alive, and `ollamactl`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::TestModel;
+use serde_json::json;
+
+use crate::harness::{Server, alive, eventually};
+
+#[test]
+fn with_two_loaded_at_most_the_least_recently_used_idle_model_is_unloaded() {
+    let server = Server::start(&[("OLLAMA_MAX_LOADED_MODELS", "2")]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    server.create("gemma3", TestModel::Gemma3, json!({}));
+    server.create("tiny", TestModel::SmolLm2, json!({"temperature": 0.1}));
+    for name in ["smollm2", "gemma3"] {
+        let (status, body) = server.generate(name, "Hi", 2);
+        assert_eq!(status, 200, "{body}");
+    }
+    let smollm2 = server.pid_of("smollm2:latest").unwrap();
+    let gemma3 = server.pid_of("gemma3:latest").unwrap();
+    let (status, body) = server.generate("tiny", "Hi", 2);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(smollm2)),
+        "the least recently used runner's process is gone"
+    );
+    assert!(alive(gemma3));
+    let mut names: Vec<String> = server
+        .ps()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gemma3:latest", "tiny:latest"]);
+}
+
+#[test]
+fn keep_alive_zero_unloads_after_the_request_and_ollamactl_reports_and_stops() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let (status, _) = server.post(
+        "/api/generate",
+        json!({"model": "smollm2", "prompt": "Hi", "stream": false, "keep_alive": 0,
+               "options": {"num_predict": 2}}),
+    );
+    assert_eq!(status, 200);
+    assert!(eventually(Duration::from_secs(5), || server
+        .ps()
+        .is_empty()));
+
+    // An empty prompt loads; keep_alive -1 keeps it forever.
+    let (status, body) = server.post(
+        "/api/generate",
+        json!({"model": "smollm2", "keep_alive": -1}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["done_reason"], "load");
+    let pid = server.pid_of("smollm2:latest").unwrap();
+
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ollamactl"))
+            .args(args)
+            .env("OLLAMA_HOST", server.base.trim_start_matches("http://"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = ctl(&["ps"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("smollm2:latest"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&pid.to_string()), "{table}");
+    assert!(
+        row.contains("ready") && row.contains("f16/f16") && row.contains("forever"),
+        "{table}"
+    );
+
+    ctl(&["stop", "smollm2"]);
+    assert!(eventually(Duration::from_secs(5), || !alive(pid)));
+    assert!(server.ps().is_empty());
+}
+
+#[test]
+fn ollamactl_says_when_the_server_is_not_running() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ollamactl"))
+        .args(["ps"])
+        .env("OLLAMA_HOST", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach ollamad at http://127.0.0.1:9"),
+        "{err}"
+    );
+}
