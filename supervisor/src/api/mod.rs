@@ -4,6 +4,7 @@
 //! template renderer or the scheduler; none of them runs model code.
 
 mod blobs;
+mod cors;
 mod create;
 mod error;
 mod generate;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ps", get(ps::ps))
         // Blobs are model files: no body limit on uploads.
         .layer(DefaultBodyLimit::disable())
+        .layer(cors::layer(state.config.origins.clone()))
         .with_state(state)
 }
 
