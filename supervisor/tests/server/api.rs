@@ -194,3 +194,40 @@ fn the_official_python_client_works() {
         server.log()
     );
 }
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let server = Server::start(&[("OLLAMA_MAX_QUEUE", "1"), ("OLLAMA_NUM_PARALLEL", "1")]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    assert_eq!(server.generate("smollm2", "Hi", 1).0, 200);
+    let busy = stream_lines(
+        &server,
+        json!({"model": "smollm2", "prompt": "Tell me a story.", "options": {"num_predict": 200}}),
+    );
+    busy.recv_timeout(Duration::from_secs(60))
+        .expect("the slot is taken");
+    let queued = stream_lines(
+        &server,
+        json!({"model": "smollm2", "prompt": "Hi", "options": {"num_predict": 2}}),
+    );
+    assert!(crate::harness::eventually(Duration::from_secs(5), || {
+        server
+            .ps()
+            .first()
+            .is_some_and(|m| m["requests_waiting"] == 1)
+    }));
+    let mut refused = agent()
+        .post(server.url("/api/generate"))
+        .send_json(json!({"model": "smollm2", "prompt": "Hi"}))
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().get("retry-after").is_some());
+    let body = refused.body_mut().read_to_string().unwrap();
+    assert!(body.contains("OLLAMA_MAX_QUEUE"), "{body}");
+    assert_eq!(busy.iter().last().unwrap().1["done"], true);
+    assert_eq!(
+        queued.iter().last().unwrap().1["done"],
+        true,
+        "the queued request is served"
+    );
+}
