@@ -513,6 +513,8 @@ impl Worker {
             prompt_tokens: active.prompt.len(),
             ..t
         };
+        // A caller that sees the end asks Status next: it must find the slot free.
+        self.publish_status();
         let _ = active.events.send(Event::Done { reason, timings });
     }
 
@@ -523,6 +525,7 @@ impl Worker {
         };
         self.slots[id].last_used = self.tick();
         tracing::warn!(slot = id, error = %error, "generate failed");
+        self.publish_status();
         let _ = active.events.send(Event::Failed(error));
     }
 
