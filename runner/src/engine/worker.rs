@@ -168,9 +168,10 @@ impl Worker {
                 .as_ref()
                 .is_some_and(|a| a.events.is_closed());
             if gone {
-                self.finish(id, DoneReason::Cancelled);
+                // Cells first: `finish` publishes the status a caller may read next.
                 self.cache.seq_rm(id, ALL);
                 self.slots[id].cached.clear();
+                self.finish(id, DoneReason::Cancelled);
             }
         }
         self.queue.retain(|command| match command {

@@ -141,6 +141,14 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let job = generate_request(prompt, &options);
     let stream = match lease.runner().client().generate(job).await {
         Ok(stream) => stream.into_inner(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
+            ) =>
+        {
+            return Err(ApiError::bad_request(status.message()));
+        }
         Err(status) => {
             let message = super::stream::broken(&lease, status.message()).await;
             return Err(ApiError::internal(message));

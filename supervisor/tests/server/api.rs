@@ -113,6 +113,11 @@ fn bad_requests_get_clear_errors() {
             "q3_k",
         ),
         (json!({"prompt": "hi"}), 400, "model"),
+        (
+            json!({"model": "smollm2", "prompt": "word ".repeat(64), "options": {"num_ctx": 32}}),
+            400,
+            "32",
+        ),
     ];
     for (body, status, needle) in cases {
         let (got, answer) = server.post("/api/generate", body.clone());
