@@ -96,6 +96,15 @@ pub enum RunnerFailure {
         /// How long it went without answering.
         after: Duration,
     },
+    /// It did not start or load (a model that cannot load is held back like one that
+    /// crashes, instead of being retried by every request).
+    #[error("the runner for {model} failed to load: {message}")]
+    LoadFailed {
+        /// The model.
+        model: String,
+        /// Why.
+        message: String,
+    },
     /// The scheduler stopped it (shutdown).
     #[error("the runner for {model} was stopped because the server is shutting down")]
     Stopped {

@@ -434,6 +434,16 @@ impl<B: Backend> Inner<B> {
                     Err(message) => {
                         state.entries.retain(|e| e.id != id);
                         tracing::error!(model = %spec.name, %message, "load failed");
+                        let failure = RunnerFailure::LoadFailed {
+                            model: spec.name.clone(),
+                            message: message.clone(),
+                        };
+                        let window = inner.policy.crash_window;
+                        state.crashes.entry(spec.name.clone()).or_default().record(
+                            failure,
+                            Instant::now(),
+                            window,
+                        );
                         Err(SchedError::LoadFailed(message))
                     }
                 }

@@ -363,9 +363,22 @@ async fn a_failed_load_is_reported_and_leaves_nothing_behind() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let mut broken = req("a");
     broken.spec.model_path = PathBuf::from("/models/broken.gguf");
-    let err = s.acquire(broken).await.err().unwrap();
+    let err = s.acquire(broken.clone()).await.err().unwrap();
     assert!(err.to_string().contains("not a GGUF"), "{err}");
     assert!(s.snapshot().is_empty());
+    // A model that keeps failing to load is held back rather than retried by every request.
+    for _ in 0..2 {
+        assert!(matches!(
+            s.acquire(broken.clone()).await,
+            Err(SchedError::LoadFailed(_))
+        ));
+    }
+    let err = s.acquire(broken).await.err().unwrap();
+    assert!(
+        matches!(err, SchedError::BackOff { crashes: 3, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("failed to load"), "{err}");
 }
 
 #[tokio::test]
