@@ -78,6 +78,19 @@ pub async fn serve(
         return Err(ServerError::NoRunner(runner_bin));
     }
     let store = Arc::new(Store::open(&config.models_dir)?);
+    if config.noprune {
+        tracing::info!("OLLAMA_NOPRUNE is set: unused blobs are kept");
+    } else {
+        let pruned = store.prune()?;
+        if pruned != Default::default() {
+            tracing::info!(
+                blobs = pruned.blobs,
+                bytes = pruned.bytes,
+                temp_files = pruned.temp_files,
+                "pruned what no model uses (set OLLAMA_NOPRUNE=1 to keep it)"
+            );
+        }
+    }
     let probe: Arc<dyn memory::MemoryProbe> = Arc::from(memory::detect()?);
     let backend = RunnerBackend {
         config: RunnerConfig {

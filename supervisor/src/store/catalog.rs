@@ -242,7 +242,7 @@ impl Store {
 /// Collects the files exactly four levels below `dir` (host/namespace/model/tag),
 /// skipping hidden entries such as temporary files; unreadable directories are skipped
 /// with a warning.
-fn walk(dir: &Path, parts: &mut Vec<String>, found: &mut Vec<(PathBuf, [String; 4])>) {
+pub(super) fn walk(dir: &Path, parts: &mut Vec<String>, found: &mut Vec<(PathBuf, [String; 4])>) {
     let read = match std::fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) => {

@@ -21,6 +21,7 @@ mod digest;
 mod error;
 mod manifest;
 mod name;
+mod prune;
 
 #[cfg(test)]
 mod tests;
@@ -34,6 +35,7 @@ pub use digest::Digest;
 pub use error::StoreError;
 pub use manifest::media_type;
 pub use name::{DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelName};
+pub use prune::Pruned;
 
 /// A model store rooted at a models directory (`$OLLAMA_MODELS`).
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 
 mod blobs;
 mod models;
+mod prune;
 
 use std::collections::BTreeMap;
 use std::path::Path;
