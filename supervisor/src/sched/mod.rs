@@ -69,22 +69,26 @@ enum Step<B: Backend> {
     },
 }
 
-/// Keeps a waiting request counted in the queue; uncounts it when dropped.
+/// Keeps a waiting request in its model's queue (and counted toward `OLLAMA_MAX_QUEUE`);
+/// leaving the queue lets the next request for the model look again.
 struct Waiting<'a, B: Backend> {
     inner: &'a Inner<B>,
     model: String,
+    ticket: u64,
 }
 
 impl<B: Backend> Drop for Waiting<'_, B> {
     fn drop(&mut self) {
         let mut state = self.inner.lock();
         state.waiting = state.waiting.saturating_sub(1);
-        if let Some(n) = state.waiting_for.get_mut(&self.model) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                state.waiting_for.remove(&self.model);
+        if let Some(queue) = state.queues.get_mut(&self.model) {
+            queue.retain(|t| *t != self.ticket);
+            if queue.is_empty() {
+                state.queues.remove(&self.model);
             }
         }
+        drop(state);
+        self.inner.changed.notify_waiters();
     }
 }
 
@@ -126,7 +130,8 @@ impl<B: Backend> Scheduler<B> {
             changed.as_mut().enable();
             let step = {
                 let mut state = inner.lock();
-                inner.step(&mut state, &request, estimate, started)
+                let ticket = waiting.as_ref().map(|w| w.ticket);
+                inner.step(&mut state, &request, estimate, started, ticket)
             };
             let step = match step {
                 Ok(Some(step)) => step,
@@ -258,7 +263,8 @@ impl<B: Backend> Inner<B> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts a request into the queue, or refuses it when the queue is full.
+    /// Puts a request at the back of its model's queue, or refuses it when the queues are
+    /// full.
     fn enqueue(&self, model: &str) -> Result<Waiting<'_, B>, SchedError> {
         let mut state = self.lock();
         if state.waiting >= self.policy.max_queue {
@@ -267,21 +273,29 @@ impl<B: Backend> Inner<B> {
             });
         }
         state.waiting += 1;
-        *state.waiting_for.entry(model.to_string()).or_insert(0) += 1;
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state
+            .queues
+            .entry(model.to_string())
+            .or_default()
+            .push_back(ticket);
         Ok(Waiting {
             inner: self,
             model: model.to_string(),
+            ticket,
         })
     }
 
-    /// One decision for `request` under the lock. `Ok(None)` asks the caller to compute
-    /// the estimate (outside the lock) and come back.
+    /// One decision for `request` (holding queue `ticket`, if any) under the lock.
+    /// `Ok(None)` asks the caller to compute the estimate (outside the lock) and come back.
     fn step(
         self: &Arc<Self>,
         state: &mut State<B::Runner>,
         request: &Acquire,
         estimate: Option<u64>,
         started: Instant,
+        ticket: Option<u64>,
     ) -> Result<Option<Step<B>>, SchedError> {
         if !state.accepting {
             return Err(SchedError::ShuttingDown);
@@ -292,6 +306,10 @@ impl<B: Backend> Inner<B> {
             && let Some(error) = history.backoff(&spec.name, now, &self.policy)
         {
             return Err(error);
+        }
+        // First come, first served within a model.
+        if state.must_queue(&spec.name, ticket) {
+            return Ok(Some(Step::Wait));
         }
         if let Some(entry) = state.by_name(&spec.name) {
             let id = entry.id;

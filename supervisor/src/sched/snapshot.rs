@@ -101,7 +101,7 @@ pub(super) fn take<B: Backend>(inner: &Inner<B>) -> Vec<RunnerInfo> {
                 measured_bytes: e.measured,
                 busy: e.refs,
                 slots: e.slots(),
-                waiting: state.waiting_for.get(&e.spec.name).copied().unwrap_or(0),
+                waiting: state.waiting_for(&e.spec.name),
                 keep_alive: e.keep_alive,
                 expires_at,
                 restarts: history.map_or(0, |h| h.total),
@@ -125,7 +125,7 @@ pub(super) fn take<B: Backend>(inner: &Inner<B>) -> Vec<RunnerInfo> {
         .collect();
     for (name, restarts, last_failure) in held_back {
         out.push(RunnerInfo {
-            waiting: state.waiting_for.get(&name).copied().unwrap_or(0),
+            waiting: state.waiting_for(&name),
             name,
             model_path: PathBuf::new(),
             settings: None,

@@ -1,6 +1,6 @@
 //! The scheduler's table of runners and the arithmetic of fitting one more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,8 +66,9 @@ pub(crate) struct State<R> {
     pub next_id: u64,
     /// Requests waiting, over all models.
     pub waiting: usize,
-    /// Requests waiting, by model name.
-    pub waiting_for: HashMap<String, usize>,
+    /// Tickets of the requests waiting for each model, first come first.
+    pub queues: HashMap<String, VecDeque<u64>>,
+    pub next_ticket: u64,
     pub crashes: HashMap<String, CrashHistory>,
     pub accepting: bool,
 }
@@ -78,7 +79,8 @@ impl<R> State<R> {
             entries: Vec::new(),
             next_id: 0,
             waiting: 0,
-            waiting_for: HashMap::new(),
+            queues: HashMap::new(),
+            next_ticket: 0,
             crashes: HashMap::new(),
             accepting: true,
         }
@@ -96,6 +98,20 @@ impl<R> State<R> {
             .find(|e| e.phase != Phase::Stopping)
             .or_else(|| all.first())
             .copied()
+    }
+
+    /// Requests waiting for model `name`.
+    pub fn waiting_for(&self, name: &str) -> usize {
+        self.queues.get(name).map_or(0, VecDeque::len)
+    }
+
+    /// Whether a request holding `ticket` (`None`: not queued yet) must let an earlier
+    /// request for model `name` go first.
+    pub fn must_queue(&self, name: &str, ticket: Option<u64>) -> bool {
+        self.queues
+            .get(name)
+            .and_then(|queue| queue.front())
+            .is_some_and(|first| Some(*first) != ticket)
     }
 
     /// Idle entries, least recently used first.

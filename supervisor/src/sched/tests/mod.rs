@@ -406,3 +406,27 @@ async fn shutdown_refuses_new_requests_and_stops_every_runner() {
     assert!(!s.backend().alive(a) && !s.backend().alive(b));
     assert!(s.snapshot().is_empty());
 }
+
+#[tokio::test]
+async fn a_request_arriving_as_a_slot_frees_does_not_overtake_the_queue() {
+    let (s, _) = scheduler(policy(), 16 * GIB);
+    let held = s.acquire(req("a")).await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let first = tokio::spawn({
+        let (s, order) = (s.clone(), Arc::clone(&order));
+        async move {
+            let lease = s.acquire(req("a")).await.unwrap();
+            order.lock().unwrap().push("queued");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(lease);
+        }
+    });
+    eventually("one queued", || s.waiting() == 1).await;
+    // Released and asked for again at once, before the queued task has run.
+    drop(held);
+    let late = s.acquire(req("a")).await.unwrap();
+    order.lock().unwrap().push("late");
+    drop(late);
+    first.await.unwrap();
+    assert_eq!(*order.lock().unwrap(), ["queued", "late"]);
+}
