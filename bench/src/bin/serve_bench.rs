@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p runner
 //! cargo run --release -p bench --bin serve-bench -- [--runner PATH]
-//!     [--llama-server PATH] [-n 128] [--repeat 3] [--json]
+//!     [--llama-server PATH] [--ollamad PATH] [-n 128] [--repeat 3] [--json]
 //! ```
 //!
 //! Each repetition measures, in this order (so both servers see the same load):
@@ -15,7 +15,9 @@
 //! 2. on a runner with four slots, one request, then four at once (different prompts,
 //!    each on its own connection, sent together): aggregate tokens/s is the sum of the
 //!    generated tokens over the wall time from sending to the last Done;
-//! 3. the same two on `llama-server --parallel 4` (`/completion`, streamed);
+//! 3. the same two on `llama-server --parallel 4` (`/completion`, streamed), and with
+//!    `--ollamad`, through `ollamad` (`OLLAMA_NUM_PARALLEL=4`, raw `/api/generate`,
+//!    NDJSON): the runner's figures plus the supervisor's HTTP, scheduling and extra hop;
 //! 4. time to first token (sending to the first piece) of a prompt of about 1,100 tokens
 //!    and then of one sharing its first 1,080 or so with a different ending, on both
 //!    four-slot servers. Each repetition starts its long text differently, so the first
@@ -26,6 +28,8 @@
 //! ratio is the median of each repetition's own ratio (its two figures taken back to
 //! back, under the same load). The runner binary defaults to `ollama-runner` beside this one (`target/release`).
 
+#[path = "serve_bench/ollamad.rs"]
+mod ollamad;
 #[path = "serve_bench/ours.rs"]
 mod ours;
 #[path = "serve_bench/peer.rs"]
@@ -38,6 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use ollamad::Ollamad;
 use ours::Runner;
 use peer::LlamaServer;
 
@@ -84,8 +89,8 @@ pub struct Outcome {
     pub reason: String,
     /// Tokens in the prompt.
     pub prompt_tokens: u32,
-    /// Of those, tokens reused from the cache.
-    pub cached_tokens: u32,
+    /// Of those, tokens reused from the cache (`None`: the server does not say).
+    pub cached_tokens: Option<u32>,
     /// The server's own prompt time, milliseconds.
     pub server_prompt_ms: f64,
     /// The server's own generation rate, tokens/s.
@@ -107,6 +112,7 @@ impl Outcome {
 struct Options {
     runner: PathBuf,
     llama_server: Option<PathBuf>,
+    ollamad: Option<PathBuf>,
     n: u32,
     repeat: usize,
     json: bool,
@@ -117,6 +123,7 @@ fn parse_args() -> anyhow::Result<Options> {
     let mut o = Options {
         runner: PathBuf::new(),
         llama_server: None,
+        ollamad: None,
         n: 128,
         repeat: 3,
         json: false,
@@ -127,6 +134,7 @@ fn parse_args() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--runner" => runner = Some(PathBuf::from(value()?)),
             "--llama-server" => o.llama_server = Some(PathBuf::from(value()?)),
+            "--ollamad" => o.ollamad = Some(PathBuf::from(value()?)),
             "-n" => o.n = value()?.parse()?,
             "--repeat" => o.repeat = value()?.parse()?,
             "--json" => o.json = true,
@@ -157,6 +165,7 @@ fn parse_args() -> anyhow::Result<Options> {
 enum Target<'a> {
     Ours(&'a Runner),
     Peer(&'a LlamaServer),
+    Ollamad(&'a Ollamad),
 }
 
 /// Sends `prompts` together, each on its own connection, and waits for every answer.
@@ -173,6 +182,13 @@ async fn batch(
         handles.push(match target {
             Target::Ours(r) => tokio::spawn(ours::generate(r.client().await?, prompt, n, start)),
             Target::Peer(s) => tokio::spawn(peer::generate(s.connect().await?, prompt, n, start)),
+            Target::Ollamad(s) => tokio::spawn(ollamad::generate(
+                s.connect().await?,
+                s.threads(),
+                prompt,
+                n,
+                start,
+            )),
         });
     }
     let mut outcomes = Vec::new();
@@ -267,10 +283,9 @@ impl Figures {
                 &format!("{who}.ttft_{name}_prompt"),
                 f64::from(o.prompt_tokens),
             );
-            self.add(
-                &format!("{who}.ttft_{name}_cached"),
-                f64::from(o.cached_tokens),
-            );
+            if let Some(cached) = o.cached_tokens {
+                self.add(&format!("{who}.ttft_{name}_cached"), f64::from(cached));
+            }
         }
         self.add(&format!("{who}.ttft_ratio"), ttft[0] / ttft[1]);
         Ok(())
@@ -354,6 +369,15 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let supervised = match &o.ollamad {
+        Some(bin) => Some(
+            Ollamad::start(
+                bin, &o.runner, &scratch.0, &model, THREADS, PARALLEL, NUM_CTX,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let prompts: Vec<String> = PROMPTS.iter().map(|p| (*p).to_owned()).collect();
     let nonce = std::process::id();
     let mut f = Figures::default();
@@ -368,10 +392,17 @@ async fn main() -> anyhow::Result<()> {
             f.concurrent("peer", Target::Peer(llama), &prompts, o.n)
                 .await?;
         }
+        if let Some(server) = &supervised {
+            f.concurrent("ollamad", Target::Ollamad(server), &prompts, o.n)
+                .await?;
+        }
         let pair = long_pair(&single, &format!("{nonce}-{r}")).await?;
         f.ttft("ours", Target::Ours(&four), &pair).await?;
         if let Some(llama) = &llama {
             f.ttft("peer", Target::Peer(llama), &pair).await?;
+        }
+        if let Some(server) = &supervised {
+            f.ttft("ollamad", Target::Ollamad(server), &pair).await?;
         }
     }
     let report = Report {
@@ -443,7 +474,11 @@ impl Report<'_> {
             cell(m("ours.np1.single_decode"), 1),
             cell(m("ours.np1.single_server_rate"), 1)
         );
-        for (who, name) in [("ours", "ours"), ("peer", "llama-server")] {
+        for (who, name) in [
+            ("ours", "ours"),
+            ("ollamad", "ours through ollamad"),
+            ("peer", "llama-server"),
+        ] {
             if m(&format!("{who}.four_aggregate")).is_none() {
                 continue;
             }
@@ -463,7 +498,11 @@ impl Report<'_> {
             "| server | prompt tokens | cold TTFT ms | warm TTFT ms | ratio | warm cached tokens | cold / warm server prompt ms |"
         );
         println!("|---|---:|---:|---:|---:|---:|---:|");
-        for (who, name) in [("ours", "ours"), ("peer", "llama-server")] {
+        for (who, name) in [
+            ("ours", "ours"),
+            ("ollamad", "ours through ollamad"),
+            ("peer", "llama-server"),
+        ] {
             let cold = m(&format!("{who}.ttft_cold_ms"));
             let warm = m(&format!("{who}.ttft_warm_ms"));
             if cold.is_none() {

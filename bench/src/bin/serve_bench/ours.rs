@@ -177,7 +177,7 @@ pub async fn generate(
                     reached_length: done.reason == pb::DoneReason::Length as i32,
                     reason,
                     prompt_tokens: t.prompt_tokens,
-                    cached_tokens: t.cached_tokens,
+                    cached_tokens: Some(t.cached_tokens),
                     server_prompt_ms: t.prompt_duration_ns as f64 / 1e6,
                     server_rate: f64::from(t.generated_tokens) / generation_s,
                 });

@@ -166,7 +166,7 @@ fn final_outcome(
         reached_length: stop_type == "limit" && generated == n,
         reason: stop_type,
         prompt_tokens: (prompt_n + cache_n) as u32,
-        cached_tokens: cache_n as u32,
+        cached_tokens: Some(cache_n as u32),
         server_prompt_ms: number(&timings["prompt_ms"], "timings.prompt_ms")?,
         server_rate: number(
             &timings["predicted_per_second"],
@@ -176,8 +176,8 @@ fn final_outcome(
 }
 
 /// An HTTP/1.1 response whose body is read as it arrives.
-struct Response {
-    status: u16,
+pub(super) struct Response {
+    pub(super) status: u16,
     reader: BufReader<TcpStream>,
     chunked: bool,
     /// Bytes of body left when the length is known.
@@ -185,7 +185,7 @@ struct Response {
 }
 
 /// Writes one request (the connection closes after it) and reads the status and headers.
-async fn send(
+pub(super) async fn send(
     mut stream: TcpStream,
     method: &str,
     path: &str,
@@ -232,7 +232,7 @@ async fn send(
 
 impl Response {
     /// The next piece of the body as it arrives; `None` at its end.
-    async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(super) async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
         if self.chunked {
             let mut line = String::new();
             self.reader.read_line(&mut line).await?;
