@@ -164,21 +164,17 @@ pub async fn generate(
     if response.status != 200 {
         bail!("/api/generate answered {}", response.status);
     }
-    let (mut first, mut pending) = (None, Vec::new());
-    while let Some(chunk) = response.next_chunk().await? {
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let event: Value = serde_json::from_slice(&line)
-                .with_context(|| format!("a line that is not JSON: {line:?}"))?;
-            if let Some(error) = event.get("error") {
-                bail!("ollamad error: {error}");
-            }
-            let at = Instant::now();
-            first.get_or_insert(at);
-            if event["done"].as_bool() == Some(true) {
-                return final_outcome(&event, sent, first.unwrap_or(at), at, n);
-            }
+    let mut first = None;
+    while let Some(line) = response.next_line().await? {
+        let event: Value = serde_json::from_slice(&line)
+            .with_context(|| format!("a line that is not JSON: {line:?}"))?;
+        if let Some(error) = event.get("error") {
+            bail!("ollamad error: {error}");
+        }
+        let at = Instant::now();
+        first.get_or_insert(at);
+        if event["done"].as_bool() == Some(true) {
+            return final_outcome(&event, sent, first.unwrap_or(at), at, n);
         }
     }
     bail!("the /api/generate stream ended without a final line")

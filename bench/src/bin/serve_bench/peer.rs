@@ -120,25 +120,21 @@ pub async fn generate(
     if response.status != 200 {
         bail!("/completion answered {}", response.status);
     }
-    let (mut first, mut pending) = (None, Vec::new());
-    while let Some(chunk) = response.next_chunk().await? {
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data: ") else {
-                continue;
-            };
-            let event: Value = serde_json::from_str(data)
-                .with_context(|| format!("an event that is not JSON: {data}"))?;
-            if let Some(error) = event.get("error") {
-                bail!("llama-server error: {error}");
-            }
-            let at = Instant::now();
-            first.get_or_insert(at);
-            if event["stop"].as_bool() == Some(true) {
-                return final_outcome(&event, sent, first.unwrap_or(at), at, n);
-            }
+    let mut first = None;
+    while let Some(line) = response.next_line().await? {
+        let line = String::from_utf8_lossy(&line);
+        let Some(data) = line.trim_end().strip_prefix("data: ") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(data)
+            .with_context(|| format!("an event that is not JSON: {data}"))?;
+        if let Some(error) = event.get("error") {
+            bail!("llama-server error: {error}");
+        }
+        let at = Instant::now();
+        first.get_or_insert(at);
+        if event["stop"].as_bool() == Some(true) {
+            return final_outcome(&event, sent, first.unwrap_or(at), at, n);
         }
     }
     bail!("the /completion stream ended without a final event")
@@ -182,6 +178,8 @@ pub(super) struct Response {
     chunked: bool,
     /// Bytes of body left when the length is known.
     remaining: Option<usize>,
+    /// Body bytes read but not yet returned as a line.
+    pending: Vec<u8>,
 }
 
 /// Writes one request (the connection closes after it) and reads the status and headers.
@@ -227,10 +225,25 @@ pub(super) async fn send(
         reader,
         chunked,
         remaining,
+        pending: Vec::new(),
     })
 }
 
 impl Response {
+    /// The next line of the body (with its newline) as soon as it is whole; `None` at
+    /// the end of the body.
+    pub(super) async fn next_line(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                return Ok(Some(self.pending.drain(..=end).collect()));
+            }
+            match self.next_chunk().await? {
+                Some(chunk) => self.pending.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// The next piece of the body as it arrives; `None` at its end.
     pub(super) async fn next_chunk(&mut self) -> anyhow::Result<Option<Vec<u8>>> {
         if self.chunked {
