@@ -80,7 +80,6 @@ struct Waiting<'a, B: Backend> {
 impl<B: Backend> Drop for Waiting<'_, B> {
     fn drop(&mut self) {
         let mut state = self.inner.lock();
-        state.waiting = state.waiting.saturating_sub(1);
         if let Some(queue) = state.queues.get_mut(&self.model) {
             queue.retain(|t| *t != self.ticket);
             if queue.is_empty() {
@@ -210,7 +209,7 @@ impl<B: Backend> Scheduler<B> {
 
     /// Requests waiting for a runner, over all models.
     pub fn waiting(&self) -> usize {
-        self.inner.lock().waiting
+        self.inner.lock().waiting()
     }
 
     /// What is loaded now, for `/api/ps`, gRPC and `ollamactl ps`.
@@ -267,12 +266,11 @@ impl<B: Backend> Inner<B> {
     /// full.
     fn enqueue(&self, model: &str) -> Result<Waiting<'_, B>, SchedError> {
         let mut state = self.lock();
-        if state.waiting >= self.policy.max_queue {
+        if state.waiting() >= self.policy.max_queue {
             return Err(SchedError::QueueFull {
                 max_queue: self.policy.max_queue,
             });
         }
-        state.waiting += 1;
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state

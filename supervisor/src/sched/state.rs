@@ -64,8 +64,6 @@ impl<R> Entry<R> {
 pub(crate) struct State<R> {
     pub entries: Vec<Entry<R>>,
     pub next_id: u64,
-    /// Requests waiting, over all models.
-    pub waiting: usize,
     /// Tickets of the requests waiting for each model, first come first.
     pub queues: HashMap<String, VecDeque<u64>>,
     pub next_ticket: u64,
@@ -78,7 +76,6 @@ impl<R> State<R> {
         Self {
             entries: Vec::new(),
             next_id: 0,
-            waiting: 0,
             queues: HashMap::new(),
             next_ticket: 0,
             crashes: HashMap::new(),
@@ -98,6 +95,11 @@ impl<R> State<R> {
             .find(|e| e.phase != Phase::Stopping)
             .or_else(|| all.first())
             .copied()
+    }
+
+    /// Requests waiting, over all models.
+    pub fn waiting(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
     }
 
     /// Requests waiting for model `name`.

@@ -41,6 +41,18 @@ impl Server {
             .prefix("ollamad-test-")
             .tempdir_in(e2e::models_dir())
             .unwrap();
+        Self::start_in(models_dir, env)
+    }
+
+    /// Stops this server (SIGTERM) and starts another on the same store.
+    pub fn restart(mut self, env: &[(&str, &str)]) -> Self {
+        self.terminate();
+        let placeholder = tempfile::tempdir().unwrap();
+        let models_dir = std::mem::replace(&mut self.models_dir, placeholder);
+        Self::start_in(models_dir, env)
+    }
+
+    fn start_in(models_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let log = models_dir.path().join("ollamad.log");
@@ -166,8 +178,9 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+impl Server {
+    /// SIGTERM, then SIGKILL if it has not exited within 20 s.
+    fn terminate(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -181,6 +194,12 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 

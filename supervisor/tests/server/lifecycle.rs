@@ -1,10 +1,12 @@
-//! Which models stay loaded: LRU eviction, keep-alive, and `ollamactl`.
+//! Which models stay loaded and what the store keeps: LRU eviction, keep-alive,
+//! `ollamactl`, pruning at start.
 
 use std::process::Command;
 use std::time::Duration;
 
 use e2e::TestModel;
 use serde_json::json;
+use sha2::Digest as _;
 
 use crate::harness::{Server, alive, eventually};
 
@@ -101,4 +103,34 @@ fn ollamactl_says_when_the_server_is_not_running() {
         err.contains("cannot reach ollamad at http://127.0.0.1:9"),
         "{err}"
     );
+}
+
+#[test]
+fn a_restart_prunes_blobs_no_model_uses_unless_noprune_is_set() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let stray = b"an upload never used in a create";
+    let digest = format!("{:x}", sha2::Sha256::digest(stray));
+    let upload = |server: &Server| {
+        let response = crate::harness::agent()
+            .post(server.url(&format!("/api/blobs/sha256:{digest}")))
+            .send(&stray[..])
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    };
+    let blob = |server: &Server| {
+        server
+            .models_dir
+            .path()
+            .join(format!("models/blobs/sha256-{digest}"))
+    };
+    upload(&server);
+
+    let server = server.restart(&[("OLLAMA_NOPRUNE", "1")]);
+    assert!(blob(&server).exists(), "OLLAMA_NOPRUNE keeps it");
+
+    let server = server.restart(&[]);
+    assert!(!blob(&server).exists(), "pruned at start");
+    let (status, body) = server.generate("smollm2", "Hi", 2);
+    assert_eq!(status, 200, "the model's own blobs are kept: {body}");
 }
