@@ -48,14 +48,7 @@ fn main() -> ExitCode {
 fn init_logging() {
     let debug =
         std::env::var("OLLAMA_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    let default = if debug { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    runner::tools::logging::init(if debug { "debug" } else { "info" });
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

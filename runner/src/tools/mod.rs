@@ -5,6 +5,7 @@ pub mod cache_args;
 pub mod dump_tensor;
 pub mod estimate;
 pub mod generate;
+pub mod logging;
 pub mod perplexity;
 pub mod serve;
 pub mod tokenize;

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use super::peer::send;
+use super::peer::{self, send};
 use super::{Outcome, Sent};
 
 /// The model's name in the bench's store.
@@ -68,7 +68,7 @@ impl Ollamad {
             if let Some(status) = server.child.try_wait()? {
                 bail!("ollamad exited with {status} (log: {})", log.display());
             }
-            if let Ok((200, _)) = server.request("GET", "/", None).await {
+            if let Ok((200, _)) = peer::request(server.port, "GET", "/", None).await {
                 // Linked once the server runs: at start it prunes blobs no model names.
                 let blob = blobs.join(format!("sha256-{digest}"));
                 if std::fs::hard_link(model, &blob).is_err() {
@@ -79,12 +79,14 @@ impl Ollamad {
                     "files": { "model.gguf": format!("sha256:{digest}") },
                     "stream": false,
                 });
-                let (status, body) = server.request("POST", "/api/create", Some(&create)).await?;
+                let (status, body) =
+                    peer::request(server.port, "POST", "/api/create", Some(&create)).await?;
                 if status != 200 {
                     bail!("/api/create answered {status}: {body}");
                 }
                 let load = json!({ "model": MODEL, "options": { "num_thread": threads } });
-                let (status, body) = server.request("POST", "/api/generate", Some(&load)).await?;
+                let (status, body) =
+                    peer::request(server.port, "POST", "/api/generate", Some(&load)).await?;
                 if status != 200 {
                     bail!("loading {MODEL} answered {status}: {body}");
                 }
@@ -98,25 +100,9 @@ impl Ollamad {
         )
     }
 
-    async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, String)> {
-        let mut response = send(self.connect().await?, method, path, body).await?;
-        let mut text = String::new();
-        while let Some(chunk) = response.next_chunk().await? {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        Ok((response.status, text))
-    }
-
     /// A new connection to the server.
     pub async fn connect(&self) -> anyhow::Result<TcpStream> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+        peer::connect(self.port).await
     }
 
     /// Compute threads its runner is asked for.

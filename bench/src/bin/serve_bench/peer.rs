@@ -55,7 +55,7 @@ impl LlamaServer {
             if let Some(status) = server.child.try_wait()? {
                 bail!("llama-server exited with {status} (log: {})", log.display());
             }
-            if let Ok((200, _)) = server.request("GET", "/health", None).await {
+            if let Ok((200, _)) = request(server.port, "GET", "/health", None).await {
                 return Ok(server);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -66,28 +66,32 @@ impl LlamaServer {
         )
     }
 
-    /// A whole request's status and body (no streaming).
-    async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<(u16, String)> {
-        let stream = self.connect().await?;
-        let mut response = send(stream, method, path, body).await?;
-        let mut text = String::new();
-        while let Some(chunk) = response.next_chunk().await? {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        Ok((response.status, text))
-    }
-
     /// A connection of its own for one request.
     pub async fn connect(&self) -> anyhow::Result<TcpStream> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+        connect(self.port).await
     }
+}
+
+/// A connection to the local server on `port`, without Nagle's delay.
+pub(super) async fn connect(port: u16) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A whole request's status and body (no streaming) to the local server on `port`.
+pub(super) async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, String)> {
+    let mut response = send(connect(port).await?, method, path, body).await?;
+    let mut text = String::new();
+    while let Some(chunk) = response.next_chunk().await? {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    Ok((response.status, text))
 }
 
 impl Drop for LlamaServer {
