@@ -76,11 +76,6 @@ impl<B: Backend> Lease<B> {
             None => std::future::pending().await,
         }
     }
-
-    /// The failure, if the runner has already gone.
-    pub fn failure(&self) -> Option<RunnerFailure> {
-        self.failure.borrow().clone()
-    }
 }
 
 impl<B: Backend> Drop for Lease<B> {

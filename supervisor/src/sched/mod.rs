@@ -106,11 +106,6 @@ impl<B: Backend> Scheduler<B> {
         Self { inner }
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.inner.policy
-    }
-
     /// The backend that starts runners.
     pub fn backend(&self) -> &B {
         &self.inner.backend
