@@ -31,6 +31,9 @@ enum Command {
     Bench(runner::tools::bench::BenchArgs),
     /// Print the memory a model will take with a configuration, without loading it.
     Estimate(runner::tools::estimate::EstimateArgs),
+    /// Write a copy of a model with every tensor in F32, for perplexity comparisons that
+    /// 8-bit activation rounding would blur.
+    Dequantize(runner::tools::dequantize::DequantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Estimate(args) => {
             runner::tools::estimate::run(&args, &mut std::io::stdout().lock())?
         }
+        Command::Dequantize(args) => runner::tools::dequantize::run(&args)?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ mod estimate;
 mod gemma3;
 mod generate_refs;
 mod inspect_cli;
+mod kv_perplexity;
 mod perplexity_refs;
 mod real_models;
 mod runner_service;

@@ -153,3 +153,77 @@ fn generate_says_which_cache_it_runs_with() {
         "{stderr}"
     );
 }
+
+/// The first `limit` values of `tensor` in `model` through `dump-tensor`.
+fn dumped(model: &Path, tensor: &str, limit: usize) -> Vec<f32> {
+    let values = json_stdout(&[
+        "dump-tensor",
+        "--model",
+        model.to_str().unwrap(),
+        "--name",
+        tensor,
+        "--limit",
+        &limit.to_string(),
+    ]);
+    serde_json::from_value(values).unwrap()
+}
+
+#[test]
+fn dequantize_copies_every_value_and_a_nudge_moves_only_the_last_bits_of_matrices() {
+    let model = TestModel::SmolLm2.path();
+    let dir = tempfile::tempdir().unwrap();
+    let exact = dir.path().join("exact.gguf");
+    let nudged = dir.path().join("nudged.gguf");
+    for (out, nudge) in [(&exact, "0"), (&nudged, "1")] {
+        let done = runner(&[
+            "dequantize",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--nudge",
+            nudge,
+        ]);
+        assert!(
+            done.status.success(),
+            "dequantize failed: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    let info = json_stdout(&["inspect", "--model", exact.to_str().unwrap(), "--json"]);
+    assert_eq!(info["file_type"], "F32", "{info}");
+
+    // q4_1, q8_0 and f32 tensors: the copy holds exactly the values the engine reads.
+    for tensor in [
+        "blk.0.attn_q.weight",
+        "token_embd.weight",
+        "blk.0.attn_norm.weight",
+    ] {
+        let original = dumped(&model, tensor, 512);
+        assert_eq!(dumped(&exact, tensor, 512), original, "{tensor}");
+        let moved = dumped(&nudged, tensor, 512);
+        if tensor.ends_with("norm.weight") {
+            assert_eq!(moved, original, "{tensor}: vectors are not nudged");
+            continue;
+        }
+        let mut changed = 0;
+        for (m, o) in moved.iter().zip(&original) {
+            assert!(
+                (m - o).abs() <= o.abs() * 2.0 * f32::EPSILON,
+                "{tensor}: {o} became {m}"
+            );
+            changed += usize::from(m != o);
+        }
+        assert!(changed > 0, "{tensor}: a nudge of 1 changed nothing");
+    }
+}
+
+#[test]
+fn dequantize_refuses_to_overwrite_its_input() {
+    let model = TestModel::SmolLm2.path();
+    let path = model.to_str().unwrap();
+    let out = runner(&["dequantize", "--model", path, "--out", path]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--out must name a new file"), "{stderr}");
+}
