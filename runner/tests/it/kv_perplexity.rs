@@ -118,9 +118,8 @@ fn perplexity(refs: &Refs, copy: &Path, k: &str, v: &str, flash: bool) -> f64 {
         if flash { "on" } else { "off" },
     ]);
     let last = stdout.lines().last().unwrap_or_default();
-    last.strip_prefix("PPL = ")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ppl| ppl.parse().ok())
+    crate::perplexity_refs::parse_ppl_line(last)
+        .map(|(ppl, _)| ppl)
         .unwrap_or_else(|| panic!("last line of stdout is not 'PPL = X +/- Y': {stdout:?}"))
 }
 

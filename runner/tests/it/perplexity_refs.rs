@@ -127,7 +127,7 @@ fn matches_llama_cpp(model: TestModel) {
 }
 
 /// `PPL = X +/- Y` as `(X, Y)`.
-fn parse_ppl_line(line: &str) -> Option<(f64, f64)> {
+pub(crate) fn parse_ppl_line(line: &str) -> Option<(f64, f64)> {
     let rest = line.strip_prefix("PPL = ")?;
     let (ppl, plus_minus) = rest.split_once(" +/- ")?;
     Some((ppl.parse().ok()?, plus_minus.trim().parse().ok()?))
