@@ -11,6 +11,11 @@ pub mod runner {
 }
 
 /// The runner protocol version both sides must agree on (see `runner.proto`).
+///
+/// `Shutdown` (and `RUNNER_STATE_STOPPING`) came without a bump: the change is additive.
+/// A runner without it answers `UNIMPLEMENTED`, and the supervisor's stop then goes on to
+/// SIGTERM as before; an older supervisor never calls it and reads the new state as "not
+/// ready". Both are built together anyway, and the handshake still refuses real mismatches.
 pub const RUNNER_PROTOCOL_VERSION: u32 = 2;
 
 /// The encoded descriptors of `runner.proto`, for gRPC server reflection.

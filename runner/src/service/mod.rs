@@ -1,16 +1,19 @@
 //! The tonic `Runner` service: the supervisor's view of this process.
 //!
-//! The service holds the runner's state (idle, loading, ready) and turns gRPC
+//! The service holds the runner's state (idle, loading, ready, stopping) and turns gRPC
 //! calls into engine requests; all model work happens on the engine's compute thread.
+//! [`drain`] counts the requests running, for `Shutdown`.
 
 // tonic's `Status` is this API's error type, large as it is.
 #![allow(clippy::result_large_err)]
 
 mod convert;
+pub mod drain;
 pub mod load;
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ollama_proto::RUNNER_PROTOCOL_VERSION;
 use ollama_proto::runner as pb;
@@ -20,6 +23,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status};
 
 use self::convert::{cache_info, engine_status, event_to_response, generate_job};
+use self::drain::{Drain, Tracked};
 use self::load::{LoadConfig, Loaded};
 use crate::tools::bench::rss_bytes;
 
@@ -34,6 +38,7 @@ enum State {
 #[derive(Clone)]
 pub struct RunnerService {
     state: Arc<Mutex<State>>,
+    drain: Drain,
 }
 
 impl Default for RunnerService {
@@ -47,6 +52,7 @@ impl RunnerService {
     pub fn new() -> Self {
         Self {
             state: Arc::new(Mutex::new(State::Idle)),
+            drain: Drain::new(),
         }
     }
 
@@ -67,6 +73,9 @@ impl RunnerService {
     }
 
     fn state_code(&self) -> pb::RunnerState {
+        if self.drain.closed() {
+            return pb::RunnerState::Stopping;
+        }
         match &*self.lock() {
             State::Idle => pb::RunnerState::Idle,
             State::Loading => pb::RunnerState::Loading,
@@ -84,6 +93,9 @@ fn check_version(version: u32) -> Result<(), Status> {
          {RUNNER_PROTOCOL_VERSION}: use the ollama-runner built with this ollamad"
     )))
 }
+
+/// The longest drain `Shutdown` honours.
+const MAX_DRAIN: Duration = Duration::from_secs(24 * 60 * 60);
 
 type GenerateStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateResponse, Status>> + Send>>;
 
@@ -183,6 +195,7 @@ impl pb::runner_server::Runner for RunnerService {
         request: Request<pb::GenerateRequest>,
     ) -> Result<Response<Self::GenerateStream>, Status> {
         let loaded = self.loaded()?;
+        let ticket = self.drain.admit()?;
         let job = generate_job(&loaded, request.into_inner());
         let events = loaded
             .engine
@@ -191,7 +204,7 @@ impl pb::runner_server::Runner for RunnerService {
         let tokenizer = Arc::clone(loaded.engine.tokenizer());
         let stream = UnboundedReceiverStream::new(events)
             .map(move |event| event_to_response(&tokenizer, event));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(Tracked::new(stream, ticket))))
     }
 
     async fn embed(
@@ -199,6 +212,7 @@ impl pb::runner_server::Runner for RunnerService {
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let loaded = self.loaded()?;
+        let ticket = self.drain.admit()?;
         let request = request.into_inner();
         if request.inputs.is_empty() {
             return Err(Status::invalid_argument(
@@ -211,11 +225,14 @@ impl pb::runner_server::Runner for RunnerService {
             .iter()
             .map(|text| tokenizer.encode(text, true, true))
             .collect();
-        let result = loaded
+        let embed = loaded
             .engine
-            .embed(inputs, request.normalize.unwrap_or(true))
-            .await
-            .map_err(|e| convert::status(&e))?;
+            .embed(inputs, request.normalize.unwrap_or(true));
+        let result = tokio::select! {
+            result = embed => result.map_err(|e| convert::status(&e))?,
+            () = ticket.cancelled() => return Err(ticket.cancel_status()),
+        };
+        drop(ticket);
         Ok(Response::new(pb::EmbedResponse {
             embeddings: result
                 .vectors
@@ -255,5 +272,31 @@ impl pb::runner_server::Runner for RunnerService {
         }
         let text = tokenizer.decode(&r.tokens, r.special);
         Ok(Response::new(pb::DetokenizeResponse { text }))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> Result<Response<pb::ShutdownResponse>, Status> {
+        // Capped, so that the deadline is a time the clock can hold.
+        let drain = Duration::from_millis(request.get_ref().drain_ms).min(MAX_DRAIN);
+        tracing::info!(
+            running = self.drain.running(),
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: refusing new requests, draining"
+        );
+        let drained = self
+            .drain
+            .shutdown(tokio::time::Instant::now() + drain)
+            .await;
+        tracing::info!(
+            finished = drained.finished,
+            cancelled = drained.cancelled,
+            "drained; waiting for SIGTERM"
+        );
+        Ok(Response::new(pb::ShutdownResponse {
+            finished: drained.finished as u32,
+            cancelled: drained.cancelled as u32,
+        }))
     }
 }

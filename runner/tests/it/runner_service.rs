@@ -460,3 +460,103 @@ async fn logprobs_tokenize_embed_and_reflection() {
     let listed = format!("{:?}", answer.message_response);
     assert!(listed.contains("ollama.runner.v1.Runner"), "{listed}");
 }
+
+/// Starts a generation on its own connection and returns its stream after the first
+/// piece, so it is surely running.
+async fn running_generation(
+    served: &Served,
+    request: pb::GenerateRequest,
+) -> tonic::Streaming<pb::GenerateResponse> {
+    let mut client = served.client().await;
+    let mut stream = client.generate(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(matches!(
+        first.event,
+        Some(pb::generate_response::Event::Piece(_))
+    ));
+    stream
+}
+
+/// Reads `stream` to its end: the Done, or the status it failed with.
+async fn rest(
+    mut stream: tonic::Streaming<pb::GenerateResponse>,
+) -> Result<pb::Done, tonic::Status> {
+    while let Some(message) = stream.message().await? {
+        if let Some(pb::generate_response::Event::Done(done)) = message.event {
+            return Ok(done);
+        }
+    }
+    panic!("the stream ended without Done");
+}
+
+async fn shutdown(served: &Served, drain_ms: u64) -> pb::ShutdownResponse {
+    served
+        .client()
+        .await
+        .shutdown(pb::ShutdownRequest { drain_ms })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_generation_finish_and_refuses_new_work() {
+    let served = Served::with_model(TestModel::SmolLm2, Default::default()).await;
+    let stream = running_generation(&served, greedy(PROMPTS[3], 32)).await;
+    let reader = tokio::spawn(rest(stream));
+    let answer = shutdown(&served, 60_000).await;
+    assert_eq!(
+        (answer.finished, answer.cancelled),
+        (1, 0),
+        "the generation ran to its end"
+    );
+    let done = reader
+        .await
+        .unwrap()
+        .expect("the drained stream ends normally");
+    assert_eq!(done.reason(), pb::DoneReason::Length);
+    assert_eq!(done.timings.unwrap().generated_tokens, 32);
+
+    let mut c = served.client().await;
+    assert_status(
+        c.generate(greedy("hello", 4)).await.map(drop),
+        Code::Unavailable,
+        &["shutting down"],
+    );
+    assert_status(
+        c.embed(pb::EmbedRequest {
+            inputs: vec!["a cat".into()],
+            normalize: None,
+        })
+        .await,
+        Code::Unavailable,
+        &["shutting down"],
+    );
+    let health = c
+        .health(pb::HealthRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.state(), pb::RunnerState::Stopping);
+    // Idle now: a second Shutdown answers at once.
+    let again = shutdown(&served, 60_000).await;
+    assert_eq!((again.finished, again.cancelled), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_a_generation_still_running_at_its_deadline() {
+    let served = Served::with_model(TestModel::SmolLm2, Default::default()).await;
+    let endless = greedy(PROMPTS[1], 1_000_000);
+    let stream = running_generation(&served, endless).await;
+    let reader = tokio::spawn(rest(stream));
+    let answer = shutdown(&served, 200).await;
+    assert_eq!((answer.finished, answer.cancelled), (0, 1));
+    let status = reader.await.unwrap().expect_err("the stream is cut off");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert!(status.message().contains("drain"), "{status:?}");
+    let mut c = served.client().await;
+    let idle = c.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(idle.state(), pb::RunnerState::Stopping);
+}

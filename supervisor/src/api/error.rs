@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::options::OptionsError;
+use crate::runners::RunnerError;
 use crate::sched::SchedError;
 use crate::store::StoreError;
 use crate::template::TemplateError;
@@ -78,6 +79,32 @@ impl From<SchedError> for ApiError {
     }
 }
 
+/// A runner's error as the API answers it. The request's own faults are 400 with the
+/// runner's message, which says what to change. Everything else is 500, as Ollama
+/// answers a runner's failures, with a message that names the model and what to do:
+/// - a cancelled request (the runner was stopped under it) is 500, not nginx's 499:
+///   Ollama has no such status, and the client is still there to read the answer;
+/// - a timeout is 500 rather than 504: the runner is part of this server, not an
+///   upstream a gateway waits for, Ollama answers 500 for its runner timeouts, and its
+///   clients treat every 5xx alike.
+impl From<RunnerError> for ApiError {
+    fn from(e: RunnerError) -> Self {
+        let status = match &e {
+            RunnerError::Invalid { .. } | RunnerError::TooLong { .. } => StatusCode::BAD_REQUEST,
+            RunnerError::Spawn { .. }
+            | RunnerError::Directory { .. }
+            | RunnerError::Exited { .. }
+            | RunnerError::LoadTimeout { .. }
+            | RunnerError::LoadRefused { .. }
+            | RunnerError::Cancelled { .. }
+            | RunnerError::Gone { .. }
+            | RunnerError::TimedOut { .. }
+            | RunnerError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let status = match &e {
@@ -104,5 +131,76 @@ impl From<OptionsError> for ApiError {
 impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
         Self::bad_request(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runners::{Call, ExitInfo};
+
+    fn answer(e: RunnerError) -> (StatusCode, String) {
+        let e = ApiError::from(e);
+        (e.status, e.message)
+    }
+
+    #[test]
+    fn a_runners_refusal_of_the_request_is_a_400_with_its_message() {
+        let message = "the prompt has 900 tokens but the context holds 64: shorten the prompt";
+        for e in [
+            RunnerError::TooLong {
+                model: "m".into(),
+                message: message.into(),
+            },
+            RunnerError::Invalid {
+                model: "m".into(),
+                message: message.into(),
+            },
+        ] {
+            assert_eq!(answer(e), (StatusCode::BAD_REQUEST, message.to_owned()));
+        }
+    }
+
+    #[test]
+    fn a_runners_failures_are_500s_that_name_the_model() {
+        let m = || "smollm2".to_owned();
+        for e in [
+            RunnerError::Gone {
+                model: m(),
+                message: "broken pipe".into(),
+            },
+            RunnerError::Cancelled {
+                model: m(),
+                message: "stopped".into(),
+            },
+            RunnerError::TimedOut {
+                model: m(),
+                call: Call::Status,
+                after: Some(Duration::from_secs(5)),
+            },
+            RunnerError::Failed {
+                model: m(),
+                message: "the model failed".into(),
+            },
+            RunnerError::LoadRefused {
+                model: m(),
+                reason: "unsupported architecture".into(),
+            },
+            RunnerError::LoadTimeout {
+                model: m(),
+                after: Duration::from_secs(300),
+            },
+            RunnerError::Exited {
+                model: m(),
+                exit: ExitInfo::Signal(9),
+                stderr: vec!["out of memory".into()],
+            },
+        ] {
+            let (status, message) = answer(e);
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{message}");
+            assert!(message.contains("smollm2"), "{message}");
+        }
     }
 }

@@ -19,6 +19,7 @@ use super::stream::{Event, next_event};
 use super::{ApiError, AppState};
 use crate::config::KeepAlive;
 use crate::options::Options;
+use crate::runners::GenerateStream;
 use crate::sched::{Acquire, Lease, LoadSpec, RunnerBackend};
 use crate::template::Message;
 use ollama_proto::runner as pb;
@@ -140,19 +141,8 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let lease = state.sched.acquire(Acquire { spec, keep_alive }).await?;
     let job = generate_request(prompt, &options);
     let stream = match lease.runner().client().generate(job).await {
-        Ok(stream) => stream.into_inner(),
-        Err(status)
-            if matches!(
-                status.code(),
-                tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted
-            ) =>
-        {
-            return Err(ApiError::bad_request(status.message()));
-        }
-        Err(status) => {
-            let message = super::stream::broken(&lease, status.message()).await;
-            return Err(ApiError::internal(message));
-        }
+        Ok(stream) => stream,
+        Err(error) => return Err(super::stream::broken(&lease, error).await),
     };
     let reply = Reply {
         model: r.model.clone(),
@@ -197,7 +187,7 @@ struct Reply {
     model: String,
     started: Instant,
     lease: Lease<RunnerBackend>,
-    stream: tonic::Streaming<pb::GenerateResponse>,
+    stream: GenerateStream,
 }
 
 impl Reply {
@@ -244,7 +234,8 @@ impl Reply {
                 let (line, last) = match next_event(&self.lease, &mut self.stream).await {
                     Event::Piece(text) => (self.piece(&text), false),
                     Event::Done(done) => (self.done(&done, ""), true),
-                    Event::Failed(message) => {
+                    Event::Failed(error) => {
+                        let message = error.message();
                         tracing::warn!(model = %self.model, %message, "generation failed");
                         (json!({ "error": message }), true)
                     }
@@ -271,7 +262,7 @@ impl Reply {
             match next_event(&self.lease, &mut self.stream).await {
                 Event::Piece(piece) => text.push_str(&piece),
                 Event::Done(done) => return Ok(axum::Json(self.done(&done, &text)).into_response()),
-                Event::Failed(message) => return Err(ApiError::internal(message)),
+                Event::Failed(error) => return Err(error),
             }
         }
     }

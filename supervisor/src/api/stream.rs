@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use ollama_proto::runner as pb;
-use tonic::Streaming;
 
+use super::ApiError;
+use crate::runners::{GenerateStream, RunnerError};
 use crate::sched::{Lease, RunnerBackend};
 
 /// The next thing that happened to a generation.
@@ -14,8 +15,8 @@ pub enum Event {
     Piece(String),
     /// The end, with its reason and timings.
     Done(pb::Done),
-    /// The generation failed; the message is for the user.
-    Failed(String),
+    /// The generation failed; the error is for the user.
+    Failed(ApiError),
 }
 
 /// How long to wait, after the stream breaks, for the runner's exit to be seen, so the
@@ -23,32 +24,42 @@ pub enum Event {
 const EXIT_SETTLE: Duration = Duration::from_millis(500);
 
 /// The next event of `stream`, or the runner's failure, whichever comes first.
-pub async fn next_event(
-    lease: &Lease<RunnerBackend>,
-    stream: &mut Streaming<pb::GenerateResponse>,
-) -> Event {
+pub async fn next_event(lease: &Lease<RunnerBackend>, stream: &mut GenerateStream) -> Event {
     tokio::select! {
         biased;
-        failure = lease.failed() => Event::Failed(failure.to_string()),
+        failure = lease.failed() => Event::Failed(ApiError::internal(failure.to_string())),
         message = stream.message() => match message {
-            Ok(Some(pb::GenerateResponse { event: Some(event) })) => match event {
+            Some(Ok(pb::GenerateResponse { event: Some(event) })) => match event {
                 pb::generate_response::Event::Piece(piece) => Event::Piece(piece.text),
                 pb::generate_response::Event::Done(done) => Event::Done(done),
             },
-            Ok(Some(pb::GenerateResponse { event: None })) => {
-                Event::Failed(format!("the runner for {} sent an empty message", lease.model()))
-            }
-            Ok(None) => Event::Failed(broken(lease, "the stream ended without a result").await),
-            Err(status) => Event::Failed(broken(lease, status.message()).await),
+            Some(Ok(pb::GenerateResponse { event: None })) => Event::Failed(ApiError::internal(
+                format!("the runner for {} sent an empty message", lease.model()),
+            )),
+            Some(Err(error)) => Event::Failed(broken(lease, error).await),
+            None => Event::Failed(
+                broken(
+                    lease,
+                    RunnerError::Gone {
+                        model: lease.model().to_owned(),
+                        message: "the generation's stream was read past its end".into(),
+                    },
+                )
+                .await,
+            ),
         }
     }
 }
 
-/// The error text for a broken stream: the runner's failure if it turns out to have died,
-/// else what the transport said.
-pub async fn broken(lease: &Lease<RunnerBackend>, what: &str) -> String {
+/// The answer for a call to the lease's runner that failed with `error`: the runner's
+/// failure if it turns out to have died (its exit says more than a broken connection),
+/// else `error` itself. A request the runner refused as faulty is answered at once.
+pub async fn broken(lease: &Lease<RunnerBackend>, error: RunnerError) -> ApiError {
+    if error.is_request_fault() {
+        return error.into();
+    }
     match tokio::time::timeout(EXIT_SETTLE, lease.failed()).await {
-        Ok(failure) => failure.to_string(),
-        Err(_) => format!("the runner for {} failed: {what}", lease.model()),
+        Ok(failure) => ApiError::internal(failure.to_string()),
+        Err(_) => error.into(),
     }
 }

@@ -1,76 +1,42 @@
 //! Runner children: start `ollama-runner serve` for one model, wait until it answers,
-//! load the model, watch it, and stop it. Nothing of a runner outlives the supervisor.
+//! load the model, watch it, talk to it and stop it. Nothing of a runner outlives the
+//! supervisor.
 //!
 //! Each runner gets its own 0700 directory for its socket, its own process group (so a
-//! stop reaches anything it started) and a parent-death signal: children are forked by
-//! one long-lived thread ([`spawner`]), because Linux sends that signal when the forking
-//! *thread* exits, and async runtimes retire idle threads. The child's stderr goes into
-//! this process's log, tagged with the model's name.
+//! stop reaches anything it started), a cleared environment but for [`RUNNER_ENV`] and
+//! a parent-death signal: children are forked by one long-lived thread ([`spawner`]),
+//! because Linux sends that signal when the forking *thread* exits, and async runtimes
+//! retire idle threads. The child's stderr goes into this process's log, tagged with the
+//! model's name, and its last [`STDERR_TAIL_LINES`] lines are kept for error messages and
+//! crash reports ([`Runner::stderr_tail`]). Every call to a runner goes through
+//! [`RunnerClient`], which types the runner's answers as [`RunnerError`]s.
 
+mod client;
+mod error;
 mod exit;
 mod spawner;
 
+pub use client::{GenerateStream, RunnerClient};
+pub use error::{Call, RunnerError};
 pub use exit::ExitInfo;
+pub use spawner::{RUNNER_ENV, STDERR_TAIL_LINES};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use ollama_proto::RUNNER_PROTOCOL_VERSION;
 use ollama_proto::runner as pb;
-use ollama_proto::runner::runner_client::RunnerClient;
-use thiserror::Error;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
-/// Why a runner could not be started or used.
-#[derive(Debug, Error)]
-pub enum RunnerError {
-    /// The runner binary could not be started.
-    #[error("cannot start {bin}: {source}")]
-    Spawn {
-        /// The binary.
-        bin: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The private socket directory could not be made.
-    #[error("cannot create the runner directory {path}: {source}")]
-    Directory {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The runner exited before it was ready.
-    #[error("the runner for {model} exited with {exit} before it was ready")]
-    Exited {
-        /// The model.
-        model: String,
-        /// How it ended.
-        exit: ExitInfo,
-    },
-    /// The runner did not become ready in time; it was killed.
-    #[error(
-        "the runner for {model} was not ready after {after:?} (OLLAMA_LOAD_TIMEOUT); it was stopped"
-    )]
-    Timeout {
-        /// The model.
-        model: String,
-        /// The time allowed.
-        after: Duration,
-    },
-    /// The runner answered with an error (its message says why).
-    #[error("the runner for {model} refused: {}", status.message())]
-    Refused {
-        /// The model.
-        model: String,
-        /// Its answer.
-        status: tonic::Status,
-    },
-}
+use self::spawner::StderrTail;
+
+/// How long to wait, after a call broke off during the load, for the runner's exit to be
+/// seen, so that the error can be its exit and last words rather than a broken connection.
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
 
 /// How to start runners.
 #[derive(Debug, Clone)]
@@ -83,13 +49,53 @@ pub struct RunnerConfig {
     pub load_timeout: Duration,
 }
 
-/// A running, loaded runner. Dropping it kills its process group.
+/// How a stop divides its grace period: the runner drains for this share of it (so its
+/// `Shutdown` answer comes back before the SIGTERM is due) ...
+const DRAIN_SHARE: f64 = 0.5;
+/// ... and the `Shutdown` call may take this share; SIGTERM gets the rest.
+const SHUTDOWN_SHARE: f64 = 0.75;
+
+/// A running, loaded runner. Dropping it kills its process group and removes its
+/// directory.
+///
+/// A runner's life as the supervisor sees it (starting and loading are a [`Starting`],
+/// ready and stopping a `Runner`; failed is a [`RunnerError`] from [`Runner::start`], or
+/// an exit seen on [`Runner::exit_watch`]):
+///
+/// ```text
+///   spawn: own process group, RUNNER_ENV only, parent-death signal
+///     |
+///     v
+///  +----------+  exits ........................ Exited (with the stderr tail)
+///  | starting |  refuses the Health handshake . LoadRefused
+///  +----------+  OLLAMA_LOAD_TIMEOUT passes ... LoadTimeout
+///     | Health answers                                  |
+///     v                                                 |
+///  +----------+  refuses the Load ............. LoadRefused
+///  | loading  |  exits (or breaks off, exits) . Exited (with the stderr tail)
+///  +----------+  OLLAMA_LOAD_TIMEOUT passes ... LoadTimeout
+///     | Load answers                                    |
+///     v                                                 v
+///  +----------+  exits on its own        +----------------------------------+
+///  |  ready   |------------------------->|              failed              |
+///  +----------+  (crash, kill)           | while starting: the group is     |
+///     |                                  | SIGKILLed, the directory removed |
+///     | stop(grace)                      | when ready: the exit is seen on  |
+///     v                                  | exit_watch; the scheduler        |
+///  +----------+                          | reports it with stderr_tail()    |
+///  | stopping |                          +----------------------------------+
+///  +----------+  Shutdown (drain for half the grace), SIGTERM, SIGKILL at the end
+///     | exits (code 0 after SIGTERM)
+///     v
+///   stopped: the exit is seen on exit_watch
+/// ```
 pub struct Runner {
     model: String,
     pid: u32,
     dir: PathBuf,
-    client: RunnerClient<Channel>,
+    client: RunnerClient,
     exit: watch::Receiver<Option<ExitInfo>>,
+    stderr: StderrTail,
     loaded: pb::LoadResponse,
 }
 
@@ -141,25 +147,20 @@ impl Runner {
             pid: child.pid,
             dir,
             exit: child.exit,
+            stderr: child.stderr,
             armed: true,
         };
-        let timeout = RunnerError::Timeout {
+        let timeout = RunnerError::LoadTimeout {
             model: model.to_owned(),
             after: config.load_timeout,
         };
-        let client = match tokio::time::timeout_at(deadline.into(), starting.connect(&socket)).await
-        {
+        let client = match tokio::time::timeout_at(deadline, starting.connect(&socket)).await {
             Ok(result) => result?,
             Err(_) => return Err(timeout),
         };
-        let load = pb::LoadRequest {
-            protocol_version: RUNNER_PROTOCOL_VERSION,
-            ..load
-        };
-        let mut c = client.clone();
-        let loaded = match tokio::time::timeout_at(deadline.into(), c.load(load)).await {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => return Err(starting.refused(status)),
+        let loaded = match tokio::time::timeout_at(deadline, client.load(load)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(starting.explain(error).await),
             Err(_) => return Err(timeout),
         };
         Ok(starting.ready(client, loaded))
@@ -175,14 +176,21 @@ impl Runner {
         self.pid
     }
 
-    /// A client of its gRPC service (cheap to clone).
-    pub fn client(&self) -> RunnerClient<Channel> {
+    /// The client of its gRPC service (cheap to clone).
+    pub fn client(&self) -> RunnerClient {
         self.client.clone()
     }
 
     /// What the load reported: memory, cache, timings.
     pub fn loaded(&self) -> &pb::LoadResponse {
         &self.loaded
+    }
+
+    /// The last lines it wrote to stderr (at most [`STDERR_TAIL_LINES`]), oldest first.
+    /// Once its exit is seen (on [`Runner::exit_watch`]), the tail holds everything it
+    /// wrote before it died: the exit is published after its stderr reached its end.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.stderr.lines()
     }
 
     /// How it ended, once it has.
@@ -200,12 +208,35 @@ impl Runner {
         wait_exit(&mut self.exit.clone()).await
     }
 
-    /// SIGTERM to its process group, then SIGKILL after `grace` if it is still there;
-    /// returns how it ended.
+    /// Stops it within about `grace` and returns how it ended. First `Shutdown`: the
+    /// runner refuses new work, lets running requests finish for half of `grace` and
+    /// cancels the rest. Then SIGTERM to its process group (it exits cleanly, with code
+    /// 0), then SIGKILL once `grace` is over. A runner that does not answer `Shutdown`
+    /// (hung, or gone) gets the signals when three quarters of `grace` are over.
     pub async fn stop(&self, grace: Duration) -> ExitInfo {
+        let deadline = Instant::now() + grace;
         let mut exit = self.exit.clone();
+        if let Some(info) = *exit.borrow() {
+            return info;
+        }
+        let drain = self.client.shutdown(grace.mul_f64(DRAIN_SHARE));
+        let drained = tokio::time::timeout(grace.mul_f64(SHUTDOWN_SHARE), drain);
+        tokio::select! {
+            info = wait_exit(&mut exit) => return info,
+            answer = drained => match answer {
+                Ok(Ok(answer)) => tracing::debug!(
+                    model = %self.model,
+                    pid = self.pid,
+                    finished = answer.finished,
+                    cancelled = answer.cancelled,
+                    "runner drained"
+                ),
+                Ok(Err(error)) => tracing::debug!(model = %self.model, pid = self.pid, %error, "no drain"),
+                Err(_) => tracing::debug!(model = %self.model, pid = self.pid, "no answer to Shutdown"),
+            },
+        }
         signal_group(self.pid, Signal::SIGTERM);
-        match tokio::time::timeout(grace, wait_exit(&mut exit)).await {
+        match tokio::time::timeout_at(deadline, wait_exit(&mut exit)).await {
             Ok(exit) => exit,
             Err(_) => {
                 signal_group(self.pid, Signal::SIGKILL);
@@ -230,38 +261,31 @@ impl Drop for Runner {
     }
 }
 
-/// A runner between spawn and ready: killed (and its directory removed) if dropped
-/// while still `armed`.
+/// A runner between spawn and ready (starting, then loading): killed (and its directory
+/// removed) if dropped while still `armed`.
 struct Starting {
     model: String,
     pid: u32,
     dir: PathBuf,
     exit: watch::Receiver<Option<ExitInfo>>,
+    stderr: StderrTail,
     armed: bool,
 }
 
 impl Starting {
-    /// Connects once the socket answers `Health`, or fails when the child exits first.
-    async fn connect(&mut self, socket: &Path) -> Result<RunnerClient<Channel>, RunnerError> {
+    /// Connects once the socket answers `Health`, or fails when the child exits first
+    /// or refuses the handshake.
+    async fn connect(&mut self, socket: &Path) -> Result<RunnerClient, RunnerError> {
         loop {
             if let Some(exit) = *self.exit.borrow() {
-                return Err(RunnerError::Exited {
-                    model: self.model.clone(),
-                    exit,
-                });
+                return Err(self.exited(exit));
             }
             if socket.exists()
-                && let Ok(channel) = connect(socket).await
+                && let Ok(client) = RunnerClient::connect(socket, &self.model).await
             {
-                let mut client = RunnerClient::new(channel);
-                let health = pb::HealthRequest {
-                    protocol_version: RUNNER_PROTOCOL_VERSION,
-                };
-                match client.health(health).await {
+                match client.health().await {
                     Ok(_) => return Ok(client),
-                    Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                        return Err(self.refused(status));
-                    }
+                    Err(refused @ RunnerError::LoadRefused { .. }) => return Err(refused),
                     Err(_) => {}
                 }
             }
@@ -269,15 +293,29 @@ impl Starting {
         }
     }
 
-    fn refused(&self, status: tonic::Status) -> RunnerError {
-        RunnerError::Refused {
+    /// The error of a child that exited before it was ready, with its last words.
+    fn exited(&self, exit: ExitInfo) -> RunnerError {
+        RunnerError::Exited {
             model: self.model.clone(),
-            status,
+            exit,
+            stderr: self.stderr.lines(),
+        }
+    }
+
+    /// `error` of the load, or, when the call broke off because the runner died (it
+    /// crashed or was killed while loading), its exit and last words.
+    async fn explain(&mut self, error: RunnerError) -> RunnerError {
+        if !matches!(error, RunnerError::Gone { .. }) {
+            return error;
+        }
+        match tokio::time::timeout(EXIT_SETTLE, wait_exit(&mut self.exit)).await {
+            Ok(exit) => self.exited(exit),
+            Err(_) => error,
         }
     }
 
     /// The ready runner, which now owns the child.
-    fn ready(mut self, client: RunnerClient<Channel>, loaded: pb::LoadResponse) -> Runner {
+    fn ready(mut self, client: RunnerClient, loaded: pb::LoadResponse) -> Runner {
         self.armed = false;
         Runner {
             model: self.model.clone(),
@@ -285,6 +323,7 @@ impl Starting {
             dir: self.dir.clone(),
             client,
             exit: self.exit.clone(),
+            stderr: self.stderr.clone(),
             loaded,
         }
     }

@@ -112,12 +112,7 @@ impl RunnerHandle for Runner {
     }
 
     async fn check(&self) -> Result<Usage, String> {
-        let status = self
-            .client()
-            .status(pb::StatusRequest {})
-            .await
-            .map_err(|s| s.message().to_string())?
-            .into_inner();
+        let status = self.client().status().await.map_err(|e| e.to_string())?;
         let memory = status.memory.unwrap_or_default();
         Ok(Usage {
             allocated_bytes: memory.total_bytes,
