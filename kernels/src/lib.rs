@@ -12,10 +12,12 @@ pub mod arch;
 pub mod blocks;
 pub mod cpu;
 pub mod dot;
-pub mod ggml_type;
 pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod quant;
 
+/// The GGML types, a crate of their own so the GGUF reader and the memory plan share them
+/// without linking the kernels; re-exported so kernel code names them `crate::ggml_type`.
+pub use ggml_type;
 pub use ggml_type::{GgmlType, UnknownGgmlType};

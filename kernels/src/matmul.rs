@@ -112,25 +112,15 @@ pub fn supported(ty: GgmlType) -> bool {
     partner(ty).is_some()
 }
 
-/// The activation type weights of type `ty` multiply with.
+/// The activation type weights of type `ty` multiply with ([`GgmlType::vec_dot_type`]).
 pub fn partner(ty: GgmlType) -> Option<GgmlType> {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Some(Q8_0),
-        Q4_1 | Q5_1 => Some(Q8_1),
-        Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
-        F32 | F16 => Some(F32),
-        _ => None,
-    }
+    ty.vec_dot_type()
 }
 
-/// Bytes of scratch [`matmul`] needs for this shape (0 for an unsupported type).
+/// Bytes of scratch [`matmul`] needs for this shape (0 for an unsupported type); the
+/// formula lives with the types, where the memory estimate reads it too.
 pub fn activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
-    partner(ty).map_or(0, |act| {
-        (cols / act.block_size())
-            .saturating_mul(act.type_size())
-            .saturating_mul(n_tokens)
-    })
+    ggml_type::scratch::matmul_activation_bytes(ty, cols, n_tokens)
 }
 
 /// `out[t * rows + r] = dot(W[r], x[t * cols..])` for each token `t` and row `r`.

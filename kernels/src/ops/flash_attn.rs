@@ -45,8 +45,9 @@ use crate::quant::QuantError;
 
 pub use self::state::{FlashScratch, FlashState};
 
-/// Cells visited per block: the scores of one block are the only ones held at a time.
-pub const FLASH_BLOCK: usize = 64;
+/// Cells visited per block: the scores of one block are the only ones held at a time
+/// (defined with the other scratch sizes in [`ggml_type::scratch`]).
+pub use ggml_type::scratch::FLASH_BLOCK;
 
 /// A hole in a list of cells for [`flash_attn_list`]: a position the sequence lacks.
 pub const NO_CELL: u32 = u32::MAX;

@@ -2,8 +2,9 @@
 //! ([`FlashState`], one per range of cells, merged at the end) and the per-call scratch
 //! ([`FlashScratch`], one per thread). Both are sized once and reused.
 
+use ggml_type::scratch;
+
 use super::FLASH_BLOCK;
-use super::keys::KeyKind;
 
 /// Running online-softmax state of `n_rows` query rows: per row the largest score seen so
 /// far, the sum of `exp(score - max)` over the cells seen, and the unnormalised output
@@ -113,7 +114,7 @@ impl FlashState {
 
     /// Bytes [`FlashState::reset`] allocates for `n_rows` rows of `dv` values.
     pub fn bytes_for(n_rows: usize, dv: usize) -> usize {
-        (2 * n_rows + n_rows * dv) * size_of::<f32>()
+        scratch::flash_state_bytes(n_rows, dv)
     }
 
     /// Bytes this state holds now.
@@ -140,9 +141,7 @@ pub struct FlashScratch {
 
 /// Query storage (in f32) per row of `dk` values: the largest any key type needs.
 fn query_len(dk: usize) -> usize {
-    use super::keys::BlockKeys;
-    use crate::dot::kind;
-    BlockKeys::<kind::Q8_0>::query_len(dk).max(BlockKeys::<kind::Q4_1>::query_len(dk))
+    scratch::flash_query_words(dk)
 }
 
 impl FlashScratch {
@@ -162,8 +161,7 @@ impl FlashScratch {
 
     /// Bytes [`FlashScratch::reserve`] allocates for these sizes (on an empty scratch).
     pub fn bytes_for(n_rows: usize, dk: usize, dv: usize) -> usize {
-        let floats = n_rows * query_len(dk) + n_rows * FLASH_BLOCK + FLASH_BLOCK * dv;
-        floats * size_of::<f32>() + n_rows * size_of::<u64>()
+        scratch::flash_scratch_bytes(n_rows, dk, dv)
     }
 
     /// Bytes this scratch holds now.
@@ -185,5 +183,30 @@ fn grow_exact<T: Copy>(v: &mut Vec<T>, len: usize, value: T) {
     if v.len() < len {
         v.reserve_exact(len - v.len());
         v.resize(len, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::keys::{BlockKeys, F16Keys, F32Keys, KeyKind};
+    use super::*;
+    use crate::dot::kind;
+
+    /// The scratch formula shared with the memory estimate covers every key type.
+    #[test]
+    fn query_storage_is_the_largest_any_key_type_needs() {
+        for dk in [32, 64, 96, 128, 256] {
+            let need = [
+                F32Keys::query_len(dk),
+                F16Keys::query_len(dk),
+                BlockKeys::<kind::Q8_0>::query_len(dk),
+                BlockKeys::<kind::Q4_0>::query_len(dk),
+                BlockKeys::<kind::Q4_1>::query_len(dk),
+                BlockKeys::<kind::Q5_0>::query_len(dk),
+                BlockKeys::<kind::Q5_1>::query_len(dk),
+                BlockKeys::<kind::IQ4_NL>::query_len(dk),
+            ];
+            assert_eq!(query_len(dk), need.into_iter().max().unwrap(), "dk = {dk}");
+        }
     }
 }

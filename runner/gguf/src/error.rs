@@ -187,7 +187,7 @@ pub enum FormatError {
         /// The first dim.
         ne0: u64,
         /// The tensor type.
-        ty: kernels::GgmlType,
+        ty: ggml_type::GgmlType,
         /// Its block size.
         block: usize,
     },

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 
 use crate::error::{FormatError, GgufError};
 use crate::metadata::Metadata;

@@ -40,8 +40,8 @@ mod tests;
 
 pub use error::{FormatError, GgufError, MetadataError};
 pub use file::GgufFile;
+pub use ggml_type::GgmlType;
 pub use header::GgufHeader;
-pub use kernels::GgmlType;
 pub use metadata::{FromMetadata, Metadata};
 pub use model_keys::{DEFAULT_ROPE_FREQ_BASE, file_type_name};
 pub use tensor::TensorInfo;

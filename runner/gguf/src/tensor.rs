@@ -1,6 +1,6 @@
 //! Tensor records: name, shape, type and where the data lies.
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 
 use crate::error::FormatError;
 

@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 
 use crate::error::FormatError;
 use crate::file::GgufFile;

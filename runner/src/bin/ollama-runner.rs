@@ -49,9 +49,8 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr; `OLLAMA_DEBUG=1` turns on debug, `RUST_LOG` overrides both.
 fn init_logging() {
-    let debug =
-        std::env::var("OLLAMA_DEBUG").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    runner::tools::logging::init(if debug { "debug" } else { "info" });
+    let debug = std::env::var("OLLAMA_DEBUG").ok();
+    plan::logging::init(plan::logging::level_from_ollama_debug(debug.as_deref()));
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

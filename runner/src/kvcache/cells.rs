@@ -4,8 +4,10 @@
 //! prompt prefix), so each cell has a set of sequences, a 64-bit mask. A pending shift
 //! records how far a cell's key must still be rotated after its position moved.
 
-/// Sequences a cache can hold at most: one bit each in a cell's set.
-pub const MAX_SEQUENCES: usize = 64;
+use plan::kv::MAX_SEQUENCES;
+
+// A cell's set of sequences is a u64: one bit for each sequence a cache may hold.
+const _: () = assert!(MAX_SEQUENCES == u64::BITS as usize);
 
 /// Position and sequence set of every cell of one table.
 #[derive(Debug, Clone)]

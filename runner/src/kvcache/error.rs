@@ -3,43 +3,15 @@
 use kernels::quant::QuantError;
 use thiserror::Error;
 
-use super::CacheType;
+use super::KvConfigError;
 
 /// Why a cache cannot be made or used as asked.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum KvError {
-    /// A size in the configuration is zero or out of range.
-    #[error("{what} is {value}: {why}")]
-    BadConfig {
-        /// The setting (`num_ctx`, `num_parallel`, ...).
-        what: &'static str,
-        /// Its value.
-        value: usize,
-        /// What is accepted.
-        why: &'static str,
-    },
-    /// A head is not a whole number of the storage type's blocks.
-    #[error(
-        "{which} cache type {ty} stores blocks of {block} values, but this model's {which} heads have {head_dim}; use f16 or f32 for {which}"
-    )]
-    HeadNotBlocks {
-        /// "K" or "V".
-        which: &'static str,
-        /// The type asked for.
-        ty: CacheType,
-        /// Its block size.
-        block: usize,
-        /// The head size.
-        head_dim: usize,
-    },
-    /// The cache would not fit in the address space.
-    #[error("a K/V cache of {num_parallel} × {num_ctx} positions is too large to allocate")]
-    TooLarge {
-        /// Positions per sequence.
-        num_ctx: usize,
-        /// Sequences.
-        num_parallel: usize,
-    },
+    /// The configuration is refused (a size out of range, heads that are not whole
+    /// blocks of the storage type, a cache too large to address).
+    #[error(transparent)]
+    Config(#[from] KvConfigError),
     /// The cache was made for another model.
     #[error("the K/V cache was made for another model (its layout differs)")]
     LayoutMismatch,

@@ -8,10 +8,11 @@
 //! sequences share a prompt prefix without copying it ([`KvCache::seq_cp`]).
 //!
 //! Keys and values are stored in [`CacheType`]s chosen independently; rows are quantized
-//! as they are written. Removing positions, sharing them, shifting them (the context
+//! as they are written. The configuration ([`KvConfig`], [`KvLayout`]) and the sizes
+//! ([`plan::kv::KvPlan`]) come from the `plan` crate, which the memory estimate reads
+//! too, so a cache takes what was estimated. Removing positions, sharing them, shifting them (the context
 //! shift, which re-rotates the moved keys) and clearing are the operations a server needs.
 
-mod cache_type;
 mod cells;
 mod error;
 mod layer_view;
@@ -20,73 +21,16 @@ mod placement;
 use kernels::arch::cast::{as_bytes, as_bytes_mut};
 use kernels::ops::hadamard_in_place;
 use kernels::quant::{dequantize_row, quantize_row};
+use plan::kv::KvPlan;
 
-pub use cache_type::{CacheType, UnknownCacheType};
-pub use cells::MAX_SEQUENCES;
 pub use error::KvError;
 pub use layer_view::{Gathered, LayerView};
 pub use placement::Placement;
+pub use plan::kv::{
+    CacheType, KvBytes, KvConfig, KvConfigError, KvLayout, MAX_SEQUENCES, UnknownCacheType,
+};
 
 use cells::CellTable;
-
-/// How a cache is sized and stored: the per-load choices a user makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KvConfig {
-    /// Positions each sequence may hold.
-    pub num_ctx: usize,
-    /// Sequences (server slots) sharing the cache.
-    pub num_parallel: usize,
-    /// The most tokens one forward pass may bring.
-    pub num_batch: usize,
-    /// Storage type of keys.
-    pub type_k: CacheType,
-    /// Storage type of values.
-    pub type_v: CacheType,
-    /// Attention streams over the cells (flash attention) rather than gathering each
-    /// sequence's keys and values into f32 rows first.
-    pub flash_attention: bool,
-}
-
-impl KvConfig {
-    /// `num_ctx` positions for one sequence, batches of up to 512 tokens, f16 keys and
-    /// values and flash attention: llama.cpp's defaults on a CPU.
-    pub fn new(num_ctx: usize) -> Self {
-        Self {
-            num_ctx,
-            num_parallel: 1,
-            num_batch: 512,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            flash_attention: true,
-        }
-    }
-
-    /// The reference configuration: f32 keys and values, no flash attention (the
-    /// arithmetic llama.cpp's reference path does, bit for bit).
-    pub fn reference(num_ctx: usize) -> Self {
-        Self {
-            type_k: CacheType::F32,
-            type_v: CacheType::F32,
-            flash_attention: false,
-            ..Self::new(num_ctx)
-        }
-    }
-}
-
-/// What a model stores per token, layer by layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvLayout {
-    /// Key values per token and layer (`head_count_kv × head_dim_k`).
-    pub k_dim: usize,
-    /// Value values per token and layer (`head_count_kv × head_dim_v`).
-    pub v_dim: usize,
-    /// Values per key head.
-    pub head_dim_k: usize,
-    /// Values per value head.
-    pub head_dim_v: usize,
-    /// For each layer, its sliding window (`None`: it attends to every position).
-    pub windows: Vec<Option<usize>>,
-}
 
 /// One table of cells and the layers that store into it.
 #[derive(Debug)]
@@ -102,124 +46,6 @@ struct LayerRows {
     // f32 words keep every row 4-byte aligned, so f32 rows can be read in place.
     k: Vec<f32>,
     v: Vec<f32>,
-}
-
-/// Bytes a cache of `layout` and `config` allocates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KvBytes {
-    /// Key rows.
-    pub k: usize,
-    /// Value rows.
-    pub v: usize,
-    /// Cell metadata (positions, sequence sets, pending shifts).
-    pub cells: usize,
-}
-
-impl KvBytes {
-    /// Everything.
-    pub fn total(&self) -> usize {
-        self.k + self.v + self.cells
-    }
-}
-
-/// The sizes of a cache, computed once and shared by [`KvCache::bytes_for`] and
-/// [`KvCache::new`] so that the estimate is what gets allocated.
-struct Plan {
-    k_row: usize,
-    v_row: usize,
-    /// Cells and window of each table.
-    tables: Vec<(usize, Option<usize>)>,
-    /// Table of each layer.
-    layer_table: Vec<usize>,
-}
-
-fn words(bytes: usize) -> usize {
-    bytes.div_ceil(4)
-}
-
-impl Plan {
-    fn new(layout: &KvLayout, config: &KvConfig) -> Result<Self, KvError> {
-        let bad = |what, value, why| Err(KvError::BadConfig { what, value, why });
-        if config.num_ctx == 0 {
-            return bad("num_ctx", 0, "it must be at least 1");
-        }
-        if config.num_parallel == 0 || config.num_parallel > MAX_SEQUENCES {
-            return bad("num_parallel", config.num_parallel, "it must be 1 to 64");
-        }
-        if config.num_batch == 0 {
-            return bad("num_batch", 0, "it must be at least 1");
-        }
-        if config.num_ctx > i32::MAX as usize / 2 {
-            return bad("num_ctx", config.num_ctx, "it must be below 2^30");
-        }
-        let row = |which, ty: CacheType, dim: usize, head_dim: usize| {
-            if !head_dim.is_multiple_of(ty.block_size()) {
-                return Err(KvError::HeadNotBlocks {
-                    which,
-                    ty,
-                    block: ty.block_size(),
-                    head_dim,
-                });
-            }
-            ty.row_bytes(dim).ok_or(KvError::HeadNotBlocks {
-                which,
-                ty,
-                block: ty.block_size(),
-                head_dim,
-            })
-        };
-        let k_row = row("K", config.type_k, layout.k_dim, layout.head_dim_k)?;
-        let v_row = row("V", config.type_v, layout.v_dim, layout.head_dim_v)?;
-        let too_large = KvError::TooLarge {
-            num_ctx: config.num_ctx,
-            num_parallel: config.num_parallel,
-        };
-        let full = config
-            .num_ctx
-            .checked_mul(config.num_parallel)
-            .ok_or(too_large.clone())?;
-        let mut tables: Vec<(usize, Option<usize>)> = Vec::new();
-        let mut layer_table = Vec::with_capacity(layout.windows.len());
-        for &window in &layout.windows {
-            let window = window.filter(|&w| w < config.num_ctx);
-            let t = match tables.iter().position(|&(_, w)| w == window) {
-                Some(t) => t,
-                None => {
-                    let cells = match window {
-                        None => full,
-                        Some(w) => (config.num_parallel * w.saturating_sub(1))
-                            .saturating_add(config.num_batch)
-                            .min(full),
-                    };
-                    tables.push((cells, window));
-                    tables.len() - 1
-                }
-            };
-            layer_table.push(t);
-        }
-        let plan = Self {
-            k_row,
-            v_row,
-            tables,
-            layer_table,
-        };
-        plan.bytes().ok_or(too_large)?;
-        Ok(plan)
-    }
-
-    fn bytes(&self) -> Option<KvBytes> {
-        let (mut k, mut v) = (0usize, 0usize);
-        for &t in &self.layer_table {
-            let cells = self.tables[t].0;
-            k = k.checked_add(words(cells.checked_mul(self.k_row)?) * 4)?;
-            v = v.checked_add(words(cells.checked_mul(self.v_row)?) * 4)?;
-        }
-        let cells = self
-            .tables
-            .iter()
-            .try_fold(0usize, |acc, &(n, _)| acc.checked_add(n.checked_mul(16)?))?;
-        Some(KvBytes { k, v, cells })
-    }
 }
 
 /// Keys and values of up to `num_parallel` sequences, in cells; see the module docs.
@@ -242,18 +68,15 @@ fn touched(len: usize) -> Vec<f32> {
 }
 
 impl KvCache {
-    /// Bytes a cache for `layout` and `config` allocates, without allocating it.
+    /// Bytes a cache for `layout` and `config` allocates, without allocating it (the
+    /// plan's arithmetic, which [`KvCache::new`] allocates by).
     pub fn bytes_for(layout: &KvLayout, config: &KvConfig) -> Result<KvBytes, KvError> {
-        let plan = Plan::new(layout, config)?;
-        plan.bytes().ok_or(KvError::TooLarge {
-            num_ctx: config.num_ctx,
-            num_parallel: config.num_parallel,
-        })
+        Ok(KvPlan::bytes_for(layout, config)?)
     }
 
-    /// Allocates (and touches) the whole cache now.
+    /// Allocates (and touches) the whole cache now, as [`KvPlan`] sizes it.
     pub fn new(layout: KvLayout, config: KvConfig) -> Result<Self, KvError> {
-        let plan = Plan::new(&layout, &config)?;
+        let plan = KvPlan::new(&layout, &config)?;
         let tables = plan
             .tables
             .iter()
@@ -262,18 +85,20 @@ impl KvCache {
                 window,
             })
             .collect();
-        let layers = plan
-            .layer_table
-            .iter()
-            .map(|&t| {
-                let n = plan.tables[t].0;
-                LayerRows {
+        let too_large = KvConfigError::TooLarge {
+            num_ctx: config.num_ctx,
+            num_parallel: config.num_parallel,
+        };
+        let layers = (plan.layer_table.iter().enumerate())
+            .map(|(il, &t)| {
+                let (k, v) = plan.layer_words(il).ok_or(too_large.clone())?;
+                Ok(LayerRows {
                     table: t,
-                    k: touched(words(n * plan.k_row)),
-                    v: touched(words(n * plan.v_row)),
-                }
+                    k: touched(k),
+                    v: touched(v),
+                })
             })
-            .collect();
+            .collect::<Result<_, KvConfigError>>()?;
         Ok(Self {
             config,
             layout,

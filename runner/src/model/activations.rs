@@ -1,38 +1,13 @@
 //! The per-pass buffers of a model (hidden states, projections, attention and MLP
 //! scratch), sized at load for the largest batch so that a forward pass allocates
-//! nothing and [`crate::estimate`] can say in advance what they take.
+//! nothing. Their widths ([`ActivationDims`]) and the bytes they take
+//! ([`plan::compute::activations_bytes`], [`ActivationDims::floats_per_token`]) are the
+//! `plan` crate's, which [`crate::estimate()`] adds up in advance.
 
-use super::attention::{AttentionScratch, AttentionShape};
+use super::attention::AttentionScratch;
 use super::layers::MlpScratch;
 
-/// The per-token widths that size a model's buffers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActivationDims {
-    /// Hidden size.
-    pub n_embd: usize,
-    /// Feed-forward hidden size.
-    pub n_ff: usize,
-    /// Attention heads.
-    pub attn: AttentionShape,
-    /// Rotated values per head of each RoPE the model uses (one table of cosines and
-    /// sines per token for each).
-    pub n_rot: Vec<usize>,
-}
-
-/// What, besides the model, sizes the buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ComputeConfig {
-    /// Positions per sequence.
-    pub num_ctx: usize,
-    /// Tokens per forward pass at most.
-    pub num_batch: usize,
-    /// Sequences a batch may hold.
-    pub num_parallel: usize,
-    /// Flash attention (otherwise the reference attention's gather buffers).
-    pub flash_attention: bool,
-    /// Threads.
-    pub threads: usize,
-}
+pub use plan::compute::{ActivationDims, ComputeConfig};
 
 /// The buffers themselves.
 #[derive(Debug)]
@@ -68,18 +43,6 @@ pub(crate) fn touched(n: usize) -> Vec<f32> {
     v
 }
 
-fn floats(dims: &ActivationDims, n: usize) -> usize {
-    let a = &dims.attn;
-    let per_token = 3 * dims.n_embd
-        + a.q_dim()
-        + a.k_dim()
-        + a.v_dim()
-        + a.out_dim()
-        + dims.n_rot.iter().sum::<usize>()
-        + 2 * dims.n_ff;
-    per_token * n
-}
-
 impl Activations {
     /// Buffers for `config.num_batch` tokens, allocated and touched now.
     pub fn new(dims: &ActivationDims, config: &ComputeConfig) -> Self {
@@ -99,11 +62,6 @@ impl Activations {
         };
         s.resize(config.num_batch);
         s
-    }
-
-    /// Bytes [`Activations::new`] allocates.
-    pub fn bytes_for(dims: &ActivationDims, config: &ComputeConfig) -> usize {
-        floats(dims, config.num_batch) * 4 + AttentionScratch::bytes_for(&dims.attn, config)
     }
 
     /// Bytes held now.

@@ -15,51 +15,25 @@
 //! stores `1 + w` in the GGUF, so the norm weights are used as stored.
 //!
 //! The order of operations is llama.cpp's (`src/models/gemma3.cpp`, hyper-parameters in
-//! `llama_model_gemma3::load_arch_hparams`), so with the kernels'
-//! llama.cpp arithmetic our logits are its, bit for bit.
+//! `llama_model_gemma3::load_arch_hparams`, which `plan::arch::gemma3` reads as it
+//! does), so with the kernels' llama.cpp arithmetic our logits are its, bit for bit.
 //! References: Gemma Team, "Gemma 3 Technical Report" (2025); google/gemma_pytorch.
 
 use std::sync::Arc;
 
-use gguf::{GgufFile, MetadataArray, MetadataValue};
-use kernels::ops::{
-    Rope, RopeLayout, RopeParams, add_assign, geglu, rms_norm_in_place, scale_assign, softcap,
-};
+use gguf::GgufFile;
+use kernels::ops::{Rope, RopeLayout, add_assign, geglu, rms_norm_in_place, scale_assign, softcap};
+use plan::arch::gemma3::HyperParams;
+use plan::compute::matmul_scratch_bytes;
 
-use super::activations::{ActivationDims, Activations};
-use super::attention::{AttentionShape, attention};
+use super::activations::Activations;
+use super::attention::attention;
 use super::head::{OutputHead, norm_rows, with_placement};
-use super::hparams::{attention_shape, widths};
+use super::hparams::rope;
 use super::layers::GatedMlp;
-use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector};
-use super::{ArchPlan, Batch, LoadOptions, Logits, Model, ModelError};
+use super::weights::{Cpu, Embedding, Linear, vector};
+use super::{Batch, LoadOptions, Logits, Model, ModelError};
 use crate::kvcache::{KvCache, KvLayout};
-
-/// llama.cpp's sliding-window pattern for Gemma 3 when the file names none: of every six
-/// layers, the first five slide and the sixth is global.
-const DEFAULT_SWA_PATTERN: u32 = 6;
-/// llama.cpp's RoPE base for the sliding-window layers when the file names none.
-const DEFAULT_FREQ_BASE_SWA: f32 = 10_000.0;
-/// Gemma 3 27B is the one size whose query scale comes from `n_embd / n_head` rather
-/// than the head size; llama.cpp recognises it by its layer count.
-const LAYERS_27B: usize = 62;
-
-/// The hyper-parameters the graph needs.
-#[derive(Debug, Clone)]
-struct HyperParams {
-    n_embd: usize,
-    n_ff: usize,
-    eps: f32,
-    /// Attention with `scale` 1: the queries are scaled beforehand, as in llama.cpp.
-    attn: AttentionShape,
-    /// The factor applied to the queries after RoPE (`f_attention_scale`).
-    query_scale: f32,
-    /// `attention.sliding_window`, `None` when absent or 0 (no layer slides).
-    window: Option<usize>,
-    /// `final_logit_softcapping`, `None` when absent or 0.
-    softcap: Option<f32>,
-    train_ctx: usize,
-}
 
 /// One transformer block's weights.
 struct Layer {
@@ -95,141 +69,24 @@ pub struct Gemma3 {
     kv_layout: KvLayout,
 }
 
-impl HyperParams {
-    fn read(file: &GgufFile, n_layer: usize) -> Result<Self, ModelError> {
-        let md = file.metadata();
-        let (n_embd, n_ff) = widths(file)?;
-        let attn = attention_shape(file, 1.0)?;
-        let (n_head, head_dim_k, head_dim_v) = (attn.n_head, attn.head_dim_k, attn.head_dim_v);
-        for (suffix, full) in [
-            ("attention.key_length_swa", head_dim_k),
-            ("attention.value_length_swa", head_dim_v),
-        ] {
-            if let Some(swa) = md.arch_get_opt::<u32>(suffix)?
-                && swa as usize != full
-            {
-                return Err(ModelError::BadHyperParameter {
-                    key: md.arch_key(suffix)?,
-                    value: swa.to_string(),
-                    why: "sliding-window layers with their own head size are not implemented",
-                });
-            }
-        }
-        let query_scale = if n_layer == LAYERS_27B {
-            1.0 / ((n_embd / n_head) as f32).sqrt()
-        } else {
-            1.0 / (head_dim_k as f32).sqrt()
-        };
-        let softcap = md
-            .arch_get_opt::<f32>("final_logit_softcapping")?
-            .filter(|&c| c != 0.0);
-        Ok(Self {
-            n_embd,
-            n_ff,
-            eps: md.rms_norm_epsilon()?,
-            attn,
-            query_scale,
-            window: md.sliding_window()?.filter(|&w| w > 0).map(|w| w as usize),
-            softcap,
-            train_ctx: md.context_length()? as usize,
-        })
-    }
-}
-
-/// Which layers use the sliding window, as llama.cpp's `load_swa_pattern(ml, 6)`:
-/// `attention.sliding_window_pattern` as one flag per layer, or as a period `p` (layer
-/// `il` slides when `il % p < p - 1`; 0 makes every layer slide), 6 when absent.
-fn sliding_layers(file: &GgufFile, n_layer: usize) -> Result<Vec<bool>, ModelError> {
-    let md = file.metadata();
-    let key = md.arch_key("attention.sliding_window_pattern")?;
-    let bad = |value: String, why| ModelError::BadHyperParameter {
-        key: key.clone(),
-        value,
-        why,
-    };
-    let flags: Vec<bool> = match md.get(&key) {
-        None => return Ok(period_pattern(DEFAULT_SWA_PATTERN, n_layer)),
-        Some(MetadataValue::Array(array)) => match array {
-            MetadataArray::Bool(v) => v.clone(),
-            MetadataArray::U32(v) => v.iter().map(|&f| f != 0).collect(),
-            MetadataArray::I32(v) => v.iter().map(|&f| f != 0).collect(),
-            _ => {
-                let what = format!("an array of {:?}", array.element_type());
-                return Err(bad(what, "must be flags or a period"));
-            }
-        },
-        Some(_) => return Ok(period_pattern(md.get_u32(&key)?, n_layer)),
-    };
-    if flags.len() != n_layer {
-        return Err(bad(
-            format!("{} flags", flags.len()),
-            "must hold one flag per layer",
-        ));
-    }
-    Ok(flags)
-}
-
-/// llama.cpp's `set_swa_pattern(period, dense_first = false)`.
-fn period_pattern(period: u32, n_layer: usize) -> Vec<bool> {
-    let p = period as usize;
-    (0..n_layer).map(|il| p == 0 || il % p < p - 1).collect()
-}
-
-/// The two rotary embeddings, NeoX layout over `rope.dimension_count` dimensions (the
-/// whole head by default): the sliding-window layers' with base `rope.freq_base_swa`
-/// and no scaling, and the global layers' with base `rope.freq_base` and linear scaling
-/// by `rope.scaling.factor`. `rope.scaling.attn_factor` scales both, as in llama.cpp.
-fn read_ropes(file: &GgufFile, head_dim: usize) -> Result<(Rope, Rope), ModelError> {
-    let md = file.metadata();
-    let n_rot = match md.rope_dimension_count()? {
-        Some(n) => n as usize,
-        None => head_dim,
-    };
-    let n_rot_swa = match md.arch_get_opt::<u32>("rope.dimension_count_swa")? {
-        Some(n) => n as usize,
-        None => n_rot,
-    };
-    match md.arch_get_opt::<&str>("rope.scaling.type")? {
-        None | Some("none") | Some("linear") => {}
-        Some(other) => {
-            return Err(ModelError::BadHyperParameter {
-                key: md.arch_key("rope.scaling.type")?,
-                value: other.to_owned(),
-                why: "only linear RoPE scaling is implemented",
-            });
-        }
-    }
-    let attn_factor = md
-        .arch_get_opt::<f32>("rope.scaling.attn_factor")?
-        .unwrap_or(1.0);
-    let mut global = RopeParams::new(md.rope_freq_base()?);
-    global.attn_factor = attn_factor;
-    if let Some(factor) = md.arch_get_opt::<f32>("rope.scaling.factor")?
-        && factor != 0.0
-    {
-        global.freq_scale = 1.0 / factor;
-    }
-    let base_swa = md
-        .arch_get_opt::<f32>("rope.freq_base_swa")?
-        .unwrap_or(DEFAULT_FREQ_BASE_SWA);
-    let mut local = RopeParams::new(base_swa);
-    local.attn_factor = attn_factor;
+/// The two rotary embeddings (NeoX layout): the sliding-window layers' and the global
+/// layers'.
+fn read_ropes(hp: &HyperParams) -> Result<(Rope, Rope), ModelError> {
+    let head_dim = hp.attn.head_dim_k;
     Ok((
-        Rope::new(n_rot_swa, head_dim, RopeLayout::NeoX, local, None)?,
-        Rope::new(n_rot, head_dim, RopeLayout::NeoX, global, None)?,
+        rope(&hp.rope_local, head_dim, RopeLayout::NeoX, None)?,
+        rope(&hp.rope_global, head_dim, RopeLayout::NeoX, None)?,
     ))
 }
 
 impl Gemma3 {
     /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
     pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
-        let n_layer = file.metadata().block_count()? as usize;
-        let hp = HyperParams::read(&file, n_layer)?;
-        let sliding = sliding_layers(&file, n_layer)?;
+        let hp = HyperParams::read(&file)?;
         let (n_embd, a) = (hp.n_embd, hp.attn);
         let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
-        let mut layers = Vec::with_capacity(n_layer);
-        for (i, &sliding) in sliding.iter().enumerate() {
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for (i, &sliding) in hp.sliding.iter().enumerate() {
             let p = format!("blk.{i}");
             let norm = |name: &str, len| vector(&file, &format!("{p}.{name}.weight"), len);
             layers.push(Layer {
@@ -252,8 +109,8 @@ impl Gemma3 {
             Some(_) => Linear::load_weight(&file, "output.weight", n_embd, embd.n_vocab())?,
             None => embd.as_linear()?,
         };
-        let (rope_local, rope_global) = read_ropes(&file, a.head_dim_k)?;
-        let plan = Self::plan(&file)?;
+        let (rope_local, rope_global) = read_ropes(&hp)?;
+        let plan = hp.plan();
         let compute = options.compute();
         Ok(Self {
             hp,
@@ -270,33 +127,6 @@ impl Gemma3 {
             act: Activations::new(&plan.dims, &compute),
             kv_layout: plan.kv,
             file,
-        })
-    }
-
-    /// The buffer widths and cache layout `file` implies, read from its metadata only.
-    pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
-        let n_layer = file.metadata().block_count()? as usize;
-        let hp = HyperParams::read(file, n_layer)?;
-        let sliding = sliding_layers(file, n_layer)?;
-        let (local, global) = read_ropes(file, hp.attn.head_dim_k)?;
-        let a = hp.attn;
-        Ok(ArchPlan {
-            dims: ActivationDims {
-                n_embd: hp.n_embd,
-                n_ff: hp.n_ff,
-                attn: a,
-                n_rot: vec![local.n_dims(), global.n_dims()],
-            },
-            kv: KvLayout {
-                k_dim: a.k_dim(),
-                v_dim: a.v_dim(),
-                head_dim_k: a.head_dim_k,
-                head_dim_v: a.head_dim_v,
-                windows: sliding
-                    .iter()
-                    .map(|&s| if s { hp.window } else { None })
-                    .collect(),
-            },
         })
     }
 
@@ -430,19 +260,5 @@ impl Model for Gemma3 {
                 Ok(())
             },
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_sixth_layer_is_global_by_default() {
-        let pattern = period_pattern(DEFAULT_SWA_PATTERN, 18);
-        let global: Vec<usize> = (0..18).filter(|&il| !pattern[il]).collect();
-        assert_eq!(global, vec![5, 11, 17]);
-        assert!(period_pattern(0, 4).iter().all(|&s| s));
-        assert_eq!(period_pattern(1, 3), vec![false; 3]);
     }
 }

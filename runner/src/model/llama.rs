@@ -6,31 +6,24 @@
 //! and the output head (`output.weight`, or the embedding table when the file ties them);
 //! a batch that asks for embeddings gets the rows after the final RMSNorm.
 //! The order of operations is llama.cpp's (`src/models/llama.cpp`), so with the kernels'
-//! llama.cpp arithmetic our logits are its, bit for bit.
+//! llama.cpp arithmetic our logits are its, bit for bit. The hyper-parameters are read by
+//! `plan::arch::llama`, which the supervisor's estimate shares.
 
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, RopeParams, add_assign, swiglu};
+use kernels::ops::{Rope, RopeLayout, add_assign, swiglu};
+use plan::arch::llama::HyperParams;
+use plan::compute::matmul_scratch_bytes;
 
-use super::activations::{ActivationDims, Activations};
-use super::attention::{AttentionShape, attention};
+use super::activations::Activations;
+use super::attention::attention;
 use super::head::{OutputHead, norm_rows, with_placement};
-use super::hparams::{attention_shape, positive, widths};
+use super::hparams::rope;
 use super::layers::GatedMlp;
-use super::weights::{Cpu, Embedding, Linear, matmul_scratch_bytes, vector, vector_opt};
-use super::{ArchPlan, Batch, LoadOptions, Logits, Model, ModelError};
+use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
+use super::{Batch, LoadOptions, Logits, Model, ModelError};
 use crate::kvcache::{KvCache, KvLayout};
-
-/// The hyper-parameters the graph needs.
-#[derive(Debug, Clone)]
-struct HyperParams {
-    n_embd: usize,
-    n_ff: usize,
-    eps: f32,
-    attn: AttentionShape,
-    train_ctx: usize,
-}
 
 /// One transformer block's weights.
 struct Layer {
@@ -57,67 +50,19 @@ pub struct Llama {
     kv_layout: KvLayout,
 }
 
-impl HyperParams {
-    fn read(file: &GgufFile) -> Result<Self, ModelError> {
-        let md = file.metadata();
-        let head_dim_k = positive(md.arch_key("attention.key_length")?, md.key_length()?)?;
-        let scale = match md.arch_get_opt::<f32>("attention.scale")? {
-            Some(s) if s != 0.0 => s,
-            _ => 1.0 / (head_dim_k as f32).sqrt(),
-        };
-        let (n_embd, n_ff) = widths(file)?;
-        Ok(Self {
-            n_embd,
-            n_ff,
-            eps: md.rms_norm_epsilon()?,
-            attn: attention_shape(file, scale)?,
-            train_ctx: md.context_length()? as usize,
-        })
-    }
-}
-
-/// The rotary embedding: `rope.dimension_count` dimensions (the whole head by default),
-/// base `rope.freq_base`, linear scaling by `rope.scaling.factor`, per-pair frequency
-/// factors from `rope_freqs.weight` when present (Llama 3.1).
-fn read_rope(file: &GgufFile, head_dim: usize) -> Result<Rope, ModelError> {
-    let md = file.metadata();
-    let n_rot = match md.rope_dimension_count()? {
-        Some(n) => n as usize,
-        None => head_dim,
-    };
-    let mut params = RopeParams::new(md.rope_freq_base()?);
-    // As llama.cpp: the factor applies whatever the type, and a missing type is linear.
-    if let Some(factor) = md.arch_get_opt::<f32>("rope.scaling.factor")?
-        && factor != 0.0
-    {
-        params.freq_scale = 1.0 / factor;
-    }
-    match md.arch_get_opt::<&str>("rope.scaling.type")? {
-        None | Some("none") | Some("linear") => {}
-        Some(other) => {
-            return Err(ModelError::BadHyperParameter {
-                key: md.arch_key("rope.scaling.type")?,
-                value: other.to_owned(),
-                why: "only linear RoPE scaling is implemented",
-            });
-        }
-    }
-    let factors = vector_opt(file, "rope_freqs.weight", n_rot / 2)?;
-    Ok(Rope::new(
-        n_rot,
-        head_dim,
-        RopeLayout::Normal,
-        params,
-        factors.as_deref(),
-    )?)
+/// The rotary embedding of `hp`, with the per-pair frequency factors of
+/// `rope_freqs.weight` when present (Llama 3.1).
+fn read_rope(file: &GgufFile, hp: &HyperParams) -> Result<Rope, ModelError> {
+    let head_dim = hp.attn.head_dim_k;
+    let factors = vector_opt(file, "rope_freqs.weight", hp.rope.n_rot / 2)?;
+    rope(&hp.rope, head_dim, RopeLayout::Normal, factors.as_deref())
 }
 
 impl Llama {
     /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
     pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
         let hp = HyperParams::read(&file)?;
-        let n_layer = file.metadata().block_count()? as usize;
-        let (n_embd, a) = (hp.n_embd, hp.attn);
+        let (n_layer, n_embd, a) = (hp.n_layer, hp.n_embd, hp.attn);
         let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
         let mut layers = Vec::with_capacity(n_layer);
         for i in 0..n_layer {
@@ -137,8 +82,8 @@ impl Llama {
             Some(_) => Linear::load_weight(&file, "output.weight", n_embd, embd.n_vocab())?,
             None => embd.as_linear()?,
         };
-        let rope = read_rope(&file, a.head_dim_k)?;
-        let plan = Self::plan(&file)?;
+        let rope = read_rope(&file, &hp)?;
+        let plan = hp.plan();
         let compute = options.compute();
         Ok(Self {
             hp,
@@ -154,28 +99,6 @@ impl Llama {
             act: Activations::new(&plan.dims, &compute),
             kv_layout: plan.kv,
             file,
-        })
-    }
-
-    /// The buffer widths and cache layout `file` implies, read from its metadata only.
-    pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
-        let hp = HyperParams::read(file)?;
-        let n_layer = file.metadata().block_count()? as usize;
-        let a = hp.attn;
-        Ok(ArchPlan {
-            dims: ActivationDims {
-                n_embd: hp.n_embd,
-                n_ff: hp.n_ff,
-                attn: a,
-                n_rot: vec![read_rope(file, a.head_dim_k)?.n_dims()],
-            },
-            kv: KvLayout {
-                k_dim: a.k_dim(),
-                v_dim: a.v_dim(),
-                head_dim_k: a.head_dim_k,
-                head_dim_v: a.head_dim_v,
-                windows: vec![None; n_layer],
-            },
         })
     }
 

@@ -24,10 +24,15 @@ use gguf::{GgmlType, GgufError, GgufFile, MetadataError};
 use kernels::matmul::MatmulError;
 use kernels::ops::{FlashAttnError, RopeError};
 use kernels::quant::QuantError;
+use plan::PlanError;
 use thiserror::Error;
 
 use crate::kvcache::{KvCache, KvConfig, KvError, KvLayout};
 use crate::tokenizer::TokenId;
+
+/// The memory plan of a model from its metadata alone (the `plan` crate's, which the
+/// supervisor's estimate shares).
+pub use plan::arch::{ArchPlan, plan};
 
 /// Why a model cannot be loaded or run.
 #[derive(Debug, Error)]
@@ -38,19 +43,11 @@ pub enum ModelError {
     /// A hyper-parameter is missing or malformed (the error names the key).
     #[error(transparent)]
     Metadata(#[from] MetadataError),
-    /// A hyper-parameter has a value the architecture cannot use.
-    #[error("metadata key '{key}' is {value}: {why}")]
-    BadHyperParameter {
-        /// The key.
-        key: String,
-        /// Its value, printed.
-        value: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// No implementation exists for the file's architecture.
-    #[error("unknown model architecture '{0}'")]
-    UnknownArchitecture(String),
+    /// The hyper-parameters or the configuration cannot be planned (a bad or missing
+    /// hyper-parameter, an unknown architecture, a refused cache configuration); boxed,
+    /// as it holds GGUF errors of its own.
+    #[error(transparent)]
+    Plan(Box<PlanError>),
     /// A tensor the architecture needs is not in the file.
     #[error("tensor '{0}' is missing")]
     MissingTensor(String),
@@ -101,6 +98,12 @@ pub enum ModelError {
     /// Flash attention could not read the cache.
     #[error(transparent)]
     Attention(#[from] FlashAttnError),
+}
+
+impl From<PlanError> for ModelError {
+    fn from(e: PlanError) -> Self {
+        ModelError::Plan(Box::new(e))
+    }
 }
 
 /// What a forward pass writes for each token of a batch that asks for output.
@@ -287,13 +290,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// What sizes the model's buffers.
     pub fn compute(&self) -> activations::ComputeConfig {
-        activations::ComputeConfig {
-            num_ctx: self.kv.num_ctx,
-            num_batch: self.kv.num_batch,
-            num_parallel: self.kv.num_parallel,
-            flash_attention: self.kv.flash_attention,
-            threads: self.threads,
-        }
+        activations::ComputeConfig::new(&self.kv, self.threads)
     }
 }
 
@@ -335,41 +332,21 @@ pub fn new_cache(model: &dyn Model, config: KvConfig) -> Result<KvCache, ModelEr
     Ok(KvCache::new(model.kv_layout(), config)?)
 }
 
-/// What a model's metadata says about its memory: the widths of its buffers and the
-/// layout of its K/V cache. Loading uses it to allocate, [`crate::estimate`] to predict.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ArchPlan {
-    /// Per-token buffer widths.
-    pub dims: activations::ActivationDims,
-    /// The K/V cache layout.
-    pub kv: KvLayout,
-}
-
 type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelError>;
-type Planner = fn(&GgufFile) -> Result<ArchPlan, ModelError>;
 
-/// The architectures we run, by `general.architecture`.
-const ARCHITECTURES: &[(&str, Loader, Planner)] = &[
-    ("llama", llama::Llama::load_boxed, llama::Llama::plan),
-    ("gemma3", gemma3::Gemma3::load_boxed, gemma3::Gemma3::plan),
+/// The architectures we run, by `general.architecture` (their hyper-parameters and
+/// memory plans are read by `plan::arch`, which knows the same names).
+const ARCHITECTURES: &[(&str, Loader)] = &[
+    ("llama", llama::Llama::load_boxed),
+    ("gemma3", gemma3::Gemma3::load_boxed),
 ];
-
-fn architecture(file: &GgufFile) -> Result<&'static (&'static str, Loader, Planner), ModelError> {
-    let arch = file.metadata().architecture()?;
-    ARCHITECTURES
-        .iter()
-        .find(|(name, _, _)| *name == arch)
-        .ok_or_else(|| ModelError::UnknownArchitecture(arch.to_owned()))
-}
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.
 pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {
-    let (_, loader, _) = architecture(&file)?;
+    let arch = file.metadata().architecture()?;
+    let (_, loader) = ARCHITECTURES
+        .iter()
+        .find(|(name, _)| *name == arch)
+        .ok_or_else(|| PlanError::UnknownArchitecture(arch.to_owned()))?;
     loader(file, options)
-}
-
-/// The memory plan of the model in `file`, from its metadata alone.
-pub fn plan(file: &GgufFile) -> Result<ArchPlan, ModelError> {
-    let (_, _, planner) = architecture(file)?;
-    planner(file)
 }

@@ -21,7 +21,7 @@ pub struct Cpu {
 impl Cpu {
     /// `threads` threads (the caller included) on the best instruction set available,
     /// with `scratch_bytes` of space for quantized activations (see
-    /// [`matmul_scratch_bytes`]).
+    /// [`plan::compute::matmul_scratch_bytes`]).
     pub fn new(threads: usize, scratch_bytes: usize) -> Result<Self, ModelError> {
         Ok(Self {
             pool: ThreadPool::new(threads)?,
@@ -61,17 +61,6 @@ impl Cpu {
         matmul::matmul(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
         Ok(())
     }
-}
-
-/// Bytes of quantized activations the largest matrix product of `file` needs for
-/// `n_tokens` tokens: what [`Cpu::new`] reserves.
-pub fn matmul_scratch_bytes(file: &GgufFile, n_tokens: usize) -> usize {
-    file.tensors()
-        .iter()
-        .filter(|t| t.dims().len() == 2)
-        .map(|t| matmul::activation_bytes(t.ggml_type(), t.dims()[0] as usize, n_tokens))
-        .max()
-        .unwrap_or(0)
 }
 
 fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, ModelError> {

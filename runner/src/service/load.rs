@@ -6,81 +6,35 @@ use std::time::{Duration, Instant};
 
 use gguf::{GgufError, GgufFile};
 use ollama_proto::runner as pb;
+use plan::{LoadParams, PlanError};
 use tonic::Status;
 
 use crate::engine::{Engine, EngineConfig};
 use crate::estimate;
-use crate::kvcache::{CacheType, KvConfig};
 use crate::model::pooling::Pooling;
 use crate::model::{self, LoadOptions, ModelError};
 use crate::tokenizer::Tokenizer;
 
-/// Ollama's default num_keep for the context shift.
-const DEFAULT_NUM_KEEP: u32 = 4;
+pub use plan::LoadConfig;
 
-/// The options of a load, checked.
-#[derive(Debug, Clone)]
-pub struct LoadConfig {
-    /// The GGUF file.
-    pub model_path: PathBuf,
-    /// The cache (and batch) configuration.
-    pub kv: KvConfig,
-    /// Compute threads.
-    pub threads: usize,
-    /// Map the file instead of reading it.
-    pub use_mmap: bool,
-    /// Tokens the context shift keeps.
-    pub num_keep: usize,
-    /// Spread shared prefixes over slots.
-    pub multi_user_cache: bool,
-}
-
-impl LoadConfig {
-    /// Checks a `Load` request, naming the first bad option.
-    pub fn from_request(r: &pb::LoadRequest) -> Result<Self, Status> {
-        if r.model_path.is_empty() {
-            return Err(Status::invalid_argument(
-                "model_path is empty: name the GGUF file to load",
-            ));
-        }
-        let positive = |name: &str, value: Option<u32>, default: u32| match value {
-            Some(0) => Err(Status::invalid_argument(format!(
-                "{name} is 0: it must be at least 1 (leave it unset for {default})"
-            ))),
-            v => Ok(v.unwrap_or(default) as usize),
-        };
-        let num_ctx = positive("num_ctx", r.num_ctx, 2048)?;
-        let num_parallel = positive("num_parallel", r.num_parallel, 1)?;
-        let num_batch = positive("num_batch", r.num_batch, 512)?;
-        let cache_type = |name: &str, value: &str| -> Result<CacheType, Status> {
-            if value.is_empty() {
-                return Ok(CacheType::F16);
-            }
-            value
-                .parse()
-                .map_err(|e| Status::invalid_argument(format!("{name}: {e}")))
-        };
-        let kv = KvConfig {
-            num_ctx,
-            num_parallel,
-            num_batch,
-            type_k: cache_type("cache_type_k", &r.cache_type_k)?,
-            type_v: cache_type("cache_type_v", &r.cache_type_v)?,
-            flash_attention: r.flash_attention.unwrap_or(true),
-        };
-        let threads = match r.num_threads {
-            0 => crate::tools::default_threads(),
-            n => n as usize,
-        };
-        Ok(Self {
-            model_path: PathBuf::from(&r.model_path),
-            kv,
-            threads,
-            use_mmap: r.use_mmap.unwrap_or(true),
-            num_keep: r.num_keep.unwrap_or(DEFAULT_NUM_KEEP) as usize,
-            multi_user_cache: r.multi_user_cache,
-        })
-    }
+/// Checks a `Load` request, naming the first bad option: the `plan` crate's checks
+/// (which the supervisor runs too, before it starts a runner), refused as
+/// `INVALID_ARGUMENT`.
+pub fn from_request(r: &pb::LoadRequest) -> Result<LoadConfig, Status> {
+    let params = LoadParams {
+        model_path: r.model_path.clone(),
+        num_ctx: r.num_ctx,
+        num_parallel: r.num_parallel,
+        num_batch: r.num_batch,
+        num_threads: r.num_threads,
+        cache_type_k: r.cache_type_k.clone(),
+        cache_type_v: r.cache_type_v.clone(),
+        flash_attention: r.flash_attention,
+        use_mmap: r.use_mmap,
+        num_keep: r.num_keep,
+        multi_user_cache: r.multi_user_cache,
+    };
+    LoadConfig::check(&params).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// A loaded model: its engine and what the load allocated.
@@ -150,6 +104,10 @@ impl From<&LoadError> for Status {
                 source: ModelError::Kv(_),
                 ..
             } => Status::invalid_argument(e.to_string()),
+            LoadError::Model {
+                source: ModelError::Plan(plan),
+                ..
+            } if matches!(**plan, PlanError::Kv(_)) => Status::invalid_argument(e.to_string()),
             LoadError::Thread(_) => Status::internal(e.to_string()),
             _ => Status::failed_precondition(e.to_string()),
         }
@@ -190,7 +148,7 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
     let model = model::load(Arc::clone(&file), &options).map_err(model_error)?;
     let cache = model::new_cache(model.as_ref(), config.kv).map_err(model_error)?;
     let weights_bytes = estimate::estimate(&file, &config.kv, config.threads)
-        .map_err(model_error)?
+        .map_err(|e| model_error(e.into()))?
         .weights_bytes;
     let kv_bytes = cache.bytes().total();
     let compute_bytes = model.scratch_bytes() + model.n_vocab() * config.kv.num_parallel * 4;

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 
 use self::convert::{cache_info, engine_status, event_to_response, generate_job};
 use self::drain::{Drain, Tracked};
-use self::load::{LoadConfig, Loaded};
+use self::load::Loaded;
 use crate::tools::bench::rss_bytes;
 
 /// Where the runner is in its life.
@@ -118,7 +118,7 @@ impl pb::runner_server::Runner for RunnerService {
     ) -> Result<Response<pb::LoadResponse>, Status> {
         let request = request.into_inner();
         check_version(request.protocol_version)?;
-        let config = LoadConfig::from_request(&request)?;
+        let config = load::from_request(&request)?;
         {
             let mut state = self.lock();
             if !matches!(*state, State::Idle) {

@@ -6,12 +6,9 @@ pub mod dequantize;
 pub mod dump_tensor;
 pub mod estimate;
 pub mod generate;
-pub mod logging;
 pub mod perplexity;
 pub mod serve;
 pub mod tokenize;
 
-/// Threads the tools use unless told: every core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+/// Threads the tools use unless told: every core (as a load does).
+pub use plan::load::default_threads;

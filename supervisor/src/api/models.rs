@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
-use runner::gguf::GgufFile;
+use gguf::GgufFile;
 use serde_json::json;
 
 use super::{ApiError, AppState};

@@ -83,7 +83,7 @@ fn init_logging(level: LogLevel) {
         LogLevel::Debug => "debug",
         LogLevel::Trace => "trace",
     };
-    runner::tools::logging::init(default);
+    plan::logging::init(default);
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runner::gguf::GgmlType;
+use gguf::GgmlType;
 use thiserror::Error;
 
 pub use parse::{KeepAlive, format_duration, parse_host, parse_keep_alive};

@@ -15,7 +15,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-use runner::gguf::GgmlType;
+use gguf::GgmlType;
 use serde_json::{Map, Value};
 use thiserror::Error;
 

@@ -4,10 +4,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use gguf::GgufFile;
 use ollama_proto::RUNNER_PROTOCOL_VERSION;
 use ollama_proto::runner as pb;
-use runner::gguf::GgufFile;
-use runner::service::load::LoadConfig;
+use plan::{LoadConfig, LoadParams};
 use tokio::sync::watch;
 
 use super::spec::LoadSpec;
@@ -87,11 +87,25 @@ impl Backend for RunnerBackend {
     type Runner = Runner;
 
     fn estimate(&self, spec: &LoadSpec) -> Result<u64, String> {
-        let load = LoadConfig::from_request(&self.load_request(spec))
-            .map_err(|status| status.message().to_string())?;
+        // The runner's own checks and arithmetic (the `plan` crate), on the request it
+        // would receive.
+        let r = self.load_request(spec);
+        let load = LoadConfig::check(&LoadParams {
+            model_path: r.model_path,
+            num_ctx: r.num_ctx,
+            num_parallel: r.num_parallel,
+            num_batch: r.num_batch,
+            num_threads: r.num_threads,
+            cache_type_k: r.cache_type_k,
+            cache_type_v: r.cache_type_v,
+            flash_attention: r.flash_attention,
+            use_mmap: r.use_mmap,
+            num_keep: r.num_keep,
+            multi_user_cache: r.multi_user_cache,
+        })
+        .map_err(|e| e.to_string())?;
         let file = GgufFile::open(&spec.model_path).map_err(|e| e.to_string())?;
-        let estimate =
-            runner::estimate::estimate(&file, &load.kv, load.threads).map_err(|e| e.to_string())?;
+        let estimate = plan::estimate(&file, &load.kv, load.threads).map_err(|e| e.to_string())?;
         Ok(estimate.total_bytes as u64)
     }
 

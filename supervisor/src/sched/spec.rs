@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runner::gguf::GgmlType;
+use gguf::GgmlType;
 
 use crate::config::{Config, KeepAlive};
 

@@ -370,7 +370,7 @@ fn a_foreign_tensor_record_is_an_error_not_a_panic() {
     let big = GgufFile::from_bytes(sample_writer(4).to_bytes().unwrap()).unwrap();
     let mut small = GgufWriter::new();
     small
-        .add_tensor("x", &[1], kernels::GgmlType::F32, vec![0; 4])
+        .add_tensor("x", &[1], ggml_type::GgmlType::F32, vec![0; 4])
         .unwrap();
     let small = GgufFile::from_bytes(small.to_bytes().unwrap()).unwrap();
     let last = big.tensors().last().unwrap();

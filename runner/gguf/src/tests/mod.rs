@@ -4,7 +4,7 @@ mod broken;
 mod metadata;
 mod round_trip;
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{GgufWriter, MetadataArray, MetadataValue};

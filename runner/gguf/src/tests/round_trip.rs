@@ -1,6 +1,6 @@
 //! Files written by `GgufWriter` read back identically.
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 use rand::{SeedableRng, rngs::StdRng};
 
 use super::{every_value_type, random_data, sample_writer};

@@ -17,25 +17,12 @@ use kernels::ops::{
     FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, NO_CELL, QueryRows, flash_attn_list,
 };
 use kernels::pool::ThreadPool;
+use plan::compute::flash::{FlashSizes, SMALL_TILE, TILE, chunk_positions};
 
 use super::reference::tokens_by_seq;
 use super::{AttentionShape, lock};
 use crate::kvcache::LayerView;
 use crate::model::{Batch, ModelError};
-
-/// Tokens per tile: their query rows share each block of keys and values read.
-const TILE: usize = 32;
-
-/// Tiles of at most this many tokens spread their chunks over the threads.
-const SMALL_TILE: usize = 4;
-
-/// Positions per chunk for a context of `num_ctx`: at least four blocks, at most about
-/// 32 chunks per sequence.
-fn chunk_positions(num_ctx: usize) -> usize {
-    (num_ctx.div_ceil(32))
-        .next_multiple_of(FLASH_BLOCK)
-        .max(4 * FLASH_BLOCK)
-}
 
 /// One thread's buffers: query rows of a tile, the kernel's scratch, a chunk's state.
 #[derive(Debug, Default)]
@@ -60,31 +47,10 @@ pub struct FlashWork {
     chunk: usize,
 }
 
-/// The sizes the scratch is allocated for.
-struct Sizes {
-    rows: usize,
-    small_rows: usize,
-    large: usize,
-    small: usize,
-    map: usize,
-}
-
-fn sizes(shape: &AttentionShape, num_ctx: usize, num_batch: usize, n_seq: usize) -> Sizes {
-    let n_seq = n_seq.min(num_batch).max(1);
-    let max_tiles = num_batch.div_ceil(TILE) + n_seq - 1;
-    let chunks = num_ctx.div_ceil(chunk_positions(num_ctx)) + 1;
-    Sizes {
-        rows: num_batch.min(TILE) * shape.group(),
-        small_rows: num_batch.min(SMALL_TILE) * shape.group(),
-        large: max_tiles * shape.n_head_kv,
-        small: n_seq * shape.n_head_kv * chunks,
-        map: n_seq * (num_ctx + FLASH_BLOCK),
-    }
-}
-
 impl FlashWork {
     /// Scratch for batches of up to `num_batch` tokens of up to `num_parallel` sequences
-    /// of `num_ctx` positions on `threads` threads, allocated now.
+    /// of `num_ctx` positions on `threads` threads, allocated now, as [`FlashSizes`]
+    /// says: [`plan::compute::flash::bytes_for`] bytes.
     pub fn new(
         shape: &AttentionShape,
         num_ctx: usize,
@@ -92,7 +58,7 @@ impl FlashWork {
         num_parallel: usize,
         threads: usize,
     ) -> Self {
-        let s = sizes(shape, num_ctx, num_batch, num_parallel);
+        let s = FlashSizes::new(shape, num_ctx, num_batch, num_parallel);
         let (hk, hv) = (shape.head_dim_k, shape.head_dim_v);
         let state = |rows: usize| {
             let mut st = FlashState::new();
@@ -120,25 +86,6 @@ impl FlashWork {
             maps,
             chunk: chunk_positions(num_ctx),
         }
-    }
-
-    /// Bytes [`FlashWork::new`] allocates.
-    pub fn bytes_for(
-        shape: &AttentionShape,
-        num_ctx: usize,
-        num_batch: usize,
-        num_parallel: usize,
-        threads: usize,
-    ) -> usize {
-        let s = sizes(shape, num_ctx, num_batch, num_parallel);
-        let (hk, hv) = (shape.head_dim_k, shape.head_dim_v);
-        let worker = s.rows * (hk * 4 + 4 + 8)
-            + FlashScratch::bytes_for(s.rows, hk, hv)
-            + FlashState::bytes_for(s.rows, hv);
-        threads.max(1) * worker
-            + s.large * FlashState::bytes_for(s.rows, hv)
-            + s.small * FlashState::bytes_for(s.small_rows, hv)
-            + s.map * 4
     }
 
     /// Bytes held now.

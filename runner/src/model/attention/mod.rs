@@ -25,47 +25,7 @@ use crate::kvcache::{KvCache, Placement};
 pub use flash::FlashWork;
 pub use reference::ReferenceWork;
 
-/// The head layout of one attention layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AttentionShape {
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads; each serves `n_head / n_head_kv` query heads.
-    pub n_head_kv: usize,
-    /// Values per query/key head.
-    pub head_dim_k: usize,
-    /// Values per value head.
-    pub head_dim_v: usize,
-    /// Factor applied to `q·k` before the softmax (usually `1/sqrt(head_dim_k)`).
-    pub scale: f32,
-}
-
-impl AttentionShape {
-    /// Key values per token.
-    pub fn k_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim_k
-    }
-
-    /// Value values per token.
-    pub fn v_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim_v
-    }
-
-    /// Query values per token.
-    pub fn q_dim(&self) -> usize {
-        self.n_head * self.head_dim_k
-    }
-
-    /// Attention output values per token.
-    pub fn out_dim(&self) -> usize {
-        self.n_head * self.head_dim_v
-    }
-
-    /// Query heads per key/value head.
-    pub fn group(&self) -> usize {
-        self.n_head / self.n_head_kv
-    }
-}
+pub use plan::compute::AttentionShape;
 
 /// Scratch of one path of attention, sized at load for the largest batch.
 #[derive(Debug)]
@@ -79,7 +39,7 @@ pub enum AttentionScratch {
 impl AttentionScratch {
     /// Scratch for the batches `c` allows (up to `num_batch` tokens of up to
     /// `num_parallel` sequences over `num_ctx` positions, on `threads` threads), allocated
-    /// now.
+    /// now: [`plan::compute::attention_scratch_bytes`] bytes.
     pub fn new(shape: &AttentionShape, c: &ComputeConfig) -> Self {
         if c.flash_attention {
             Self::Flash(FlashWork::new(
@@ -91,15 +51,6 @@ impl AttentionScratch {
             ))
         } else {
             Self::Reference(ReferenceWork::new(shape, c.num_ctx, c.threads))
-        }
-    }
-
-    /// Bytes [`AttentionScratch::new`] allocates.
-    pub fn bytes_for(shape: &AttentionShape, c: &ComputeConfig) -> usize {
-        if c.flash_attention {
-            FlashWork::bytes_for(shape, c.num_ctx, c.num_batch, c.num_parallel, c.threads)
-        } else {
-            ReferenceWork::bytes_for(shape, c.num_ctx, c.threads)
         }
     }
 

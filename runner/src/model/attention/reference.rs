@@ -8,15 +8,12 @@ use kernels::ops::{
     dot_f32_ggml_isa, softmax_scaled_masked, weighted_sum_ggml_isa, weighted_sum_tiled_isa,
 };
 use kernels::pool::ThreadPool;
+use plan::compute::reference::{ALIGN, runs};
 
 use super::{AttentionShape, lock};
 use crate::kvcache::{Gathered, LayerView};
 use crate::model::activations::touched;
 use crate::model::{Batch, ModelError};
-
-/// llama.cpp's score rows start at position 0, positions outside the window masked to
-/// -inf; starting at a multiple of this below the window groups the sums as its do.
-const ALIGN: usize = 64;
 
 /// Scratch of the reference path: one sequence's gathered rows and a row of scores per
 /// run.
@@ -26,14 +23,9 @@ pub struct ReferenceWork {
     scores: Vec<Mutex<Vec<f32>>>,
 }
 
-/// Runs to split `units` (token, head) pairs into: a few per thread, so uneven rows
-/// (later tokens see more positions) balance out.
-fn runs(threads: usize, units: usize) -> usize {
-    (threads * 4).min(units).max(1)
-}
-
 impl ReferenceWork {
-    /// Scratch for `num_ctx` positions on `threads` threads, allocated now.
+    /// Scratch for `num_ctx` positions on `threads` threads, allocated now:
+    /// [`plan::compute::reference::bytes_for`] bytes.
     pub fn new(shape: &AttentionShape, num_ctx: usize, threads: usize) -> Self {
         let rows = num_ctx + ALIGN;
         let gathered = Gathered {
@@ -46,12 +38,6 @@ impl ReferenceWork {
             .map(|_| Mutex::new(touched(num_ctx)))
             .collect();
         Self { gathered, scores }
-    }
-
-    /// Bytes [`ReferenceWork::new`] allocates.
-    pub fn bytes_for(shape: &AttentionShape, num_ctx: usize, threads: usize) -> usize {
-        let rows = num_ctx + ALIGN;
-        rows * (1 + 4 * (shape.k_dim() + shape.v_dim())) + runs(threads, usize::MAX) * num_ctx * 4
     }
 
     /// Bytes held now.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runner::gguf::GgmlType;
+use gguf::GgmlType;
 
 use self::fake::{Event, FakeBackend, GIB};
 use super::*;

@@ -3,6 +3,13 @@
 //! One enum owns these facts so the GGUF reader, the estimator and the kernels agree on
 //! how many bytes a tensor of a given shape takes. Ids and sizes follow `ggml.h` and
 //! `ggml-common.h`; ids that ggml retired (4, 5, 31..=33, 36..=38) are not types.
+//!
+//! It is a crate of its own, with no dependency beyond `thiserror`, so that the
+//! supervisor's memory estimate (the `plan` crate) can size tensors and the kernels'
+//! scratch ([`scratch`]) without linking the kernels. `kernels` re-exports it at
+//! `kernels::ggml_type`.
+
+pub mod scratch;
 
 use thiserror::Error;
 
@@ -270,6 +277,21 @@ impl GgmlType {
     /// True for the block-quantized types (anything with more than one element per block).
     pub fn is_quantized(self) -> bool {
         self.block_size() > 1
+    }
+
+    /// The activation type the CPU kernels multiply weights of this type with (llama.cpp's
+    /// `vec_dot_type`): Q8_0 for the 32-value blocks with one scale, Q8_1 for those with a
+    /// minimum, Q8_K for the k-quants, f32 for float weights; `None` for the types no
+    /// matrix product handles.
+    pub fn vec_dot_type(self) -> Option<GgmlType> {
+        use GgmlType::*;
+        match self {
+            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Some(Q8_0),
+            Q4_1 | Q5_1 => Some(Q8_1),
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(Q8_K),
+            F32 | F16 => Some(F32),
+            _ => None,
+        }
     }
 }
 

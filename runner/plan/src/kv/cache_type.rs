@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use kernels::GgmlType;
+use ggml_type::GgmlType;
 use thiserror::Error;
 
 /// A storage type for cached keys or values: the f32 reference, f16 (llama.cpp's and

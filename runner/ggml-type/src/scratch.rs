@@ -1,0 +1,75 @@
+//! Bytes of the kernels' scratch buffers, as plain arithmetic over types and shapes.
+//!
+//! The kernels reserve exactly these sizes (`kernels::matmul::MatmulScratch`,
+//! `kernels::ops::FlashScratch`, `kernels::ops::FlashState` call these functions), and
+//! the memory estimate adds them up without linking the kernels: one formula for both.
+
+use crate::GgmlType;
+
+/// Cells flash attention visits per block: the scores of one block are the only ones it
+/// holds at a time.
+pub const FLASH_BLOCK: usize = 64;
+
+/// The key types' activation types flash attention converts query rows to (Q8_0 for
+/// q8_0, q4_0, q5_0 and iq4_nl keys; Q8_1 for q4_1 and q5_1). f32 and f16 keys read the
+/// query rows as they are.
+const FLASH_QUERY_TYPES: [GgmlType; 2] = [GgmlType::Q8_0, GgmlType::Q8_1];
+
+/// f32 words of one query row of `dk` values converted for flash attention: the most any
+/// key type needs, so one scratch serves every cache type.
+pub fn flash_query_words(dk: usize) -> usize {
+    FLASH_QUERY_TYPES
+        .iter()
+        .map(|t| (dk / t.block_size() * t.type_size()).div_ceil(size_of::<f32>()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Bytes the scratch of one flash-attention call takes for `n_rows` query rows, keys of
+/// `dk` values and values of `dv`: the converted query rows, one visibility mask per row,
+/// one block of scores per row and one block of values as f32.
+pub fn flash_scratch_bytes(n_rows: usize, dk: usize, dv: usize) -> usize {
+    let floats = n_rows * flash_query_words(dk) + n_rows * FLASH_BLOCK + FLASH_BLOCK * dv;
+    floats * size_of::<f32>() + n_rows * size_of::<u64>()
+}
+
+/// Bytes the online-softmax state of `n_rows` query rows of `dv` output values takes: a
+/// running maximum and sum per row and the unnormalised output.
+pub fn flash_state_bytes(n_rows: usize, dv: usize) -> usize {
+    (2 * n_rows + n_rows * dv) * size_of::<f32>()
+}
+
+/// Bytes of the quantized activations a matrix product over weights of type `ty` needs
+/// for `n_tokens` rows of `cols` values (0 for a type without a product, see
+/// [`GgmlType::vec_dot_type`]).
+pub fn matmul_activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
+    ty.vec_dot_type().map_or(0, |act| {
+        (cols / act.block_size())
+            .saturating_mul(act.type_size())
+            .saturating_mul(n_tokens)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_query_rows_fit_the_widest_activation_block() {
+        // 128 values: 4 blocks of Q8_1 (36 bytes) = 144 bytes = 36 words.
+        assert_eq!(flash_query_words(128), 36);
+        assert_eq!(flash_state_bytes(2, 64), (4 + 128) * 4);
+        assert_eq!(
+            flash_scratch_bytes(1, 32, 8),
+            (9 + FLASH_BLOCK + FLASH_BLOCK * 8) * 4 + 8
+        );
+    }
+
+    #[test]
+    fn matmul_activations_are_rows_of_the_partner_type() {
+        assert_eq!(matmul_activation_bytes(GgmlType::Q4_0, 64, 3), 2 * 34 * 3);
+        assert_eq!(matmul_activation_bytes(GgmlType::Q4_K, 256, 1), 292);
+        assert_eq!(matmul_activation_bytes(GgmlType::F16, 10, 2), 80);
+        assert_eq!(matmul_activation_bytes(GgmlType::I8, 10, 2), 0);
+    }
+}
