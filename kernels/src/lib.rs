@@ -8,6 +8,7 @@
 //! function over slices, so it can be tested against scalar twins and benchmarked alone.
 //! `unsafe` SIMD code lives in `arch` and only there, each block with a `// SAFETY:` line.
 
+#[allow(unsafe_code)] // The SIMD code: each block has its `// SAFETY:` line.
 pub mod arch;
 pub mod blocks;
 pub mod cpu;

@@ -48,9 +48,9 @@ pub enum ServerError {
 }
 
 /// The runner binary: `OLLAMA_RUNNER` when set, else `ollama-runner` beside this binary.
-pub fn runner_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("OLLAMA_RUNNER").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
+pub fn runner_binary(config: &Config) -> PathBuf {
+    if let Some(path) = &config.runner {
+        return path.clone();
     }
     std::env::current_exe()
         .ok()
@@ -59,9 +59,10 @@ pub fn runner_binary() -> PathBuf {
 }
 
 /// The private directory runner sockets live under.
-fn socket_root() -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
+fn socket_root(config: &Config) -> PathBuf {
+    let base = config
+        .runtime_dir
+        .clone()
         .filter(|dir| dir.is_dir())
         .unwrap_or_else(std::env::temp_dir);
     base.join(format!("ollamad-{}", nix::unistd::Uid::current()))
@@ -95,7 +96,7 @@ pub async fn serve(
     let backend = RunnerBackend {
         config: RunnerConfig {
             bin: runner_bin,
-            socket_root: socket_root(),
+            socket_root: socket_root(&config),
             load_timeout: config
                 .load_timeout
                 .unwrap_or(Duration::from_secs(u64::MAX >> 2)),

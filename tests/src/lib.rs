@@ -80,3 +80,22 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Waits up to `limit` for `cond` about real processes (a server answering, a child
+/// exiting), looking again every `every`; returns whether it came true. Tests of code
+/// that runs on tokio's clock pause that clock instead: this is only for what happens
+/// outside the test's process.
+pub fn poll_until(
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    cond()
+}

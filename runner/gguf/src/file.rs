@@ -62,6 +62,7 @@ impl GgufFile {
         // renamed into place) and never modified in place, so the assumption holds for
         // files this project manages; a file changed under us by another program could
         // show us changed bytes or fault (SIGBUS), as with any mmap-based reader.
+        #[allow(unsafe_code)]
         let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
         let header = GgufHeader::parse(&map).map_err(|e| e.with_path(path.to_path_buf()))?;
         Ok(Self {

@@ -10,11 +10,12 @@ use futures_util::TryStreamExt;
 use tokio_util::io::StreamReader;
 
 use super::{ApiError, AppState};
+use crate::sched::Backend;
 use crate::store::Digest;
 
 /// 200 when the blob is stored, 404 when not.
-pub async fn head_blob(
-    State(state): State<AppState>,
+pub async fn head_blob<B: Backend>(
+    State(state): State<AppState<B>>,
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let digest = Digest::parse(&digest)?;
@@ -27,8 +28,8 @@ pub async fn head_blob(
 
 /// Streams the body into the store; 201 once its SHA-256 matched, 400 with both digests
 /// when it did not (nothing is kept).
-pub async fn post_blob(
-    State(state): State<AppState>,
+pub async fn post_blob<B: Backend>(
+    State(state): State<AppState<B>>,
     Path(digest): Path<String>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {

@@ -15,6 +15,7 @@ use super::generate::parse_body;
 use super::models::parse_name;
 use super::{ApiError, AppState};
 use crate::options::Options;
+use crate::sched::Backend;
 use crate::store::{CreateSpec, Digest};
 use crate::template::ChatTemplate;
 
@@ -81,7 +82,10 @@ fn refuse_unsupported(r: &CreateRequest) -> Result<(), ApiError> {
 
 /// The handler: checks everything before writing anything, then answers with Ollama's
 /// status lines (streamed by default).
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let r: CreateRequest = parse_body(&body)?;
     refuse_unsupported(&r)?;
     let name = parse_name(&r.model)?;

@@ -2,7 +2,7 @@
 //! template unless `raw`, streamed as NDJSON or answered in one object.
 
 use std::convert::Infallible;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -19,8 +19,7 @@ use super::stream::{Event, next_event};
 use super::{ApiError, AppState};
 use crate::config::KeepAlive;
 use crate::options::Options;
-use crate::runners::GenerateStream;
-use crate::sched::{Acquire, Lease, LoadSpec, RunnerBackend};
+use crate::sched::{Acquire, Backend, Generation, Lease, LoadSpec, RunnerHandle};
 use crate::template::Message;
 use ollama_proto::runner as pb;
 
@@ -121,7 +120,10 @@ fn now_rfc3339() -> String {
 }
 
 /// The handler.
-pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn generate<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let r: GenerateRequest = parse_body(&body)?;
     refuse_unsupported(&r)?;
@@ -140,7 +142,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let prompt = render(&model, &r)?;
     let lease = state.sched.acquire(Acquire { spec, keep_alive }).await?;
     let job = generate_request(prompt, &options);
-    let stream = match lease.runner().client().generate(job).await {
+    let stream = match lease.runner().generate(job).await {
         Ok(stream) => stream,
         Err(error) => return Err(super::stream::broken(&lease, error).await),
     };
@@ -159,14 +161,14 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
 
 /// A request without a prompt loads the model (or, with `keep_alive: 0`, unloads it) and
 /// answers at once, as in Ollama.
-async fn load_only(
-    state: &AppState,
+async fn load_only<B: Backend>(
+    state: &AppState<B>,
     model: &str,
     spec: LoadSpec,
     keep_alive: Option<KeepAlive>,
 ) -> Result<Response, ApiError> {
     let reason = if keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
-        state.sched.expire(&spec.name);
+        state.sched.expire(&spec.name).await;
         "unload"
     } else {
         drop(state.sched.acquire(Acquire { spec, keep_alive }).await?);
@@ -183,14 +185,14 @@ async fn load_only(
 }
 
 /// A generation in progress, holding its runner slot until it ends or the client leaves.
-struct Reply {
+struct Reply<B: Backend> {
     model: String,
     started: Instant,
-    lease: Lease<RunnerBackend>,
-    stream: GenerateStream,
+    lease: Lease<B>,
+    stream: Generation,
 }
 
-impl Reply {
+impl<B: Backend> Reply<B> {
     fn piece(&self, text: &str) -> Value {
         json!({
             "model": self.model,

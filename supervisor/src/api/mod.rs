@@ -25,40 +25,54 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, head, post};
 
 use crate::config::Config;
-use crate::sched::{RunnerBackend, Scheduler};
+use crate::sched::{Backend, RunnerBackend, Scheduler};
 use crate::store::Store;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler shares. Generic over the scheduler's backend so that handlers are
+/// tested with fake runners (`Router::oneshot`, no process); the server uses real ones.
+pub struct AppState<B: Backend = RunnerBackend> {
     /// The effective configuration.
     pub config: Arc<Config>,
     /// The scheduler of runners.
-    pub sched: Scheduler<RunnerBackend>,
+    pub sched: Scheduler<B>,
     /// The model store.
     pub store: Arc<Store>,
     /// Resolved models with their templates, cached by manifest digest.
     pub models: Arc<Models>,
 }
 
+impl<B: Backend> Clone for AppState<B> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+            sched: self.sched.clone(),
+            store: Arc::clone(&self.store),
+            models: Arc::clone(&self.models),
+        }
+    }
+}
+
 /// The router for every route of the API.
-pub fn router(state: AppState) -> Router {
+pub fn router<B: Backend>(state: AppState<B>) -> Router {
     Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version))
         .route(
             "/api/blobs/{digest}",
-            head(blobs::head_blob).post(blobs::post_blob),
+            head(blobs::head_blob::<B>).post(blobs::post_blob::<B>),
         )
-        .route("/api/create", post(create::create))
-        .route("/api/tags", get(models::tags))
-        .route("/api/generate", post(generate::generate))
-        .route("/api/ps", get(ps::ps))
+        .route("/api/create", post(create::create::<B>))
+        .route("/api/tags", get(models::tags::<B>))
+        .route("/api/generate", post(generate::generate::<B>))
+        .route("/api/ps", get(ps::ps::<B>))
         // Blobs are model files: no body limit on uploads.
         .layer(DefaultBodyLimit::disable())
         .layer(cors::layer(state.config.origins.clone()))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests;
 
 async fn root() -> &'static str {
     "Ollama is running"

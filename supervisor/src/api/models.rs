@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::options::Options;
+use crate::sched::Backend;
 use crate::store::{ModelName, ResolvedModel, Store};
 use crate::template::ChatTemplate;
 
@@ -84,7 +85,10 @@ pub fn parse_name(name: &str) -> Result<ModelName, ApiError> {
 }
 
 /// Resolves `name` off the async threads.
-pub async fn resolve(state: &AppState, name: &ModelName) -> Result<Arc<Model>, ApiError> {
+pub async fn resolve<B: Backend>(
+    state: &AppState<B>,
+    name: &ModelName,
+) -> Result<Arc<Model>, ApiError> {
     let (store, models, name) = (
         Arc::clone(&state.store),
         Arc::clone(&state.models),
@@ -96,7 +100,9 @@ pub async fn resolve(state: &AppState, name: &ModelName) -> Result<Arc<Model>, A
 }
 
 /// `GET /api/tags`: the models in the store.
-pub async fn tags(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn tags<B: Backend>(
+    State(state): State<AppState<B>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let store = Arc::clone(&state.store);
     let models = tokio::task::spawn_blocking(move || store.list())
         .await

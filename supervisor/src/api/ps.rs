@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::models::Models;
 use super::{ApiError, AppState};
+use crate::sched::Backend;
 use crate::sched::{RunnerInfo, RunnerState};
 use crate::store::{ModelName, Store};
 
@@ -109,8 +110,10 @@ fn row(info: RunnerInfo, store: &Store, models: &Models) -> PsModel {
 }
 
 /// The handler.
-pub async fn ps(State(state): State<AppState>) -> Result<Json<PsResponse>, ApiError> {
-    let snapshot = state.sched.snapshot();
+pub async fn ps<B: Backend>(
+    State(state): State<AppState<B>>,
+) -> Result<Json<PsResponse>, ApiError> {
+    let snapshot = state.sched.snapshot().await;
     let (store, models) = (Arc::clone(&state.store), Arc::clone(&state.models));
     let models = tokio::task::spawn_blocking(move || {
         snapshot

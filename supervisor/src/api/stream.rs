@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use ollama_proto::runner as pb;
 
 use super::ApiError;
-use crate::runners::{GenerateStream, RunnerError};
-use crate::sched::{Lease, RunnerBackend};
+use crate::runners::RunnerError;
+use crate::sched::{Backend, Generation, Lease};
 
 /// The next thing that happened to a generation.
 pub enum Event {
@@ -24,11 +25,11 @@ pub enum Event {
 const EXIT_SETTLE: Duration = Duration::from_millis(500);
 
 /// The next event of `stream`, or the runner's failure, whichever comes first.
-pub async fn next_event(lease: &Lease<RunnerBackend>, stream: &mut GenerateStream) -> Event {
+pub async fn next_event<B: Backend>(lease: &Lease<B>, stream: &mut Generation) -> Event {
     tokio::select! {
         biased;
         failure = lease.failed() => Event::Failed(ApiError::internal(failure.to_string())),
-        message = stream.message() => match message {
+        message = stream.next() => match message {
             Some(Ok(pb::GenerateResponse { event: Some(event) })) => match event {
                 pb::generate_response::Event::Piece(piece) => Event::Piece(piece.text),
                 pb::generate_response::Event::Done(done) => Event::Done(done),
@@ -54,7 +55,7 @@ pub async fn next_event(lease: &Lease<RunnerBackend>, stream: &mut GenerateStrea
 /// The answer for a call to the lease's runner that failed with `error`: the runner's
 /// failure if it turns out to have died (its exit says more than a broken connection),
 /// else `error` itself. A request the runner refused as faulty is answered at once.
-pub async fn broken(lease: &Lease<RunnerBackend>, error: RunnerError) -> ApiError {
+pub async fn broken<B: Backend>(lease: &Lease<B>, error: RunnerError) -> ApiError {
     if error.is_request_fault() {
         return error.into();
     }

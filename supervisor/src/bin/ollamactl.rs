@@ -1,12 +1,11 @@
 //! `ollamactl`: the admin's view of a running `ollamad` over its HTTP API on OLLAMA_HOST.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use supervisor::api::PsResponse;
-use supervisor::config::parse_host;
+use supervisor::config::{Config, ProcessEnv};
 
 /// Administer a running ollamad (address from OLLAMA_HOST, default 127.0.0.1:11434).
 #[derive(Debug, Parser)]
@@ -42,15 +41,7 @@ fn main() -> ExitCode {
 }
 
 fn base_url() -> anyhow::Result<String> {
-    let host = std::env::var("OLLAMA_HOST").unwrap_or_default();
-    let mut addr: SocketAddr = if host.trim().is_empty() {
-        SocketAddr::from(([127, 0, 0, 1], 11434))
-    } else {
-        parse_host(&host).map_err(|e| anyhow::anyhow!("OLLAMA_HOST={host:?}: {e}"))?
-    };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    let addr = Config::client_address(&ProcessEnv)?;
     Ok(format!("http://{addr}"))
 }
 

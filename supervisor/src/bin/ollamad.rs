@@ -38,9 +38,6 @@ fn variables_help() -> String {
             v.accepts
         ));
     }
-    text.push_str(
-        "  OLLAMA_RUNNER\n      path of the ollama-runner binary (default: beside ollamad)\n",
-    );
     text
 }
 
@@ -92,9 +89,10 @@ fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!(target: "config", "{}={} ({})", d.name, d.value, d.source);
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runner = supervisor::server::runner_binary(&config);
     runtime.block_on(supervisor::server::serve(
         config,
-        supervisor::server::runner_binary(),
+        runner,
         supervisor::server::termination(),
     ))?;
     Ok(())

@@ -29,6 +29,8 @@ pub trait Env {
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
+    // The one place the supervisor reads its environment.
+    #[allow(clippy::disallowed_methods)]
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
@@ -163,6 +165,18 @@ pub const VARIABLES: &[Variable] = &[
         default: "false",
         accepts: "a Go boolean",
     },
+    Variable {
+        name: "OLLAMA_RUNNER",
+        meaning: "path of the ollama-runner binary",
+        default: "ollama-runner beside ollamad",
+        accepts: "a file path",
+    },
+    Variable {
+        name: "OLLAMA_KERNELS",
+        meaning: "instruction set the runners' kernels use (passed to each runner)",
+        default: "the best the CPU has",
+        accepts: "scalar, avx2, avx512 (a runner refuses what the CPU lacks)",
+    },
 ];
 
 /// The K/V cache types a user may choose.
@@ -237,6 +251,12 @@ pub struct Config {
     pub multiuser_cache: bool,
     /// `OLLAMA_NOPRUNE`.
     pub noprune: bool,
+    /// `OLLAMA_RUNNER` (`None`: `ollama-runner` beside this binary).
+    pub runner: Option<PathBuf>,
+    /// `OLLAMA_KERNELS`, passed to runners as it is (they check it).
+    pub kernels: Option<String>,
+    /// `XDG_RUNTIME_DIR`, where runner sockets go (else the temporary directory).
+    pub runtime_dir: Option<PathBuf>,
     /// `OLLAMA_SCHED_SPREAD`.
     pub sched_spread: bool,
 }
@@ -379,7 +399,26 @@ impl Config {
             multiuser_cache: r.bool("OLLAMA_MULTIUSER_CACHE")?,
             noprune: r.bool("OLLAMA_NOPRUNE")?,
             sched_spread: r.bool("OLLAMA_SCHED_SPREAD")?,
+            runner: r.raw("OLLAMA_RUNNER").map(PathBuf::from),
+            kernels: r.raw("OLLAMA_KERNELS"),
+            runtime_dir: r.raw("XDG_RUNTIME_DIR").map(PathBuf::from),
         })
+    }
+
+    /// The address a client (`ollamactl`) reaches the server at: `OLLAMA_HOST` read as
+    /// the server reads it, with an unspecified address (`0.0.0.0`) meaning this machine.
+    /// Only that variable is read, so a bad value of another one does not stop a client.
+    pub fn client_address(env: &dyn Env) -> Result<SocketAddr, ConfigError> {
+        let r = Reader { env };
+        let mut addr = r.get(
+            "OLLAMA_HOST",
+            "127.0.0.1:11434".parse().expect("literal address"),
+            parse::parse_host,
+        )?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(addr)
     }
 
     /// Each variable with the value in effect and whether it came from the environment.
@@ -408,6 +447,11 @@ impl Config {
                     "OLLAMA_MULTIUSER_CACHE" => self.multiuser_cache.to_string(),
                     "OLLAMA_NOPRUNE" => self.noprune.to_string(),
                     "OLLAMA_SCHED_SPREAD" => self.sched_spread.to_string(),
+                    "OLLAMA_RUNNER" => self
+                        .runner
+                        .as_ref()
+                        .map_or("beside ollamad".into(), |p| p.display().to_string()),
+                    "OLLAMA_KERNELS" => self.kernels.clone().unwrap_or_else(|| "auto".into()),
                     other => unreachable!("{other} is in the registry but not described"),
                 };
                 let set = env.var(v.name).is_some_and(|s| !s.trim().is_empty());

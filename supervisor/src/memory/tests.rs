@@ -312,10 +312,11 @@ fn system_probe_measures_processes_and_forgets_exited_ones() {
     assert!(probe.process_bytes(pid).is_some_and(|bytes| bytes > 0));
     child.kill().unwrap();
     // Killed but not yet waited for, the child is a zombie: it holds no memory.
-    let gone = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        probe.process_bytes(pid).is_none()
-    });
+    let gone = e2e::poll_until(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_millis(10),
+        || probe.process_bytes(pid).is_none(),
+    );
     assert!(gone, "a killed child still reported as holding memory");
     child.wait().unwrap();
     assert_eq!(probe.process_bytes(pid), None);

@@ -39,7 +39,7 @@ pub const RUNNER_ENV: &[&str] = &[
     "PATH",
     // Home-relative defaults of libraries (caches); the runner itself writes nothing.
     "HOME",
-    // The runner's log filter (runner::tools::logging), overriding OLLAMA_DEBUG.
+    // The runner's log filter (plan::logging), overriding OLLAMA_DEBUG.
     "RUST_LOG",
     // Backtraces in a panicking runner's last stderr lines, for crash reports.
     "RUST_BACKTRACE",

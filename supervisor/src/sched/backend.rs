@@ -2,7 +2,11 @@
 //! starts real `ollama-runner` children; the policy tests plug in fakes.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures_util::Stream;
+use thiserror::Error;
 
 use gguf::GgufFile;
 use ollama_proto::RUNNER_PROTOCOL_VERSION;
@@ -11,7 +15,26 @@ use plan::{LoadConfig, LoadParams};
 use tokio::sync::watch;
 
 use super::spec::LoadSpec;
-use crate::runners::{ExitInfo, Runner, RunnerConfig};
+use crate::runners::{ExitInfo, Runner, RunnerConfig, RunnerError};
+
+/// A generation's messages as a runner streams them: pieces, then one Done, or the error
+/// that ended it. Dropping it cancels the generation.
+pub type Generation = Pin<Box<dyn Stream<Item = Result<pb::GenerateResponse, RunnerError>> + Send>>;
+
+/// Why the memory a load will take could not be estimated.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum EstimateError {
+    /// The settings are not ones a runner accepts (the message names the option).
+    #[error("{0}")]
+    Settings(String),
+    /// The model file cannot be read or planned (unreadable, not GGUF, unknown
+    /// architecture, a missing hyper-parameter).
+    #[error("{0}")]
+    Model(String),
+    /// The estimate's task died.
+    #[error("the estimate failed: {0}")]
+    Task(String),
+}
 
 /// What a loaded runner reports about itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,11 +51,14 @@ pub trait Backend: Send + Sync + 'static {
     type Runner: RunnerHandle;
 
     /// Bytes a load of `spec` will take (before `OLLAMA_GPU_OVERHEAD`). Reads the model
-    /// file's header, so it blocks briefly.
-    fn estimate(&self, spec: &LoadSpec) -> Result<u64, String>;
+    /// file's header: an implementation that blocks does so off the async threads.
+    fn estimate(&self, spec: &LoadSpec) -> impl Future<Output = Result<u64, EstimateError>> + Send;
 
     /// Starts a runner for `spec` and loads the model; the error says why it failed.
-    fn start(&self, spec: &LoadSpec) -> impl Future<Output = Result<Self::Runner, String>> + Send;
+    fn start(
+        &self,
+        spec: &LoadSpec,
+    ) -> impl Future<Output = Result<Self::Runner, RunnerError>> + Send;
 }
 
 /// One started runner.
@@ -51,6 +77,15 @@ pub trait RunnerHandle: Send + Sync + 'static {
 
     /// Kills it at once.
     fn kill(&self);
+
+    /// The last lines it wrote to stderr, oldest first: a crash report carries them.
+    fn stderr_tail(&self) -> Vec<String>;
+
+    /// Starts a generation (the API layer's one call into a runner for text).
+    fn generate(
+        &self,
+        request: pb::GenerateRequest,
+    ) -> impl Future<Output = Result<Generation, RunnerError>> + Send;
 }
 
 /// Real runners: `ollama-runner serve` children.
@@ -63,6 +98,31 @@ pub struct RunnerBackend {
 }
 
 impl RunnerBackend {
+    /// The estimate of `spec`, computed on this thread (it reads the model file).
+    pub fn estimate_now(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
+        // The runner's own checks and arithmetic (the `plan` crate), on the request it
+        // would receive.
+        let r = self.load_request(spec);
+        let load = LoadConfig::check(&LoadParams {
+            model_path: r.model_path,
+            num_ctx: r.num_ctx,
+            num_parallel: r.num_parallel,
+            num_batch: r.num_batch,
+            num_threads: r.num_threads,
+            cache_type_k: r.cache_type_k,
+            cache_type_v: r.cache_type_v,
+            flash_attention: r.flash_attention,
+            use_mmap: r.use_mmap,
+            num_keep: r.num_keep,
+            multi_user_cache: r.multi_user_cache,
+        })
+        .map_err(|e| EstimateError::Settings(e.to_string()))?;
+        let model = |e: &dyn std::fmt::Display| EstimateError::Model(e.to_string());
+        let file = GgufFile::open(&spec.model_path).map_err(|e| model(&e))?;
+        let estimate = plan::estimate(&file, &load.kv, load.threads).map_err(|e| model(&e))?;
+        Ok(estimate.total_bytes as u64)
+    }
+
     /// The `Load` request for `spec`, exactly as the runner will receive it.
     pub fn load_request(&self, spec: &LoadSpec) -> pb::LoadRequest {
         let s = &spec.settings;
@@ -86,33 +146,15 @@ impl RunnerBackend {
 impl Backend for RunnerBackend {
     type Runner = Runner;
 
-    fn estimate(&self, spec: &LoadSpec) -> Result<u64, String> {
-        // The runner's own checks and arithmetic (the `plan` crate), on the request it
-        // would receive.
-        let r = self.load_request(spec);
-        let load = LoadConfig::check(&LoadParams {
-            model_path: r.model_path,
-            num_ctx: r.num_ctx,
-            num_parallel: r.num_parallel,
-            num_batch: r.num_batch,
-            num_threads: r.num_threads,
-            cache_type_k: r.cache_type_k,
-            cache_type_v: r.cache_type_v,
-            flash_attention: r.flash_attention,
-            use_mmap: r.use_mmap,
-            num_keep: r.num_keep,
-            multi_user_cache: r.multi_user_cache,
-        })
-        .map_err(|e| e.to_string())?;
-        let file = GgufFile::open(&spec.model_path).map_err(|e| e.to_string())?;
-        let estimate = plan::estimate(&file, &load.kv, load.threads).map_err(|e| e.to_string())?;
-        Ok(estimate.total_bytes as u64)
+    async fn estimate(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
+        let (backend, spec) = (self.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || backend.estimate_now(&spec))
+            .await
+            .map_err(|e| EstimateError::Task(e.to_string()))?
     }
 
-    async fn start(&self, spec: &LoadSpec) -> Result<Runner, String> {
-        Runner::start(&self.config, &spec.name, self.load_request(spec))
-            .await
-            .map_err(|e| e.to_string())
+    async fn start(&self, spec: &LoadSpec) -> Result<Runner, RunnerError> {
+        Runner::start(&self.config, &spec.name, self.load_request(spec)).await
     }
 }
 
@@ -140,5 +182,13 @@ impl RunnerHandle for Runner {
 
     fn kill(&self) {
         Runner::kill(self)
+    }
+
+    fn stderr_tail(&self) -> Vec<String> {
+        Runner::stderr_tail(self)
+    }
+
+    async fn generate(&self, request: pb::GenerateRequest) -> Result<Generation, RunnerError> {
+        Ok(Box::pin(self.client().generate(request).await?))
     }
 }

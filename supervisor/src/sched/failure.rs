@@ -2,9 +2,10 @@
 //! it was serving.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
+use tokio::time::Instant;
 
 use crate::runners::ExitInfo;
 
@@ -77,12 +78,17 @@ pub enum SchedError {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum RunnerFailure {
     /// It exited on its own or was killed from outside.
-    #[error("the runner for {model} exited unexpectedly: {exit}")]
+    #[error(
+        "the runner for {model} exited unexpectedly: {exit}{}",
+        last_words(stderr)
+    )]
     Crashed {
         /// The model.
         model: String,
         /// The exit status or signal.
         exit: ExitInfo,
+        /// The last lines it wrote to stderr, oldest first (often the reason).
+        stderr: Vec<String>,
     },
     /// It stopped answering and was killed.
     #[error(
@@ -113,9 +119,18 @@ pub enum RunnerFailure {
     },
 }
 
+/// The last line a runner wrote before it died, for an error message: what an admin
+/// reads first. The whole tail is in the event and in the supervisor's log.
+fn last_words(stderr: &[String]) -> String {
+    match stderr.iter().rev().find(|line| !line.trim().is_empty()) {
+        Some(line) => format!("; its last output was: {}", line.trim()),
+        None => String::new(),
+    }
+}
+
 /// The recent crashes of one model, for back-off and for `restarts` in introspection.
 #[derive(Debug, Default)]
-pub(crate) struct CrashHistory {
+pub struct CrashHistory {
     recent: VecDeque<Instant>,
     /// Crashes over the server's life.
     pub total: u32,

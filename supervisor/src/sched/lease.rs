@@ -1,17 +1,18 @@
-//! A request's hold on a runner slot.
+//! A request's hold on a runner slot: a guard whose drop gives the slot back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::actor::Command;
+use super::backend::Backend;
 use super::failure::RunnerFailure;
-use super::{Backend, Inner};
 
 /// One slot of a loaded runner, held for one request. Dropping it releases the slot and,
 /// when it was the last, starts the model's keep-alive.
 pub struct Lease<B: Backend> {
-    inner: Arc<Inner<B>>,
+    tx: mpsc::UnboundedSender<Command<B>>,
     id: u64,
     model: String,
     runner: Arc<B::Runner>,
@@ -22,7 +23,7 @@ pub struct Lease<B: Backend> {
 
 impl<B: Backend> Lease<B> {
     pub(super) fn new(
-        inner: Arc<Inner<B>>,
+        tx: mpsc::UnboundedSender<Command<B>>,
         id: u64,
         model: String,
         runner: Arc<B::Runner>,
@@ -31,7 +32,7 @@ impl<B: Backend> Lease<B> {
         loaded: Option<Duration>,
     ) -> Self {
         Self {
-            inner,
+            tx,
             id,
             model,
             runner,
@@ -80,6 +81,7 @@ impl<B: Backend> Lease<B> {
 
 impl<B: Backend> Drop for Lease<B> {
     fn drop(&mut self) {
-        self.inner.release(self.id);
+        // A scheduler already gone has nothing left to release.
+        let _ = self.tx.send(Command::Release { id: self.id });
     }
 }

@@ -1,13 +1,15 @@
 //! One picture of the loaded runners, read by `/api/ps`, gRPC and `ollamactl ps`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use super::spec::LoadSettings;
-use super::state::Phase;
-use super::{Backend, Inner};
+use super::failure::CrashHistory;
+use super::policy::{Phase, RunnerView};
+use super::spec::{LoadSettings, Policy};
 use crate::config::KeepAlive;
 
 /// A runner's state as an admin sees it.
@@ -65,8 +67,8 @@ impl RunnerInfo {
     }
 }
 
-fn system_time(at: Instant) -> SystemTime {
-    let now = Instant::now();
+/// `at` on the wall clock.
+fn system_time(at: Instant, now: Instant) -> SystemTime {
     if at >= now {
         SystemTime::now() + (at - now)
     } else {
@@ -74,59 +76,54 @@ fn system_time(at: Instant) -> SystemTime {
     }
 }
 
-pub(super) fn take<B: Backend>(inner: &Inner<B>) -> Vec<RunnerInfo> {
-    let mut state = inner.lock();
-    let now = Instant::now();
-    let mut out: Vec<RunnerInfo> = state
-        .entries
+/// The rows for `runners`, plus one for each model held back in back-off; `waiting`
+/// lists the model of each queued request.
+pub(super) fn take(
+    runners: &[RunnerView],
+    waiting: &[&str],
+    crashes: &mut HashMap<String, CrashHistory>,
+    policy: &Policy,
+    now: Instant,
+) -> Vec<RunnerInfo> {
+    let waiting_for = |name: &str| waiting.iter().filter(|w| **w == name).count();
+    let mut out: Vec<RunnerInfo> = runners
         .iter()
-        .map(|e| {
-            let expires_at = match (e.expires, e.keep_alive) {
-                (Some(at), _) => Some(system_time(at)),
-                (None, KeepAlive::For(d)) => Some(system_time(now + d)),
+        .map(|r| {
+            let expires_at = match (r.expires, r.keep_alive) {
+                (Some(at), _) => Some(system_time(at, now)),
+                (None, KeepAlive::For(d)) => Some(system_time(now + d, now)),
                 (None, KeepAlive::Forever) => None,
             };
-            let history = state.crashes.get(&e.spec.name);
+            let history = crashes.get(&r.spec.name);
             RunnerInfo {
-                name: e.spec.name.clone(),
-                model_path: e.spec.model_path.clone(),
-                settings: Some(e.spec.settings),
-                state: match e.phase {
+                name: r.spec.name.clone(),
+                model_path: r.spec.model_path.clone(),
+                settings: Some(r.spec.settings),
+                state: match r.phase {
                     Phase::Loading => RunnerState::Loading,
                     Phase::Ready => RunnerState::Ready,
                     Phase::Stopping => RunnerState::Stopping,
                 },
-                pid: e.pid,
-                estimated_bytes: e.estimate,
-                measured_bytes: e.measured,
-                busy: e.refs,
-                slots: e.slots(),
-                waiting: state.waiting_for(&e.spec.name),
-                keep_alive: e.keep_alive,
+                pid: r.pid,
+                estimated_bytes: r.estimate,
+                measured_bytes: r.measured,
+                busy: r.refs,
+                slots: r.slots(),
+                waiting: waiting_for(&r.spec.name),
+                keep_alive: r.keep_alive,
                 expires_at,
                 restarts: history.map_or(0, |h| h.total),
                 last_failure: history.and_then(|h| h.last.as_ref().map(ToString::to_string)),
             }
         })
         .collect();
-    let policy = inner.policy.clone();
-    let held_back: Vec<(String, u32, Option<String>)> = state
-        .crashes
-        .iter_mut()
-        .filter(|(name, _)| !out.iter().any(|i| &i.name == *name))
-        .filter_map(|(name, history)| {
-            history.backoff(name, now, &policy)?;
-            Some((
-                name.clone(),
-                history.total,
-                history.last.as_ref().map(ToString::to_string),
-            ))
-        })
-        .collect();
-    for (name, restarts, last_failure) in held_back {
+    for (name, history) in crashes.iter_mut() {
+        if out.iter().any(|i| &i.name == name) || history.backoff(name, now, policy).is_none() {
+            continue;
+        }
         out.push(RunnerInfo {
-            waiting: state.waiting_for(&name),
-            name,
+            waiting: waiting_for(name),
+            name: name.clone(),
             model_path: PathBuf::new(),
             settings: None,
             state: RunnerState::Failed,
@@ -137,8 +134,8 @@ pub(super) fn take<B: Backend>(inner: &Inner<B>) -> Vec<RunnerInfo> {
             slots: 0,
             keep_alive: KeepAlive::For(std::time::Duration::ZERO),
             expires_at: None,
-            restarts,
-            last_failure,
+            restarts: history.total,
+            last_failure: history.last.as_ref().map(ToString::to_string),
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -47,7 +47,7 @@ impl LoadSettings {
 }
 
 /// One model to run: its name in the store, its GGUF file and the runner settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LoadSpec {
     /// The model's name as users see it (`smollm2:latest`); one runner per name.
     pub name: String,

@@ -69,6 +69,49 @@ fn a_killed_runner_fails_only_its_own_stream_and_is_restarted() {
 }
 
 #[test]
+fn a_runner_that_dies_reports_its_last_stderr_line_to_the_client_and_in_ps() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    assert_eq!(server.generate("smollm2", "Hi", 1).0, 200);
+    let pid = server.pid_of("smollm2:latest").unwrap();
+    let stream = stream_lines(&server, long_stream("smollm2", 400));
+    stream
+        .recv_timeout(Duration::from_secs(60))
+        .expect("it streams");
+    // SIGTERM makes the runner log a line and drain; SIGKILL then ends it mid-stream, so
+    // that line is the last it wrote.
+    signal(pid, Signal::SIGTERM);
+    let last_words = "signal received, stopping";
+    assert!(
+        eventually(Duration::from_secs(10), || server
+            .log()
+            .contains(last_words)),
+        "the runner did not log its stop:\n{}",
+        server.log()
+    );
+    signal(pid, Signal::SIGKILL);
+    let error = loop {
+        let (_, line) = stream
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an end");
+        if line["done"] != false {
+            break line;
+        }
+    };
+    let message = error["error"].as_str().unwrap_or_else(|| panic!("{error}"));
+    assert!(
+        message.contains("SIGKILL") && message.contains(last_words),
+        "{message}"
+    );
+
+    assert_eq!(server.generate("smollm2", "Hi", 1).0, 200, "restarted");
+    let ps = server.ps();
+    let row = ps.iter().find(|m| m["name"] == "smollm2:latest").unwrap();
+    let last_failure = row["last_failure"].as_str().unwrap_or_default();
+    assert!(last_failure.contains(last_words), "{row}");
+}
+
+#[test]
 fn a_stopped_runner_times_out_and_is_replaced() {
     let server = Server::start(&[]);
     server.create("smollm2", TestModel::SmolLm2, json!({}));

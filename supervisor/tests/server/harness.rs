@@ -83,20 +83,13 @@ impl Server {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut r) = agent().get(&self.base).call()
-                && r.body_mut().read_to_string().unwrap_or_default() == "Ollama is running"
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ollamad did not answer:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let answers = || {
+            agent().get(&self.base).call().is_ok_and(|mut r| {
+                r.body_mut().read_to_string().unwrap_or_default() == "Ollama is running"
+            })
+        };
+        let ready = e2e::poll_until(Duration::from_secs(20), Duration::from_millis(50), answers);
+        assert!(ready, "ollamad did not answer:\n{}", self.log());
     }
 
     /// The server's log so far.
@@ -185,12 +178,10 @@ impl Server {
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let child = &mut self.child;
+        let exited = || matches!(child.try_wait(), Ok(Some(_)));
+        if e2e::poll_until(Duration::from_secs(20), Duration::from_millis(20), exited) {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -239,13 +230,6 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Waits up to `limit` for `cond`.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
+pub fn eventually(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    e2e::poll_until(limit, Duration::from_millis(20), cond)
 }

@@ -1,5 +1,9 @@
 //! `ollamad` end to end: the real server, runner and models, driven over HTTP.
 
+// These tests time real processes on the wall clock and build a child's environment;
+// the supervisor's rules (tokio's clock, the config registry) are for its own code.
+#![allow(clippy::disallowed_methods)]
+
 mod api;
 mod config;
 mod crashes;

@@ -1,15 +1,55 @@
-//! Fake runners for the policy tests: processes that exist only in a [`FakeProbe`].
+//! Fake runners for the scheduler's and the API's tests: processes that exist only in a
+//! [`FakeProbe`], answering `Generate` from a script.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ollama_proto::runner as pb;
 use tokio::sync::watch;
 
 use crate::memory::FakeProbe;
-use crate::runners::ExitInfo;
-use crate::sched::{Backend, LoadSpec, RunnerHandle, Usage};
+use crate::runners::{ExitInfo, RunnerError};
+use crate::sched::{Backend, EstimateError, Generation, LoadSpec, RunnerHandle, Usage};
+
+/// How a fake runner answers a generation: the messages of its stream, or a refusal.
+pub type Script = dyn Fn(&pb::GenerateRequest) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>
+    + Send
+    + Sync;
+
+/// A piece of text as a runner streams it.
+pub fn piece(text: &str) -> Result<pb::GenerateResponse, RunnerError> {
+    Ok(pb::GenerateResponse {
+        event: Some(pb::generate_response::Event::Piece(pb::Piece {
+            text: text.into(),
+            tokens: Vec::new(),
+        })),
+    })
+}
+
+/// The end of a generation that made `generated` tokens from a prompt of `prompt`.
+pub fn done(prompt: u32, generated: u32) -> Result<pb::GenerateResponse, RunnerError> {
+    Ok(pb::GenerateResponse {
+        event: Some(pb::generate_response::Event::Done(pb::Done {
+            reason: pb::DoneReason::Stop as i32,
+            timings: Some(pb::Timings {
+                prompt_tokens: prompt,
+                prompt_duration_ns: 1_000_000,
+                generated_tokens: generated,
+                generation_duration_ns: 2_000_000,
+                ..pb::Timings::default()
+            }),
+        })),
+    })
+}
+
+/// The default script: "Hello world" in two pieces.
+fn hello(
+    _: &pb::GenerateRequest,
+) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError> {
+    Ok(vec![piece("Hello"), piece(" world"), done(5, 2)])
+}
 
 /// What happened, in order, for tests that check sequencing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +69,10 @@ pub struct FakeBackend {
     pub load_delay: Duration,
     pub events: Arc<Mutex<Vec<Event>>>,
     pub runners: Mutex<Vec<Arc<FakeControl>>>,
+    /// How runners answer `Generate`.
+    pub script: Arc<Mutex<Arc<Script>>>,
+    /// Every `Generate` request runners received, in order.
+    pub requests: Arc<Mutex<Vec<pb::GenerateRequest>>>,
     next_pid: AtomicU32,
 }
 
@@ -43,8 +87,34 @@ impl FakeBackend {
             load_delay: Duration::from_millis(5),
             events: Arc::default(),
             runners: Mutex::default(),
+            script: Arc::new(Mutex::new(Arc::new(hello))),
+            requests: Arc::default(),
             next_pid: AtomicU32::new(1000),
         }
+    }
+
+    /// Makes runners answer `Generate` with `script`.
+    pub fn script(
+        &self,
+        script: impl Fn(
+            &pb::GenerateRequest,
+        ) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        *self.script.lock().unwrap() = Arc::new(script);
+    }
+
+    fn size_of(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
+        if spec.model_path.to_string_lossy().contains("unreadable") {
+            let path = spec.model_path.display();
+            return Err(EstimateError::Model(format!("{path}: no such file")));
+        }
+        let base = self.sizes.lock().unwrap().get(&spec.name).copied();
+        let base = base.unwrap_or(GIB);
+        // A larger context costs more, as with a real K/V cache.
+        Ok(base + u64::from(spec.settings.num_ctx) * 1024)
     }
 
     pub fn size(&self, name: &str, bytes: u64) {
@@ -79,6 +149,8 @@ pub struct FakeControl {
     pub exit: watch::Sender<Option<ExitInfo>>,
     /// Stops answering status checks (as if SIGSTOPped).
     pub hung: AtomicBool,
+    /// What it "wrote" to stderr.
+    pub stderr: Mutex<Vec<String>>,
     probe: Arc<FakeProbe>,
     events: Arc<Mutex<Vec<Event>>>,
 }
@@ -101,25 +173,30 @@ impl FakeControl {
 pub struct FakeRunner {
     control: Arc<FakeControl>,
     stop_delay: Duration,
+    script: Arc<Mutex<Arc<Script>>>,
+    requests: Arc<Mutex<Vec<pb::GenerateRequest>>>,
 }
 
 impl Backend for FakeBackend {
     type Runner = FakeRunner;
 
-    fn estimate(&self, spec: &LoadSpec) -> Result<u64, String> {
-        let base = self.sizes.lock().unwrap().get(&spec.name).copied();
-        let base = base.unwrap_or(GIB);
-        // A larger context costs more, as with a real K/V cache.
-        Ok(base + u64::from(spec.settings.num_ctx) * 1024)
+    async fn estimate(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
+        self.size_of(spec)
     }
 
-    async fn start(&self, spec: &LoadSpec) -> Result<FakeRunner, String> {
+    async fn start(&self, spec: &LoadSpec) -> Result<FakeRunner, RunnerError> {
         if spec.model_path.to_string_lossy().contains("broken") {
-            return Err(format!("{}: not a GGUF file", spec.model_path.display()));
+            return Err(RunnerError::LoadRefused {
+                model: spec.name.clone(),
+                reason: format!("{}: not a GGUF file", spec.model_path.display()),
+            });
         }
         tokio::time::sleep(self.load_delay).await;
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
-        let bytes = self.estimate(spec)?;
+        let bytes = self.size_of(spec).map_err(|e| RunnerError::LoadRefused {
+            model: spec.name.clone(),
+            reason: e.to_string(),
+        })?;
         self.probe.add_process(pid, bytes);
         let (exit, _) = watch::channel(None);
         let control = Arc::new(FakeControl {
@@ -127,6 +204,7 @@ impl Backend for FakeBackend {
             name: spec.name.clone(),
             exit,
             hung: AtomicBool::new(false),
+            stderr: Mutex::default(),
             probe: Arc::clone(&self.probe),
             events: Arc::clone(&self.events),
         });
@@ -138,6 +216,8 @@ impl Backend for FakeBackend {
         Ok(FakeRunner {
             control,
             stop_delay: self.stop_delay,
+            script: Arc::clone(&self.script),
+            requests: Arc::clone(&self.requests),
         })
     }
 }
@@ -166,5 +246,16 @@ impl RunnerHandle for FakeRunner {
 
     fn kill(&self) {
         self.control.end(ExitInfo::Signal(9));
+    }
+
+    fn stderr_tail(&self) -> Vec<String> {
+        self.control.stderr.lock().unwrap().clone()
+    }
+
+    async fn generate(&self, request: pb::GenerateRequest) -> Result<Generation, RunnerError> {
+        self.requests.lock().unwrap().push(request.clone());
+        let script = Arc::clone(&*self.script.lock().unwrap());
+        let messages = script(&request)?;
+        Ok(Box::pin(futures_util::stream::iter(messages)))
     }
 }

@@ -1,18 +1,22 @@
 //! Policy tests: the scheduler over fake runners and a fake memory probe.
 
-mod fake;
+mod events;
+pub(crate) mod fake;
+mod policy;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gguf::GgmlType;
 
 use self::fake::{Event, FakeBackend, GIB};
 use super::*;
+use crate::config::KeepAlive;
 use crate::memory::FakeProbe;
 
-fn policy() -> Policy {
+/// Quick timings for tests on a paused clock.
+pub(crate) fn policy() -> Policy {
     Policy {
         max_loaded: 3,
         max_queue: 16,
@@ -63,23 +67,33 @@ fn with_keep_alive(mut r: Acquire, keep_alive: KeepAlive) -> Acquire {
     r
 }
 
-fn loaded(s: &Scheduler<FakeBackend>) -> Vec<String> {
+async fn loaded(s: &Scheduler<FakeBackend>) -> Vec<String> {
     s.snapshot()
+        .await
         .into_iter()
         .filter(|i| i.state == RunnerState::Ready || i.state == RunnerState::Loading)
         .map(|i| i.name)
         .collect()
 }
 
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits (on the paused clock: no real time passes) until `cond` holds; `cond` may
+/// `.await`.
+macro_rules! eventually {
+    ($what:expr, $cond:expr) => {{
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !$cond {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {}",
+                $what
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }};
 }
+pub(crate) use eventually;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn loaded_model_is_reused_without_a_new_runner() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let pid = s.acquire(req("a")).await.unwrap().runner().pid();
@@ -88,7 +102,7 @@ async fn loaded_model_is_reused_without_a_new_runner() {
     assert_eq!(s.backend().events().len(), 1, "{:?}", s.backend().events());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_loaded_unloads_the_least_recently_used_idle_model() {
     let (s, _) = scheduler(
         Policy {
@@ -104,12 +118,12 @@ async fn max_loaded_unloads_the_least_recently_used_idle_model() {
     assert!(!s.backend().alive(b), "b, least recently used, is stopped");
     assert!(s.backend().alive(a));
     assert_ne!(c.runner().pid(), b);
-    let mut names = loaded(&s);
+    let mut names = loaded(&s).await;
     names.sort();
     assert_eq!(names, ["a", "c"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn busy_model_is_not_evicted_and_the_request_waits_for_it() {
     let (s, _) = scheduler(
         Policy {
@@ -126,13 +140,13 @@ async fn busy_model_is_not_evicted_and_the_request_waits_for_it() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiter.is_finished(), "b must wait while a is busy");
     assert!(s.backend().alive(a.runner().pid()));
-    assert_eq!(s.waiting(), 1);
+    assert_eq!(s.waiting().await, 1);
     drop(a);
     waiter.await.unwrap().unwrap();
-    assert_eq!(loaded(&s), ["b"]);
+    assert_eq!(loaded(&s).await, ["b"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn default_keep_alive_unloads_an_idle_model() {
     let (s, _) = scheduler(
         Policy {
@@ -149,19 +163,19 @@ async fn default_keep_alive_unloads_an_idle_model() {
         "keep-alive starts at release, not at load"
     );
     drop(lease);
-    eventually("a unloaded", || !s.backend().alive(pid)).await;
-    eventually("a gone from the table", || s.snapshot().is_empty()).await;
+    eventually!("a unloaded", !s.backend().alive(pid));
+    eventually!("a gone from the table", s.snapshot().await.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn request_keep_alive_overrides_the_default() {
     let (s, _) = scheduler(policy(), 16 * GIB); // default 5 minutes
     let short = with_keep_alive(req("a"), KeepAlive::For(Duration::from_millis(50)));
     let pid = s.acquire(short).await.unwrap().runner().pid();
-    eventually("a unloaded after 50 ms", || !s.backend().alive(pid)).await;
+    eventually!("a unloaded after 50 ms", !s.backend().alive(pid));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn keep_alive_zero_unloads_as_soon_as_idle() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let first = s.acquire(req("a")).await.unwrap();
@@ -173,10 +187,10 @@ async fn keep_alive_zero_unloads_as_soon_as_idle() {
     let pid = second.runner().pid();
     assert!(s.backend().alive(pid));
     drop(second);
-    eventually("a unloaded when idle", || !s.backend().alive(pid)).await;
+    eventually!("a unloaded when idle", !s.backend().alive(pid));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn negative_keep_alive_keeps_the_model_forever() {
     let (s, _) = scheduler(
         Policy {
@@ -189,19 +203,19 @@ async fn negative_keep_alive_keeps_the_model_forever() {
     let pid = s.acquire(forever).await.unwrap().runner().pid();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(s.backend().alive(pid));
-    assert_eq!(s.snapshot()[0].expires_at, None);
+    assert_eq!(s.snapshot().await[0].expires_at, None);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expire_unloads_an_idle_model_and_reports_whether_it_was_loaded() {
     let (s, _) = scheduler(policy(), 16 * GIB);
-    assert!(!s.expire("a"));
+    assert!(!s.expire("a").await);
     let pid = s.acquire(req("a")).await.unwrap().runner().pid();
-    assert!(s.expire("a"));
-    eventually("a unloaded", || !s.backend().alive(pid)).await;
+    assert!(s.expire("a").await);
+    eventually!("a unloaded", !s.backend().alive(pid));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn queue_beyond_max_queue_is_refused_at_once() {
     let (s, _) = scheduler(
         Policy {
@@ -218,10 +232,10 @@ async fn queue_beyond_max_queue_is_refused_at_once() {
             async move { s.acquire(req("a")).await.is_ok() },
         ));
     }
-    eventually("two waiting", || {
-        s.snapshot().first().is_some_and(|i| i.waiting == 2)
-    })
-    .await;
+    eventually!(
+        "two waiting",
+        s.snapshot().await.first().is_some_and(|i| i.waiting == 2)
+    );
     let refused = s.acquire(req("a")).await.err();
     assert_eq!(refused, Some(SchedError::QueueFull { max_queue: 2 }));
     drop(held);
@@ -230,7 +244,7 @@ async fn queue_beyond_max_queue_is_refused_at_once() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_model_that_cannot_fit_is_refused_with_numbers_and_not_started() {
     let (s, _) = scheduler(
         Policy {
@@ -256,7 +270,7 @@ async fn a_model_that_cannot_fit_is_refused_with_numbers_and_not_started() {
     assert!(s.backend().events().is_empty(), "nothing was started");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn changed_options_reload_the_model() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let old = s.acquire(req("a")).await.unwrap().runner().pid();
@@ -265,12 +279,12 @@ async fn changed_options_reload_the_model() {
     let new = s.acquire(bigger).await.unwrap();
     assert_ne!(new.runner().pid(), old);
     assert!(!s.backend().alive(old), "the old runner is stopped");
-    let info = s.snapshot();
+    let info = s.snapshot().await;
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].settings.unwrap().num_ctx, 8192);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn load_waits_for_evicted_memory_to_come_back() {
     let probe = Arc::new(FakeProbe::system(10 * GIB, 10 * GIB));
     let mut backend = FakeBackend::new(Arc::clone(&probe));
@@ -292,7 +306,7 @@ async fn load_waits_for_evicted_memory_to_come_back() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_crash_ends_in_flight_requests_with_the_signal_and_the_next_request_restarts() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let lease = s.acquire(req("a")).await.unwrap();
@@ -306,16 +320,16 @@ async fn a_crash_ends_in_flight_requests_with_the_signal_and_the_next_request_re
     let text = failure.to_string();
     assert!(text.contains('a') && text.contains("SIGKILL"), "{text}");
     drop(lease);
-    eventually("entry removed", || {
-        s.snapshot().iter().all(|i| i.pid != Some(pid))
-    })
-    .await;
+    eventually!(
+        "entry removed",
+        s.snapshot().await.iter().all(|i| i.pid != Some(pid))
+    );
     let next = s.acquire(req("a")).await.unwrap();
     assert_ne!(next.runner().pid(), pid);
-    assert_eq!(s.snapshot()[0].restarts, 1);
+    assert_eq!(s.snapshot().await[0].restarts, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn three_crashes_in_a_minute_put_the_model_in_back_off() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     for _ in 0..3 {
@@ -331,7 +345,7 @@ async fn three_crashes_in_a_minute_put_the_model_in_back_off() {
         "{err}"
     );
     assert!(err.to_string().contains("exit code 1"), "{err}");
-    let info = s.snapshot();
+    let info = s.snapshot().await;
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].state, RunnerState::Failed);
     assert_eq!(info[0].restarts, 3);
@@ -339,7 +353,7 @@ async fn three_crashes_in_a_minute_put_the_model_in_back_off() {
     s.acquire(req("b")).await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hung_runner_is_killed_and_its_requests_fail_with_a_timeout() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let lease = s.acquire(req("a")).await.unwrap();
@@ -358,14 +372,14 @@ async fn a_hung_runner_is_killed_and_its_requests_fail_with_a_timeout() {
     assert_ne!(s.acquire(req("a")).await.unwrap().runner().pid(), pid);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_load_is_reported_and_leaves_nothing_behind() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let mut broken = req("a");
     broken.spec.model_path = PathBuf::from("/models/broken.gguf");
     let err = s.acquire(broken.clone()).await.err().unwrap();
     assert!(err.to_string().contains("not a GGUF"), "{err}");
-    assert!(s.snapshot().is_empty());
+    assert!(s.snapshot().await.is_empty());
     // A model that keeps failing to load is held back rather than retried by every request.
     for _ in 0..2 {
         assert!(matches!(
@@ -381,7 +395,7 @@ async fn a_failed_load_is_reported_and_leaves_nothing_behind() {
     assert!(err.to_string().contains("failed to load"), "{err}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_refuses_new_requests_and_stops_every_runner() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let a = s.acquire(req("a")).await.unwrap().runner().pid();
@@ -391,7 +405,7 @@ async fn shutdown_refuses_new_requests_and_stops_every_runner() {
         let s = s.clone();
         async move { s.shutdown(Duration::from_secs(5)).await }
     });
-    eventually("refusing", || s.snapshot().iter().all(|i| i.busy <= 1)).await;
+    eventually!("refusing", s.snapshot().await.iter().all(|i| i.busy <= 1));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         s.acquire(req("c")).await.err(),
@@ -404,10 +418,10 @@ async fn shutdown_refuses_new_requests_and_stops_every_runner() {
     drop(lease);
     shutdown.await.unwrap();
     assert!(!s.backend().alive(a) && !s.backend().alive(b));
-    assert!(s.snapshot().is_empty());
+    assert!(s.snapshot().await.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_arriving_as_a_slot_frees_does_not_overtake_the_queue() {
     let (s, _) = scheduler(policy(), 16 * GIB);
     let held = s.acquire(req("a")).await.unwrap();
@@ -421,7 +435,7 @@ async fn a_request_arriving_as_a_slot_frees_does_not_overtake_the_queue() {
             drop(lease);
         }
     });
-    eventually("one queued", || s.waiting() == 1).await;
+    eventually!("one queued", s.waiting().await == 1);
     // Released and asked for again at once, before the queued task has run.
     drop(held);
     let late = s.acquire(req("a")).await.unwrap();

@@ -1,0 +1,5 @@
+//! Tests of the HTTP layer that start no process.
+
+mod errors;
+mod handlers;
+mod ps_table;
