@@ -29,13 +29,9 @@ fn load(options: pb::LoadRequest) -> pb::LoadRequest {
 
 /// Waits until no process has `pid` (the waiter thread reaps ours).
 async fn gone(pid: u32) -> bool {
-    for _ in 0..200 {
-        if kill(Pid::from_raw(pid as i32), None).is_err() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+    let exited = move || kill(Pid::from_raw(pid as i32), None).is_err();
+    let wait = move || e2e::poll_until(Duration::from_secs(2), Duration::from_millis(10), exited);
+    tokio::task::spawn_blocking(wait).await.unwrap()
 }
 
 #[tokio::test]

@@ -93,12 +93,16 @@ async fn a_cancelled_upload_removes_its_temporary_file() {
         let store = store.clone();
         tokio::spawn(async move { store.write_blob(&Digest::of_bytes(b"never"), server).await })
     };
-    for _ in 0..1000 {
-        if !files_in(store.blobs_dir()).is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let blobs = store.blobs_dir().to_path_buf();
+    let started = move || !files_in(&blobs).is_empty();
+    let wait = move || {
+        let (limit, every) = (
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_millis(5),
+        );
+        e2e::poll_until(limit, every, started)
+    };
+    tokio::task::spawn_blocking(wait).await.unwrap();
     assert_eq!(
         files_in(store.blobs_dir()).len(),
         1,
