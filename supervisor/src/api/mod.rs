@@ -9,9 +9,11 @@ mod create;
 mod error;
 mod generate;
 mod keep_alive;
+mod manage;
 mod models;
 mod ps;
 mod runner_options;
+mod show;
 mod stream;
 
 pub use error::ApiError;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, head, post};
+use axum::routing::{delete, get, head, post};
 
 use crate::config::Config;
 use crate::sched::{Backend, RunnerBackend, Scheduler};
@@ -63,6 +65,9 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
         )
         .route("/api/create", post(create::create::<B>))
         .route("/api/tags", get(models::tags::<B>))
+        .route("/api/show", post(show::show::<B>))
+        .route("/api/copy", post(manage::copy::<B>))
+        .route("/api/delete", delete(manage::delete::<B>))
         .route("/api/generate", post(generate::generate::<B>))
         .route("/api/ps", get(ps::ps::<B>))
         // Blobs are model files: no body limit on uploads.
@@ -78,6 +83,17 @@ async fn root() -> &'static str {
     "Ollama is running"
 }
 
+/// The Ollama version whose API this server follows, reported as `version` by
+/// `GET /api/version`. Clients gate features on it (VS Code's Ollama provider refuses
+/// anything below 0.6.4; others check for tools or thinking by version), so it names
+/// the Ollama release whose routes and JSON shapes we implement, not our own version.
+pub const OLLAMA_API_VERSION: &str = "0.12.0";
+
+/// `GET /api/version`: the Ollama API version, and this server's own version in
+/// `ollamad_version`.
 async fn version() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+    axum::Json(serde_json::json!({
+        "version": OLLAMA_API_VERSION,
+        "ollamad_version": env!("CARGO_PKG_VERSION"),
+    }))
 }

@@ -69,6 +69,8 @@ pub struct ResolvedModel {
     pub template: Option<String>,
     /// The default system message stored with the model.
     pub system: Option<String>,
+    /// The license texts stored with the model, in manifest order; empty when none.
+    pub license: Vec<String>,
 }
 
 impl Store {
@@ -139,6 +141,13 @@ impl Store {
         };
         let template = text(media_type::TEMPLATE)?;
         let system = text(media_type::SYSTEM)?;
+        let license = manifest
+            .layers
+            .iter()
+            .filter(|l| l.media_type == media_type::LICENSE)
+            .map(|l| self.read_text(l))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt)?;
         let parameters = match text(media_type::PARAMS)? {
             None => Map::new(),
             Some(json) => serde_json::from_str(&json)
@@ -150,6 +159,7 @@ impl Store {
             parameters,
             template,
             system,
+            license,
         })
     }
 

@@ -101,20 +101,30 @@ impl Store {
         let dir = path.parent().unwrap_or(self.manifests_dir());
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
         atomic::write_atomic(&path, &manifest.to_bytes()?)?;
-        // A manifest Ollama wrote under other letter case names the same model: the new
-        // one replaces it.
+        self.remove_other_spellings(name, &path)?;
+        self.entry(name, &path)
+    }
+
+    /// Removes the manifests of `name` spelled in other letter case than the one just
+    /// written at `kept`: a manifest Ollama wrote under other case names the same model,
+    /// and the new one replaces it.
+    pub(super) fn remove_other_spellings(
+        &self,
+        name: &ModelName,
+        kept: &std::path::Path,
+    ) -> Result<(), StoreError> {
         for old in self.manifest_files(name) {
-            if old != path {
+            if old != kept {
                 std::fs::remove_file(&old).map_err(|e| StoreError::io("remove", &old, e))?;
                 self.remove_empty_parents(&old);
             }
         }
-        self.entry(name, &path)
+        Ok(())
     }
 
     /// Removes the directories above a removed manifest that are now empty, up to
     /// `manifests/` itself, as Ollama does.
-    fn remove_empty_parents(&self, removed: &std::path::Path) {
+    pub(super) fn remove_empty_parents(&self, removed: &std::path::Path) {
         let mut dir = removed.parent();
         while let Some(d) =
             dir.filter(|d| d.starts_with(self.manifests_dir()) && *d != self.manifests_dir())

@@ -23,6 +23,8 @@ pub mod media_type {
     pub const TEMPLATE: &str = "application/vnd.ollama.image.template";
     /// The default system message.
     pub const SYSTEM: &str = "application/vnd.ollama.image.system";
+    /// A license text; a model may carry several.
+    pub const LICENSE: &str = "application/vnd.ollama.image.license";
 }
 
 /// One blob a manifest refers to.

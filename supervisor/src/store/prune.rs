@@ -33,21 +33,13 @@ impl Store {
                 + remove_temp_files(self.manifests_dir()),
             ..Pruned::default()
         };
-        let mut manifests = Vec::new();
-        walk(self.manifests_dir(), &mut Vec::new(), &mut manifests);
-        let mut used = HashSet::new();
-        for (path, _) in &manifests {
-            match read_manifest(path) {
-                Ok(file) => {
-                    used.insert(file.manifest.config.digest.clone());
-                    used.extend(file.manifest.layers.iter().map(|l| l.digest.clone()));
-                }
-                Err(reason) => {
-                    tracing::warn!(%reason, "not pruning blobs: a manifest is unreadable");
-                    return Ok(pruned);
-                }
+        let used = match self.used_blobs() {
+            Ok(used) => used,
+            Err(reason) => {
+                tracing::warn!(%reason, "not pruning blobs: a manifest is unreadable");
+                return Ok(pruned);
             }
-        }
+        };
         let dir = self.blobs_dir();
         let read = std::fs::read_dir(dir).map_err(|e| StoreError::io("read", dir, e))?;
         for entry in read.flatten() {
@@ -72,6 +64,23 @@ impl Store {
             }
         }
         Ok(pruned)
+    }
+}
+
+impl Store {
+    /// Every blob some manifest names (configs and layers). Fails, saying which, when a
+    /// manifest cannot be read: what it names is then unknown, so nothing may be removed.
+    /// Blocking.
+    pub(crate) fn used_blobs(&self) -> Result<HashSet<Digest>, String> {
+        let mut manifests = Vec::new();
+        walk(self.manifests_dir(), &mut Vec::new(), &mut manifests);
+        let mut used = HashSet::new();
+        for (path, _) in &manifests {
+            let file = read_manifest(path)?;
+            used.insert(file.manifest.config.digest.clone());
+            used.extend(file.manifest.layers.iter().map(|l| l.digest.clone()));
+        }
+        Ok(used)
     }
 }
 

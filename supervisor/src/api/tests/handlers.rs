@@ -170,7 +170,7 @@ async fn root_and_version_answer_as_ollama_does() {
         (StatusCode::OK, &b"Ollama is running"[..])
     );
     let version = app.call("GET", "/api/version", Body::empty()).await;
-    assert_eq!(version.json()["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(version.json()["ollamad_version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[tokio::test(start_paused = true)]

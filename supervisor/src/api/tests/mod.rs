@@ -2,4 +2,5 @@
 
 mod errors;
 mod handlers;
+mod models;
 mod ps_table;

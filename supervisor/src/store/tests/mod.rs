@@ -1,6 +1,8 @@
-//! Store tests on a temporary models directory: uploads, create, list, resolve.
+//! Store tests on a temporary models directory: uploads, create, list, resolve, copy,
+//! delete.
 
 mod blobs;
+mod manage;
 mod models;
 mod prune;
 
