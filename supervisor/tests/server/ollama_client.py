@@ -40,4 +40,36 @@ try:
 except ollama.ResponseError as e:
     assert e.status_code == 404 and "not found" in e.error, e
 
+shown = client.show("smollm2")
+assert shown.modelinfo["general.architecture"] == "llama", shown.modelinfo
+assert shown.modelinfo["general.parameter_count"] == 134515008, shown.modelinfo
+assert shown.modelinfo["llama.context_length"] > 0, shown.modelinfo
+assert shown.modelinfo["tokenizer.ggml.tokens"] is None, "the vocabulary only with verbose"
+assert "completion" in shown.capabilities and "embedding" not in shown.capabilities, shown
+assert shown.details.family == "llama" and shown.details.quantization_level == "Q4_1", shown
+assert shown.parameters.split() == ["temperature", "0"], shown.parameters
+assert "\nFROM /" in shown.modelfile and "PARAMETER temperature 0" in shown.modelfile, shown
+assert shown.template and shown.modified_at is not None, shown
+
+assert client.copy("smollm2", "smollm2-copy").status == "success"
+listed = {m.model: m for m in client.list().models}
+assert {"smollm2:latest", "smollm2-copy:latest"} <= set(listed), listed
+assert listed["smollm2-copy:latest"].digest == listed["smollm2:latest"].digest, listed
+assert client.show("smollm2-copy").modelinfo["general.parameter_count"] == 134515008
+
+assert client.delete("smollm2-copy").status == "success"
+names = [m.model for m in client.list().models]
+assert "smollm2-copy:latest" not in names and "smollm2:latest" in names, names
+again = client.generate(model="smollm2", prompt="What is the capital of France?",
+                        options={"num_predict": 8})
+assert again.response == reply.response, "the original keeps the blobs it shared"
+
+for call in (lambda: client.show("missing"), lambda: client.delete("missing"),
+             lambda: client.copy("missing", "other")):
+    try:
+        call()
+        raise AssertionError("a missing model must fail")
+    except ollama.ResponseError as e:
+        assert e.status_code == 404 and "not found" in e.error, e
+
 print("OK")
