@@ -71,13 +71,14 @@ pub enum PoolingError {
 
 impl Pooling {
     /// The pooling `{arch}.pooling_type` names. Absent, or `0` (none: one embedding per
-    /// token), gives [`Pooling::Last`]: a decoder model's last token has seen the whole
-    /// input, and it is what Ollama returns for a model without pooling. `4` (rank, a
-    /// reranker's classification score) and unknown values are errors naming the value.
+    /// token, which the API cannot return), gives [`Pooling::Mean`]: a generative model
+    /// still embeds, by the mean of its last hidden states, as llama.cpp's embedding mode
+    /// pools (Ollama refuses such models). `4` (rank, a reranker's classification score)
+    /// and unknown values are errors naming the value.
     pub fn from_metadata(metadata: &Metadata) -> Result<Self, PoolingError> {
         let key = metadata.arch_key(POOLING_TYPE_KEY)?;
         let Some(value) = metadata.get_opt::<u32>(&key)? else {
-            return Ok(Self::Last);
+            return Ok(Self::Mean);
         };
         let unsupported = |why| PoolingError::Unsupported {
             key: key.clone(),
@@ -85,8 +86,8 @@ impl Pooling {
             why,
         };
         match value {
-            0 | 3 => Ok(Self::Last),
-            1 => Ok(Self::Mean),
+            0 | 1 => Ok(Self::Mean),
+            3 => Ok(Self::Last),
             2 => Ok(Self::Cls),
             4 => Err(unsupported(
                 "rank pooling scores a query against a document; it gives no embedding",
@@ -380,10 +381,10 @@ mod tests {
     }
 
     #[test]
-    fn pooling_comes_from_the_metadata_with_last_for_none() {
+    fn pooling_comes_from_the_metadata_with_mean_for_none() {
         let read = |v: Option<u32>| Pooling::from_metadata(&metadata(v.map(MetadataValue::U32)));
-        assert_eq!(read(None).unwrap(), Pooling::Last);
-        assert_eq!(read(Some(0)).unwrap(), Pooling::Last);
+        assert_eq!(read(None).unwrap(), Pooling::Mean);
+        assert_eq!(read(Some(0)).unwrap(), Pooling::Mean);
         assert_eq!(read(Some(1)).unwrap(), Pooling::Mean);
         assert_eq!(read(Some(2)).unwrap(), Pooling::Cls);
         assert_eq!(read(Some(3)).unwrap(), Pooling::Last);

@@ -220,10 +220,17 @@ impl pb::runner_server::Runner for RunnerService {
             ));
         }
         let tokenizer = loaded.engine.tokenizer();
+        let num_ctx = loaded.engine.num_ctx();
         let inputs = request
             .inputs
             .iter()
-            .map(|text| tokenizer.encode(text, true, true))
+            .map(|text| {
+                let mut tokens = tokenizer.encode(text, true, true);
+                if request.truncate {
+                    tokens.truncate(num_ctx);
+                }
+                tokens
+            })
             .collect();
         let embed = loaded
             .engine

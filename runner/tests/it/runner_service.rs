@@ -427,6 +427,7 @@ async fn logprobs_tokenize_embed_and_reflection() {
         .embed(pb::EmbedRequest {
             inputs: vec!["a cat".into(), "a dog".into(), "a cat".into()],
             normalize: None,
+            truncate: false,
         })
         .await
         .unwrap()
@@ -527,6 +528,7 @@ async fn shutdown_lets_a_running_generation_finish_and_refuses_new_work() {
         c.embed(pb::EmbedRequest {
             inputs: vec!["a cat".into()],
             normalize: None,
+            truncate: false,
         })
         .await,
         Code::Unavailable,

@@ -4,14 +4,17 @@
 //! template renderer or the scheduler; none of them runs model code.
 
 mod blobs;
+mod chat;
 mod cors;
 mod create;
+mod embed;
 mod error;
 mod generate;
 mod keep_alive;
 mod manage;
 mod models;
 mod ps;
+mod reply;
 mod runner_options;
 mod show;
 mod stream;
@@ -69,6 +72,9 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
         .route("/api/copy", post(manage::copy::<B>))
         .route("/api/delete", delete(manage::delete::<B>))
         .route("/api/generate", post(generate::generate::<B>))
+        .route("/api/chat", post(chat::chat::<B>))
+        .route("/api/embed", post(embed::embed::<B>))
+        .route("/api/embeddings", post(embed::embeddings::<B>))
         .route("/api/ps", get(ps::ps::<B>))
         // Blobs are model files: no body limit on uploads.
         .layer(DefaultBodyLimit::disable())

@@ -86,6 +86,12 @@ pub trait RunnerHandle: Send + Sync + 'static {
         &self,
         request: pb::GenerateRequest,
     ) -> impl Future<Output = Result<Generation, RunnerError>> + Send;
+
+    /// Embeds every input of `request` in one call: one vector per input, in order.
+    fn embed(
+        &self,
+        request: pb::EmbedRequest,
+    ) -> impl Future<Output = Result<pb::EmbedResponse, RunnerError>> + Send;
 }
 
 /// Real runners: `ollama-runner serve` children.
@@ -190,5 +196,9 @@ impl RunnerHandle for Runner {
 
     async fn generate(&self, request: pb::GenerateRequest) -> Result<Generation, RunnerError> {
         Ok(Box::pin(self.client().generate(request).await?))
+    }
+
+    async fn embed(&self, request: pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError> {
+        self.client().embed(request).await
     }
 }

@@ -101,11 +101,18 @@ impl Object for MessageValue {
         match key.as_str()? {
             "role" => Some(Value::from(self.0.role.as_str())),
             "content" => Some(Value::from(self.0.content.as_str())),
+            "tool_calls" => self.0.tool_calls.as_ref().map(Value::from_serialize),
+            "tool_name" => self.0.tool_name.as_deref().map(Value::from),
             _ => None,
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Str(&["role", "content"])
+        match (&self.0.tool_calls, &self.0.tool_name) {
+            (None, None) => Enumerator::Str(&["role", "content"]),
+            (Some(_), None) => Enumerator::Str(&["role", "content", "tool_calls"]),
+            (None, Some(_)) => Enumerator::Str(&["role", "content", "tool_name"]),
+            (Some(_), Some(_)) => Enumerator::Str(&["role", "content", "tool_calls", "tool_name"]),
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! The template is compiled once, when the model is loaded, so a broken template is an
 //! error then and not on every request. Rendering offers what HF templates expect (see
-//! `environment.rs`): `messages`, `add_generation_prompt`, `bos_token`, `eos_token`,
+//! `environment.rs`): `messages`, `tools`, `add_generation_prompt`, `bos_token`, `eos_token`,
 //! `raise_exception`, `strftime_now`, Python string methods and a `json.dumps`-like
 //! `tojson`.
 //!
@@ -59,6 +59,13 @@ pub struct Message {
     /// The text of the message.
     #[serde(default)]
     pub content: String,
+    /// The calls an assistant message made (`[{"function": {"name", "arguments"}}]`),
+    /// passed to the template as the client sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// The tool a `tool` message answers for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
 }
 
 impl Message {
@@ -67,6 +74,8 @@ impl Message {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_name: None,
         }
     }
 }
@@ -181,6 +190,18 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// Renders `messages` with `tools` (JSON schema function definitions, as the client
+    /// sent them) in the context; without tools the template sees `tools` as `none`, as
+    /// transformers passes it.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -189,6 +210,7 @@ impl ChatTemplate {
         let eos = self.tokens.eos.as_deref().unwrap_or("");
         let ctx = minijinja::context! {
             messages => environment::messages_value(messages),
+            tools => tools.map(minijinja::Value::from_serialize),
             add_generation_prompt => add_generation_prompt,
             bos_token => bos,
             eos_token => eos,

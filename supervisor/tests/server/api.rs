@@ -1,4 +1,5 @@
-//! The HTTP API on a real model: blobs, create, tags, generate (streamed and not), ps.
+//! The HTTP API on a real model: blobs, create, tags, generate (streamed and not), chat,
+//! embed, ps.
 
 use std::time::Duration;
 
@@ -179,6 +180,53 @@ fn options_that_change_the_runner_reload_the_model() {
     assert!(crate::harness::eventually(Duration::from_secs(5), || {
         !crate::harness::alive(first)
     }));
+}
+
+#[test]
+fn chat_and_embed_on_the_real_model() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({"temperature": 0}));
+    let messages = json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let (status, chat) = server.post(
+        "/api/chat",
+        json!({"model": "smollm2", "messages": messages, "stream": false,
+               "options": {"num_predict": 12}}),
+    );
+    assert_eq!(status, 200, "{chat}");
+    assert_eq!(chat["message"]["role"], "assistant");
+    let text = chat["message"]["content"].as_str().unwrap();
+    assert!(text.contains("Paris"), "{chat}");
+    assert_eq!(chat["eval_count"], 12);
+
+    // Several inputs in one call; SmolLM2 declares no pooling: mean, unit length.
+    let (status, body) = server.post(
+        "/api/embed",
+        json!({"model": "smollm2", "input": ["a cat", "a dog", "a cat"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let vectors: Vec<Vec<f32>> = serde_json::from_value(body["embeddings"].clone()).unwrap();
+    assert_eq!(vectors.len(), 3);
+    assert_eq!(vectors[0].len(), 576, "SmolLM2's hidden size");
+    let norm: f32 = vectors[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    assert_eq!(vectors[0], vectors[2]);
+    assert_ne!(vectors[0], vectors[1]);
+
+    // Longer than the context: cut by default, refused with truncate false.
+    let long = "word ".repeat(100);
+    let small = json!({"num_ctx": 32});
+    let (status, body) = server.post(
+        "/api/embed",
+        json!({"model": "smollm2", "input": long, "options": small}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["prompt_eval_count"], 32);
+    let (status, body) = server.post(
+        "/api/embed",
+        json!({"model": "smollm2", "input": long, "options": small, "truncate": false}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("32"), "{body}");
 }
 
 #[test]

@@ -34,6 +34,40 @@ running = client.ps().models
 assert [m.model for m in running] == ["smollm2:latest"], running
 assert running[0].size > 0 and running[0].expires_at is not None, running[0]
 
+question = [{"role": "system", "content": "You are a geography teacher."},
+            {"role": "user", "content": "What is the capital of France?"}]
+answer = client.chat(model="smollm2", messages=question, options={"num_predict": 12})
+assert answer.done and answer.message.role == "assistant", answer
+assert "Paris" in answer.message.content, answer
+assert answer.eval_count == 12 and answer.prompt_eval_count > 10, answer
+
+parts = list(client.chat(model="smollm2", messages=question, options={"num_predict": 12},
+                         stream=True))
+assert parts[-1].done and parts[-1].done_reason == "length", parts[-1]
+assert all(p.message.role == "assistant" for p in parts), parts
+assert "".join(p.message.content for p in parts) == answer.message.content
+
+texts = ["Paris is the capital of France.", "The cat sat on the mat.",
+         "Paris is the capital of France."]
+embedded = client.embed(model="smollm2", input=texts)
+vectors = embedded.embeddings
+assert len(vectors) == 3 and len(vectors[0]) == 576, [len(v) for v in vectors]
+assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-3
+assert vectors[0] == vectors[2] and vectors[0] != vectors[1]
+assert embedded.prompt_eval_count > 10, embedded
+
+short = client.embed(model="smollm2", input="Paris", dimensions=64).embeddings[0]
+assert len(short) == 64 and abs(sum(x * x for x in short) - 1.0) < 1e-3
+
+legacy = client.embeddings(model="smollm2", prompt="Paris is the capital of France.")
+assert len(legacy.embedding) == 576, len(legacy.embedding)
+
+try:
+    client.chat(model="smollm2", messages=[{"role": "user", "content": "hi"}], format="json")
+    raise AssertionError("format is refused until the constrained sampler exists")
+except ollama.ResponseError as e:
+    assert e.status_code == 400 and "format" in e.error, e
+
 try:
     client.generate(model="missing", prompt="hi")
     raise AssertionError("a missing model must fail")

@@ -1,6 +1,7 @@
 //! Every route through `Router::oneshot`, over a real store in a temporary directory and
 //! the scheduler over fake runners: status codes, bodies and NDJSON framing, with no
-//! process started.
+//! process started. The [`App`] and [`Answer`] helpers serve the other route files'
+//! tests (`chat.rs`, `embed.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,11 +22,11 @@ use crate::sched::{Policy, Scheduler};
 use crate::store::{Digest, Store};
 
 /// A template that shows its roles, so a test can see the rendered prompt.
-const TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}\
+pub(super) const TEMPLATE: &str = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}\
                         {% if add_generation_prompt %}<|assistant|>{% endif %}";
 
 /// A small GGUF of the llama family with a chat template.
-fn tiny_gguf() -> Vec<u8> {
+pub(super) fn tiny_gguf() -> Vec<u8> {
     let mut writer = gguf::GgufWriter::new();
     writer.set("general.architecture", "llama");
     writer.set("general.file_type", 15u32);
@@ -37,20 +38,20 @@ fn tiny_gguf() -> Vec<u8> {
 }
 
 /// The app over a fresh store and fake runners (16 GiB of fake memory).
-struct App {
+pub(super) struct App {
     router: Router,
-    state: AppState<FakeBackend>,
+    pub(super) state: AppState<FakeBackend>,
     _dir: tempfile::TempDir,
 }
 
-fn policy(max_queue: usize) -> Policy {
+pub(super) fn policy(max_queue: usize) -> Policy {
     Policy {
         max_queue,
         ..crate::sched::tests::policy()
     }
 }
 
-fn app_with(policy: Policy) -> App {
+pub(super) fn app_with(policy: Policy) -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path().join("models")).unwrap());
     let probe = Arc::new(FakeProbe::system(16 * GIB, 16 * GIB));
@@ -69,26 +70,26 @@ fn app_with(policy: Policy) -> App {
     }
 }
 
-fn app() -> App {
+pub(super) fn app() -> App {
     app_with(policy(16))
 }
 
 /// An answer: status, content type and body.
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    retry_after: Option<String>,
-    body: Bytes,
+pub(super) struct Answer {
+    pub(super) status: StatusCode,
+    pub(super) content_type: String,
+    pub(super) retry_after: Option<String>,
+    pub(super) body: Bytes,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// NDJSON: one object per line, every line terminated.
-    fn lines(&self) -> Vec<Value> {
+    pub(super) fn lines(&self) -> Vec<Value> {
         let text = std::str::from_utf8(&self.body).unwrap();
         assert!(
             text.ends_with('\n'),
@@ -99,7 +100,7 @@ impl Answer {
             .collect()
     }
 
-    fn error(&self) -> String {
+    pub(super) fn error(&self) -> String {
         self.json()["error"]
             .as_str()
             .unwrap_or_default()
@@ -108,7 +109,7 @@ impl Answer {
 }
 
 impl App {
-    async fn call(&self, method: &str, path: &str, body: impl Into<Body>) -> Answer {
+    pub(super) async fn call(&self, method: &str, path: &str, body: impl Into<Body>) -> Answer {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -138,25 +139,34 @@ impl App {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(super) async fn post(&self, path: &str, body: Value) -> Answer {
         self.call("POST", path, body.to_string()).await
     }
 
     /// Uploads the tiny GGUF and creates model `name` from it.
-    async fn create(&self, name: &str) {
+    pub(super) async fn create(&self, name: &str) {
+        self.create_with(name, json!({})).await;
+    }
+
+    /// Creates model `name` from the tiny GGUF with `extra` fields of `/api/create`
+    /// (`template`, `system`, `parameters`).
+    pub(super) async fn create_with(&self, name: &str, extra: Value) {
         let bytes = tiny_gguf();
         let digest = Digest::of_bytes(&bytes);
         let upload = self
             .call("POST", &format!("/api/blobs/{digest}"), bytes)
             .await;
         assert_eq!(upload.status, StatusCode::CREATED);
-        let body =
+        let mut body =
             json!({"model": name, "files": {"tiny.gguf": digest.to_string()}, "stream": false});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
         let created = self.post("/api/create", body).await;
         assert_eq!(created.status, StatusCode::OK, "{}", created.error());
     }
 
-    fn backend(&self) -> &FakeBackend {
+    pub(super) fn backend(&self) -> &FakeBackend {
         self.state.sched.backend()
     }
 }

@@ -1,5 +1,7 @@
 //! Tests of the HTTP layer that start no process.
 
+mod chat;
+mod embed;
 mod errors;
 mod handlers;
 mod models;

@@ -44,6 +44,36 @@ pub fn done(prompt: u32, generated: u32) -> Result<pb::GenerateResponse, RunnerE
     })
 }
 
+/// How a fake runner answers `Embed`.
+pub type EmbedScript =
+    dyn Fn(&pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError> + Send + Sync;
+
+/// The default embedding: for input `i` of `n` characters, the unit vector of
+/// `[n, i + 1, 1, 0]`, so tests can tell inputs apart; one token per character.
+fn lengths(request: &pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError> {
+    let embeddings = request
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let v = [text.chars().count() as f32, i as f32 + 1.0, 1.0, 0.0];
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            pb::Embedding {
+                values: v.iter().map(|x| x / norm).collect(),
+            }
+        })
+        .collect();
+    Ok(pb::EmbedResponse {
+        embeddings,
+        prompt_tokens: request
+            .inputs
+            .iter()
+            .map(|t| t.chars().count() as u32)
+            .sum(),
+        duration_ns: 3_000_000,
+    })
+}
+
 /// The default script: "Hello world" in two pieces.
 fn hello(
     _: &pb::GenerateRequest,
@@ -73,6 +103,10 @@ pub struct FakeBackend {
     pub script: Arc<Mutex<Arc<Script>>>,
     /// Every `Generate` request runners received, in order.
     pub requests: Arc<Mutex<Vec<pb::GenerateRequest>>>,
+    /// How runners answer `Embed`.
+    pub embed_script: Arc<Mutex<Arc<EmbedScript>>>,
+    /// Every `Embed` request runners received, in order.
+    pub embed_requests: Arc<Mutex<Vec<pb::EmbedRequest>>>,
     next_pid: AtomicU32,
 }
 
@@ -89,8 +123,21 @@ impl FakeBackend {
             runners: Mutex::default(),
             script: Arc::new(Mutex::new(Arc::new(hello))),
             requests: Arc::default(),
+            embed_script: Arc::new(Mutex::new(Arc::new(lengths))),
+            embed_requests: Arc::default(),
             next_pid: AtomicU32::new(1000),
         }
+    }
+
+    /// Makes runners answer `Embed` with `script`.
+    pub fn script_embed(
+        &self,
+        script: impl Fn(&pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        *self.embed_script.lock().unwrap() = Arc::new(script);
     }
 
     /// Makes runners answer `Generate` with `script`.
@@ -175,6 +222,8 @@ pub struct FakeRunner {
     stop_delay: Duration,
     script: Arc<Mutex<Arc<Script>>>,
     requests: Arc<Mutex<Vec<pb::GenerateRequest>>>,
+    embed_script: Arc<Mutex<Arc<EmbedScript>>>,
+    embed_requests: Arc<Mutex<Vec<pb::EmbedRequest>>>,
 }
 
 impl Backend for FakeBackend {
@@ -218,6 +267,8 @@ impl Backend for FakeBackend {
             stop_delay: self.stop_delay,
             script: Arc::clone(&self.script),
             requests: Arc::clone(&self.requests),
+            embed_script: Arc::clone(&self.embed_script),
+            embed_requests: Arc::clone(&self.embed_requests),
         })
     }
 }
@@ -257,5 +308,11 @@ impl RunnerHandle for FakeRunner {
         let script = Arc::clone(&*self.script.lock().unwrap());
         let messages = script(&request)?;
         Ok(Box::pin(futures_util::stream::iter(messages)))
+    }
+
+    async fn embed(&self, request: pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError> {
+        self.embed_requests.lock().unwrap().push(request.clone());
+        let script = Arc::clone(&*self.embed_script.lock().unwrap());
+        script(&request)
     }
 }

@@ -1,0 +1,139 @@
+//! `POST /api/chat`: the next assistant message of a conversation, rendered through the
+//! model's chat template, streamed as NDJSON or answered in one object.
+//!
+//! The template gets `messages` (with `tool_calls` and `tool_name` as the client sent
+//! them) and `tools`. Parsing the model's own tool calls out of its text, `format` and
+//! thinking are not implemented yet: `format` and `think: true` are refused, never
+//! ignored.
+
+use tokio::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::generate::parse_body;
+use super::models::Model;
+use super::reply::{Reply, Shape, Target, load_only};
+use super::runner_options::generate_request;
+use super::{ApiError, AppState};
+use crate::sched::Backend;
+use crate::template::Message;
+
+/// The roles a message may have.
+const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+/// The request body, in Ollama's field names.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    model: String,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
+    tools: Option<Value>,
+    stream: Option<bool>,
+    #[serde(default)]
+    options: Map<String, Value>,
+    keep_alive: Option<Value>,
+    format: Option<Value>,
+    think: Option<Value>,
+}
+
+/// One message as Ollama's clients send it.
+#[derive(Debug, Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    images: Vec<String>,
+    tool_calls: Option<Value>,
+    tool_name: Option<String>,
+}
+
+/// Fields Ollama has that this server does not implement yet, and messages no template
+/// can take: refused with what to change.
+fn check(r: &ChatRequest) -> Result<(), ApiError> {
+    if r.format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
+        return Err(ApiError::bad_request(
+            "format: structured output is not supported yet",
+        ));
+    }
+    if r.think
+        .as_ref()
+        .is_some_and(|t| t != &Value::Bool(false) && !t.is_null())
+    {
+        return Err(ApiError::bad_request(
+            "think: this model does not support thinking",
+        ));
+    }
+    if r.tools
+        .as_ref()
+        .is_some_and(|t| !t.is_null() && !t.is_array())
+    {
+        return Err(ApiError::bad_request(
+            "tools must be a list of tool definitions",
+        ));
+    }
+    for (i, m) in r.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "messages[{i}]: unknown role {:?}: use system, user, assistant or tool",
+                m.role
+            )));
+        }
+        if !m.images.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "messages[{i}].images: this model cannot read images"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The prompt: the conversation rendered with the model's template, after the model's
+/// stored system message when the conversation has none.
+fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError> {
+    let Some(template) = model.template.as_ref() else {
+        return Err(ApiError::bad_request(format!(
+            "{name} has no chat template: create it with a TEMPLATE, or send a raw prompt \
+             to /api/generate"
+        )));
+    };
+    let mut messages = Vec::with_capacity(r.messages.len() + 1);
+    let has_system = r.messages.iter().any(|m| m.role == "system");
+    let stored = model.resolved.system.as_ref().filter(|s| !s.is_empty());
+    if let Some(system) = stored.filter(|_| !has_system) {
+        messages.push(Message::new("system", system.clone()));
+    }
+    messages.extend(r.messages.iter().map(|m| Message {
+        role: m.role.clone(),
+        content: m.content.clone(),
+        tool_calls: m.tool_calls.clone().filter(|c| !c.is_null()),
+        tool_name: m.tool_name.clone().filter(|n| !n.is_empty()),
+    }));
+    let tools = r
+        .tools
+        .as_ref()
+        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+    Ok(template.render_with_tools(&messages, tools, true)?)
+}
+
+/// The handler.
+pub async fn chat<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let r: ChatRequest = parse_body(&body)?;
+    check(&r)?;
+    let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
+    if r.messages.is_empty() {
+        return load_only(&state, &r.model, target, Shape::Chat).await;
+    }
+    let prompt = render(&target.model, &r.model, &r)?;
+    let job = generate_request(prompt, &target.options);
+    let reply = Reply::start(&state, &r.model, &target, job, Shape::Chat, started).await?;
+    reply.respond(r.stream.unwrap_or(true)).await
+}

@@ -1,0 +1,245 @@
+//! What `/api/generate` and `/api/chat` share: the request's model, options and keep-alive
+//! turned into a load spec, the load-only answer, and [`Reply`], a generation streamed as
+//! NDJSON or gathered into one object with Ollama's final statistics.
+//!
+//! The two routes differ only in where the text goes: generate's `response`, chat's
+//! `message: {role: "assistant", content}` ([`Shape`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::keep_alive;
+use super::models::{Model, parse_name, resolve};
+use super::runner_options::load_settings;
+use super::stream::{Event, next_event};
+use super::{ApiError, AppState};
+use crate::config::KeepAlive;
+use crate::options::Options;
+use crate::sched::{Acquire, Backend, Generation, Lease, LoadSpec, RunnerHandle};
+use ollama_proto::runner as pb;
+
+/// A request's model resolved, with its options and the runner it needs.
+pub struct Target {
+    /// The model as the store resolved it.
+    pub model: Arc<Model>,
+    /// The model's parameters overlaid with the request's `options`.
+    pub options: Options,
+    /// The runner to acquire: the model's file and the settings from `options`.
+    pub spec: LoadSpec,
+    /// The request's `keep_alive`, if it had one.
+    pub keep_alive: Option<KeepAlive>,
+}
+
+impl Target {
+    /// Resolves `model` (400 for an empty or bad name, 404 for one not in the store) and
+    /// reads `options` and `keep_alive` (400 naming a bad value).
+    pub async fn resolve<B: Backend>(
+        state: &AppState<B>,
+        model: &str,
+        options: &Map<String, Value>,
+        keep_alive: Option<&Value>,
+    ) -> Result<Self, ApiError> {
+        let name = parse_name(model)?;
+        let model = resolve(state, &name).await?;
+        let options = model.options.overlay(&Options::from_map(options)?);
+        let keep_alive = keep_alive::parse(keep_alive)?;
+        let spec = LoadSpec {
+            name: name.to_string(),
+            model_path: model.resolved.model_path.clone(),
+            settings: load_settings(&state.config, &options)?,
+        };
+        Ok(Self {
+            model,
+            options,
+            spec,
+            keep_alive,
+        })
+    }
+
+    /// The scheduler's request for this target's runner.
+    pub fn acquire(&self) -> Acquire {
+        Acquire {
+            spec: self.spec.clone(),
+            keep_alive: self.keep_alive,
+        }
+    }
+}
+
+/// Where a route puts the generated text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `/api/generate`: `"response": text`.
+    Generate,
+    /// `/api/chat`: `"message": {"role": "assistant", "content": text}`.
+    Chat,
+}
+
+impl Shape {
+    /// The field that carries `text`, with its value.
+    fn text(self, text: &str) -> (&'static str, Value) {
+        match self {
+            Self::Generate => ("response", Value::from(text)),
+            Self::Chat => ("message", json!({ "role": "assistant", "content": text })),
+        }
+    }
+}
+
+/// The time now as Ollama writes `created_at`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A request with nothing to generate loads the model (or, with `keep_alive: 0`, unloads
+/// it) and answers at once, as in Ollama.
+pub async fn load_only<B: Backend>(
+    state: &AppState<B>,
+    model: &str,
+    target: Target,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    let reason = if target.keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+        state.sched.expire(&target.spec.name).await;
+        "unload"
+    } else {
+        drop(state.sched.acquire(target.acquire()).await?);
+        "load"
+    };
+    let (field, text) = shape.text("");
+    let body = json!({
+        "model": model,
+        "created_at": now_rfc3339(),
+        field: text,
+        "done": true,
+        "done_reason": reason,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+/// A generation in progress, holding its runner slot until it ends or the client leaves.
+pub struct Reply<B: Backend> {
+    model: String,
+    shape: Shape,
+    started: Instant,
+    lease: Lease<B>,
+    stream: Generation,
+}
+
+impl<B: Backend> Reply<B> {
+    /// Acquires `target`'s runner and starts `job` on it; `model` is the name the client
+    /// sent (echoed in every object) and `started` when the request arrived.
+    pub async fn start(
+        state: &AppState<B>,
+        model: &str,
+        target: &Target,
+        job: pb::GenerateRequest,
+        shape: Shape,
+        started: Instant,
+    ) -> Result<Self, ApiError> {
+        let lease = state.sched.acquire(target.acquire()).await?;
+        let stream = match lease.runner().generate(job).await {
+            Ok(stream) => stream,
+            Err(error) => return Err(super::stream::broken(&lease, error).await),
+        };
+        Ok(Self {
+            model: model.to_owned(),
+            shape,
+            started,
+            lease,
+            stream,
+        })
+    }
+
+    /// The answer: NDJSON when `stream` (Ollama's default), else one object.
+    pub async fn respond(self, stream: bool) -> Result<Response, ApiError> {
+        if stream {
+            Ok(self.streamed())
+        } else {
+            self.whole().await
+        }
+    }
+
+    fn piece(&self, text: &str) -> Value {
+        let (field, text) = self.shape.text(text);
+        json!({
+            "model": self.model,
+            "created_at": now_rfc3339(),
+            field: text,
+            "done": false,
+        })
+    }
+
+    fn done(&self, done: &pb::Done, text: &str) -> Value {
+        let t = done.timings.unwrap_or_default();
+        let reason = match pb::DoneReason::try_from(done.reason) {
+            Ok(pb::DoneReason::Length) => "length",
+            _ => "stop",
+        };
+        let load = self
+            .lease
+            .load_duration()
+            .unwrap_or(self.lease.waited())
+            .as_nanos() as u64;
+        let (field, text) = self.shape.text(text);
+        json!({
+            "model": self.model,
+            "created_at": now_rfc3339(),
+            field: text,
+            "done": true,
+            "done_reason": reason,
+            "total_duration": self.started.elapsed().as_nanos() as u64,
+            "load_duration": load,
+            "prompt_eval_count": t.prompt_tokens,
+            "prompt_eval_duration": t.prompt_duration_ns,
+            "eval_count": t.generated_tokens,
+            "eval_duration": t.generation_duration_ns,
+        })
+    }
+
+    /// NDJSON, one object per piece, then the final object (or an error object).
+    fn streamed(mut self) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+        tokio::spawn(async move {
+            loop {
+                let (line, last) = match next_event(&self.lease, &mut self.stream).await {
+                    Event::Piece(text) => (self.piece(&text), false),
+                    Event::Done(done) => (self.done(&done, ""), true),
+                    Event::Failed(error) => {
+                        let message = error.message();
+                        tracing::warn!(model = %self.model, %message, "generation failed");
+                        (json!({ "error": message }), true)
+                    }
+                };
+                let mut bytes = line.to_string().into_bytes();
+                bytes.push(b'\n');
+                // A closed channel means the client left: dropping `self` cancels the
+                // runner's work and releases the slot.
+                if tx.send(Ok(Bytes::from(bytes))).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .body(Body::from_stream(ReceiverStream::new(rx)))
+            .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
+    }
+
+    /// One object with the whole text.
+    async fn whole(mut self) -> Result<Response, ApiError> {
+        let mut text = String::new();
+        loop {
+            match next_event(&self.lease, &mut self.stream).await {
+                Event::Piece(piece) => text.push_str(&piece),
+                Event::Done(done) => return Ok(axum::Json(self.done(&done, &text)).into_response()),
+                Event::Failed(error) => return Err(error),
+            }
+        }
+    }
+}
