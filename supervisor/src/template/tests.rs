@@ -394,3 +394,35 @@ fn messages_deserialize_from_ollama_json() {
         [Message::new("user", "hi"), Message::new("assistant", "")]
     );
 }
+
+#[test]
+fn tools_tool_calls_and_tool_names_reach_the_template() {
+    let source = "{{ tools is none }}|{% for t in tools or [] %}{{ t.function.name }}{% endfor %}|\
+                  {% for m in messages %}{% for c in m.tool_calls or [] %}\
+                  {{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}\
+                  {% if m.tool_name %}{{ m | tojson }}{% endif %}{% endfor %}";
+    let t = ChatTemplate::new(source, None, None, false).unwrap();
+    let call = Message {
+        tool_calls: Some(serde_json::json!([
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+        ])),
+        ..Message::new("assistant", "")
+    };
+    let answer = Message {
+        tool_name: Some("get_weather".into()),
+        ..Message::new("tool", "22 C")
+    };
+    let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather"}}]);
+    assert_eq!(
+        t.render_with_tools(&[call.clone(), answer.clone()], Some(&tools), false)
+            .unwrap(),
+        "False|get_weather|get_weather(Paris)\
+         {\"role\": \"tool\", \"content\": \"22 C\", \"tool_name\": \"get_weather\"}"
+    );
+    // Without tools the template sees none, as transformers passes it.
+    assert!(
+        t.render(&[call, answer], false)
+            .unwrap()
+            .starts_with("True||")
+    );
+}
