@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
+use minijinja::value::ValueKind;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -20,7 +21,7 @@ use super::reply::{Reply, Shape, Target, load_only};
 use super::runner_options::generate_request;
 use super::{ApiError, AppState};
 use crate::sched::Backend;
-use crate::template::Message;
+use crate::template::{Message, OrderedJson};
 
 /// The roles a message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
@@ -31,7 +32,7 @@ pub struct ChatRequest {
     model: String,
     #[serde(default)]
     messages: Vec<ChatMessage>,
-    tools: Option<Value>,
+    tools: Option<OrderedJson>,
     stream: Option<bool>,
     #[serde(default)]
     options: Map<String, Value>,
@@ -48,7 +49,7 @@ struct ChatMessage {
     content: String,
     #[serde(default)]
     images: Vec<String>,
-    tool_calls: Option<Value>,
+    tool_calls: Option<OrderedJson>,
     tool_name: Option<String>,
 }
 
@@ -70,7 +71,7 @@ fn check(r: &ChatRequest) -> Result<(), ApiError> {
     }
     if r.tools
         .as_ref()
-        .is_some_and(|t| !t.is_null() && !t.is_array())
+        .is_some_and(|t| !t.is_none() && t.kind() != ValueKind::Seq)
     {
         return Err(ApiError::bad_request(
             "tools must be a list of tool definitions",
@@ -110,13 +111,13 @@ fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError
     messages.extend(r.messages.iter().map(|m| Message {
         role: m.role.clone(),
         content: m.content.clone(),
-        tool_calls: m.tool_calls.clone().filter(|c| !c.is_null()),
+        tool_calls: m.tool_calls.clone().filter(|c| !c.is_none()),
         tool_name: m.tool_name.clone().filter(|n| !n.is_empty()),
     }));
     let tools = r
         .tools
         .as_ref()
-        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+        .filter(|t| t.kind() == ValueKind::Seq && t.len().is_some_and(|n| n > 0));
     Ok(template.render_with_tools(&messages, tools, true)?)
 }
 

@@ -101,7 +101,7 @@ impl Object for MessageValue {
         match key.as_str()? {
             "role" => Some(Value::from(self.0.role.as_str())),
             "content" => Some(Value::from(self.0.content.as_str())),
-            "tool_calls" => self.0.tool_calls.as_ref().map(Value::from_serialize),
+            "tool_calls" => self.0.tool_calls.clone(),
             "tool_name" => self.0.tool_name.as_deref().map(Value::from),
             _ => None,
         }

@@ -51,6 +51,11 @@ impl From<MetadataError> for TemplateError {
     }
 }
 
+/// JSON as the client sent it, with its objects' keys in their order (as Python's `json`
+/// gives them to transformers), so `tojson` in a template prints tool calls and tool
+/// schemas as the model was trained on them. `serde_json::Value` would sort the keys.
+pub type OrderedJson = minijinja::Value;
+
 /// One chat message, in the shape of Ollama's API (`{"role": ..., "content": ...}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -62,7 +67,7 @@ pub struct Message {
     /// The calls an assistant message made (`[{"function": {"name", "arguments"}}]`),
     /// passed to the template as the client sent them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<serde_json::Value>,
+    pub tool_calls: Option<OrderedJson>,
     /// The tool a `tool` message answers for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_name: Option<String>,
@@ -199,7 +204,7 @@ impl ChatTemplate {
     pub fn render_with_tools(
         &self,
         messages: &[Message],
-        tools: Option<&serde_json::Value>,
+        tools: Option<&OrderedJson>,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
         let template = self
@@ -210,7 +215,7 @@ impl ChatTemplate {
         let eos = self.tokens.eos.as_deref().unwrap_or("");
         let ctx = minijinja::context! {
             messages => environment::messages_value(messages),
-            tools => tools.map(minijinja::Value::from_serialize),
+            tools => tools.cloned(),
             add_generation_prompt => add_generation_prompt,
             bos_token => bos,
             eos_token => eos,

@@ -403,16 +403,16 @@ fn tools_tool_calls_and_tool_names_reach_the_template() {
                   {% if m.tool_name %}{{ m | tojson }}{% endif %}{% endfor %}";
     let t = ChatTemplate::new(source, None, None, false).unwrap();
     let call = Message {
-        tool_calls: Some(serde_json::json!([
-            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
-        ])),
+        tool_calls: Some(ordered(
+            r#"[{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]"#,
+        )),
         ..Message::new("assistant", "")
     };
     let answer = Message {
         tool_name: Some("get_weather".into()),
         ..Message::new("tool", "22 C")
     };
-    let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather"}}]);
+    let tools = ordered(r#"[{"type": "function", "function": {"name": "get_weather"}}]"#);
     assert_eq!(
         t.render_with_tools(&[call.clone(), answer.clone()], Some(&tools), false)
             .unwrap(),
@@ -424,5 +424,31 @@ fn tools_tool_calls_and_tool_names_reach_the_template() {
         t.render(&[call, answer], false)
             .unwrap()
             .starts_with("True||")
+    );
+}
+
+fn ordered(json: &str) -> OrderedJson {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn tool_json_keeps_the_clients_key_order() {
+    let t = ChatTemplate::new(
+        "{{ tools | tojson }}|{{ messages[0].tool_calls | tojson }}",
+        None,
+        None,
+        false,
+    )
+    .unwrap();
+    let tools = r#"[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "required": ["z", "a"], "properties": {"z": {}, "a": {}}}}}]"#;
+    let calls = r#"[{"function": {"name": "f", "arguments": {"z": 1, "a": 2.5}}}]"#;
+    let call = Message {
+        tool_calls: Some(ordered(calls)),
+        ..Message::new("assistant", "")
+    };
+    assert_eq!(
+        t.render_with_tools(&[call], Some(&ordered(tools)), false)
+            .unwrap(),
+        format!("{tools}|{calls}")
     );
 }
