@@ -312,6 +312,12 @@ impl Reader<'_> {
         }
     }
 
+    /// `OLLAMA_HOST`, which the server and its clients read alike.
+    fn host(&self) -> Result<SocketAddr, ConfigError> {
+        let default = SocketAddr::from(([127, 0, 0, 1], 11434));
+        self.get("OLLAMA_HOST", default, parse::parse_host)
+    }
+
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
         self.get(name, false, |s| {
             parse::parse_bool(s).ok_or_else(|| "not a boolean".into())
@@ -344,11 +350,7 @@ impl Config {
         let home = env.var("HOME").unwrap_or_else(|| "/root".into());
         let kv_both = r.kv_type("OLLAMA_KV_CACHE_TYPE", GgmlType::F16)?;
         Ok(Config {
-            host: r.get(
-                "OLLAMA_HOST",
-                "127.0.0.1:11434".parse().expect("literal address"),
-                parse::parse_host,
-            )?,
+            host: r.host()?,
             models_dir: r.get(
                 "OLLAMA_MODELS",
                 PathBuf::from(home).join(".ollama/models"),
@@ -409,12 +411,7 @@ impl Config {
     /// the server reads it, with an unspecified address (`0.0.0.0`) meaning this machine.
     /// Only that variable is read, so a bad value of another one does not stop a client.
     pub fn client_address(env: &dyn Env) -> Result<SocketAddr, ConfigError> {
-        let r = Reader { env };
-        let mut addr = r.get(
-            "OLLAMA_HOST",
-            "127.0.0.1:11434".parse().expect("literal address"),
-            parse::parse_host,
-        )?;
+        let mut addr = Reader { env }.host()?;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }

@@ -2,12 +2,11 @@
 //! renders from every role, tool calls and tools, streamed and whole answers, load-only
 //! requests and the 400s and 404s.
 
-use std::time::Duration;
-
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::handlers::{App, app};
+use crate::sched::tests::eventually;
 
 /// A template that shows tools, roles, tool calls and tool names, so a test can read the
 /// rendered context.
@@ -144,14 +143,11 @@ async fn chat_without_messages_loads_or_unloads_the_model() {
         .await
         .json();
     assert_eq!(unload["done_reason"], "unload");
-    for _ in 0..100 {
-        if app.state.sched.snapshot().await.is_empty() {
-            assert!(prompts(&app).is_empty(), "nothing was generated");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the model was not unloaded");
+    eventually!(
+        "the model unloaded",
+        app.state.sched.snapshot().await.is_empty()
+    );
+    assert!(prompts(&app).is_empty(), "nothing was generated");
 }
 
 #[tokio::test(start_paused = true)]

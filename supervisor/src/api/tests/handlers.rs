@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -17,6 +16,7 @@ use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::memory::FakeProbe;
 use crate::runners::RunnerError;
+use crate::sched::tests::eventually;
 use crate::sched::tests::fake::{FakeBackend, GIB, done, piece};
 use crate::sched::{Policy, Scheduler};
 use crate::store::{Digest, Store};
@@ -324,13 +324,10 @@ async fn generate_without_a_prompt_loads_or_unloads_the_model() {
         .await
         .json();
     assert_eq!(unload["done_reason"], "unload");
-    for _ in 0..100 {
-        if app.state.sched.snapshot().await.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the model was not unloaded");
+    eventually!(
+        "the model unloaded",
+        app.state.sched.snapshot().await.is_empty()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -484,9 +481,7 @@ async fn a_full_queue_is_a_503_with_retry_after() {
     let held = app.state.sched.acquire(acquire()).await.unwrap();
     let sched = app.state.sched.clone();
     let queued = tokio::spawn(async move { sched.acquire(acquire()).await.is_ok() });
-    while app.state.sched.waiting().await < 1 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually!("one request queued", app.state.sched.waiting().await == 1);
     let answer = app
         .post("/api/generate", json!({"model": "tiny", "prompt": "Hi"}))
         .await;

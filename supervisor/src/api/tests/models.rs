@@ -1,13 +1,12 @@
 //! Model management through `Router::oneshot`: `/api/show`, `/api/copy`,
 //! `/api/delete`, `/api/tags` and `/api/version`, their shapes and their 404s.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::handlers::{App, TEMPLATE, app};
+use crate::sched::tests::eventually;
 use crate::store::Digest;
 
 /// A Jinja chat template that offers tools, in the style of Qwen 2.5's.
@@ -344,13 +343,10 @@ async fn deleting_a_loaded_model_unloads_it() {
         )
         .await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.error());
-    for _ in 0..100 {
-        if app.state.sched.snapshot().await.is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the deleted model was not unloaded");
+    eventually!(
+        "the deleted model unloaded",
+        app.state.sched.snapshot().await.is_empty()
+    );
 }
 
 #[tokio::test(start_paused = true)]

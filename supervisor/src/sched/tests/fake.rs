@@ -13,10 +13,11 @@ use crate::memory::FakeProbe;
 use crate::runners::{ExitInfo, RunnerError};
 use crate::sched::{Backend, EstimateError, Generation, LoadSpec, RunnerHandle, Usage};
 
-/// How a fake runner answers a generation: the messages of its stream, or a refusal.
-pub type Script = dyn Fn(&pb::GenerateRequest) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>
-    + Send
-    + Sync;
+/// A fake runner's answer to a generation: the messages of its stream, or a refusal.
+pub type Scripted = Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>;
+
+/// How a fake runner answers a generation.
+pub type Script = dyn Fn(&pb::GenerateRequest) -> Scripted + Send + Sync;
 
 /// A piece of text as a runner streams it.
 pub fn piece(text: &str) -> Result<pb::GenerateResponse, RunnerError> {
@@ -75,9 +76,7 @@ fn lengths(request: &pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError>
 }
 
 /// The default script: "Hello world" in two pieces.
-fn hello(
-    _: &pb::GenerateRequest,
-) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError> {
+fn hello(_: &pb::GenerateRequest) -> Scripted {
     Ok(vec![piece("Hello"), piece(" world"), done(5, 2)])
 }
 
@@ -143,12 +142,7 @@ impl FakeBackend {
     /// Makes runners answer `Generate` with `script`.
     pub fn script(
         &self,
-        script: impl Fn(
-            &pb::GenerateRequest,
-        ) -> Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>
-        + Send
-        + Sync
-        + 'static,
+        script: impl Fn(&pb::GenerateRequest) -> Scripted + Send + Sync + 'static,
     ) {
         *self.script.lock().unwrap() = Arc::new(script);
     }

@@ -80,14 +80,14 @@ async fn loaded(s: &Scheduler<FakeBackend>) -> Vec<String> {
 /// `.await`.
 macro_rules! eventually {
     ($what:expr, $cond:expr) => {{
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while !$cond {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "timed out waiting for: {}",
                 $what
             );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }};
 }
