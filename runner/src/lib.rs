@@ -14,6 +14,7 @@ pub use gguf;
 pub use plan;
 
 pub mod engine;
+pub mod grammar;
 /// What a model will take in memory (the `plan` crate's, shared with the supervisor).
 pub use plan::estimate;
 pub mod inspect;
