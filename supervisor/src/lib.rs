@@ -14,3 +14,4 @@ pub mod sched;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod toolcall;

@@ -2,8 +2,9 @@
 //! model's chat template, streamed as NDJSON or answered in one object.
 //!
 //! The template gets `messages` (with `tool_calls` and `tool_name` as the client sent
-//! them) and `tools`. Parsing the model's own tool calls out of its text, `format` and
-//! thinking are not implemented yet: `format` and `think: true` are refused, never
+//! them) and `tools`. With tools, the calls the model writes are read out of its text into
+//! `message.tool_calls`, in the syntax its template teaches (`crate::toolcall`). `format`
+//! and thinking are not implemented yet: `format` and `think: true` are refused, never
 //! ignored.
 
 use tokio::time::Instant;
@@ -22,6 +23,7 @@ use super::runner_options::generate_request;
 use super::{ApiError, AppState};
 use crate::sched::Backend;
 use crate::template::{Message, OrderedJson};
+use crate::toolcall::{Format, ToolCallParser};
 
 /// The roles a message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
@@ -121,6 +123,26 @@ fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError
     Ok(template.render_with_tools(&messages, tools, true)?)
 }
 
+/// The reader of the model's tool calls, for a request that offers tools: in the format
+/// the model's template teaches, knowing the tools' names.
+fn tool_calls(model: &Model, r: &ChatRequest) -> Option<ToolCallParser> {
+    let tools = r
+        .tools
+        .as_ref()
+        .filter(|t| t.len().is_some_and(|n| n > 0))?;
+    let template = model.template.as_ref()?;
+    let names = tools
+        .try_iter()
+        .ok()?
+        .filter_map(|tool| {
+            let name = tool.get_attr("function").ok()?.get_attr("name").ok()?;
+            name.as_str().map(str::to_owned)
+        })
+        .collect();
+    let format = Format::from_template(template.source());
+    Some(ToolCallParser::new(format, names))
+}
+
 /// The handler.
 pub async fn chat<B: Backend>(
     State(state): State<AppState<B>>,
@@ -135,6 +157,9 @@ pub async fn chat<B: Backend>(
     }
     let prompt = render(&target.model, &r.model, &r)?;
     let job = generate_request(prompt, &target.options);
-    let reply = Reply::start(&state, &r.model, &target, job, Shape::Chat, started).await?;
+    let mut reply = Reply::start(&state, &r.model, &target, job, Shape::Chat, started).await?;
+    if let Some(parser) = tool_calls(&target.model, &r) {
+        reply = reply.with_tool_calls(parser);
+    }
     reply.respond(r.stream.unwrap_or(true)).await
 }

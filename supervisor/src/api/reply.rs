@@ -23,6 +23,7 @@ use super::{ApiError, AppState};
 use crate::config::KeepAlive;
 use crate::options::Options;
 use crate::sched::{Acquire, Backend, Generation, Lease, LoadSpec, RunnerHandle};
+use crate::toolcall::{Output, ToolCall, ToolCallParser};
 use ollama_proto::runner as pb;
 
 /// A request's model resolved, with its options and the runner it needs.
@@ -129,6 +130,8 @@ pub struct Reply<B: Backend> {
     started: Instant,
     lease: Lease<B>,
     stream: Generation,
+    /// For a chat with tools: what reads the calls out of the text.
+    tool_calls: Option<ToolCallParser>,
 }
 
 impl<B: Backend> Reply<B> {
@@ -153,7 +156,34 @@ impl<B: Backend> Reply<B> {
             started,
             lease,
             stream,
+            tool_calls: None,
         })
+    }
+
+    /// Reads the model's tool calls out of the text into `message.tool_calls` (a chat that
+    /// offered tools); held-back text makes no streamed object.
+    pub fn with_tool_calls(mut self, parser: ToolCallParser) -> Self {
+        self.tool_calls = Some(parser);
+        self
+    }
+
+    /// What generated `text` says: content and complete calls (all content without tools).
+    fn said(&mut self, text: &str) -> Output {
+        match &mut self.tool_calls {
+            Some(parser) => parser.feed(text),
+            None => Output {
+                content: text.to_owned(),
+                calls: Vec::new(),
+            },
+        }
+    }
+
+    /// What the tool call parser still holds at the end of the text.
+    fn said_last(&mut self) -> Output {
+        self.tool_calls
+            .take()
+            .map(ToolCallParser::finish)
+            .unwrap_or_default()
     }
 
     /// The answer: NDJSON when `stream` (Ollama's default), else one object.
@@ -208,8 +238,18 @@ impl<B: Backend> Reply<B> {
         tokio::spawn(async move {
             loop {
                 let (line, last) = match next_event(&self.lease, &mut self.stream).await {
-                    Event::Piece(text) => (self.piece(&text), false),
-                    Event::Done(done) => (self.done(&done, ""), true),
+                    Event::Piece(text) => {
+                        let said = self.said(&text);
+                        if said.is_empty() {
+                            continue;
+                        }
+                        (with_calls(self.piece(&said.content), &said.calls), false)
+                    }
+                    Event::Done(done) => {
+                        let last = self.said_last();
+                        let line = self.done(&done, &last.content);
+                        (with_calls(line, &last.calls), true)
+                    }
                     Event::Failed(error) => {
                         let message = error.message();
                         tracing::warn!(model = %self.model, %message, "generation failed");
@@ -237,9 +277,24 @@ impl<B: Backend> Reply<B> {
         loop {
             match next_event(&self.lease, &mut self.stream).await {
                 Event::Piece(piece) => text.push_str(&piece),
-                Event::Done(done) => return Ok(axum::Json(self.done(&done, &text)).into_response()),
+                Event::Done(done) => {
+                    let mut said = self.said(&text);
+                    said.append(self.said_last());
+                    let line = with_calls(self.done(&done, &said.content), &said.calls);
+                    return Ok(axum::Json(line).into_response());
+                }
                 Event::Failed(error) => return Err(error),
             }
         }
     }
+}
+
+/// `line` (a chat object) with `calls` in its message, when there are any.
+fn with_calls(mut line: Value, calls: &[ToolCall]) -> Value {
+    if !calls.is_empty()
+        && let Some(message) = line.get_mut("message").and_then(Value::as_object_mut)
+    {
+        message.insert("tool_calls".into(), json!(calls));
+    }
+    line
 }

@@ -132,6 +132,8 @@ fn adds_bos(md: &Metadata) -> Result<bool, MetadataError> {
 pub struct ChatTemplate {
     env: Environment<'static>,
     tokens: SpecialTokens,
+    /// The text compiled, kept for what is read from it rather than rendered.
+    source: String,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -167,7 +169,11 @@ impl ChatTemplate {
         let mut env = environment::new();
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
-        Ok(Self { env, tokens })
+        Ok(Self {
+            env,
+            tokens,
+            source: source.to_owned(),
+        })
     }
 
     /// The model's own template (`tokenizer.chat_template`), `None` when it has none.
@@ -186,6 +192,12 @@ impl ChatTemplate {
     /// The model's special tokens as the template sees them.
     pub fn tokens(&self) -> &SpecialTokens {
         &self.tokens
+    }
+
+    /// The template's text, as given: what it teaches the model is read from it too (the
+    /// syntax of its tool calls, `toolcall::Format::from_template`).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Renders `messages` into prompt text. With `add_generation_prompt` the template

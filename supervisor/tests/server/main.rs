@@ -9,3 +9,4 @@ mod config;
 mod crashes;
 mod harness;
 mod lifecycle;
+mod tools;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::handlers::{App, app};
 use crate::sched::tests::eventually;
+use crate::sched::tests::fake::{done, piece};
 
 /// A template that shows tools, roles, tool calls and tool names, so a test can read the
 /// rendered context.
@@ -210,5 +211,126 @@ async fn chat_refuses_bad_requests_with_400_or_404() {
         prompts(&app).len(),
         1,
         "only the last request reached a runner"
+    );
+}
+
+/// Qwen 2.5's chat template: tools in the system turn, calls in `<tool_call>` tags.
+const QWEN_TEMPLATE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/qwen2.5-tools-chat-template.jinja"
+));
+
+/// A sentence, then a call in Qwen's tags, cut where a runner's tokens might cut it.
+const QWEN_PIECES: [&str; 6] = [
+    "Let me check",
+    " the weather.\n",
+    "<tool",
+    "_call>\n{\"name\": \"get_weather\", ",
+    "\"arguments\": {\"city\": \"Paris\"}}",
+    "\n</tool_call>",
+];
+
+/// The app with model `qwen` (Qwen's template), answering [`QWEN_PIECES`].
+async fn qwen_app(pieces: &'static [&'static str]) -> App {
+    let app = chat_app().await;
+    app.create_with("qwen", json!({"template": QWEN_TEMPLATE}))
+        .await;
+    app.backend().script(move |_| {
+        let mut stream: Vec<_> = pieces.iter().map(|p| piece(p)).collect();
+        stream.push(done(40, pieces.len() as u32));
+        Ok(stream)
+    });
+    app
+}
+
+fn weather_chat(stream: bool) -> Value {
+    json!({
+        "model": "qwen", "stream": stream,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }}],
+    })
+}
+
+fn paris_call() -> Value {
+    json!([{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}])
+}
+
+#[tokio::test(start_paused = true)]
+async fn streamed_tool_calls_come_parsed_and_the_text_before_them_kept() {
+    let app = qwen_app(&QWEN_PIECES).await;
+    let answer = app.post("/api/chat", weather_chat(true)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.error());
+    let lines = answer.lines();
+    // The tag and the JSON never reach the client as text.
+    assert_eq!(
+        contents(&lines),
+        ["Let me check", " the weather.\n", "", ""]
+    );
+    assert_eq!(lines[2]["message"]["tool_calls"], paris_call());
+    let with_calls = lines
+        .iter()
+        .filter(|l| l["message"].get("tool_calls").is_some());
+    assert_eq!(with_calls.count(), 1, "{lines:?}");
+    assert_eq!(lines[3]["done"], true);
+    let prompt = &prompts(&app)[0];
+    assert!(
+        prompt.contains("<tools>\n{\"function\": {\"description\": \"The weather in a city\""),
+        "{prompt}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_whole_answer_has_its_content_and_its_tool_calls() {
+    let app = qwen_app(&QWEN_PIECES).await;
+    let body = app.post("/api/chat", weather_chat(false)).await.json();
+    assert_eq!(
+        body["message"],
+        json!({"role": "assistant", "content": "Let me check the weather.\n",
+               "tool_calls": paris_call()})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_tools_in_the_request_the_text_is_content() {
+    let app = qwen_app(&QWEN_PIECES).await;
+    let mut request = weather_chat(false);
+    request["tools"] = Value::Null;
+    let body = app.post("/api/chat", request).await.json();
+    assert_eq!(
+        body["message"],
+        json!({"role": "assistant", "content": QWEN_PIECES.concat()})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_call_is_released_as_content_at_the_end() {
+    const CUT: [&str; 2] = [
+        "<tool_call>\n{\"name\": \"get_weather\", ",
+        "\"arguments\": {\"ci",
+    ];
+    let app = qwen_app(&CUT).await;
+    let lines = app.post("/api/chat", weather_chat(true)).await.lines();
+    assert_eq!(lines.len(), 1, "held back until the end: {lines:?}");
+    assert_eq!(lines[0]["message"]["content"], CUT.concat());
+    assert_eq!(lines[0]["done"], true);
+    assert!(lines[0]["message"].get("tool_calls").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_without_call_syntax_gets_calls_as_json_objects() {
+    const JSON_CALL: [&str; 2] = [
+        "{\"name\": \"get_weather\", ",
+        "\"arguments\": {\"city\": \"Paris\"}}",
+    ];
+    let app = qwen_app(&JSON_CALL).await;
+    let mut request = weather_chat(false);
+    request["model"] = json!("tools");
+    let body = app.post("/api/chat", request).await.json();
+    assert_eq!(
+        body["message"],
+        json!({"role": "assistant", "content": "", "tool_calls": paris_call()})
     );
 }
