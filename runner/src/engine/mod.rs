@@ -27,6 +27,7 @@ use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 pub use request::{Embeddings, GenerateJob, MAX_TOP_LOGPROBS};
 
+use crate::grammar::{Constraint, GrammarError, Grammars};
 use crate::kvcache::KvCache;
 use crate::model::pooling::{Pooling, PoolingError};
 use crate::model::{Model, ModelError};
@@ -39,6 +40,17 @@ pub enum EngineError {
     /// The prompt has no tokens.
     #[error("the prompt is empty: send at least one token of text")]
     EmptyPrompt,
+    /// A token id given by the caller (a `context`) is not in the vocabulary.
+    #[error(
+        "token id {id} is not in this model's vocabulary of {vocab} tokens: send the context \
+         this model returned"
+    )]
+    UnknownToken {
+        /// The id.
+        id: TokenId,
+        /// The vocabulary's size.
+        vocab: usize,
+    },
     /// The prompt does not fit in one sequence's context.
     #[error(
         "the prompt has {prompt} tokens but the context holds {num_ctx}: shorten the prompt \
@@ -53,6 +65,9 @@ pub enum EngineError {
     /// A sampling option is out of range.
     #[error(transparent)]
     Sampler(#[from] SamplerOptionError),
+    /// The output format cannot be compiled, or its constraint failed mid-generation.
+    #[error(transparent)]
+    Grammar(#[from] GrammarError),
     /// A request option is out of range.
     #[error("option {name} = {value} is out of range: {expected}")]
     BadOption {
@@ -145,6 +160,8 @@ pub enum Event {
         reason: DoneReason,
         /// Its counts and durations.
         timings: Timings,
+        /// The whole sequence, prompt and generated tokens, when the job asked for it.
+        context: Vec<TokenId>,
     },
     /// The generation failed; nothing follows.
     Failed(Arc<EngineError>),
@@ -167,6 +184,7 @@ pub struct EngineStatus {
 enum Command {
     Generate {
         job: GenerateJob,
+        constraint: Option<Constraint>,
         events: async_mpsc::UnboundedSender<Event>,
         arrived: Instant,
     },
@@ -184,6 +202,7 @@ pub struct Engine {
     status: Arc<Mutex<EngineStatus>>,
     thread: Option<JoinHandle<()>>,
     tokenizer: Arc<Tokenizer>,
+    grammars: Grammars,
     num_ctx: usize,
     num_keep: usize,
 }
@@ -211,6 +230,7 @@ impl Engine {
             commands: Some(tx),
             status,
             thread: Some(thread),
+            grammars: Grammars::new(Arc::clone(&tokenizer)),
             tokenizer,
             num_ctx,
             num_keep,
@@ -233,15 +253,27 @@ impl Engine {
     }
 
     /// Queues a generation; its events arrive on the returned stream. Dropping the
-    /// receiver cancels it.
+    /// receiver cancels it. A job with a JSON schema has it compiled here (the first
+    /// one also builds the vocabulary's trie, once per model).
     pub fn generate(
         &self,
         job: GenerateJob,
     ) -> Result<async_mpsc::UnboundedReceiver<Event>, EngineError> {
         job.validate(self.num_ctx)?;
+        let vocab = self.tokenizer.vocab().len();
+        if let Some(&id) = job.prompt.iter().find(|&&id| id as usize >= vocab) {
+            return Err(EngineError::UnknownToken { id, vocab });
+        }
+        // Compiled here, so that a bad schema is refused before the request is queued.
+        let constraint = job
+            .json_schema
+            .as_deref()
+            .map(|schema| self.grammars.compile(schema))
+            .transpose()?;
         let (events, rx) = async_mpsc::unbounded_channel();
         self.send(Command::Generate {
             job,
+            constraint,
             events,
             arrived: Instant::now(),
         })?;

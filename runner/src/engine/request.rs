@@ -29,6 +29,12 @@ pub struct GenerateJob {
     pub shift: bool,
     /// Tokens the shift keeps; `None`: the engine's default.
     pub num_keep: Option<usize>,
+    /// A JSON schema (JSON text) the output must validate against (Ollama's `format`);
+    /// `None`: free text.
+    pub json_schema: Option<String>,
+    /// Report the whole sequence (prompt and generated tokens) when it ends, so a caller
+    /// can continue from it (Ollama's `context`).
+    pub return_context: bool,
 }
 
 impl GenerateJob {
@@ -47,6 +53,8 @@ impl GenerateJob {
             top_logprobs: 0,
             shift: true,
             num_keep: None,
+            json_schema: None,
+            return_context: false,
         }
     }
 

@@ -13,6 +13,7 @@ use super::{
     Command, DoneReason, EngineConfig, EngineError, EngineStatus, Event, GenerateJob, SampledToken,
     Timings, embed,
 };
+use crate::grammar::Constraint;
 use crate::kvcache::KvCache;
 use crate::model::{Batch, Logits, Model, Output};
 use crate::sample::Sampler;
@@ -36,6 +37,8 @@ struct Active {
     /// Index of the next prompt token to evaluate.
     next_prompt: usize,
     sampler: Sampler,
+    /// The output format's grammar state, when the request set one.
+    constraint: Option<Constraint>,
     history: Vec<TokenId>,
     /// Sampled and sent, not yet in the cache.
     next: Option<TokenId>,
@@ -46,6 +49,7 @@ struct Active {
     top_logprobs: usize,
     shift: bool,
     num_keep: usize,
+    return_context: bool,
     timings: Timings,
     started: Instant,
     first_token: Option<Instant>,
@@ -207,9 +211,10 @@ impl Worker {
             match command {
                 Command::Generate {
                     job,
+                    constraint,
                     events,
                     arrived,
-                } => self.start(choice, job, events, arrived),
+                } => self.start(choice, job, constraint, events, arrived),
                 Command::Embed {
                     inputs,
                     normalize,
@@ -249,6 +254,7 @@ impl Worker {
         &mut self,
         choice: slots::Choice,
         job: GenerateJob,
+        constraint: Option<Constraint>,
         events: async_mpsc::UnboundedSender<Event>,
         arrived: Instant,
     ) {
@@ -280,6 +286,7 @@ impl Worker {
             prompt: job.prompt,
             next_prompt: reuse,
             sampler,
+            constraint,
             next: None,
             num_predict: job.num_predict,
             stop: StopMatcher::new(job.stop),
@@ -288,6 +295,7 @@ impl Worker {
             top_logprobs: job.top_logprobs,
             shift: job.shift,
             num_keep: job.num_keep.unwrap_or(self.config.num_keep),
+            return_context: job.return_context,
             timings: Timings {
                 cached_tokens: reuse,
                 load_duration: self.config.load_duration,
@@ -430,6 +438,16 @@ impl Worker {
             self.finish(id, DoneReason::Length);
             return;
         }
+        // With a format, the grammar's mask first (so log-probabilities are those of
+        // the constrained distribution); without one, nothing is done here.
+        let row = match active.constraint.as_mut().map(|c| c.mask(row)) {
+            None => row,
+            Some(Ok(masked)) => masked,
+            Some(Err(e)) => {
+                self.fail(id, Arc::new(e.into()));
+                return;
+            }
+        };
         let token = if active.logprobs || active.top_logprobs > 0 {
             let sampled = active
                 .sampler
@@ -458,6 +476,15 @@ impl Worker {
             self.finish(id, DoneReason::Stop);
             return;
         }
+        // A document the grammar completes ends the generation after this token.
+        let complete = match active.constraint.as_mut().map(|c| c.commit(id_token)) {
+            None => false,
+            Some(Ok(())) => active.constraint.as_ref().is_some_and(Constraint::is_complete),
+            Some(Err(e)) => {
+                self.fail(id, Arc::new(e.into()));
+                return;
+            }
+        };
         let bytes = self.tokenizer.token_bytes(id_token, false);
         let text = active.utf8.push(&bytes);
         match active.stop.push(&text) {
@@ -476,12 +503,12 @@ impl Worker {
                 let limit = active
                     .num_predict
                     .is_some_and(|n| active.timings.generated_tokens >= n);
-                if !limit {
+                if !limit && !complete {
                     active.next = Some(id_token);
                     return;
                 }
                 let stopped = active.release_tail();
-                let reason = if stopped {
+                let reason = if stopped || complete {
                     DoneReason::Stop
                 } else {
                     DoneReason::Length
@@ -516,7 +543,16 @@ impl Worker {
         };
         // A caller that sees the end asks Status next: it must find the slot free.
         self.publish_status();
-        let _ = active.events.send(Event::Done { reason, timings });
+        let context = if active.return_context {
+            active.history
+        } else {
+            Vec::new()
+        };
+        let _ = active.events.send(Event::Done {
+            reason,
+            timings,
+            context,
+        });
     }
 
     /// Ends slot `id`'s generation with an error.

@@ -9,6 +9,7 @@ use tonic::Status;
 
 use super::load::Loaded;
 use crate::engine::{DoneReason, EngineError, EngineStatus, Event, GenerateJob};
+use crate::grammar::GrammarError;
 use crate::sample::SamplerOptions;
 use crate::tokenizer::Tokenizer;
 
@@ -16,7 +17,12 @@ use crate::tokenizer::Tokenizer;
 pub(super) fn status(e: &EngineError) -> Status {
     let message = e.to_string();
     match e {
-        EngineError::EmptyPrompt | EngineError::Sampler(_) | EngineError::BadOption { .. } => {
+        EngineError::Grammar(GrammarError::Step(_)) => Status::internal(message),
+        EngineError::Grammar(_)
+        | EngineError::EmptyPrompt
+        | EngineError::UnknownToken { .. }
+        | EngineError::Sampler(_)
+        | EngineError::BadOption { .. } => {
             Status::invalid_argument(message)
         }
         EngineError::PromptTooLong { .. } => Status::resource_exhausted(message),
@@ -54,10 +60,15 @@ fn sampler_options(s: Option<pb::SamplingOptions>, seed: Option<u64>) -> Sampler
     }
 }
 
-/// The job for a `Generate` request: the prompt tokenized with the model's tokenizer.
+/// The job for a `Generate` request: the prompt tokenized with the model's tokenizer,
+/// after the request's `context` tokens (which already begin with BOS if the model has
+/// one, so none is added then).
 pub(super) fn generate_job(loaded: &Loaded, r: pb::GenerateRequest) -> GenerateJob {
-    let prompt = loaded.engine.tokenizer().encode(&r.prompt, true, true);
+    let add_bos = r.context.is_empty();
+    let mut prompt = r.context;
+    prompt.extend(loaded.engine.tokenizer().encode(&r.prompt, add_bos, true));
     GenerateJob {
+        return_context: r.return_context,
         prompt,
         sampling: sampler_options(r.sampling, r.seed),
         num_predict: r.num_predict.and_then(|n| usize::try_from(n).ok()),
@@ -66,6 +77,7 @@ pub(super) fn generate_job(loaded: &Loaded, r: pb::GenerateRequest) -> GenerateJ
         top_logprobs: r.top_logprobs as usize,
         shift: r.shift.unwrap_or(true),
         num_keep: r.num_keep.map(|n| n as usize),
+        json_schema: r.json_schema.filter(|s| !s.is_empty()),
     }
 }
 
@@ -96,7 +108,12 @@ pub(super) fn event_to_response(
                 })
                 .collect(),
         }),
-        Event::Done { reason, timings } => pb::generate_response::Event::Done(pb::Done {
+        Event::Done {
+            reason,
+            timings,
+            context,
+        } => pb::generate_response::Event::Done(pb::Done {
+            context,
             reason: match reason {
                 DoneReason::Stop => pb::DoneReason::Stop,
                 DoneReason::Length => pb::DoneReason::Length,
