@@ -184,7 +184,7 @@ pub struct EngineStatus {
 enum Command {
     Generate {
         job: GenerateJob,
-        constraint: Option<Constraint>,
+        constraint: Option<Box<Constraint>>,
         events: async_mpsc::UnboundedSender<Event>,
         arrived: Instant,
     },
@@ -268,7 +268,7 @@ impl Engine {
         let constraint = job
             .json_schema
             .as_deref()
-            .map(|schema| self.grammars.compile(schema))
+            .map(|schema| self.grammars.compile(schema).map(Box::new))
             .transpose()?;
         let (events, rx) = async_mpsc::unbounded_channel();
         self.send(Command::Generate {

@@ -38,7 +38,7 @@ struct Active {
     next_prompt: usize,
     sampler: Sampler,
     /// The output format's grammar state, when the request set one.
-    constraint: Option<Constraint>,
+    constraint: Option<Box<Constraint>>,
     history: Vec<TokenId>,
     /// Sampled and sent, not yet in the cache.
     next: Option<TokenId>,
@@ -254,7 +254,7 @@ impl Worker {
         &mut self,
         choice: slots::Choice,
         job: GenerateJob,
-        constraint: Option<Constraint>,
+        constraint: Option<Box<Constraint>>,
         events: async_mpsc::UnboundedSender<Event>,
         arrived: Instant,
     ) {
@@ -477,13 +477,15 @@ impl Worker {
             return;
         }
         // A document the grammar completes ends the generation after this token.
-        let complete = match active.constraint.as_mut().map(|c| c.commit(id_token)) {
+        let complete = match active.constraint.as_mut() {
             None => false,
-            Some(Ok(())) => active.constraint.as_ref().is_some_and(Constraint::is_complete),
-            Some(Err(e)) => {
-                self.fail(id, Arc::new(e.into()));
-                return;
-            }
+            Some(c) => match c.commit(id_token) {
+                Ok(()) => c.is_complete(),
+                Err(e) => {
+                    self.fail(id, Arc::new(e.into()));
+                    return;
+                }
+            },
         };
         let bytes = self.tokenizer.token_bytes(id_token, false);
         let text = active.utf8.push(&bytes);

@@ -22,9 +22,7 @@ pub(super) fn status(e: &EngineError) -> Status {
         | EngineError::EmptyPrompt
         | EngineError::UnknownToken { .. }
         | EngineError::Sampler(_)
-        | EngineError::BadOption { .. } => {
-            Status::invalid_argument(message)
-        }
+        | EngineError::BadOption { .. } => Status::invalid_argument(message),
         EngineError::PromptTooLong { .. } => Status::resource_exhausted(message),
         EngineError::Model(_) | EngineError::Pooling(_) => Status::internal(message),
         EngineError::Stopped => Status::unavailable(message),

@@ -11,6 +11,7 @@ mod perplexity_refs;
 mod real_models;
 mod runner_service;
 mod served;
+mod structured;
 mod support;
 mod tokenizer_refs;
 mod tools_cli;
