@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod memory;
+pub mod modelfile;
 pub mod options;
 pub mod runners;
 pub mod sched;

@@ -96,7 +96,7 @@ fn check(r: &ChatRequest) -> Result<(), ApiError> {
 }
 
 /// The prompt: the conversation rendered with the model's template, after the model's
-/// stored system message when the conversation has none.
+/// stored system message when the conversation has none and the stored messages.
 fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError> {
     let Some(template) = model.template.as_ref() else {
         return Err(ApiError::bad_request(format!(
@@ -110,6 +110,9 @@ fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError
     if let Some(system) = stored.filter(|_| !has_system) {
         messages.push(Message::new("system", system.clone()));
     }
+    // The conversation stored with the model (Modelfile MESSAGE) comes first, as in Ollama.
+    let history = model.resolved.messages.iter();
+    messages.extend(history.map(|m| Message::new(m.role.clone(), m.content.clone())));
     messages.extend(r.messages.iter().map(|m| Message {
         role: m.role.clone(),
         content: m.content.clone(),

@@ -21,7 +21,8 @@ pub struct Model {
     pub resolved: ResolvedModel,
     /// Its stored parameters, checked.
     pub options: Options,
-    /// Its chat template: the stored TEMPLATE, else the GGUF's; `None` when it has neither.
+    /// Its chat template: the stored TEMPLATE (Jinja or Ollama's Go syntax, the GGUF's
+    /// behind a Go one), else the GGUF's; `None` when it has neither.
     pub template: Option<ChatTemplate>,
 }
 
@@ -54,11 +55,7 @@ impl Models {
         })?;
         let template = match &resolved.template {
             Some(source) => {
-                let tokens = from_file
-                    .as_ref()
-                    .map(|t| t.tokens().clone())
-                    .unwrap_or_default();
-                Some(ChatTemplate::with_tokens(source, tokens)?)
+                Some(ChatTemplate::with_fallback(&name.to_string(), source, from_file)?.0)
             }
             None => from_file,
         };

@@ -71,6 +71,9 @@ pub struct ResolvedModel {
     pub system: Option<String>,
     /// The license texts stored with the model, in manifest order; empty when none.
     pub license: Vec<String>,
+    /// The conversation stored with the model (Modelfile `MESSAGE`), put before every
+    /// chat; empty when none.
+    pub messages: Vec<super::StoredMessage>,
 }
 
 impl Store {
@@ -153,6 +156,12 @@ impl Store {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| corrupt(format!("its parameters layer is not a JSON object: {e}")))?,
         };
+        let messages = match text(media_type::MESSAGES)? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                corrupt(format!("its messages layer is not a list of messages: {e}"))
+            })?,
+        };
         Ok(ResolvedModel {
             entry,
             model_path,
@@ -160,6 +169,7 @@ impl Store {
             template,
             system,
             license,
+            messages,
         })
     }
 

@@ -25,6 +25,8 @@ pub mod media_type {
     pub const SYSTEM: &str = "application/vnd.ollama.image.system";
     /// A license text; a model may carry several.
     pub const LICENSE: &str = "application/vnd.ollama.image.license";
+    /// A JSON list of messages (`[{"role": ..., "content": ...}]`) put before a chat.
+    pub const MESSAGES: &str = "application/vnd.ollama.image.messages";
 }
 
 /// One blob a manifest refers to.

@@ -30,7 +30,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{ModelEntry, ResolvedModel};
-pub use create::CreateSpec;
+pub use create::{CreateSpec, StoredMessage};
 pub use details::{ModelDetails, human_number};
 pub use digest::Digest;
 pub use error::StoreError;

@@ -8,6 +8,12 @@
 //! `raise_exception`, `strftime_now`, Python string methods and a `json.dumps`-like
 //! `tojson`.
 //!
+//! Models from a models directory that Ollama wrote carry templates in Go's
+//! `text/template` syntax instead (see `go/`). [`ChatTemplate`] tells the two apart by
+//! their text ([`go::looks_like_go`]) and renders either, so the handlers need not know.
+//! When a Go template cannot be parsed or rendered and the GGUF has its own Jinja
+//! template, that one is used and a warning logged ([`ChatTemplate::with_fallback`]).
+//!
 //! The rendered text goes to the runner, which tokenizes it with special-token parsing
 //! and adds BOS itself when the model's tokenizer asks for it. A template that also
 //! writes `{{ bos_token }}` (Gemma's does) would then give two BOS tokens, so
@@ -15,6 +21,7 @@
 //! llama.cpp does.
 
 mod environment;
+pub mod go;
 mod tojson;
 
 #[cfg(test)]
@@ -43,6 +50,9 @@ pub enum TemplateError {
     /// The model's tokenizer metadata needed for the template is missing or unusable.
     #[error("cannot read the chat template's special tokens: {0}")]
     Metadata(String),
+    /// A template in Go's syntax could not be parsed or run (the error names the line).
+    #[error("the Go template failed: {0}")]
+    Go(#[from] go::GoTemplateError),
 }
 
 impl From<MetadataError> for TemplateError {
@@ -130,15 +140,26 @@ fn adds_bos(md: &Metadata) -> Result<bool, MetadataError> {
 
 /// A compiled chat template with the model's special tokens.
 pub struct ChatTemplate {
-    env: Environment<'static>,
+    engine: Engine,
     tokens: SpecialTokens,
+    /// The GGUF's own Jinja template, tried when a Go template fails to render.
+    fallback: Option<Box<ChatTemplate>>,
     /// The text compiled, kept for what is read from it rather than rendered.
     source: String,
+}
+
+/// The two template languages.
+enum Engine {
+    /// Hugging Face's: Jinja, compiled by minijinja.
+    Jinja(Environment<'static>),
+    /// Ollama's: Go's `text/template`.
+    Go(go::GoTemplate),
 }
 
 impl std::fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatTemplate")
+            .field("go", &self.is_go())
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
@@ -164,16 +185,57 @@ impl ChatTemplate {
         )
     }
 
-    /// Compiles `source` for a model described by `tokens`.
+    /// Compiles `source` for a model described by `tokens`: as a Go template when it is
+    /// written in Go's syntax, else as Jinja.
     pub fn with_tokens(source: &str, tokens: SpecialTokens) -> Result<Self, TemplateError> {
-        let mut env = environment::new();
-        env.add_template_owned(TEMPLATE_NAME, source.to_owned())
-            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        let engine = if go::looks_like_go(source) {
+            Engine::Go(go::GoTemplate::parse(source)?)
+        } else {
+            let mut env = environment::new();
+            env.add_template_owned(TEMPLATE_NAME, source.to_owned())
+                .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+            Engine::Jinja(env)
+        };
         Ok(Self {
-            env,
+            engine,
             tokens,
+            fallback: None,
             source: source.to_owned(),
         })
+    }
+
+    /// A model's stored template (`source`, from its template layer) with the GGUF's
+    /// own template (`from_file`) behind it. A Go template that does not parse gives way
+    /// to the GGUF's, with a warning; the second value then says why, for `/api/show`.
+    /// One that parses keeps the GGUF's as its fallback at render time.
+    pub fn with_fallback(
+        model: &str,
+        source: &str,
+        from_file: Option<ChatTemplate>,
+    ) -> Result<(Self, Option<String>), TemplateError> {
+        let tokens = from_file
+            .as_ref()
+            .map(|t| t.tokens.clone())
+            .unwrap_or_default();
+        match (Self::with_tokens(source, tokens), from_file) {
+            (Ok(mut template), from_file) => {
+                if template.is_go() {
+                    template.fallback = from_file.filter(|f| !f.is_go()).map(Box::new);
+                }
+                Ok((template, None))
+            }
+            (Err(TemplateError::Go(e)), Some(from_file)) if !from_file.is_go() => {
+                let note = fallback_note(&e);
+                tracing::warn!(model, "{note}");
+                Ok((from_file, Some(note)))
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Whether this is a template in Go's syntax (Ollama's), not Jinja.
+    pub fn is_go(&self) -> bool {
+        matches!(self.engine, Engine::Go(_))
     }
 
     /// The model's own template (`tokenizer.chat_template`), `None` when it has none.
@@ -219,8 +281,37 @@ impl ChatTemplate {
         tools: Option<&OrderedJson>,
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
-        let template = self
-            .env
+        let text = match &self.engine {
+            Engine::Jinja(env) => self.render_jinja(env, messages, tools, add_generation_prompt)?,
+            Engine::Go(template) => {
+                let json_tools = tools.and_then(|t| serde_json::to_value(t).ok());
+                match (
+                    template.render(messages, json_tools.as_ref()),
+                    &self.fallback,
+                ) {
+                    (Ok(text), _) => text,
+                    (Err(e), Some(fallback)) => {
+                        tracing::warn!(
+                            error = %e,
+                            "the Go template failed; using the GGUF's own Jinja chat template"
+                        );
+                        return fallback.render_with_tools(messages, tools, add_generation_prompt);
+                    }
+                    (Err(e), None) => return Err(e.into()),
+                }
+            }
+        };
+        Ok(self.strip_bos(text))
+    }
+
+    fn render_jinja(
+        &self,
+        env: &Environment<'static>,
+        messages: &[Message],
+        tools: Option<&OrderedJson>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let template = env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
         let bos = self.tokens.bos.as_deref().unwrap_or("");
@@ -232,13 +323,12 @@ impl ChatTemplate {
             bos_token => bos,
             eos_token => eos,
         };
-        let text = template
+        template
             .render(ctx)
             .map_err(|e| match environment::raised(&e) {
                 Some(message) => TemplateError::Raised(message.to_owned()),
                 None => TemplateError::Render(describe(&e)),
-            })?;
-        Ok(self.strip_bos(text))
+            })
     }
 
     /// Drops one leading BOS text when the runner will add BOS itself.
@@ -251,6 +341,15 @@ impl ChatTemplate {
             _ => text,
         }
     }
+}
+
+/// What is said (logged, and shown by `/api/show`) when a model's Go template gives way
+/// to its GGUF's Jinja template.
+pub fn fallback_note(error: &go::GoTemplateError) -> String {
+    format!(
+        "the Go template cannot be rendered ({error}); the GGUF's own Jinja chat template is \
+         used instead"
+    )
 }
 
 /// A minijinja error as one line: the message with its location, then its causes.

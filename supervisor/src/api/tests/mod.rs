@@ -1,6 +1,7 @@
 //! Tests of the HTTP layer that start no process.
 
 mod chat;
+mod create;
 mod embed;
 mod errors;
 mod handlers;

@@ -2,6 +2,7 @@
 //! delete.
 
 mod blobs;
+mod create;
 mod manage;
 mod models;
 mod prune;

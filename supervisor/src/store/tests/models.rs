@@ -31,6 +31,7 @@ async fn create_list_and_resolve_smollm2() {
                 parameters: parameters.clone(),
                 template: Some("{{ .Prompt }}".to_owned()),
                 system: Some("You are terse.".to_owned()),
+                ..CreateSpec::default()
             },
         )
         .unwrap();
