@@ -9,4 +9,5 @@ mod config;
 mod crashes;
 mod harness;
 mod lifecycle;
+mod ollama_layout;
 mod tools;
