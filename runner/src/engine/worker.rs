@@ -15,7 +15,7 @@ use super::{
 };
 use crate::grammar::Constraint;
 use crate::kvcache::KvCache;
-use crate::model::{Batch, Logits, Model, Output};
+use crate::model::{Batch, Interrupt, Logits, Model, ModelError, Output};
 use crate::sample::Sampler;
 use crate::tokenizer::{TokenId, Tokenizer, Utf8Stream};
 
@@ -356,10 +356,24 @@ impl Worker {
         if self.batch.is_empty() {
             return;
         }
+        let callers: Vec<_> = entries
+            .iter()
+            .filter_map(|entry| {
+                let (Entry::Decode { slot, .. } | Entry::Prompt { slot, .. }) = *entry;
+                self.slots[slot].active.as_ref().map(|a| a.events.clone())
+            })
+            .collect();
+        self.batch.set_interrupt(Interrupt::new(move || {
+            callers.iter().all(|events| events.is_closed())
+        }));
         if let Err(e) = self
             .model
             .forward(&self.batch, &mut self.cache, &mut self.logits)
         {
+            if matches!(e, ModelError::Interrupted) {
+                self.drop_cancelled();
+                return;
+            }
             let error = Arc::new(EngineError::from(e));
             tracing::error!(error = %error, tokens = self.batch.len(), "forward pass failed");
             for entry in &entries {

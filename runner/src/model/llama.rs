@@ -162,6 +162,9 @@ impl Model for Llama {
                     .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
 
                 for (il, layer) in self.layers.iter().enumerate() {
+                    if batch.interrupted() {
+                        return Err(ModelError::Interrupted);
+                    }
                     norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
                     layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
                     layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;

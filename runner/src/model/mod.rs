@@ -95,6 +95,10 @@ pub enum ModelError {
     /// The K/V cache refused the batch or a configuration.
     #[error(transparent)]
     Kv(#[from] KvError),
+    /// Every request the batch served was cancelled, and the pass stopped between
+    /// layers; its tokens are not in the cache.
+    #[error("the forward pass was interrupted: every request in the batch was cancelled")]
+    Interrupted,
     /// Flash attention could not read the cache.
     #[error(transparent)]
     Attention(#[from] FlashAttnError),
@@ -119,6 +123,29 @@ pub enum Output {
     Embeddings,
 }
 
+/// Asks a forward pass to stop between layers, so that a prompt whose caller left stops
+/// within one layer's time instead of one batch's (seconds on a long prompt).
+#[derive(Clone)]
+pub struct Interrupt(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Interrupt {
+    /// An interrupt that is set whenever `is_set` says so.
+    pub fn new(is_set: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(is_set))
+    }
+
+    /// Whether the pass should stop now.
+    pub fn is_set(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt")
+    }
+}
+
 /// Tokens to run through the model together, each with its position, its sequence and
 /// whether its output (logits, or embeddings when the batch asks for them) is wanted.
 #[derive(Debug, Clone, Default)]
@@ -128,6 +155,7 @@ pub struct Batch {
     seqs: Vec<usize>,
     logits: Vec<bool>,
     output: Output,
+    interrupt: Option<Interrupt>,
 }
 
 impl Batch {
@@ -154,6 +182,18 @@ impl Batch {
         self.seqs.clear();
         self.logits.clear();
         self.output = Output::Logits;
+        self.interrupt = None;
+    }
+
+    /// Lets `interrupt` stop the pass over this batch between layers (with
+    /// [`ModelError::Interrupted`]).
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.interrupt = Some(interrupt);
+    }
+
+    /// Whether the pass over this batch should stop: models check it between layers.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(Interrupt::is_set)
     }
 
     /// Asks for `output` (logits or embeddings) for every token whose flag is set.
