@@ -4,8 +4,8 @@
 //! The template gets `messages` (with `tool_calls` and `tool_name` as the client sent
 //! them) and `tools`. With tools, the calls the model writes are read out of its text into
 //! `message.tool_calls`, in the syntax its template teaches (`crate::toolcall`). `format`
-//! and thinking are not implemented yet: `format` and `think: true` are refused, never
-//! ignored.
+//! constrains the output to JSON (`api::format`). Thinking is not implemented yet:
+//! `think: true` is refused, never ignored.
 
 use tokio::time::Instant;
 
@@ -16,6 +16,7 @@ use minijinja::value::ValueKind;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::format::{self, FormatField};
 use super::generate::parse_body;
 use super::models::Model;
 use super::reply::{Reply, Shape, Target, load_only};
@@ -39,7 +40,7 @@ pub struct ChatRequest {
     #[serde(default)]
     options: Map<String, Value>,
     keep_alive: Option<Value>,
-    format: Option<Value>,
+    format: FormatField,
     think: Option<Value>,
 }
 
@@ -58,11 +59,6 @@ struct ChatMessage {
 /// Fields Ollama has that this server does not implement yet, and messages no template
 /// can take: refused with what to change.
 fn check(r: &ChatRequest) -> Result<(), ApiError> {
-    if r.format.as_ref().is_some_and(|f| !f.is_null() && f != "") {
-        return Err(ApiError::bad_request(
-            "format: structured output is not supported yet",
-        ));
-    }
     if r.think
         .as_ref()
         .is_some_and(|t| t != &Value::Bool(false) && !t.is_null())
@@ -154,12 +150,14 @@ pub async fn chat<B: Backend>(
     let started = Instant::now();
     let r: ChatRequest = parse_body(&body)?;
     check(&r)?;
+    let json_schema = format::json_schema(r.format.as_deref())?;
     let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
     if r.messages.is_empty() {
         return load_only(&state, &r.model, target, Shape::Chat).await;
     }
     let prompt = render(&target.model, &r.model, &r)?;
-    let job = generate_request(prompt, &target.options);
+    let mut job = generate_request(prompt, &target.options);
+    job.json_schema = json_schema;
     let mut reply = Reply::start(&state, &r.model, &target, job, Shape::Chat, started).await?;
     if let Some(parser) = tool_calls(&target.model, &r) {
         reply = reply.with_tool_calls(parser);

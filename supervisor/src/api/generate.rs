@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::format::{self, FormatField};
 use super::models::Model;
 use super::reply::{Reply, Shape, Target, load_only};
 use super::runner_options::generate_request;
@@ -34,7 +35,7 @@ pub struct GenerateRequest {
     keep_alive: Option<Value>,
     #[serde(default)]
     context: Vec<i64>,
-    format: Option<Value>,
+    format: FormatField,
     #[serde(default)]
     images: Vec<String>,
     think: Option<Value>,
@@ -61,10 +62,6 @@ fn refuse_unsupported(r: &GenerateRequest) -> Result<(), ApiError> {
             !r.context.is_empty(),
             "context: continuing from token ids is not supported; send the conversation to \
              /api/chat or resend the text",
-        ),
-        (
-            r.format.as_ref().is_some_and(|f| !f.is_null() && f != ""),
-            "format: structured output is not supported yet",
         ),
         (
             r.think
@@ -116,12 +113,14 @@ pub async fn generate<B: Backend>(
     let started = Instant::now();
     let r: GenerateRequest = parse_body(&body)?;
     refuse_unsupported(&r)?;
+    let json_schema = format::json_schema(r.format.as_deref())?;
     let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
     if r.prompt.is_empty() {
         return load_only(&state, &r.model, target, Shape::Generate).await;
     }
     let prompt = render(&target.model, &r)?;
-    let job = generate_request(prompt, &target.options);
+    let mut job = generate_request(prompt, &target.options);
+    job.json_schema = json_schema;
     let reply = Reply::start(&state, &r.model, &target, job, Shape::Generate, started).await?;
     reply.respond(r.stream.unwrap_or(true)).await
 }

@@ -9,6 +9,7 @@ mod cors;
 mod create;
 mod embed;
 mod error;
+mod format;
 mod generate;
 mod keep_alive;
 mod manage;

@@ -76,5 +76,8 @@ pub fn generate_request(prompt: String, options: &Options) -> pb::GenerateReques
         top_logprobs: 0,
         shift: None,
         num_keep: non_negative(options.num_keep),
+        context: Vec::new(),
+        return_context: false,
+        json_schema: None,
     }
 }

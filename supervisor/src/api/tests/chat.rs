@@ -177,7 +177,7 @@ async fn chat_refuses_bad_requests_with_400_or_404() {
             "unknown role \"robot\"",
         ),
         (
-            json!({"model": "tiny", "messages": hi, "format": "json"}),
+            json!({"model": "tiny", "messages": hi, "format": "yaml"}),
             StatusCode::BAD_REQUEST,
             "format",
         ),

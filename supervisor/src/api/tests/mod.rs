@@ -4,6 +4,7 @@ mod chat;
 mod create;
 mod embed;
 mod errors;
+mod format;
 mod handlers;
 mod models;
 mod ps_table;
