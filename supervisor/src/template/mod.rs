@@ -283,23 +283,17 @@ impl ChatTemplate {
     ) -> Result<String, TemplateError> {
         let text = match &self.engine {
             Engine::Jinja(env) => self.render_jinja(env, messages, tools, add_generation_prompt)?,
-            Engine::Go(template) => {
-                let json_tools = tools.and_then(|t| serde_json::to_value(t).ok());
-                match (
-                    template.render(messages, json_tools.as_ref()),
-                    &self.fallback,
-                ) {
-                    (Ok(text), _) => text,
-                    (Err(e), Some(fallback)) => {
-                        tracing::warn!(
-                            error = %e,
-                            "the Go template failed; using the GGUF's own Jinja chat template"
-                        );
-                        return fallback.render_with_tools(messages, tools, add_generation_prompt);
-                    }
-                    (Err(e), None) => return Err(e.into()),
+            Engine::Go(template) => match (template.render(messages, tools), &self.fallback) {
+                (Ok(text), _) => text,
+                (Err(e), Some(fallback)) => {
+                    tracing::warn!(
+                        error = %e,
+                        "the Go template failed; using the GGUF's own Jinja chat template"
+                    );
+                    return fallback.render_with_tools(messages, tools, add_generation_prompt);
                 }
-            }
+                (Err(e), None) => return Err(e.into()),
+            },
         };
         Ok(self.strip_bos(text))
     }

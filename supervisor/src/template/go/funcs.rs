@@ -84,6 +84,15 @@ pub fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             };
             Ok(Value::str(printf(format, rest)))
         }
+        // Newer Ollama's: today's and yesterday's date (arguments ignored, as there).
+        "currentDate" => Ok(Value::str(date(0))),
+        "yesterdayDate" => Ok(Value::str(date(1))),
+        "toTypeScriptType" => {
+            let [v] = args else {
+                return Err(arity(1, args));
+            };
+            Ok(Value::str(typescript_type(v)))
+        }
         other => Err(format!("function {other:?} not defined")),
     }
 }
@@ -263,4 +272,49 @@ fn printf(format: &str, args: &[Value]) -> String {
         }
     }
     out
+}
+
+/// The local date `days_ago` days back, as `2006-01-02`.
+fn date(days_ago: i64) -> String {
+    let day = chrono::Local::now() - chrono::Duration::days(days_ago);
+    day.format("%Y-%m-%d").to_string()
+}
+
+/// A tool property's TypeScript type, as Ollama's `ToolProperty.ToTypeScriptType`:
+/// `anyOf` joined by ` | `, else each JSON type mapped; `any` for anything else.
+fn typescript_type(property: &Value) -> String {
+    let Value::Object(o) = property else {
+        return "any".into();
+    };
+    if let Some(Value::List(any_of)) = o.get("AnyOf").filter(|v| v.truthy()) {
+        return any_of
+            .iter()
+            .map(typescript_type)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    let types: Vec<&str> = match o.get("Type") {
+        Some(Value::Str(t)) => vec![t],
+        Some(Value::List(ts)) => ts
+            .iter()
+            .filter_map(|t| match t {
+                Value::Str(t) => Some(&**t),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if types.is_empty() {
+        return "any".into();
+    }
+    let map = |t: &str| match t {
+        "string" => "string",
+        "number" | "integer" => "number",
+        "boolean" => "boolean",
+        "array" => "any[]",
+        "object" => "Record<string, any>",
+        "null" => "null",
+        _ => "any",
+    };
+    types.into_iter().map(map).collect::<Vec<_>>().join(" | ")
 }

@@ -7,11 +7,14 @@
 //! Ollama's library templates use: fields, `$` variables (`:=`, `=`, `$.` root),
 //! pipelines, `if` / `else if` / `else`, `range` (with `$i, $v :=`, `break`,
 //! `continue`), `with`, whitespace trimming (`{{-`, `-}}`), comments, and the functions
-//! `and or not len index slice eq ne lt le gt ge print printf println json`.
+//! `and or not len index slice eq ne lt le gt ge print printf println json`, and newer
+//! Ollama's `currentDate`, `yesterdayDate` and `toTypeScriptType`.
 //! `define`, `template` and `block` are refused.
 //!
 //! Deviations, on purpose: nil prints nothing (Go prints `<no value>`), and every struct
 //! or map prints as JSON (in Ollama each one a template can print has a JSON `String`).
+//! Tool properties and call arguments keep the client's key order, as current Ollama's
+//! ordered maps do.
 
 mod eval;
 mod funcs;
@@ -29,7 +32,7 @@ use thiserror::Error;
 
 pub use value::Value;
 
-use crate::template::Message;
+use crate::template::{Message, OrderedJson};
 
 /// Why a Go template could not be parsed or run; the line is 1-based.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -93,7 +96,7 @@ impl GoTemplate {
     pub fn render(
         &self,
         messages: &[Message],
-        tools: Option<&serde_json::Value>,
+        tools: Option<&OrderedJson>,
     ) -> Result<String, GoTemplateError> {
         ollama::render(self, messages, tools)
     }

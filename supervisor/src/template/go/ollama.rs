@@ -15,13 +15,13 @@ use std::sync::Arc;
 use super::parser::{Block, Node, Operand, Pipeline};
 use super::value::{Object, Shape, Value, from_json};
 use super::{GoTemplate, GoTemplateError};
-use crate::template::Message;
+use crate::template::{Message, OrderedJson};
 
 /// Renders `messages` (and `tools`, JSON as the client sent them) as Ollama does.
 pub fn render(
     template: &GoTemplate,
     messages: &[Message],
-    tools: Option<&serde_json::Value>,
+    tools: Option<&OrderedJson>,
 ) -> Result<String, GoTemplateError> {
     let (system, collated) = collate(messages);
     if template.uses("messages") {
@@ -79,6 +79,7 @@ fn root(fields: Vec<(&str, Value)>) -> Value {
     Value::Object(Arc::new(Object {
         fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         is_struct: false,
+        sorted: true,
     }))
 }
 
@@ -116,8 +117,7 @@ fn message_value(m: &Message) -> Value {
     let tool_calls = m
         .tool_calls
         .as_ref()
-        .and_then(|calls| serde_json::to_value(calls).ok())
-        .map_or(Value::Nil, |calls| from_json(&calls, Shape::ToolCall));
+        .map_or(Value::Nil, |calls| from_json(calls, Shape::ToolCall));
     Value::structure(vec![
         ("role", Value::str(m.role.as_str())),
         ("content", Value::str(m.content.as_str())),

@@ -3,6 +3,7 @@
 //! `TestExecuteWithMessages` cases), or worked out by hand from Go's rules.
 
 use super::*;
+use crate::template::OrderedJson;
 
 const QWEN25: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -44,8 +45,8 @@ fn render(source: &str, messages: &[Message]) -> String {
         .expect("renders")
 }
 
-fn weather_tools() -> serde_json::Value {
-    serde_json::json!([{
+fn weather_tools() -> OrderedJson {
+    tools_from(serde_json::json!([{
         "type": "function",
         "function": {
             "name": "get_weather",
@@ -56,15 +57,25 @@ fn weather_tools() -> serde_json::Value {
                 "required": ["city"]
             }
         }
-    }])
+    }]))
+}
+
+/// Client JSON as the chat handler receives it: keys in the order written. (The
+/// `json!` macro keeps them only where serde_json sorts none, so order-sensitive
+/// tests write the JSON text.)
+fn tools_from(json: serde_json::Value) -> OrderedJson {
+    serde_json::from_str(&json.to_string()).unwrap()
 }
 
 fn tool_call_conversation() -> Vec<Message> {
-    let call = serde_json::json!([{"function": {"name": "get_weather", "arguments": {"unit": "C", "city": "Paris"}}}]);
+    let call: OrderedJson = serde_json::from_str(
+        r#"[{"function": {"name": "get_weather", "arguments": {"unit": "C", "city": "Paris"}}}]"#,
+    )
+    .unwrap();
     vec![
         m("user", "Weather in Paris?"),
         Message {
-            tool_calls: Some(minijinja::Value::from_serialize(&call)),
+            tool_calls: Some(call),
             ..m("assistant", "")
         },
         Message {
@@ -156,7 +167,7 @@ fn qwen25_writes_tool_calls_and_results() {
     let prompt = render(QWEN25, &tool_call_conversation());
     assert_eq!(
         prompt,
-        "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\",\"unit\":\"C\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n22 degrees\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+        "<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\":\"C\",\"city\":\"Paris\"}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n22 degrees\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     );
 }
 
@@ -186,7 +197,7 @@ fn llama31_prints_each_tool_as_json_before_the_last_question() {
     );
     assert!(prompt.contains(&format!("Do not use variables.\n\n{tool}\n\nQuestion: Weather in Paris?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")), "{prompt}");
     let calls = render(LLAMA31, &tool_call_conversation());
-    assert!(calls.contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"city\":\"Paris\",\"unit\":\"C\"}}<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n22 degrees<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"), "{calls}");
+    assert!(calls.contains("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"unit\":\"C\",\"city\":\"Paris\"}}<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n22 degrees<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"), "{calls}");
 }
 
 #[test]
@@ -396,4 +407,28 @@ fn a_go_template_that_fails_gives_way_to_the_ggufs_jinja() {
         Err(TemplateError::Go(_))
     ));
     assert!(ChatTemplate::with_fallback("m", "{{ if .Messages }}", None).is_err());
+}
+
+#[test]
+fn newer_ollama_functions_give_dates_and_typescript_types() {
+    let tools = tools_from(
+        serde_json::json!([{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object",
+            "properties": {
+                "a": {"type": "integer"},
+                "b": {"type": ["string", "null"]},
+                "c": {"anyOf": [{"type": "boolean"}, {"type": "array"}]},
+                "d": {"description": "untyped"}
+            }
+        }}}]),
+    );
+    let template = "{{ range .Tools }}{{ range $name, $p := .Function.Parameters.Properties }}{{ $name }}: {{ $p | toTypeScriptType }};{{ end }}{{ end }}{{ range .Messages }}{{ end }}{{ len currentDate }}";
+    let out = GoTemplate::parse(template)
+        .unwrap()
+        .render(&[m("user", "x")], Some(&tools))
+        .unwrap();
+    assert_eq!(
+        out,
+        "a: number;b: string | null;c: boolean | any[];d: any;10"
+    );
 }

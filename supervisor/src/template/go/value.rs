@@ -29,8 +29,12 @@ pub struct Object {
     /// `(JSON name, value)`, in the order `json` writes them.
     pub fields: Vec<(String, Value)>,
     /// A struct: `.Name` finds the field whose JSON name is `name`. A map: keys are
-    /// found as written and `json` sorts them, as Go's encoder does.
+    /// found as written.
     pub is_struct: bool,
+    /// A Go map, whose keys `range` and `json` sort; otherwise the fields keep their
+    /// order (a struct's, or the ordered maps Ollama keeps tool properties and call
+    /// arguments in, as the client sent them).
+    pub sorted: bool,
 }
 
 impl Object {
@@ -53,7 +57,7 @@ impl Object {
     pub fn entries(&self) -> Vec<(&str, &Value)> {
         let mut entries: Vec<(&str, &Value)> =
             self.fields.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        if !self.is_struct {
+        if self.sorted {
             entries.sort_by(|a, b| a.0.cmp(b.0));
         }
         entries
@@ -87,6 +91,7 @@ impl Value {
         Value::Object(Arc::new(Object {
             fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             is_struct: true,
+            sorted: false,
         }))
     }
 
@@ -246,8 +251,9 @@ fn json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Where a JSON object sits in Ollama's request types, which decides whether it is a
-/// struct (field order fixed by Go, unknown keys kept after) or a map.
+/// Where a JSON object sits in Ollama's request types (current Ollama's `api` package),
+/// which decides whether it is a struct (field order fixed by Go, unknown keys kept
+/// after), an ordered map, or a plain Go map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// `api.Tool`: `type`, `items`, `function`.
@@ -256,15 +262,18 @@ pub enum Shape {
     Function,
     /// `api.ToolFunctionParameters`: `type`, `$defs`, `items`, `required`, `properties`.
     Parameters,
-    /// The `properties` map of parameter name to property.
+    /// The `properties` of parameter name to property, in the client's order.
     Properties,
-    /// `api.ToolProperty`: `type`, `items`, `description`, `enum`.
+    /// `api.ToolProperty`: `anyOf`, `type`, `items`, `description`, `enum`,
+    /// `properties`, `required`.
     Property,
-    /// `api.ToolCall`: `function`.
+    /// `api.ToolCall`: `id`, `function`.
     ToolCall,
     /// `api.ToolCallFunction`: `index`, `name`, `arguments`.
     CallFunction,
-    /// Any JSON below a map (`arguments`, `$defs`, ...): maps all the way down.
+    /// A call's `arguments`, in the order the model wrote them.
+    Arguments,
+    /// Any JSON below (`$defs`, an argument's value, ...): Go maps all the way down.
     Any,
 }
 
@@ -275,10 +284,18 @@ impl Shape {
             Shape::Tool => Some(&["type", "items", "function"]),
             Shape::Function => Some(&["name", "description", "parameters"]),
             Shape::Parameters => Some(&["type", "$defs", "items", "required", "properties"]),
-            Shape::Property => Some(&["type", "items", "description", "enum"]),
-            Shape::ToolCall => Some(&["function"]),
+            Shape::Property => Some(&[
+                "anyOf",
+                "type",
+                "items",
+                "description",
+                "enum",
+                "properties",
+                "required",
+            ]),
+            Shape::ToolCall => Some(&["id", "function"]),
             Shape::CallFunction => Some(&["index", "name", "arguments"]),
-            Shape::Properties | Shape::Any => None,
+            Shape::Properties | Shape::Arguments | Shape::Any => None,
         }
     }
 
@@ -287,32 +304,38 @@ impl Shape {
         match (self, key) {
             (Shape::Tool, "function") => Shape::Function,
             (Shape::Function, "parameters") => Shape::Parameters,
-            (Shape::Parameters, "properties") => Shape::Properties,
-            (Shape::Properties, _) => Shape::Property,
+            (Shape::Parameters | Shape::Property, "properties") => Shape::Properties,
+            (Shape::Property, "anyOf") | (Shape::Properties, _) => Shape::Property,
             (Shape::ToolCall, "function") => Shape::CallFunction,
+            (Shape::CallFunction, "arguments") => Shape::Arguments,
             _ => Shape::Any,
         }
     }
 }
 
-/// Converts JSON (as the client sent it) to a template value of the given shape; lists
-/// keep the shape for their elements.
-pub fn from_json(json: &serde_json::Value, shape: Shape) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(0.0)),
+/// Converts JSON as the client sent it (keys in its order) to a template value of the
+/// given shape; lists keep the shape for their elements.
+pub fn from_json(json: &minijinja::Value, shape: Shape) -> Value {
+    use minijinja::value::ValueKind;
+    match json.kind() {
+        ValueKind::Undefined | ValueKind::None => Value::Nil,
+        ValueKind::Bool => Value::Bool(json.is_true()),
+        ValueKind::Number => match i64::try_from(json.clone()) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Float(f64::try_from(json.clone()).unwrap_or(0.0)),
         },
-        serde_json::Value::String(s) => Value::str(s.as_str()),
-        serde_json::Value::Array(items) => Value::List(Arc::new(
-            items.iter().map(|item| from_json(item, shape)).collect(),
-        )),
-        serde_json::Value::Object(map) => {
-            let mut fields: Vec<(String, Value)> = map
+        ValueKind::String => Value::str(json.as_str().unwrap_or_default()),
+        ValueKind::Map => {
+            let keys: Vec<minijinja::Value> =
+                json.try_iter().map(Iterator::collect).unwrap_or_default();
+            let mut fields: Vec<(String, Value)> = keys
                 .iter()
-                .map(|(k, v)| (k.clone(), from_json(v, shape.child(k))))
+                .map(|key| {
+                    let name = key.as_str().map_or_else(|| key.to_string(), str::to_owned);
+                    let value = json.get_item(key).unwrap_or_default();
+                    let child = from_json(&value, shape.child(&name));
+                    (name, child)
+                })
                 .collect();
             let order = shape.fields();
             if let Some(order) = order {
@@ -322,7 +345,14 @@ pub fn from_json(json: &serde_json::Value, shape: Shape) -> Value {
             Value::Object(Arc::new(Object {
                 fields,
                 is_struct: order.is_some(),
+                sorted: shape == Shape::Any,
             }))
         }
+        ValueKind::Seq | ValueKind::Iterable => Value::List(Arc::new(
+            json.try_iter()
+                .map(|items| items.map(|item| from_json(&item, shape)).collect())
+                .unwrap_or_default(),
+        )),
+        _ => Value::str(json.to_string()),
     }
 }
