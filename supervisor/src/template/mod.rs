@@ -233,6 +233,23 @@ impl ChatTemplate {
         }
     }
 
+    /// The prompt for filling in between `prompt` and `suffix` (`/api/generate` with a
+    /// `suffix`) when this is a Go template that takes one (`.Suffix`), as Ollama renders
+    /// it; `None` for any other template.
+    pub fn render_insert(
+        &self,
+        prompt: &str,
+        suffix: &str,
+    ) -> Option<Result<String, TemplateError>> {
+        match &self.engine {
+            Engine::Go(template) => template.render_insert(prompt, suffix).map(|r| {
+                r.map(|text| self.strip_bos(text))
+                    .map_err(TemplateError::from)
+            }),
+            Engine::Jinja(_) => None,
+        }
+    }
+
     /// Whether this is a template in Go's syntax (Ollama's), not Jinja.
     pub fn is_go(&self) -> bool {
         matches!(self.engine, Engine::Go(_))

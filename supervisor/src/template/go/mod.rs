@@ -100,6 +100,17 @@ impl GoTemplate {
     ) -> Result<String, GoTemplateError> {
         ollama::render(self, messages, tools)
     }
+
+    /// The prompt for filling in between `prompt` and `suffix`, when the template takes
+    /// a suffix (`.Suffix`, as Ollama's code model templates do); `None` otherwise.
+    pub fn render_insert(
+        &self,
+        prompt: &str,
+        suffix: &str,
+    ) -> Option<Result<String, GoTemplateError>> {
+        self.uses("suffix")
+            .then(|| ollama::render_insert(self, prompt, suffix))
+    }
 }
 
 /// Why the Go template `source` cannot be used: it does not parse, or fails on a short

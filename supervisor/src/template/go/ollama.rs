@@ -6,6 +6,7 @@
 //! - Any other template is the legacy form: run once per exchange with `System`,
 //!   `Prompt` and `Response`, the last run cut just before its first `.Response`, so
 //!   the prompt ends where the model's answer starts.
+//! - With a `suffix` (fill in the middle) it is run once with `Prompt` and `Suffix`.
 //! - A template that names neither `.Messages` nor `.Response` gets `{{ .Response }}`
 //!   appended when parsed (see [`super::GoTemplate::parse`]).
 
@@ -72,6 +73,20 @@ pub fn render(
     let data = legacy_data(&system, &prompt, &response);
     out.push_str(&super::eval::execute(&last, &data)?);
     Ok(out)
+}
+
+/// Fill-in-the-middle: the template run once with `Prompt`, `Suffix` and an empty
+/// `Response`, as Ollama does when a generate request has a `suffix`.
+pub fn render_insert(
+    template: &GoTemplate,
+    prompt: &str,
+    suffix: &str,
+) -> Result<String, GoTemplateError> {
+    template.execute(&root(vec![
+        ("Prompt", Value::str(prompt)),
+        ("Suffix", Value::str(suffix)),
+        ("Response", Value::str("")),
+    ]))
 }
 
 /// The root value: a map, so a name it lacks is nil (Ollama's `missingkey=zero`).

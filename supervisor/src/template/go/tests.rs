@@ -432,3 +432,27 @@ fn newer_ollama_functions_give_dates_and_typescript_types() {
         "a: number;b: string | null;c: boolean | any[];d: any;10"
     );
 }
+
+#[test]
+fn a_suffix_fills_in_the_middle_through_the_template() {
+    // Ollama's test: the same template renders messages without the suffix branch.
+    let template = GoTemplate::parse(
+        "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>\n{{- else }}{{ .Prompt }}\n{{- end }}",
+    )
+    .unwrap();
+    let insert = template
+        .render_insert("def add(", "return x")
+        .unwrap()
+        .unwrap();
+    assert_eq!(insert, "<PRE> def add( <SUF>return x <MID>");
+    assert_eq!(
+        template.render(&[m("user", "hello")], None).unwrap(),
+        "hello"
+    );
+    assert!(
+        GoTemplate::parse(QWEN25)
+            .unwrap()
+            .render_insert("a", "b")
+            .is_none()
+    );
+}
