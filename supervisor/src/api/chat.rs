@@ -16,14 +16,15 @@ use minijinja::value::ValueKind;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::fit::fit;
 use super::format::{self, FormatField};
-use super::generate::parse_body;
+use super::generate::{null_as_default, parse_body};
 use super::models::Model;
 use super::reply::{Reply, Shape, Target, load_only};
 use super::runner_options::generate_request;
 use super::{ApiError, AppState};
 use crate::sched::Backend;
-use crate::template::{Message, OrderedJson};
+use crate::template::{ChatTemplate, Message, OrderedJson};
 use crate::toolcall::{Format, ToolCallParser};
 
 /// The roles a message may have.
@@ -37,11 +38,18 @@ pub struct ChatRequest {
     messages: Vec<ChatMessage>,
     tools: Option<OrderedJson>,
     stream: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Map<String, Value>,
     keep_alive: Option<Value>,
     format: FormatField,
     think: Option<Value>,
+    #[serde(default)]
+    logprobs: bool,
+    #[serde(default)]
+    top_logprobs: u32,
+    /// Drop the oldest messages when the conversation does not fit (default); false
+    /// refuses it instead.
+    truncate: Option<bool>,
 }
 
 /// One message as Ollama's clients send it.
@@ -91,15 +99,19 @@ fn check(r: &ChatRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The prompt: the conversation rendered with the model's template, after the model's
-/// stored system message when the conversation has none and the stored messages.
-fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError> {
-    let Some(template) = model.template.as_ref() else {
-        return Err(ApiError::bad_request(format!(
+/// The model's chat template, or a 400 saying how to get one.
+fn template<'m>(model: &'m Model, name: &str) -> Result<&'m ChatTemplate, ApiError> {
+    model.template.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!(
             "{name} has no chat template: create it with a TEMPLATE, or send a raw prompt \
              to /api/generate"
-        )));
-    };
+        ))
+    })
+}
+
+/// The conversation the template gets: the model's stored system message when the
+/// conversation has none, the stored messages, then the request's.
+fn conversation(model: &Model, r: &ChatRequest) -> Vec<Message> {
     let mut messages = Vec::with_capacity(r.messages.len() + 1);
     let has_system = r.messages.iter().any(|m| m.role == "system");
     let stored = model.resolved.system.as_ref().filter(|s| !s.is_empty());
@@ -115,11 +127,20 @@ fn render(model: &Model, name: &str, r: &ChatRequest) -> Result<String, ApiError
         tool_calls: m.tool_calls.clone().filter(|c| !c.is_none()),
         tool_name: m.tool_name.clone().filter(|n| !n.is_empty()),
     }));
+    messages
+}
+
+/// The prompt for `messages` with the request's tools.
+fn render(
+    template: &ChatTemplate,
+    r: &ChatRequest,
+    messages: &[Message],
+) -> Result<String, ApiError> {
     let tools = r
         .tools
         .as_ref()
         .filter(|t| t.kind() == ValueKind::Seq && t.len().is_some_and(|n| n > 0));
-    Ok(template.render_with_tools(&messages, tools, true)?)
+    Ok(template.render_with_tools(messages, tools, true)?)
 }
 
 /// The reader of the model's tool calls, for a request that offers tools: in the format
@@ -155,10 +176,23 @@ pub async fn chat<B: Backend>(
     if r.messages.is_empty() {
         return load_only(&state, &r.model, target, Shape::Chat).await;
     }
-    let prompt = render(&target.model, &r.model, &r)?;
+    let template = template(&target.model, &r.model)?;
+    let lease = state.sched.acquire(target.acquire()).await?;
+    let (prompt, dropped) = fit(
+        &conversation(&target.model, &r),
+        target.spec.settings.num_ctx as usize,
+        r.truncate.unwrap_or(true),
+        |messages| render(template, &r, messages),
+        &lease,
+    )
+    .await?;
     let mut job = generate_request(prompt, &target.options);
+    job.logprobs = r.logprobs || r.top_logprobs > 0;
+    job.top_logprobs = r.top_logprobs;
     job.json_schema = json_schema;
-    let mut reply = Reply::start(&state, &r.model, &target, job, Shape::Chat, started).await?;
+    let mut reply = Reply::on(lease, &r.model, &target, job, Shape::Chat, started)
+        .await?
+        .with_dropped(dropped);
     if let Some(parser) = tool_calls(&target.model, &r) {
         reply = reply.with_tool_calls(parser);
     }

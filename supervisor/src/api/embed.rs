@@ -14,7 +14,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::generate::parse_body;
+use super::generate::{null_as_default, parse_body};
 use super::reply::Target;
 use super::stream::broken;
 use super::{ApiError, AppState};
@@ -29,7 +29,7 @@ pub struct EmbedRequest {
     input: Input,
     truncate: Option<bool>,
     dimensions: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Map<String, Value>,
     keep_alive: Option<Value>,
 }
@@ -65,7 +65,7 @@ pub struct EmbeddingsRequest {
     model: String,
     #[serde(default)]
     prompt: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Map<String, Value>,
     keep_alive: Option<Value>,
 }

@@ -134,6 +134,46 @@ impl From<TemplateError> for ApiError {
     }
 }
 
+/// Gives the answers that axum writes itself (a body over the size limit, an unknown
+/// route, a wrong method) Ollama's `{"error": ...}` body, so every client reads every
+/// error the same way. Answers that are already JSON, and successes, pass unchanged.
+pub async fn json_rejection(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than {} MiB: send less text, or upload model files \
+             with /api/blobs",
+            super::MAX_JSON_BODY >> 20
+        )
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut answer = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

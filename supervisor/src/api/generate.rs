@@ -30,21 +30,43 @@ pub struct GenerateRequest {
     #[serde(default)]
     raw: bool,
     stream: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     options: Map<String, Value>,
     keep_alive: Option<Value>,
-    #[serde(default)]
-    context: Vec<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    context: Vec<u32>,
     format: FormatField,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     images: Vec<String>,
     think: Option<Value>,
+    #[serde(default)]
+    logprobs: bool,
+    #[serde(default)]
+    top_logprobs: u32,
 }
 
-/// Parses a JSON body with a 400 that says what is wrong (axum's own answer is a 422 in
-/// plain text, which Ollama's clients do not expect).
+/// Reads `null` as the field's default: Ollama's Go client sends `"options": null`.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Parses a JSON body with a 400 that says what is wrong and where (`context[0]: ...`;
+/// axum's own answer is a 422 in plain text, which Ollama's clients do not expect).
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request: {e}")))
+    let mut json = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::bad_request(format!("invalid request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid request: {path}: {inner}"))
+        }
+    })
 }
 
 /// Fields Ollama has that this server does not implement yet: refused, never ignored.
@@ -55,13 +77,11 @@ fn refuse_unsupported(r: &GenerateRequest) -> Result<(), ApiError> {
             "images: this model cannot read images",
         ),
         (
-            !r.suffix.is_empty(),
-            "suffix: fill-in-the-middle is not supported",
-        ),
-        (
-            !r.context.is_empty(),
-            "context: continuing from token ids is not supported; send the conversation to \
-             /api/chat or resend the text",
+            r.raw
+                && (r.system.as_ref().is_some_and(|s| !s.is_empty())
+                    || r.template.as_ref().is_some_and(|t| !t.is_empty())
+                    || !r.context.is_empty()),
+            "raw mode does not support template, system, or context",
         ),
         (
             r.think
@@ -78,7 +98,16 @@ fn refuse_unsupported(r: &GenerateRequest) -> Result<(), ApiError> {
 
 /// The prompt the runner sees: raw, or rendered with the model's (or the request's)
 /// template, with the request's (or the model's) system message.
-fn render(model: &Model, r: &GenerateRequest) -> Result<String, ApiError> {
+fn render(model: &Model, name: &str, r: &GenerateRequest) -> Result<String, ApiError> {
+    if !r.suffix.is_empty() {
+        return match &model.fim {
+            Some(fim) => Ok(fim.prompt(&r.prompt, &r.suffix)),
+            None => Err(ApiError::bad_request(format!(
+                "{name} does not support insert: suffix needs a model trained for \
+                 fill-in-the-middle (its vocabulary has no FIM tokens)"
+            ))),
+        };
+    }
     if r.raw {
         return Ok(r.prompt.clone());
     }
@@ -118,8 +147,12 @@ pub async fn generate<B: Backend>(
     if r.prompt.is_empty() {
         return load_only(&state, &r.model, target, Shape::Generate).await;
     }
-    let prompt = render(&target.model, &r)?;
+    let prompt = render(&target.model, &r.model, &r)?;
     let mut job = generate_request(prompt, &target.options);
+    job.logprobs = r.logprobs || r.top_logprobs > 0;
+    job.top_logprobs = r.top_logprobs;
+    job.context = r.context;
+    job.return_context = !r.raw;
     job.json_schema = json_schema;
     let reply = Reply::start(&state, &r.model, &target, job, Shape::Generate, started).await?;
     reply.respond(r.stream.unwrap_or(true)).await

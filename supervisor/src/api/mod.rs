@@ -9,6 +9,8 @@ mod cors;
 mod create;
 mod embed;
 mod error;
+mod fim;
+mod fit;
 mod format;
 mod generate;
 mod keep_alive;
@@ -58,15 +60,22 @@ impl<B: Backend> Clone for AppState<B> {
     }
 }
 
+/// The largest JSON body a route takes. A chat at a 128k context is under 1 MiB of text;
+/// the limit keeps a runaway client from making the server buffer gigabytes. Blob
+/// uploads (model files) have none.
+pub const MAX_JSON_BODY: usize = 32 << 20;
+
 /// The router for every route of the API.
 pub fn router<B: Backend>(state: AppState<B>) -> Router {
-    Router::new()
-        .route("/", get(root).head(root))
-        .route("/api/version", get(version))
+    let blobs = Router::new()
         .route(
             "/api/blobs/{digest}",
             head(blobs::head_blob::<B>).post(blobs::post_blob::<B>),
         )
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(version))
         .route("/api/create", post(create::create::<B>))
         .route("/api/tags", get(models::tags::<B>))
         .route("/api/show", post(show::show::<B>))
@@ -77,8 +86,9 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
         .route("/api/embed", post(embed::embed::<B>))
         .route("/api/embeddings", post(embed::embeddings::<B>))
         .route("/api/ps", get(ps::ps::<B>))
-        // Blobs are model files: no body limit on uploads.
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .merge(blobs)
+        .layer(axum::middleware::map_response(error::json_rejection))
         .layer(cors::layer(state.config.origins.clone()))
         .with_state(state)
 }

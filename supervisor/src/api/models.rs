@@ -9,6 +9,7 @@ use axum::extract::State;
 use gguf::GgufFile;
 use serde_json::json;
 
+use super::fim::Fim;
 use super::{ApiError, AppState};
 use crate::options::Options;
 use crate::sched::Backend;
@@ -24,6 +25,8 @@ pub struct Model {
     /// Its chat template: the stored TEMPLATE (Jinja or Ollama's Go syntax, the GGUF's
     /// behind a Go one), else the GGUF's; `None` when it has neither.
     pub template: Option<ChatTemplate>,
+    /// Its fill-in-the-middle tokens, when it was trained for FIM (`suffix`).
+    pub fim: Option<Fim>,
 }
 
 /// The cache of resolved models.
@@ -59,10 +62,14 @@ impl Models {
             }
             None => from_file,
         };
+        let fim = Fim::from_metadata(file.metadata()).map_err(|e| {
+            ApiError::internal(format!("the tokenizer metadata of {name} is unusable: {e}"))
+        })?;
         let model = Arc::new(Model {
             resolved,
             options,
             template,
+            fim,
         });
         self.lock().insert(digest, Arc::clone(&model));
         Ok(model)

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::fit::Dropped;
 use super::keep_alive;
 use super::models::{Model, parse_name, resolve};
 use super::runner_options::load_settings;
@@ -130,8 +131,34 @@ pub struct Reply<B: Backend> {
     started: Instant,
     lease: Lease<B>,
     stream: Generation,
+    /// The job asked for log-probabilities: each object carries its tokens'.
+    logprobs: bool,
+    /// The job asked for its tokens back: the final object carries `context`.
+    context: bool,
+    /// Options the request set that this server does not implement.
+    ignored: Vec<String>,
+    /// What was dropped from the conversation to fit the context.
+    dropped: Option<Dropped>,
     /// For a chat with tools: what reads the calls out of the text.
     tool_calls: Option<ToolCallParser>,
+}
+
+/// Ollama's `logprobs` entries for `tokens`: `{token, logprob, top_logprobs}` each.
+fn logprobs(tokens: &[pb::TokenInfo]) -> Vec<Value> {
+    tokens
+        .iter()
+        .map(|t| {
+            let mut entry = json!({ "token": t.text, "logprob": t.logprob.unwrap_or(0.0) });
+            if !t.top_logprobs.is_empty() {
+                entry["top_logprobs"] = t
+                    .top_logprobs
+                    .iter()
+                    .map(|c| json!({ "token": c.text, "logprob": c.logprob }))
+                    .collect();
+            }
+            entry
+        })
+        .collect()
 }
 
 impl<B: Backend> Reply<B> {
@@ -146,6 +173,20 @@ impl<B: Backend> Reply<B> {
         started: Instant,
     ) -> Result<Self, ApiError> {
         let lease = state.sched.acquire(target.acquire()).await?;
+        Self::on(lease, model, target, job, shape, started).await
+    }
+
+    /// As [`Reply::start`], on a runner already acquired (a chat counts its prompt's
+    /// tokens on it first).
+    pub async fn on(
+        lease: Lease<B>,
+        model: &str,
+        target: &Target,
+        job: pb::GenerateRequest,
+        shape: Shape,
+        started: Instant,
+    ) -> Result<Self, ApiError> {
+        let (logprobs, context) = (job.logprobs, job.return_context);
         let stream = match lease.runner().generate(job).await {
             Ok(stream) => stream,
             Err(error) => return Err(super::stream::broken(&lease, error).await),
@@ -156,8 +197,18 @@ impl<B: Backend> Reply<B> {
             started,
             lease,
             stream,
+            logprobs,
+            context,
+            ignored: target.options.ignored.clone(),
             tool_calls: None,
+            dropped: None,
         })
+    }
+
+    /// Reports in the final object what was dropped to fit the context.
+    pub fn with_dropped(mut self, dropped: Option<Dropped>) -> Self {
+        self.dropped = dropped;
+        self
     }
 
     /// Reads the model's tool calls out of the text into `message.tool_calls` (a chat that
@@ -195,17 +246,23 @@ impl<B: Backend> Reply<B> {
         }
     }
 
-    fn piece(&self, text: &str) -> Value {
-        let (field, text) = self.shape.text(text);
-        json!({
+    fn piece(&self, piece: &pb::Piece) -> Value {
+        let (field, text) = self.shape.text(&piece.text);
+        let mut line = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
             field: text,
             "done": false,
-        })
+        });
+        if self.logprobs {
+            line["logprobs"] = logprobs(&piece.tokens).into();
+        }
+        line
     }
 
-    fn done(&self, done: &pb::Done, text: &str) -> Value {
+    /// The final object; `text` and `tokens` are what the whole answer carries (empty
+    /// when streamed: the pieces carried them).
+    fn done(&self, done: &pb::Done, text: &str, tokens: &[pb::TokenInfo]) -> Value {
         let t = done.timings.unwrap_or_default();
         let reason = match pb::DoneReason::try_from(done.reason) {
             Ok(pb::DoneReason::Length) => "length",
@@ -217,7 +274,7 @@ impl<B: Backend> Reply<B> {
             .unwrap_or(self.lease.waited())
             .as_nanos() as u64;
         let (field, text) = self.shape.text(text);
-        json!({
+        let mut line = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
             field: text,
@@ -229,7 +286,20 @@ impl<B: Backend> Reply<B> {
             "prompt_eval_duration": t.prompt_duration_ns,
             "eval_count": t.generated_tokens,
             "eval_duration": t.generation_duration_ns,
-        })
+        });
+        if self.logprobs && !tokens.is_empty() {
+            line["logprobs"] = logprobs(tokens).into();
+        }
+        if self.context {
+            line["context"] = done.context.clone().into();
+        }
+        if !self.ignored.is_empty() {
+            line["ignored_options"] = self.ignored.clone().into();
+        }
+        if let Some(dropped) = self.dropped {
+            line["truncated"] = json!(dropped);
+        }
+        line
     }
 
     /// NDJSON, one object per piece, then the final object (or an error object).
@@ -237,17 +307,25 @@ impl<B: Backend> Reply<B> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
         tokio::spawn(async move {
             loop {
-                let (line, last) = match next_event(&self.lease, &mut self.stream).await {
-                    Event::Piece(text) => {
-                        let said = self.said(&text);
-                        if said.is_empty() {
+                // The client may leave while nothing is written (a long prompt is being
+                // evaluated): its closed connection drops the receiver, and dropping
+                // `self` then cancels the runner's work and releases the slot at once.
+                let event = tokio::select! {
+                    event = next_event(&self.lease, &mut self.stream) => event,
+                    () = tx.closed() => return,
+                };
+                let (line, last) = match event {
+                    Event::Piece(mut piece) => {
+                        let said = self.said(&piece.text);
+                        if said.is_empty() && !self.logprobs {
                             continue;
                         }
-                        (with_calls(self.piece(&said.content), &said.calls), false)
+                        piece.text = said.content;
+                        (with_calls(self.piece(&piece), &said.calls), false)
                     }
                     Event::Done(done) => {
                         let last = self.said_last();
-                        let line = self.done(&done, &last.content);
+                        let line = self.done(&done, &last.content, &[]);
                         (with_calls(line, &last.calls), true)
                     }
                     Event::Failed(error) => {
@@ -274,14 +352,20 @@ impl<B: Backend> Reply<B> {
     /// One object with the whole text.
     async fn whole(mut self) -> Result<Response, ApiError> {
         let mut text = String::new();
+        let mut tokens = Vec::new();
         loop {
             match next_event(&self.lease, &mut self.stream).await {
-                Event::Piece(piece) => text.push_str(&piece),
+                Event::Piece(piece) => {
+                    text.push_str(&piece.text);
+                    if self.logprobs {
+                        tokens.extend(piece.tokens);
+                    }
+                }
                 Event::Done(done) => {
                     let mut said = self.said(&text);
                     said.append(self.said_last());
-                    let line = with_calls(self.done(&done, &said.content), &said.calls);
-                    return Ok(axum::Json(line).into_response());
+                    let line = self.done(&done, &said.content, &tokens);
+                    return Ok(axum::Json(with_calls(line, &said.calls)).into_response());
                 }
                 Event::Failed(error) => return Err(error),
             }
@@ -297,4 +381,13 @@ fn with_calls(mut line: Value, calls: &[ToolCall]) -> Value {
         message.insert("tool_calls".into(), json!(calls));
     }
     line
+}
+
+impl<B: Backend> super::fit::Counter for Lease<B> {
+    async fn count(&self, text: &str) -> Result<usize, ApiError> {
+        match self.runner().count_tokens(text).await {
+            Ok(n) => Ok(n),
+            Err(error) => Err(super::stream::broken(self, error).await),
+        }
+    }
 }

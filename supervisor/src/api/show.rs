@@ -17,6 +17,7 @@ use gguf::{GgufFile, MetadataArray, MetadataValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::fim::Fim;
 use super::generate::parse_body;
 use super::models::parse_name;
 use super::{ApiError, AppState};
@@ -325,22 +326,13 @@ fn array_value(array: &MetadataArray, verbose: bool) -> Value {
     }
 }
 
-/// FIM token pairs (prefix, suffix) of the vocabularies people use for code completion:
-/// StarCoder and SmolLM, Qwen2.5-Coder, CodeLlama, DeepSeek-Coder.
-const FIM_TOKENS: [(&str, &str); 4] = [
-    ("<fim_prefix>", "<fim_suffix>"),
-    ("<|fim_prefix|>", "<|fim_suffix|>"),
-    ("▁<PRE>", "▁<SUF>"),
-    ("<｜fim▁begin｜>", "<｜fim▁hole｜>"),
-];
-
 /// What the model can do, in Ollama's names and order:
 /// - `completion`, or `embedding` when the GGUF declares a pooling type
 ///   (`<arch>.pooling_type`, as Ollama decides);
 /// - `tools` when the template mentions tools (`tools`, `.Tools`, `tool_call`);
-/// - `insert` when the template takes a suffix (`.Suffix`) or the vocabulary has FIM
-///   prefix and suffix tokens (llama.cpp's `tokenizer.ggml.fim_pre_token_id` or a known
-///   pair of token texts);
+/// - `insert` when `/api/generate` can fill in the middle: the vocabulary has FIM tokens
+///   (see [`Fim`]). A Go template's `.Suffix` alone does not count: the suffix is written
+///   with the FIM tokens, not through the template;
 /// - `thinking` when the template handles `<think>`...`</think>`.
 pub(crate) fn capabilities(metadata: &gguf::Metadata, template: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
@@ -353,7 +345,7 @@ pub(crate) fn capabilities(metadata: &gguf::Metadata, template: &str) -> Vec<&'s
     if lower.contains("tools") || lower.contains("tool_call") {
         found.push("tools");
     }
-    if lower.contains(".suffix") || has_fim_tokens(metadata) {
+    if Fim::from_metadata(metadata).ok().flatten().is_some() {
         found.push("insert");
     }
     let splits_think =
@@ -362,17 +354,4 @@ pub(crate) fn capabilities(metadata: &gguf::Metadata, template: &str) -> Vec<&'s
         found.push("thinking");
     }
     found
-}
-
-fn has_fim_tokens(metadata: &gguf::Metadata) -> bool {
-    let ids = |key| metadata.contains(&format!("tokenizer.ggml.fim_{key}_token_id"));
-    if ids("pre") && ids("suf") {
-        return true;
-    }
-    let Ok(tokens) = metadata.tokens() else {
-        return false;
-    };
-    FIM_TOKENS.iter().any(|(prefix, suffix)| {
-        tokens.iter().any(|t| t == prefix) && tokens.iter().any(|t| t == suffix)
-    })
 }

@@ -12,8 +12,8 @@ use crate::sched::{Backend, Generation, Lease};
 
 /// The next thing that happened to a generation.
 pub enum Event {
-    /// Text to pass on.
-    Piece(String),
+    /// Text to pass on, with the tokens that made it.
+    Piece(pb::Piece),
     /// The end, with its reason and timings.
     Done(pb::Done),
     /// The generation failed; the error is for the user.
@@ -31,7 +31,7 @@ pub async fn next_event<B: Backend>(lease: &Lease<B>, stream: &mut Generation) -
         failure = lease.failed() => Event::Failed(ApiError::internal(failure.to_string())),
         message = stream.next() => match message {
             Some(Ok(pb::GenerateResponse { event: Some(event) })) => match event {
-                pb::generate_response::Event::Piece(piece) => Event::Piece(piece.text),
+                pb::generate_response::Event::Piece(piece) => Event::Piece(piece),
                 pb::generate_response::Event::Done(done) => Event::Done(done),
             },
             Some(Ok(pb::GenerateResponse { event: None })) => Event::Failed(ApiError::internal(

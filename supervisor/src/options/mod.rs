@@ -6,8 +6,11 @@
 //! [`Options::overlay`]: server defaults, then the model's parameters, then the request's.
 //!
 //! Names Ollama knows but this server cannot honour (`mirostat`, `penalize_newline`,
-//! `use_mlock`, ...) are accepted only at the value that changes nothing and refused
-//! otherwise (see `unsupported.rs`); unknown names are refused as Ollama refuses them.
+//! `use_mlock`, ...) are accepted, as Ollama's clients send them. At the value that
+//! changes nothing they pass silently; at any other a warning is logged and the option
+//! is listed in [`Options::ignored`], which the API reports in its final answer (see
+//! `unsupported.rs`). A name nobody knows is logged and ignored in a request's `options`,
+//! as Ollama does, and refused in a Modelfile's `PARAMETER`, as Ollama's parser does.
 
 mod unsupported;
 mod value;
@@ -25,7 +28,7 @@ use value::Kind;
 /// Why options could not be used.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum OptionsError {
-    /// The name is not an option (Ollama's wording).
+    /// The name is not an option (Ollama's wording), in a Modelfile `PARAMETER`.
     #[error("invalid option provided: {0}")]
     Unknown(String),
     /// The value has the wrong JSON type.
@@ -46,19 +49,6 @@ pub enum OptionsError {
         /// The value given, as JSON.
         value: String,
         /// What it accepts.
-        accepted: String,
-    },
-    /// An Ollama option this server does not support, set to a value that would matter.
-    #[error(
-        "option {name:?} is not supported by this server: it is {value}, and only {accepted} \
-         (no effect) is accepted; remove it from the request or the model's parameters"
-    )]
-    Unsupported {
-        /// The option.
-        name: String,
-        /// The value given, as JSON.
-        value: String,
-        /// The only value(s) accepted.
         accepted: String,
     },
 }
@@ -115,6 +105,9 @@ pub struct Options {
     pub seed: Option<i64>,
     /// `stop`: generation ends before any of these strings.
     pub stop: Option<Vec<String>>,
+    /// Options Ollama knows that this server does not implement, set to a value that
+    /// would have changed the output: accepted, not applied, and reported to the client.
+    pub ignored: Vec<String>,
 }
 
 /// Every supported option's name and JSON type.
@@ -147,8 +140,9 @@ const SUPPORTED: &[(&str, Kind)] = &[
 
 impl Options {
     /// Reads Ollama's `options` object. A `null` value leaves the option unset, as in
-    /// Ollama. Unknown names, wrong types, out-of-range values and unsupported options
-    /// set to a value that would matter are errors naming the option.
+    /// Ollama. Wrong types and out-of-range values are errors naming the option; unknown
+    /// names are logged and skipped; unsupported options set to a value that would
+    /// matter are logged and listed in [`Options::ignored`].
     pub fn from_map(map: &Map<String, Value>) -> Result<Options, OptionsError> {
         let mut options = Options::default();
         for (name, value) in map {
@@ -231,8 +225,17 @@ impl Options {
             }
             "stop" => self.stop = Some(strings(name, v)?),
             _ => match unsupported::find(name) {
-                Some(option) => option.check(v)?,
-                None => return Err(OptionsError::Unknown(name.to_owned())),
+                Some(option) => {
+                    if !option.is_neutral(v)? {
+                        tracing::warn!(
+                            option = name,
+                            value = %value::shown(v),
+                            "this server does not implement the option; it is ignored"
+                        );
+                        self.ignored.push(name.to_owned());
+                    }
+                }
+                None => tracing::warn!(option = name, "unknown option ignored"),
             },
         }
         Ok(())
@@ -268,6 +271,16 @@ impl Options {
             frequency_penalty: pick(&self.frequency_penalty, &over.frequency_penalty),
             seed: pick(&self.seed, &over.seed),
             stop: pick(&self.stop, &over.stop),
+            ignored: {
+                let mut all = self.ignored.clone();
+                all.extend(
+                    over.ignored
+                        .iter()
+                        .filter(|n| !self.ignored.contains(n))
+                        .cloned(),
+                );
+                all
+            },
         }
     }
 

@@ -36,6 +36,7 @@ fn everything() -> Options {
         frequency_penalty: Some(1.5),
         seed: Some(-1),
         stop: Some(vec!["</s>".into(), "\n\n".into()]),
+        ignored: Vec::new(),
     }
 }
 
@@ -118,9 +119,24 @@ fn stop_is_a_string_or_an_array() {
 }
 
 #[test]
+fn unknown_names_are_skipped_in_requests_and_refused_in_modelfiles() {
+    let options = parse(json!({"bogus": 1, "top_k": 3})).unwrap();
+    assert_eq!(
+        options,
+        Options {
+            top_k: Some(3),
+            ..Options::default()
+        }
+    );
+    assert_eq!(
+        Options::from_parameters([("bogus", "1")]).unwrap_err(),
+        OptionsError::Unknown("bogus".into())
+    );
+}
+
+#[test]
 fn bad_values_are_errors_naming_the_option() {
     let cases = [
-        (json!({"bogus": 1}), "invalid option provided: bogus"),
         (
             json!({"num_ctx": "4096"}),
             r#"option "num_ctx" must be a whole number, not "4096""#,
@@ -235,7 +251,7 @@ fn long_values_are_shortened_in_errors() {
 }
 
 #[test]
-fn unsupported_options_pass_only_when_they_change_nothing() {
+fn unsupported_options_pass_and_are_reported_when_they_would_change_something() {
     let neutral = parse(json!({
         "mirostat": 0, "mirostat_tau": 5.0, "mirostat_eta": 0.1, "tfs_z": 1.0,
         "penalize_newline": false, "numa": false, "low_vram": false, "f16_kv": true,
@@ -251,37 +267,25 @@ fn unsupported_options_pass_only_when_they_change_nothing() {
         }
     );
     assert!(parse(json!({"mirostat": 0.0, "tfs_z": 1})).is_ok());
-    for (input, name, value, accepted) in [
-        (json!({"mirostat": 2}), "mirostat", "2", "0"),
-        (json!({"tfs_z": 0.95}), "tfs_z", "0.95", "1"),
-        (
-            json!({"penalize_newline": true}),
-            "penalize_newline",
-            "true",
-            "false",
-        ),
-        (json!({"use_mlock": true}), "use_mlock", "true", "false"),
-        (json!({"numa": true}), "numa", "true", "false"),
-        (json!({"low_vram": true}), "low_vram", "true", "false"),
-        (json!({"f16_kv": false}), "f16_kv", "false", "true"),
-        (json!({"vocab_only": true}), "vocab_only", "true", "false"),
+    for (input, name) in [
+        (json!({"mirostat": 2}), "mirostat"),
+        (json!({"tfs_z": 0.95}), "tfs_z"),
+        (json!({"penalize_newline": true}), "penalize_newline"),
+        (json!({"use_mlock": true}), "use_mlock"),
+        (json!({"numa": true}), "numa"),
+        (json!({"low_vram": true}), "low_vram"),
+        (json!({"f16_kv": false}), "f16_kv"),
+        (json!({"vocab_only": true}), "vocab_only"),
     ] {
-        let err = parse(input.clone()).unwrap_err();
-        assert_eq!(
-            err,
-            OptionsError::Unsupported {
-                name: name.into(),
-                value: value.into(),
-                accepted: accepted.into()
-            },
-            "{input}"
-        );
-        let text = err.to_string();
-        assert!(
-            text.contains(&format!("{name:?}")) && text.contains("not supported"),
-            "{text}"
-        );
+        let options = parse(input.clone()).unwrap();
+        assert_eq!(options.ignored, [name], "{input}");
     }
+    // Reported once, whichever layer set them.
+    let both = parse(json!({"mirostat": 1, "numa": true}))
+        .unwrap()
+        .overlay(&parse(json!({"mirostat": 2, "top_k": 5})).unwrap());
+    assert_eq!(both.ignored, ["mirostat", "numa"]);
+    assert_eq!(both.top_k, Some(5));
     // Their types are still checked.
     let err = parse(json!({"mirostat": "off"})).unwrap_err();
     assert!(matches!(err, OptionsError::WrongType { .. }), "{err}");

@@ -1,6 +1,6 @@
 //! Options Ollama knows (or knew: clients still send them) that this server cannot
-//! honour. Each is accepted at the value that leaves behaviour unchanged and refused at
-//! any other, so a request never silently loses a setting it asked for.
+//! honour. Each is accepted; the caller learns whether the value given leaves behaviour
+//! unchanged, so that a request that loses a setting it asked for is told.
 
 use serde_json::Value;
 
@@ -63,25 +63,17 @@ pub(super) fn find(name: &str) -> Option<&'static Unsupported> {
 }
 
 impl Unsupported {
-    /// Accepts `value` when it is of the right type and changes nothing.
-    pub(super) fn check(&self, value: &Value) -> Result<(), OptionsError> {
+    /// Whether `value` changes nothing; an error when it is of the wrong type.
+    pub(super) fn is_neutral(&self, value: &Value) -> Result<bool, OptionsError> {
         let name = self.name;
-        let accepted = match self.neutral {
-            Neutral::Bool(b) => {
-                if value::boolean(name, value)? == b {
-                    return Ok(());
-                }
-                b.to_string()
-            }
+        let neutral = match self.neutral {
+            Neutral::Bool(b) => value::boolean(name, value)? == b,
             Neutral::Number(n) => {
                 let given = match self.kind {
                     Kind::Integer => value::integer(name, value, i64::MIN, i64::MAX, "")? as f64,
                     _ => f64::from(value::float(name, value, |_| true, "a finite number")?),
                 };
-                if given == n {
-                    return Ok(());
-                }
-                n.to_string()
+                given == n
             }
             Neutral::Any => {
                 match self.kind {
@@ -92,13 +84,9 @@ impl Unsupported {
                         value::float(name, value, |_| true, "a finite number")?;
                     }
                 }
-                return Ok(());
+                true
             }
         };
-        Err(OptionsError::Unsupported {
-            name: name.to_owned(),
-            value: value::shown(value),
-            accepted,
-        })
+        Ok(neutral)
     }
 }

@@ -92,6 +92,10 @@ pub trait RunnerHandle: Send + Sync + 'static {
         &self,
         request: pb::EmbedRequest,
     ) -> impl Future<Output = Result<pb::EmbedResponse, RunnerError>> + Send;
+
+    /// How many tokens `text` is as a prompt (special tokens parsed, BOS as the model
+    /// adds it): what fitting a conversation into the context counts.
+    fn count_tokens(&self, text: &str) -> impl Future<Output = Result<usize, RunnerError>> + Send;
 }
 
 /// Real runners: `ollama-runner serve` children.
@@ -200,5 +204,14 @@ impl RunnerHandle for Runner {
 
     async fn embed(&self, request: pb::EmbedRequest) -> Result<pb::EmbedResponse, RunnerError> {
         self.client().embed(request).await
+    }
+
+    async fn count_tokens(&self, text: &str) -> Result<usize, RunnerError> {
+        let request = pb::TokenizeRequest {
+            text: text.to_owned(),
+            add_special: true,
+            parse_special: true,
+        };
+        Ok(self.client().tokenize(request).await?.tokens.len())
     }
 }

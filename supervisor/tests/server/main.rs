@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod api;
+mod cancel;
 mod config;
 mod crashes;
 mod harness;

@@ -1,10 +1,13 @@
 //! Tests of the HTTP layer that start no process.
 
 mod chat;
+mod context;
 mod create;
 mod embed;
 mod errors;
 mod format;
+mod generate;
 mod handlers;
 mod models;
 mod ps_table;
+mod requests;

@@ -41,6 +41,7 @@ pub fn done(prompt: u32, generated: u32) -> Result<pb::GenerateResponse, RunnerE
                 generation_duration_ns: 2_000_000,
                 ..pb::Timings::default()
             }),
+            context: Vec::new(),
         })),
     })
 }
@@ -308,5 +309,10 @@ impl RunnerHandle for FakeRunner {
         self.embed_requests.lock().unwrap().push(request.clone());
         let script = Arc::clone(&*self.embed_script.lock().unwrap());
         script(&request)
+    }
+
+    /// One token per character, as the fake `Embed` counts.
+    async fn count_tokens(&self, text: &str) -> Result<usize, RunnerError> {
+        Ok(text.chars().count())
     }
 }
