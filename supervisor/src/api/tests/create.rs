@@ -165,3 +165,41 @@ async fn what_cannot_be_created_is_a_clear_error() {
         assert!(answer.error().contains(what), "{body}: {}", answer.error());
     }
 }
+
+/// A GGUF with its own Jinja chat template, the kind a Go template gives way to.
+fn gguf_with_jinja() -> Vec<u8> {
+    let mut writer = gguf::GgufWriter::new();
+    writer.set("general.architecture", "llama");
+    writer.set("general.file_type", 15u32);
+    writer.set(
+        "tokenizer.chat_template",
+        "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}",
+    );
+    writer
+        .add_tensor("w", &[4], gguf::GgmlType::F32, vec![0u8; 16])
+        .unwrap();
+    writer.to_bytes().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_go_template_that_cannot_render_gives_way_to_the_ggufs_and_show_says_so() {
+    let app = app();
+    let bytes = gguf_with_jinja();
+    let digest = Digest::of_bytes(&bytes);
+    app.call("POST", &format!("/api/blobs/{digest}"), bytes)
+        .await;
+    let fails = "{{ range .Messages }}{{ index .Content 99 }}{{ end }}";
+    let body =
+        json!({"model": "m", "from": digest.to_string(), "template": fails, "stream": false});
+    assert_eq!(app.post("/api/create", body).await.status, StatusCode::OK);
+
+    let shown = app.post("/api/show", json!({"model": "m"})).await.json();
+    let note = shown["template_fallback"].as_str().unwrap();
+    assert!(note.contains("line 1") && note.contains("Jinja"), "{note}");
+
+    let chat =
+        json!({"model": "m", "stream": false, "messages": [{"role": "user", "content": "Hi"}]});
+    let answer = app.post("/api/chat", chat).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.error());
+    assert_eq!(prompts(&app), ["[user]Hi"]);
+}
