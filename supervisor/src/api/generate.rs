@@ -100,6 +100,11 @@ fn refuse_unsupported(r: &GenerateRequest) -> Result<(), ApiError> {
 /// template, with the request's (or the model's) system message.
 fn render(model: &Model, name: &str, r: &GenerateRequest) -> Result<String, ApiError> {
     if !r.suffix.is_empty() {
+        // A Go template that takes `.Suffix` writes the FIM prompt itself, as in Ollama.
+        let inserted = model.template.as_ref().filter(|_| !r.raw);
+        if let Some(rendered) = inserted.and_then(|t| t.render_insert(&r.prompt, &r.suffix)) {
+            return Ok(rendered?);
+        }
         return match &model.fim {
             Some(fim) => Ok(fim.prompt(&r.prompt, &r.suffix)),
             None => Err(ApiError::bad_request(format!(

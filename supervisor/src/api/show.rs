@@ -330,9 +330,8 @@ fn array_value(array: &MetadataArray, verbose: bool) -> Value {
 /// - `completion`, or `embedding` when the GGUF declares a pooling type
 ///   (`<arch>.pooling_type`, as Ollama decides);
 /// - `tools` when the template mentions tools (`tools`, `.Tools`, `tool_call`);
-/// - `insert` when `/api/generate` can fill in the middle: the vocabulary has FIM tokens
-///   (see [`Fim`]). A Go template's `.Suffix` alone does not count: the suffix is written
-///   with the FIM tokens, not through the template;
+/// - `insert` when `/api/generate` can fill in the middle: a Go template takes `.Suffix`
+///   (it writes the FIM prompt), or the vocabulary has FIM tokens (see [`Fim`]);
 /// - `thinking` when the template handles `<think>`...`</think>`.
 pub(crate) fn capabilities(metadata: &gguf::Metadata, template: &str) -> Vec<&'static str> {
     let mut found = Vec::new();
@@ -345,7 +344,7 @@ pub(crate) fn capabilities(metadata: &gguf::Metadata, template: &str) -> Vec<&'s
     if lower.contains("tools") || lower.contains("tool_call") {
         found.push("tools");
     }
-    if Fim::from_metadata(metadata).ok().flatten().is_some() {
+    if template.contains(".Suffix") || Fim::from_metadata(metadata).ok().flatten().is_some() {
         found.push("insert");
     }
     let splits_think =

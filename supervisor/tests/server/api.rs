@@ -237,6 +237,11 @@ fn the_official_python_client_works() {
         .arg(script)
         .arg(&server.base)
         .arg(TestModel::SmolLm2.path())
+        .arg(TestModel::Gemma3.path())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/qwen2.5-tools-chat-template.jinja"
+        ))
         .output()
         .expect("python3 runs (install the client with pip install -r scripts/requirements.txt)");
     let stdout = String::from_utf8_lossy(&out.stdout);

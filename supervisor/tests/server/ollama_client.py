@@ -1,13 +1,17 @@
 """Drives ollamad with Ollama's official Python client (the `ollama` package).
 
-Usage: ollama_client.py BASE_URL GGUF_PATH. Prints OK when every call worked as the
-client expects; any failure raises with the client's message.
+Usage: ollama_client.py BASE_URL SMOLLM2_GGUF GEMMA3_GGUF TOOL_TEMPLATE. Prints OK when
+every call worked as the client expects; any failure raises with the client's message.
 """
+import json
 import sys
+import time
 
+import jsonschema
 import ollama
+from pydantic import BaseModel, ConfigDict, Field, conlist, constr
 
-base, gguf = sys.argv[1], sys.argv[2]
+base, gguf, gemma_gguf, tool_template = sys.argv[1:5]
 client = ollama.Client(host=base)
 
 digest = client.create_blob(gguf)
@@ -62,11 +66,102 @@ assert len(short) == 64 and abs(sum(x * x for x in short) - 1.0) < 1e-3
 legacy = client.embeddings(model="smollm2", prompt="Paris is the capital of France.")
 assert len(legacy.embedding) == 576, len(legacy.embedding)
 
+# Structured output: "json" and a schema, on both models, whole and streamed.
+gemma_digest = client.create_blob(gemma_gguf)
+# This Gemma 3 GGUF carries no chat template: Gemma's turns, written in Jinja.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>"
+    "{{ 'model' if m.role == 'assistant' else 'user' }}\n{{ m.content }}<end_of_turn>\n"
+    "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
+assert client.create(model="gemma3", files={"gemma.gguf": gemma_digest},
+                     template=GEMMA_TEMPLATE,
+                     parameters={"temperature": 0}).status == "success"
+
+
+class City(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # additionalProperties: false
+    name: constr(max_length=24)
+    country: constr(max_length=24)
+    population: int = Field(ge=0, le=100_000_000)
+    landmarks: conlist(constr(max_length=24), max_length=3)
+
+
+# The grammar ends the generation when the document is complete. A schema with bounds
+# keeps a tiny model from writing forever (Gemma 3 270M loops on free-form JSON).
+ask = [{"role": "user", "content": "Describe Paris as JSON."}]
+room = {"num_ctx": 1024, "num_predict": 400}
+whole = client.chat(model="smollm2", format="json", options=room, messages=[
+    {"role": "user", "content": "Give the name and country of Paris as a JSON object."}])
+assert whole.done_reason == "stop", whole
+assert isinstance(json.loads(whole.message.content), dict), whole
+for model in ("smollm2", "gemma3"):
+    city = client.chat(model=model, messages=ask, format=City.model_json_schema(),
+                       options=room)
+    assert city.done_reason == "stop", city
+    City.model_validate_json(city.message.content)
+    parts = list(client.generate(model=model, prompt="Describe Paris as JSON.",
+                                 format=City.model_json_schema(), stream=True,
+                                 options=room))
+    assert parts[-1].done_reason == "stop", parts[-1]
+    text = "".join(p.response for p in parts)
+    jsonschema.validate(json.loads(text), City.model_json_schema())
+
 try:
-    client.chat(model="smollm2", messages=[{"role": "user", "content": "hi"}], format="json")
-    raise AssertionError("format is refused until the constrained sampler exists")
+    client.chat(model="smollm2", messages=ask, format={"type": "object", "minProperties": "x"})
+    raise AssertionError("a schema that cannot be compiled is refused")
 except ollama.ResponseError as e:
-    assert e.status_code == 400 and "format" in e.error, e
+    assert e.status_code == 400, e
+
+# Tools: SmolLM2 with Qwen 2.5's tool template, after two worked examples.
+with open(tool_template, encoding="utf-8") as f:
+    assert client.create(model="smol-tools", from_="smollm2",
+                         template=f.read()).status == "success"
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather in a city.
+
+    Args:
+      city: The city
+    """
+    return "sunny"
+
+
+def worked(city):
+    return {"role": "assistant", "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": city}}}]}
+
+
+history = [{"role": "user", "content": "Weather in London?"}, worked("London"),
+           {"role": "user", "content": "Weather in Berlin?"}, worked("Berlin"),
+           {"role": "user", "content": "Weather in Paris?"}]
+called = client.chat(model="smol-tools", messages=history, tools=[get_weather],
+                     options={"temperature": 0, "num_predict": 40})
+calls = called.message.tool_calls
+assert calls and calls[0].function.name == "get_weather", called
+assert calls[0].function.arguments == {"city": "Paris"}, calls
+history += [called.message, {"role": "tool", "content": get_weather("Paris"),
+                             "tool_name": "get_weather"}]
+after = client.chat(model="smol-tools", messages=history, tools=[get_weather],
+                    options={"temperature": 0, "num_predict": 20})
+assert after.done, after
+
+# Context: the answer's tokens continue the conversation.
+first = client.generate(model="smollm2", prompt="My name is Ada.", options={"num_predict": 4})
+assert first.context and len(first.context) > 4, first
+follow = client.generate(model="smollm2", prompt="What is my name?", context=first.context,
+                         options={"num_predict": 4})
+assert follow.prompt_eval_count > len(first.context), follow
+
+# keep_alive 0 unloads.
+unloaded = client.generate(model="gemma3", prompt="", keep_alive=0)
+assert unloaded.done_reason == "unload", unloaded
+for _ in range(100):
+    if "gemma3:latest" not in [m.model for m in client.ps().models]:
+        break
+    time.sleep(0.05)
+else:
+    raise AssertionError(f"keep_alive 0 unloads within 5 s: {client.ps()}")
 
 try:
     client.generate(model="missing", prompt="hi")

@@ -164,6 +164,7 @@ async fn suffix_needs_fim_tokens() {
         .unwrap();
     let bytes = writer.to_bytes().unwrap();
     let digest = Digest::of_bytes(&bytes);
+    let coder = digest.to_string();
     app.call("POST", &format!("/api/blobs/{digest}"), bytes)
         .await;
     let create =
@@ -175,5 +176,17 @@ async fn suffix_needs_fim_tokens() {
     assert_eq!(
         app.backend().requests.lock().unwrap()[0].prompt,
         "<fim_prefix>def f(<fim_suffix>):<fim_middle>"
+    );
+
+    // A Go template that takes `.Suffix` writes the prompt itself, as Code Llama's does.
+    let create = json!({"model": "codellama", "files": {"c.gguf": coder}, "stream": false,
+                        "template": "<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>"});
+    assert_eq!(app.post("/api/create", create).await.status, StatusCode::OK);
+    let body = json!({"model": "codellama", "prompt": "def f(", "suffix": "):", "stream": false});
+    let answer = app.post("/api/generate", body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.error());
+    assert_eq!(
+        app.backend().requests.lock().unwrap()[1].prompt,
+        "<PRE> def f( <SUF>): <MID>"
     );
 }

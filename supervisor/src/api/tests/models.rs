@@ -202,8 +202,7 @@ async fn capabilities_come_from_the_template_the_pooling_type_and_the_vocabulary
         ("plain", json!(["completion", "thinking"])),
         ("coder", json!(["completion", "insert"])),
         ("embedder", json!(["embedding"])),
-        // `.Suffix` alone is not `insert`: the suffix is written with FIM tokens.
-        ("go", json!(["completion", "tools"])),
+        ("go", json!(["completion", "tools", "insert"])),
     ] {
         let show = app.show(json!({"model": model})).await;
         assert_eq!(show["capabilities"], want, "{model}");
