@@ -7,6 +7,7 @@
 mod api;
 mod cancel;
 mod config;
+mod context;
 mod crashes;
 mod harness;
 mod lifecycle;
