@@ -1,5 +1,5 @@
 //! The HTTP API on a real model: blobs, create, tags, generate (streamed and not), chat,
-//! embed, ps.
+//! embed, ps; the official Python and JavaScript clients.
 
 use std::time::Duration;
 
@@ -244,6 +244,36 @@ fn the_official_python_client_works() {
         ))
         .output()
         .expect("python3 runs (install the client with pip install -r scripts/requirements.txt)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim() == "OK",
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+}
+
+/// The official JavaScript library (`ollama` on npm, pinned in `tests/server/js`): create,
+/// list, show, generate and chat (whole and streamed), abort, and a 404, under node.
+#[test]
+fn the_official_javascript_client_works() {
+    let js = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/server/js");
+    let install = "install Node.js 18 or newer with npm (Debian: apt-get install nodejs npm), \
+                   then run npm ci --prefix supervisor/tests/server/js";
+    assert!(
+        std::path::Path::new(js)
+            .join("node_modules/ollama/package.json")
+            .exists(),
+        "the ollama npm package is not installed in {js}: {install}"
+    );
+    let server = Server::start(&[]);
+    let out = std::process::Command::new("node")
+        .current_dir(js)
+        .arg("ollama_client.mjs")
+        .arg(&server.base)
+        .arg(TestModel::SmolLm2.path())
+        .output()
+        .unwrap_or_else(|e| panic!("node does not run ({e}): {install}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.trim() == "OK",
