@@ -20,7 +20,7 @@ use super::fit::fit;
 use super::format::{self, FormatField};
 use super::generate::{null_as_default, parse_body};
 use super::models::Model;
-use super::reply::{Reply, Shape, Target, load_only};
+use super::reply::{Reply, Shape, Started, Target, load_only};
 use super::runner_options::generate_request;
 use super::{ApiError, AppState};
 use crate::sched::Backend;
@@ -33,35 +33,35 @@ const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 /// The request body, in Ollama's field names.
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
-    model: String,
+    pub(super) model: String,
     #[serde(default)]
-    messages: Vec<ChatMessage>,
-    tools: Option<OrderedJson>,
-    stream: Option<bool>,
+    pub(super) messages: Vec<ChatMessage>,
+    pub(super) tools: Option<OrderedJson>,
+    pub(super) stream: Option<bool>,
     #[serde(default, deserialize_with = "null_as_default")]
-    options: Map<String, Value>,
-    keep_alive: Option<Value>,
-    format: FormatField,
-    think: Option<Value>,
+    pub(super) options: Map<String, Value>,
+    pub(super) keep_alive: Option<Value>,
+    pub(super) format: FormatField,
+    pub(super) think: Option<Value>,
     #[serde(default)]
-    logprobs: bool,
+    pub(super) logprobs: bool,
     #[serde(default)]
-    top_logprobs: u32,
+    pub(super) top_logprobs: u32,
     /// Drop the oldest messages when the conversation does not fit (default); false
     /// refuses it instead.
-    truncate: Option<bool>,
+    pub(super) truncate: Option<bool>,
 }
 
 /// One message as Ollama's clients send it.
 #[derive(Debug, Deserialize)]
-struct ChatMessage {
-    role: String,
+pub(super) struct ChatMessage {
+    pub(super) role: String,
     #[serde(default)]
-    content: String,
+    pub(super) content: String,
     #[serde(default)]
-    images: Vec<String>,
-    tool_calls: Option<OrderedJson>,
-    tool_name: Option<String>,
+    pub(super) images: Vec<String>,
+    pub(super) tool_calls: Option<OrderedJson>,
+    pub(super) tool_name: Option<String>,
 }
 
 /// Fields Ollama has that this server does not implement yet, and messages no template
@@ -163,26 +163,27 @@ fn tool_calls(model: &Model, r: &ChatRequest) -> Option<ToolCallParser> {
     Some(ToolCallParser::new(format, names))
 }
 
-/// The handler.
-pub async fn chat<B: Backend>(
-    State(state): State<AppState<B>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let r: ChatRequest = parse_body(&body)?;
-    check(&r)?;
+/// Checks `r`, renders its conversation through the model's template, fits it to the
+/// context and starts the generation: everything `/api/chat` and `/v1/chat/completions`
+/// share. `started` is when the request arrived.
+pub(super) async fn start<B: Backend>(
+    state: &AppState<B>,
+    r: &ChatRequest,
+    started: Instant,
+) -> Result<Started<B>, ApiError> {
+    check(r)?;
     let json_schema = format::json_schema(r.format.as_deref())?;
-    let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
+    let target = Target::resolve(state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
     if r.messages.is_empty() {
-        return load_only(&state, &r.model, target, Shape::Chat).await;
+        return Ok(Started::LoadOnly(target));
     }
     let template = template(&target.model, &r.model)?;
     let lease = state.sched.acquire(target.acquire()).await?;
     let (prompt, dropped) = fit(
-        &conversation(&target.model, &r),
+        &conversation(&target.model, r),
         target.spec.settings.num_ctx as usize,
         r.truncate.unwrap_or(true),
-        |messages| render(template, &r, messages),
+        |messages| render(template, r, messages),
         &lease,
     )
     .await?;
@@ -193,8 +194,21 @@ pub async fn chat<B: Backend>(
     let mut reply = Reply::on(lease, &r.model, &target, job, Shape::Chat, started)
         .await?
         .with_dropped(dropped);
-    if let Some(parser) = tool_calls(&target.model, &r) {
+    if let Some(parser) = tool_calls(&target.model, r) {
         reply = reply.with_tool_calls(parser);
     }
-    reply.respond(r.stream.unwrap_or(true)).await
+    Ok(Started::Reply(reply))
+}
+
+/// The handler.
+pub async fn chat<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let r: ChatRequest = parse_body(&body)?;
+    match start(&state, &r, started).await? {
+        Started::LoadOnly(target) => load_only(&state, &r.model, target, Shape::Chat).await,
+        Started::Reply(reply) => reply.respond(r.stream.unwrap_or(true)).await,
+    }
 }

@@ -24,20 +24,20 @@ use ollama_proto::runner as pb;
 /// `/api/embed`'s body, in Ollama's field names.
 #[derive(Debug, Deserialize)]
 pub struct EmbedRequest {
-    model: String,
+    pub(super) model: String,
     #[serde(default)]
-    input: Input,
-    truncate: Option<bool>,
-    dimensions: Option<i64>,
+    pub(super) input: Input,
+    pub(super) truncate: Option<bool>,
+    pub(super) dimensions: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
-    options: Map<String, Value>,
-    keep_alive: Option<Value>,
+    pub(super) options: Map<String, Value>,
+    pub(super) keep_alive: Option<Value>,
 }
 
 /// `input`: one text or a list of texts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]
-enum Input {
+pub(super) enum Input {
     /// No input: the model is loaded and nothing is embedded.
     #[default]
     None,
@@ -103,6 +103,60 @@ async fn run<B: Backend>(
     }
 }
 
+/// What an embedding request produced.
+pub(super) struct Embedded {
+    /// One vector per input, in order.
+    pub(super) embeddings: Vec<Vec<f32>>,
+    /// The tokens of every input together.
+    pub(super) prompt_tokens: u32,
+    /// How long loading the model took (or waiting for it).
+    pub(super) load: std::time::Duration,
+}
+
+/// Embeds `r`'s inputs (unit vectors, cut to `dimensions`): what `/api/embed` and
+/// `/v1/embeddings` share. No input loads the model and embeds nothing.
+pub(super) async fn embed_inputs<B: Backend>(
+    state: &AppState<B>,
+    r: EmbedRequest,
+) -> Result<Embedded, ApiError> {
+    let dimensions = match r.dimensions {
+        None | Some(0) => None,
+        Some(d) => Some(usize::try_from(d).map_err(|_| {
+            ApiError::bad_request(format!("dimensions is {d}: it must be positive"))
+        })?),
+    };
+    let target = Target::resolve(state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
+    let inputs = r.input.texts();
+    let lease = state.sched.acquire(target.acquire()).await?;
+    let load = lease.load_duration().unwrap_or(lease.waited());
+    if inputs.is_empty() {
+        return Ok(Embedded {
+            embeddings: Vec::new(),
+            prompt_tokens: 0,
+            load,
+        });
+    }
+    let request = pb::EmbedRequest {
+        inputs,
+        normalize: Some(true),
+        truncate: r.truncate.unwrap_or(true),
+    };
+    let answer = run(&lease, request).await?;
+    let embeddings = answer
+        .embeddings
+        .into_iter()
+        .map(|e| match dimensions {
+            Some(d) => shorten(e.values, d),
+            None => Ok(e.values),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Embedded {
+        embeddings,
+        prompt_tokens: answer.prompt_tokens,
+        load,
+    })
+}
+
 /// The handler of `/api/embed`.
 pub async fn embed<B: Backend>(
     State(state): State<AppState<B>>,
@@ -110,42 +164,14 @@ pub async fn embed<B: Backend>(
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let r: EmbedRequest = parse_body(&body)?;
-    let dimensions = match r.dimensions {
-        None | Some(0) => None,
-        Some(d) => Some(usize::try_from(d).map_err(|_| {
-            ApiError::bad_request(format!("dimensions is {d}: it must be positive"))
-        })?),
-    };
-    let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
-    let inputs = r.input.texts();
-    let lease = state.sched.acquire(target.acquire()).await?;
-    let load = lease.load_duration().unwrap_or(lease.waited());
-    let (embeddings, prompt_tokens) = if inputs.is_empty() {
-        (Vec::new(), 0)
-    } else {
-        let request = pb::EmbedRequest {
-            inputs,
-            normalize: Some(true),
-            truncate: r.truncate.unwrap_or(true),
-        };
-        let answer = run(&lease, request).await?;
-        let vectors = answer
-            .embeddings
-            .into_iter()
-            .map(|e| match dimensions {
-                Some(d) => shorten(e.values, d),
-                None => Ok(e.values),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        (vectors, answer.prompt_tokens)
-    };
-    drop(lease);
+    let model = r.model.clone();
+    let embedded = embed_inputs(&state, r).await?;
     Ok(Json(json!({
-        "model": r.model,
-        "embeddings": embeddings,
+        "model": model,
+        "embeddings": embedded.embeddings,
         "total_duration": started.elapsed().as_nanos() as u64,
-        "load_duration": load.as_nanos() as u64,
-        "prompt_eval_count": prompt_tokens,
+        "load_duration": embedded.load.as_nanos() as u64,
+        "prompt_eval_count": embedded.prompt_tokens,
     })))
 }
 

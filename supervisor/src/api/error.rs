@@ -42,6 +42,16 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The status: the OpenAI routes answer the same error in their own shape.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The seconds a client should wait before retrying, for a busy server.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::format::{self, FormatField};
 use super::models::Model;
-use super::reply::{Reply, Shape, Target, load_only};
+use super::reply::{Reply, Shape, Started, Target, load_only};
 use super::runner_options::generate_request;
 use super::{ApiError, AppState};
 use crate::sched::Backend;
@@ -20,29 +20,29 @@ use crate::template::Message;
 /// The request body, in Ollama's field names.
 #[derive(Debug, Deserialize)]
 pub struct GenerateRequest {
-    model: String,
+    pub(super) model: String,
     #[serde(default)]
-    prompt: String,
+    pub(super) prompt: String,
     #[serde(default)]
-    suffix: String,
-    system: Option<String>,
-    template: Option<String>,
+    pub(super) suffix: String,
+    pub(super) system: Option<String>,
+    pub(super) template: Option<String>,
     #[serde(default)]
-    raw: bool,
-    stream: Option<bool>,
+    pub(super) raw: bool,
+    pub(super) stream: Option<bool>,
     #[serde(default, deserialize_with = "null_as_default")]
-    options: Map<String, Value>,
-    keep_alive: Option<Value>,
+    pub(super) options: Map<String, Value>,
+    pub(super) keep_alive: Option<Value>,
     #[serde(default, deserialize_with = "null_as_default")]
-    context: Vec<u32>,
-    format: FormatField,
+    pub(super) context: Vec<u32>,
+    pub(super) format: FormatField,
     #[serde(default, deserialize_with = "null_as_default")]
-    images: Vec<String>,
-    think: Option<Value>,
+    pub(super) images: Vec<String>,
+    pub(super) think: Option<Value>,
     #[serde(default)]
-    logprobs: bool,
+    pub(super) logprobs: bool,
     #[serde(default)]
-    top_logprobs: u32,
+    pub(super) top_logprobs: u32,
 }
 
 /// Reads `null` as the field's default: Ollama's Go client sends `"options": null`.
@@ -139,18 +139,18 @@ fn render(model: &Model, name: &str, r: &GenerateRequest) -> Result<String, ApiE
     Ok(template.render(&messages, true)?)
 }
 
-/// The handler.
-pub async fn generate<B: Backend>(
-    State(state): State<AppState<B>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let r: GenerateRequest = parse_body(&body)?;
+/// Checks `r`, renders its prompt and starts the generation: what `/api/generate` and
+/// `/v1/completions` share. `started` is when the request arrived.
+pub(super) async fn start<B: Backend>(
+    state: &AppState<B>,
+    r: GenerateRequest,
+    started: Instant,
+) -> Result<Started<B>, ApiError> {
     refuse_unsupported(&r)?;
     let json_schema = format::json_schema(r.format.as_deref())?;
-    let target = Target::resolve(&state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
+    let target = Target::resolve(state, &r.model, &r.options, r.keep_alive.as_ref()).await?;
     if r.prompt.is_empty() {
-        return load_only(&state, &r.model, target, Shape::Generate).await;
+        return Ok(Started::LoadOnly(target));
     }
     let prompt = render(&target.model, &r.model, &r)?;
     let mut job = generate_request(prompt, &target.options);
@@ -159,6 +159,20 @@ pub async fn generate<B: Backend>(
     job.context = r.context;
     job.return_context = !r.raw;
     job.json_schema = json_schema;
-    let reply = Reply::start(&state, &r.model, &target, job, Shape::Generate, started).await?;
-    reply.respond(r.stream.unwrap_or(true)).await
+    let reply = Reply::start(state, &r.model, &target, job, Shape::Generate, started).await?;
+    Ok(Started::Reply(reply))
+}
+
+/// The handler.
+pub async fn generate<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let r: GenerateRequest = parse_body(&body)?;
+    let (model, stream) = (r.model.clone(), r.stream.unwrap_or(true));
+    match start(&state, r, started).await? {
+        Started::LoadOnly(target) => load_only(&state, &model, target, Shape::Generate).await,
+        Started::Reply(reply) => reply.respond(stream).await,
+    }
 }

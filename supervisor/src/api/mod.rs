@@ -16,6 +16,7 @@ mod generate;
 mod keep_alive;
 mod manage;
 mod models;
+mod openai;
 mod ps;
 mod reply;
 mod runner_options;
@@ -86,6 +87,11 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
         .route("/api/embed", post(embed::embed::<B>))
         .route("/api/embeddings", post(embed::embeddings::<B>))
         .route("/api/ps", get(ps::ps::<B>))
+        .route("/v1/chat/completions", post(openai::chat_completions::<B>))
+        .route("/v1/completions", post(openai::completions::<B>))
+        .route("/v1/embeddings", post(openai::embeddings::<B>))
+        .route("/v1/models", get(openai::list_models::<B>))
+        .route("/v1/models/{*id}", get(openai::get_model::<B>))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
         .merge(blobs)
         .layer(axum::middleware::map_response(error::json_rejection))

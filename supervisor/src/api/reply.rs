@@ -124,6 +124,15 @@ pub async fn load_only<B: Backend>(
     Ok(axum::Json(body).into_response())
 }
 
+/// A request under way: a model to load only (nothing to generate), or a reply. What
+/// the Ollama handlers and the OpenAI ones share, before each answers in its own shape.
+pub enum Started<B: Backend> {
+    /// Nothing to generate: the model is loaded (or unloaded) only.
+    LoadOnly(Target),
+    /// The generation, started on the model's runner.
+    Reply(Reply<B>),
+}
+
 /// A generation in progress, holding its runner slot until it ends or the client leaves.
 pub struct Reply<B: Backend> {
     model: String,
@@ -246,8 +255,47 @@ impl<B: Backend> Reply<B> {
         }
     }
 
-    fn piece(&self, piece: &pb::Piece) -> Value {
-        let (field, text) = self.shape.text(&piece.text);
+    /// What the generation says next, with tool calls read out of its text. Both APIs
+    /// consume a reply through this: Ollama's NDJSON and OpenAI's server-sent events are
+    /// two encodings of the same events.
+    pub async fn next(&mut self) -> Said {
+        match next_event(&self.lease, &mut self.stream).await {
+            Event::Piece(piece) => Said::Piece {
+                output: self.said(&piece.text),
+                tokens: piece.tokens,
+            },
+            Event::Done(done) => Said::Done {
+                output: self.said_last(),
+                done,
+            },
+            Event::Failed(error) => Said::Failed(error),
+        }
+    }
+
+    /// Every event to the end: the content and calls, the tokens when log-probabilities
+    /// were asked for, and the runner's final message.
+    pub async fn gather(&mut self) -> Result<(Output, Vec<pb::TokenInfo>, pb::Done), ApiError> {
+        let mut said = Output::default();
+        let mut all = Vec::new();
+        loop {
+            match self.next().await {
+                Said::Piece { output, tokens } => {
+                    said.append(output);
+                    if self.logprobs {
+                        all.extend(tokens);
+                    }
+                }
+                Said::Done { output, done } => {
+                    said.append(output);
+                    return Ok((said, all, done));
+                }
+                Said::Failed(error) => return Err(error),
+            }
+        }
+    }
+
+    fn piece(&self, text: &str, tokens: &[pb::TokenInfo]) -> Value {
+        let (field, text) = self.shape.text(text);
         let mut line = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
@@ -255,7 +303,7 @@ impl<B: Backend> Reply<B> {
             "done": false,
         });
         if self.logprobs {
-            line["logprobs"] = logprobs(&piece.tokens).into();
+            line["logprobs"] = logprobs(tokens).into();
         }
         line
     }
@@ -302,75 +350,92 @@ impl<B: Backend> Reply<B> {
         line
     }
 
-    /// NDJSON, one object per piece, then the final object (or an error object).
-    fn streamed(mut self) -> Response {
+    /// A streamed answer of `content_type`: every event encoded by `encode` (`None`: nothing
+    /// to send for it), until the end or a failure. The client may leave while nothing is
+    /// written (a long prompt is being evaluated): its closed connection drops the
+    /// receiver, and dropping the reply then cancels the runner's work and releases the
+    /// slot at once.
+    pub fn stream_as(
+        mut self,
+        content_type: &'static str,
+        mut encode: impl FnMut(&Self, Said) -> Option<Vec<u8>> + Send + 'static,
+    ) -> Response {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
         tokio::spawn(async move {
             loop {
-                // The client may leave while nothing is written (a long prompt is being
-                // evaluated): its closed connection drops the receiver, and dropping
-                // `self` then cancels the runner's work and releases the slot at once.
-                let event = tokio::select! {
-                    event = next_event(&self.lease, &mut self.stream) => event,
+                let said = tokio::select! {
+                    said = self.next() => said,
                     () = tx.closed() => return,
                 };
-                let (line, last) = match event {
-                    Event::Piece(mut piece) => {
-                        let said = self.said(&piece.text);
-                        if said.is_empty() && !self.logprobs {
-                            continue;
-                        }
-                        piece.text = said.content;
-                        (with_calls(self.piece(&piece), &said.calls), false)
-                    }
-                    Event::Done(done) => {
-                        let last = self.said_last();
-                        let line = self.done(&done, &last.content, &[]);
-                        (with_calls(line, &last.calls), true)
-                    }
-                    Event::Failed(error) => {
-                        let message = error.message();
-                        tracing::warn!(model = %self.model, %message, "generation failed");
-                        (json!({ "error": message }), true)
-                    }
-                };
-                let mut bytes = line.to_string().into_bytes();
-                bytes.push(b'\n');
-                // A closed channel means the client left: dropping `self` cancels the
-                // runner's work and releases the slot.
-                if tx.send(Ok(Bytes::from(bytes))).await.is_err() || last {
+                let last = !matches!(said, Said::Piece { .. });
+                if let Some(bytes) = encode(&self, said)
+                    && tx.send(Ok(Bytes::from(bytes))).await.is_err()
+                {
+                    return;
+                }
+                if last {
                     return;
                 }
             }
         });
         Response::builder()
-            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .header(header::CONTENT_TYPE, content_type)
             .body(Body::from_stream(ReceiverStream::new(rx)))
             .unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response())
     }
 
+    /// NDJSON, one object per piece, then the final object (or an error object).
+    fn streamed(self) -> Response {
+        self.stream_as("application/x-ndjson", |reply, said| {
+            let line = match said {
+                Said::Piece { output, tokens } => {
+                    if output.is_empty() && !reply.logprobs {
+                        return None;
+                    }
+                    with_calls(reply.piece(&output.content, &tokens), &output.calls)
+                }
+                Said::Done { output, done } => {
+                    with_calls(reply.done(&done, &output.content, &[]), &output.calls)
+                }
+                Said::Failed(error) => {
+                    let message = error.message();
+                    tracing::warn!(model = %reply.model, %message, "generation failed");
+                    json!({ "error": message })
+                }
+            };
+            let mut bytes = line.to_string().into_bytes();
+            bytes.push(b'\n');
+            Some(bytes)
+        })
+    }
+
     /// One object with the whole text.
     async fn whole(mut self) -> Result<Response, ApiError> {
-        let mut text = String::new();
-        let mut tokens = Vec::new();
-        loop {
-            match next_event(&self.lease, &mut self.stream).await {
-                Event::Piece(piece) => {
-                    text.push_str(&piece.text);
-                    if self.logprobs {
-                        tokens.extend(piece.tokens);
-                    }
-                }
-                Event::Done(done) => {
-                    let mut said = self.said(&text);
-                    said.append(self.said_last());
-                    let line = self.done(&done, &said.content, &tokens);
-                    return Ok(axum::Json(with_calls(line, &said.calls)).into_response());
-                }
-                Event::Failed(error) => return Err(error),
-            }
-        }
+        let (said, tokens, done) = self.gather().await?;
+        let line = self.done(&done, &said.content, &tokens);
+        Ok(axum::Json(with_calls(line, &said.calls)).into_response())
     }
+}
+
+/// What a generation said, as [`Reply::next`] reads it.
+pub enum Said {
+    /// Generated text: its content (empty while a possible tool call is held back), the
+    /// calls completed in it, and the tokens that made it.
+    Piece {
+        /// Content and calls.
+        output: Output,
+        /// The sampled tokens, with log-probabilities when asked.
+        tokens: Vec<pb::TokenInfo>,
+    },
+    /// The end: what the tool call reader still held, and the runner's reason and timings.
+    Done {
+        /// Content and calls released at the end.
+        output: Output,
+        /// The runner's final message.
+        done: pb::Done,
+    },
+    /// The generation failed; the error is for the user.
+    Failed(ApiError),
 }
 
 /// `line` (a chat object) with `calls` in its message, when there are any.

@@ -221,7 +221,7 @@ const QWEN_TEMPLATE: &str = include_str!(concat!(
 ));
 
 /// A sentence, then a call in Qwen's tags, cut where a runner's tokens might cut it.
-const QWEN_PIECES: [&str; 6] = [
+pub(super) const QWEN_PIECES: [&str; 6] = [
     "Let me check",
     " the weather.\n",
     "<tool",
@@ -231,7 +231,7 @@ const QWEN_PIECES: [&str; 6] = [
 ];
 
 /// The app with model `qwen` (Qwen's template), answering [`QWEN_PIECES`].
-async fn qwen_app(pieces: &'static [&'static str]) -> App {
+pub(super) async fn qwen_app(pieces: &'static [&'static str]) -> App {
     let app = chat_app().await;
     app.create_with("qwen", json!({"template": QWEN_TEMPLATE}))
         .await;

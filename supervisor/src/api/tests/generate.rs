@@ -9,7 +9,10 @@ use super::handlers::{TEMPLATE, app};
 use crate::store::Digest;
 
 /// A piece of `text` made by one token with its log-probability and one alternative.
-fn scored(text: &str, logprob: f32) -> Result<pb::GenerateResponse, crate::runners::RunnerError> {
+pub(super) fn scored(
+    text: &str,
+    logprob: f32,
+) -> Result<pb::GenerateResponse, crate::runners::RunnerError> {
     Ok(pb::GenerateResponse {
         event: Some(pb::generate_response::Event::Piece(pb::Piece {
             text: text.into(),

@@ -9,5 +9,7 @@ mod format;
 mod generate;
 mod handlers;
 mod models;
+mod openai;
+mod openai_routes;
 mod ps_table;
 mod requests;
