@@ -12,4 +12,5 @@ mod crashes;
 mod harness;
 mod lifecycle;
 mod ollama_layout;
+mod openai;
 mod tools;
