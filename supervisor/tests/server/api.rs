@@ -232,25 +232,13 @@ fn chat_and_embed_on_the_real_model() {
 #[test]
 fn the_official_python_client_works() {
     let server = Server::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/server/ollama_client.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&server.base)
-        .arg(TestModel::SmolLm2.path())
-        .arg(TestModel::Gemma3.path())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/qwen2.5-tools-chat-template.jinja"
-        ))
-        .output()
-        .expect("python3 runs (install the client with pip install -r scripts/requirements.txt)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.trim() == "OK",
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
+    let template = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/qwen2.5-tools-chat-template.jinja"
     );
+    let (smollm2, gemma3) = (TestModel::SmolLm2.path(), TestModel::Gemma3.path());
+    let args = [smollm2.as_os_str(), gemma3.as_os_str(), template.as_ref()];
+    server.run_python("ollama_client.py", &args);
 }
 
 /// The official JavaScript library (`ollama` on npm, pinned in `tests/server/js`): create,

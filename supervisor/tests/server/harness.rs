@@ -92,6 +92,30 @@ impl Server {
         assert!(ready, "ollamad did not answer:\n{}", self.log());
     }
 
+    /// Runs the Python client test `script` (in tests/server) on this server with `args`
+    /// after the base URL, and asserts it printed `OK`, showing its output and the
+    /// server's log when not.
+    pub fn run_python(&self, script: &str, args: &[&std::ffi::OsStr]) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/server")
+            .join(script);
+        let out = Command::new("python3")
+            .arg(path)
+            .arg(&self.base)
+            .args(args)
+            .output()
+            .expect(
+                "python3 runs (install the clients with pip install -r scripts/requirements.txt)",
+            );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.trim() == "OK",
+            "{stdout}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

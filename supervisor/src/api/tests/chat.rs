@@ -243,7 +243,7 @@ pub(super) async fn qwen_app(pieces: &'static [&'static str]) -> App {
     app
 }
 
-fn weather_chat(stream: bool) -> Value {
+pub(super) fn weather_chat(stream: bool) -> Value {
     json!({
         "model": "qwen", "stream": stream,
         "messages": [{"role": "user", "content": "Weather in Paris?"}],

@@ -6,7 +6,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::chat::{QWEN_PIECES, qwen_app};
+use super::chat::{QWEN_PIECES, qwen_app, weather_chat};
 use super::generate::scored;
 use super::handlers::{Answer, app};
 use crate::sched::tests::fake::done;
@@ -230,22 +230,11 @@ async fn errors_take_openais_shape() {
     );
 }
 
-fn weather(stream: bool) -> Value {
-    json!({
-        "model": "qwen", "stream": stream,
-        "messages": [{"role": "user", "content": "Weather in Paris?"}],
-        "tools": [{"type": "function", "function": {
-            "name": "get_weather", "description": "The weather in a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-        }}],
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn tool_calls_whole_and_streamed() {
     let app = qwen_app(&QWEN_PIECES).await;
     let body = app
-        .post("/v1/chat/completions", weather(false))
+        .post("/v1/chat/completions", weather_chat(false))
         .await
         .json();
     let choice = &body["choices"][0];
@@ -260,7 +249,7 @@ async fn tool_calls_whole_and_streamed() {
         json!({"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"})
     );
 
-    let (chunks, done) = events(&app.post("/v1/chat/completions", weather(true)).await);
+    let (chunks, done) = events(&app.post("/v1/chat/completions", weather_chat(true)).await);
     assert!(done);
     let calls: Vec<&Value> = chunks
         .iter()
@@ -282,7 +271,7 @@ async fn tool_calls_whole_and_streamed() {
 #[tokio::test(start_paused = true)]
 async fn a_conversation_with_calls_and_results_reaches_the_template() {
     let app = qwen_app(&["Sunny."]).await;
-    let mut body = weather(false);
+    let mut body = weather_chat(false);
     body["messages"] = json!([
         {"role": "developer", "content": "Be brief"},
         {"role": "user", "content": "Weather in Paris?"},
@@ -310,7 +299,7 @@ async fn a_conversation_with_calls_and_results_reaches_the_template() {
     );
 
     // tool_choice none: no tools offered, the text is content.
-    let mut none = weather(false);
+    let mut none = weather_chat(false);
     none["tool_choice"] = json!("none");
     let answer = app.post("/v1/chat/completions", none).await.json();
     assert!(answer["choices"][0]["message"].get("tool_calls").is_none());
