@@ -1,6 +1,6 @@
 //! Errors as the HTTP API shows them: a status code and Ollama's `{"error": "..."}` body.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -146,8 +146,9 @@ impl From<TemplateError> for ApiError {
 
 /// Gives the answers that axum writes itself (a body over the size limit, an unknown
 /// route, a wrong method) Ollama's `{"error": ...}` body, so every client reads every
-/// error the same way. Answers that are already JSON, and successes, pass unchanged.
-pub async fn json_rejection(response: Response) -> Response {
+/// error the same way; under `/v1/`, OpenAI's error object. Answers that are already
+/// JSON, and successes, pass unchanged.
+pub async fn json_rejection(uri: Uri, response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -175,7 +176,12 @@ pub async fn json_rejection(response: Response) -> Response {
     } else {
         text
     };
-    let mut answer = ApiError::new(status, message).into_response();
+    let error = ApiError::new(status, message);
+    let mut answer = if uri.path().starts_with("/v1/") {
+        super::openai::OpenAiError::not_about_a_model(error).into_response()
+    } else {
+        error.into_response()
+    };
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().insert(name, value.clone());

@@ -21,4 +21,5 @@ mod sse;
 pub use chat::chat_completions;
 pub use completions::completions;
 pub use embeddings::embeddings;
+pub use error::OpenAiError;
 pub use models::{get as get_model, list as list_models};

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 
 use super::handlers::app;
 use super::openai::events;
+use crate::runners::RunnerError;
+use crate::sched::tests::fake::piece;
 
 #[tokio::test(start_paused = true)]
 async fn a_completion_whole_and_streamed() {
@@ -114,4 +116,54 @@ async fn models_are_listed_and_found_as_openai_describes_them() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json()["error"]["code"], "model_not_found");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_http_layers_own_errors_under_v1_take_openais_shape() {
+    let app = app();
+    let unknown = app.call("POST", "/v1/responses", "{}").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let error = &unknown.json()["error"];
+    assert_eq!(error["type"], "invalid_request_error");
+    assert_eq!(
+        error["code"],
+        Value::Null,
+        "an unknown route is not an unknown model"
+    );
+    let method = app.call("GET", "/v1/chat/completions", Body::empty()).await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(method.json()["error"]["type"], "invalid_request_error");
+    // Ollama's routes keep Ollama's shape.
+    let ollama = app.call("POST", "/api/nothing", "{}").await;
+    assert!(ollama.json()["error"].is_string());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_breaks_ends_with_an_error_event_and_no_done() {
+    let app = app();
+    app.create("tiny").await;
+    app.backend().script(|_| {
+        Ok(vec![
+            piece("Once"),
+            Err(RunnerError::Failed {
+                model: "tiny:latest".into(),
+                message: "the engine failed: NaN in the logits".into(),
+            }),
+        ])
+    });
+    let body = json!({"model": "tiny", "stream": true,
+                      "messages": [{"role": "user", "content": "Hi"}]});
+    let (chunks, done) = events(&app.post("/v1/chat/completions", body).await);
+    assert!(!done, "a failed stream does not end with [DONE]");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Once");
+    let error = &chunks.last().unwrap()["error"];
+    assert_eq!(error["type"], "api_error");
+    assert!(
+        error["message"].as_str().unwrap().contains("NaN"),
+        "{error}"
+    );
+    let whole = json!({"model": "tiny", "prompt": "Hi"});
+    let answer = app.post("/v1/completions", whole).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(answer.json()["error"]["type"], "api_error");
 }
