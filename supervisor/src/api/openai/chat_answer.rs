@@ -140,6 +140,9 @@ impl Answer {
             if !output.is_empty() || with_logprobs {
                 let mut delta = json!({"content": output.content});
                 if !output.calls.is_empty() {
+                    if output.content.is_empty() {
+                        delta["content"] = Value::Null;
+                    }
                     delta["tool_calls"] = tool_calls(&output.calls, calls_sent).into();
                     calls_sent += output.calls.len();
                 }

@@ -256,6 +256,13 @@ async fn tool_calls_whole_and_streamed() {
         .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
         .collect();
     assert_eq!(calls.len(), 1, "{chunks:?}");
+    let with_call = chunks
+        .iter()
+        .find(|c| c["choices"][0]["delta"].get("tool_calls").is_some());
+    assert_eq!(
+        with_call.unwrap()["choices"][0]["delta"]["content"],
+        Value::Null
+    );
     assert_eq!(calls[0][0]["index"], 0);
     assert_eq!(calls[0][0]["function"]["name"], "get_weather");
     assert_eq!(calls[0][0]["function"]["arguments"], "{\"city\":\"Paris\"}");
