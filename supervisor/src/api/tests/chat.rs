@@ -275,9 +275,12 @@ async fn streamed_tool_calls_come_parsed_and_the_text_before_them_kept() {
         .filter(|l| l["message"].get("tool_calls").is_some());
     assert_eq!(with_calls.count(), 1, "{lines:?}");
     assert_eq!(lines[3]["done"], true);
+    // The tool reached the template (its keys in the order the body was written, which
+    // `json!` sorts or not depending on serde_json's features in this build).
     let prompt = &prompts(&app)[0];
     assert!(
-        prompt.contains("<tools>\n{\"function\": {\"description\": \"The weather in a city\""),
+        prompt.contains("<tools>\n{\"")
+            && prompt.contains("\"description\": \"The weather in a city\""),
         "{prompt}"
     );
 }
