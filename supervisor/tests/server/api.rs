@@ -94,9 +94,14 @@ fn bad_requests_get_clear_errors() {
             "num_ctx",
         ),
         (
-            json!({"model": "smollm2", "prompt": "hi", "options": {"bogus": 1}}),
+            json!({"model": "smollm2", "prompt": "hi", "options": {"top_p": 7}}),
             400,
-            "bogus",
+            "top_p",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "options": {"num_ctx": 0}}),
+            400,
+            "num_ctx",
         ),
         (
             json!({"model": "smollm2", "prompt": "hi", "keep_alive": "soon"}),
