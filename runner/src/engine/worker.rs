@@ -356,16 +356,20 @@ impl Worker {
         if self.batch.is_empty() {
             return;
         }
-        let callers: Vec<_> = entries
-            .iter()
-            .filter_map(|entry| {
-                let (Entry::Decode { slot, .. } | Entry::Prompt { slot, .. }) = *entry;
-                self.slots[slot].active.as_ref().map(|a| a.events.clone())
-            })
-            .collect();
-        self.batch.set_interrupt(Interrupt::new(move || {
-            callers.iter().all(|events| events.is_closed())
-        }));
+        // Only a pass over prompt tokens is long enough to be worth stopping inside; a
+        // decode step pays nothing for it.
+        if entries.iter().any(|e| matches!(e, Entry::Prompt { .. })) {
+            let callers: Vec<_> = entries
+                .iter()
+                .filter_map(|entry| {
+                    let (Entry::Decode { slot, .. } | Entry::Prompt { slot, .. }) = *entry;
+                    self.slots[slot].active.as_ref().map(|a| a.events.clone())
+                })
+                .collect();
+            self.batch.set_interrupt(Interrupt::new(move || {
+                callers.iter().all(|events| events.is_closed())
+            }));
+        }
         if let Err(e) = self
             .model
             .forward(&self.batch, &mut self.cache, &mut self.logits)

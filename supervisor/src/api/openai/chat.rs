@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::chat_answer;
 use super::error::OpenAiError;
-use super::sampling::Sampling;
+use super::sampling::{self, Sampling};
 use crate::api::AppState;
 use crate::api::chat::{ChatMessage, ChatRequest, start};
 use crate::api::generate::parse_body;
@@ -282,13 +282,7 @@ pub async fn chat_completions<B: Backend>(
             "messages must not be empty",
         ));
     }
-    let top_logprobs = r.top_logprobs.unwrap_or(0);
-    if top_logprobs > 20 {
-        return Err(OpenAiError::invalid(
-            "top_logprobs",
-            "top_logprobs must be between 0 and 20",
-        ));
-    }
+    let top_logprobs = sampling::top_logprobs("top_logprobs", r.top_logprobs)?;
     let request = ChatRequest {
         model: r.model,
         messages: messages(r.messages)?,

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::chat::StreamOptions;
 use super::error::OpenAiError;
 use super::response::{FINGERPRINT, completion_logprobs, created, finish_reason, random_id, usage};
-use super::sampling::Sampling;
+use super::sampling::{self, Sampling};
 use super::sse::{self, EVENT_STREAM};
 use crate::api::AppState;
 use crate::api::generate::{GenerateRequest, parse_body, start};
@@ -152,13 +152,7 @@ pub async fn completions<B: Backend>(
     if r.echo {
         return Err(OpenAiError::invalid("echo", "echo is not supported"));
     }
-    let top_logprobs = r.logprobs.unwrap_or(0);
-    if top_logprobs > 20 {
-        return Err(OpenAiError::invalid(
-            "logprobs",
-            "logprobs must be between 0 and 20",
-        ));
-    }
+    let top_logprobs = sampling::top_logprobs("logprobs", r.logprobs)?;
     let request = GenerateRequest {
         model: r.model.clone(),
         prompt: prompt(r.prompt)?,

@@ -75,3 +75,19 @@ impl Sampling {
         self.keep_alive.clone()
     }
 }
+
+/// The most alternatives per token OpenAI allows (and the runner reports).
+const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// The alternatives per token the request asks for in `param`, checked here so that the
+/// 400 names OpenAI's field (the runner's refusal would name its own).
+pub fn top_logprobs(param: &'static str, asked: Option<u32>) -> Result<u32, OpenAiError> {
+    let n = asked.unwrap_or(0);
+    if n > MAX_TOP_LOGPROBS {
+        return Err(OpenAiError::invalid(
+            param,
+            format!("{param} must be between 0 and {MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    Ok(n)
+}
