@@ -22,12 +22,44 @@ fn socket_of(pid: u32) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(args[at + 1]).into_owned())
 }
 
-/// Slots the runner reports busy.
-fn busy(runtime: &tokio::runtime::Runtime, socket: &Path) -> u32 {
-    runtime.block_on(async {
-        let client = RunnerClient::connect(socket, "smollm2").await.unwrap();
-        client.status().await.unwrap().slots_busy
-    })
+/// The runner's own view of its slots, over one connection kept open, so that timing a
+/// release measures the runner and not a reconnect per look.
+struct Slots {
+    runtime: tokio::runtime::Runtime,
+    client: RunnerClient,
+}
+
+impl Slots {
+    fn connect(socket: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime
+            .block_on(RunnerClient::connect(socket, "smollm2"))
+            .unwrap();
+        Self { runtime, client }
+    }
+
+    /// Slots the runner reports busy.
+    fn busy(&self) -> u32 {
+        self.runtime
+            .block_on(self.client.status())
+            .unwrap()
+            .slots_busy
+    }
+
+    /// How long the runner takes to report no slot busy, looking every millisecond.
+    fn time_to_free(&self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.busy() == 0 {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    }
 }
 
 /// Sends a streaming generate for `prompt` on a raw connection, to be closed at will.
@@ -49,48 +81,36 @@ fn open_generate(server: &Server, prompt: &str, num_predict: u32) -> TcpStream {
 
 /// Closes `stream` once the runner is busy (after `after` more), and returns how long
 /// the slot took to be free again.
-fn close_and_time(
-    runtime: &tokio::runtime::Runtime,
-    socket: &Path,
-    stream: TcpStream,
-    after: Duration,
-) -> Duration {
+fn close_and_time(slots: &Slots, stream: TcpStream, after: Duration) -> Duration {
     assert!(
-        eventually(Duration::from_secs(10), || busy(runtime, socket) == 1),
+        eventually(Duration::from_secs(10), || slots.busy() == 1),
         "the runner took the request"
     );
     std::thread::sleep(after);
-    assert_eq!(
-        busy(runtime, socket),
-        1,
-        "still working when the client leaves"
-    );
+    assert_eq!(slots.busy(), 1, "still working when the client leaves");
     drop(stream);
-    let closed = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(10), || busy(runtime, socket) == 0),
-        "the slot is freed"
-    );
-    closed.elapsed()
+    slots
+        .time_to_free(Duration::from_secs(10))
+        .expect("the slot is freed")
 }
 
+// Timed to 100 ms, so it runs alone: under the suite's other servers two cores are
+// shared by several runners and one layer takes longer. `.ci/run` runs it after the
+// suite with `--ignored`.
 #[test]
+#[ignore = "timed: run alone (.ci/run does, after the suite)"]
 fn a_client_that_leaves_stops_the_work_mid_prompt_and_mid_generation() {
     let server = Server::start(&[("OLLAMA_CONTEXT_LENGTH", "4096")]);
     server.create("smollm2", TestModel::SmolLm2, json!({"temperature": 0}));
     let (status, body) = server.generate("smollm2", "Hi", 1);
     assert_eq!(status, 200, "{body}");
     let pid = server.pid_of("smollm2:latest").unwrap();
-    let socket = socket_of(pid);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let slots = Slots::connect(&socket_of(pid));
 
     // About 3000 tokens of prompt: seconds of evaluation on two cores.
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(300);
     let stream = open_generate(&server, &long, 8);
-    let freed = close_and_time(&runtime, &socket, stream, Duration::from_millis(300));
+    let freed = close_and_time(&slots, stream, Duration::from_millis(300));
     assert!(
         freed < Duration::from_millis(100),
         "mid-prompt: freed after {freed:?}"
@@ -98,7 +118,7 @@ fn a_client_that_leaves_stops_the_work_mid_prompt_and_mid_generation() {
 
     // A short prompt and a long answer: closed while tokens stream.
     let stream = open_generate(&server, "Once upon a time", 2000);
-    let freed = close_and_time(&runtime, &socket, stream, Duration::from_millis(500));
+    let freed = close_and_time(&slots, stream, Duration::from_millis(500));
     assert!(
         freed < Duration::from_millis(100),
         "mid-generation: freed after {freed:?}"
