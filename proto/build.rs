@@ -4,13 +4,15 @@
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/runner.proto"];
-    for p in protos {
-        println!("cargo:rerun-if-changed={p}");
-    }
-    let fds = protox::compile(protos, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("runner_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    for (proto, descriptor) in [
+        ("proto/runner.proto", "runner_descriptor.bin"),
+        ("proto/ollama.proto", "ollama_descriptor.bin"),
+    ] {
+        println!("cargo:rerun-if-changed={proto}");
+        let fds = protox::compile([proto], ["proto"])?;
+        std::fs::write(out.join(descriptor), fds.encode_to_vec())?;
+        tonic_prost_build::configure().compile_fds(fds)?;
+    }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The gRPC contracts, compiled once for both sides of every boundary.
 //!
-//! `runner` is the private supervisor <-> runner protocol (package `ollama.runner.v1`).
+//! `runner` is the private supervisor <-> runner protocol (package `ollama.runner.v1`);
+//! `ollama` is the public API that `ollamad` serves and `ollamactl` speaks (package
+//! `ollama.v1`).
 //! This crate holds generated types and the protocol version only; it must not contain
 //! behaviour: clients and services live in the crates that use them.
 
@@ -21,3 +23,13 @@ pub const RUNNER_PROTOCOL_VERSION: u32 = 2;
 /// The encoded descriptors of `runner.proto`, for gRPC server reflection.
 pub const RUNNER_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/runner_descriptor.bin"));
+
+/// The public API of `ollamad` (`ollama.proto`).
+#[allow(missing_docs, clippy::all)]
+pub mod ollama {
+    tonic::include_proto!("ollama.v1");
+}
+
+/// The encoded descriptors of `ollama.proto`, for gRPC server reflection.
+pub const OLLAMA_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/ollama_descriptor.bin"));
