@@ -5,6 +5,7 @@ mod embeddings;
 mod estimate;
 mod gemma3;
 mod generate_refs;
+mod grpcio_client;
 mod inspect_cli;
 mod kv_perplexity;
 mod perplexity_refs;
