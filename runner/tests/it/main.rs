@@ -8,6 +8,7 @@ mod generate_refs;
 mod grpcio_client;
 mod inspect_cli;
 mod kv_perplexity;
+mod memory;
 mod perplexity_refs;
 mod real_models;
 mod runner_service;
