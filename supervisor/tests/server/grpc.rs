@@ -458,3 +458,69 @@ fn grpcio_clients_reflection_and_health() {
     let address = server.base.trim_start_matches("http://").to_owned();
     server.run_python("grpc_client.py", &[proto.as_ref(), address.as_ref()]);
 }
+
+#[test]
+fn chat_offers_tools_and_returns_the_parsed_call() {
+    let server = Server::start(&[]);
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let template = include_str!("../data/qwen2.5-tools-chat-template.jinja");
+    let digest = format!("sha256:{}", TestModel::SmolLm2.sha256());
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "smol-tools", "files": {"smol.gguf": digest},
+               "template": template, "stream": false}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let user = |text: &str| pb::Message {
+        role: "user".into(),
+        content: text.into(),
+        ..Default::default()
+    };
+    let call = |city: &str| pb::Message {
+        role: "assistant".into(),
+        tool_calls: vec![pb::ToolCall {
+            name: "get_weather".into(),
+            arguments: json!({ "city": city }).to_string(),
+        }],
+        ..Default::default()
+    };
+    let tool = pb::Tool {
+        function: Some(pb::Function {
+            name: "get_weather".into(),
+            description: "Get the current weather in a city".into(),
+            parameters: r#"{"type":"object","properties":{"city":{"type":"string","description":"The city"}},"required":["city"]}"#.into(),
+        }),
+    };
+    runtime().block_on(async {
+        let mut c = OllamaClient::connect(server.base.clone()).await.unwrap();
+        let mut stream = c
+            .chat(pb::ChatRequest {
+                model: "smol-tools".into(),
+                messages: vec![
+                    user("Weather in London?"),
+                    call("London"),
+                    user("Weather in Berlin?"),
+                    call("Berlin"),
+                    user("Weather in Paris?"),
+                ],
+                tools: vec![tool],
+                options: greedy(40),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut calls = Vec::new();
+        let mut content = String::new();
+        while let Some(message) = stream.next().await {
+            let message = message.unwrap().message.unwrap();
+            content.push_str(&message.content);
+            calls.extend(message.tool_calls);
+        }
+        assert_eq!(calls.len(), 1, "calls {calls:?}, content {content:?}");
+        assert_eq!(calls[0].name, "get_weather");
+        let arguments: serde_json::Value = serde_json::from_str(&calls[0].arguments).unwrap();
+        assert_eq!(arguments, json!({"city": "Paris"}));
+        assert!(!content.contains("<tool_call>"), "{content}");
+    });
+}
