@@ -29,3 +29,37 @@ impl From<ApiError> for Status {
 pub fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::SchedError;
+
+    fn code(error: impl Into<ApiError>) -> Code {
+        Status::from(error.into()).code()
+    }
+
+    #[test]
+    fn capacity_request_and_availability_errors_get_their_grpc_codes() {
+        assert_eq!(
+            code(SchedError::QueueFull { max_queue: 4 }),
+            Code::ResourceExhausted
+        );
+        let too_large = SchedError::TooLarge {
+            model: "m".into(),
+            required: 2,
+            available: 1,
+        };
+        assert_eq!(code(too_large), Code::ResourceExhausted);
+        assert_eq!(code(SchedError::ShuttingDown), Code::Unavailable);
+        assert_eq!(code(SchedError::LoadFailed("no".into())), Code::Internal);
+        assert_eq!(
+            code(ApiError::bad_request("num_ctx")),
+            Code::InvalidArgument
+        );
+        let missing = ApiError::new(StatusCode::NOT_FOUND, "model \"x\" not found");
+        let status = Status::from(missing);
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "model \"x\" not found");
+    }
+}
