@@ -9,6 +9,7 @@ mod cancel;
 mod config;
 mod context;
 mod crashes;
+mod ctl;
 mod harness;
 mod lifecycle;
 mod ollama_layout;
