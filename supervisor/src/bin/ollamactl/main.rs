@@ -28,7 +28,7 @@ use crate::format::Terminal;
 
 /// Administer a running ollamad (address from OLLAMA_HOST, default 127.0.0.1:11434).
 #[derive(Debug, Parser)]
-#[command(name = "ollamactl", version, about)]
+#[command(name = "ollamactl", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,10 +130,17 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(error.exit_code() as u8)
         }
         _ => {
+            // clap's first paragraph, less its "error: ", on one line; usage and tips follow
+            // after a blank line and are left for --help.
             let text = error.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("ollamactl: {first} (see ollamactl --help)");
+            let paragraph: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = paragraph.join(" ");
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            eprintln!("ollamactl: {message} (see ollamactl --help)");
             ExitCode::from(2)
         }
     }

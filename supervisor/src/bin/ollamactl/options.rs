@@ -32,7 +32,7 @@ pub struct RunnerSettings {
     #[arg(long, value_name = "T")]
     kv_cache_type_v: Option<String>,
     /// Flash attention.
-    #[arg(long, value_name = "on|off")]
+    #[arg(long, value_name = "on|off", hide_possible_values = true)]
     flash_attention: Option<Switch>,
 }
 
