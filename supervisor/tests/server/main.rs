@@ -10,6 +10,7 @@ mod config;
 mod context;
 mod crashes;
 mod ctl;
+mod ctl_chat;
 mod harness;
 mod lifecycle;
 mod ollama_layout;

@@ -13,7 +13,7 @@ use crate::options::RunnerSettings;
 /// `ollamactl estimate`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct EstimateArgs {
-    /// A model of the store, or a GGUF file (an existing path, sent as an absolute path:
+    /// A model of the store, or a GGUF file (an existing file, sent as an absolute path:
     /// the server reads it, so it must be on the server's machine).
     model: String,
     #[command(flatten)]
@@ -30,7 +30,7 @@ pub async fn estimate(
     terminal: Terminal,
 ) -> anyhow::Result<()> {
     let path = Path::new(&args.model);
-    let source = if path.exists() {
+    let source = if path.is_file() {
         let absolute = std::path::absolute(path)
             .with_context(|| format!("cannot make {} absolute", path.display()))?;
         estimate_request::Source::Path(absolute.display().to_string())

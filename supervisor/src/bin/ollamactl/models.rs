@@ -122,6 +122,7 @@ pub fn summary(show: &ShowResponse) -> String {
         }
     }
     model.push(("quantization".into(), details.quantization_level.clone()));
+    model.retain(|(_, value)| !value.is_empty());
 
     let mut out = String::new();
     section(&mut out, "Model", &model);
