@@ -1,5 +1,5 @@
-//! `ollamad` put together: the store, the memory probe, the scheduler and the HTTP API on
-//! `OLLAMA_HOST`, with an orderly shutdown.
+//! `ollamad` put together: the store, the memory probe, the scheduler, and the HTTP and
+//! gRPC APIs on `OLLAMA_HOST`, with an orderly shutdown.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -118,6 +118,8 @@ pub async fn serve(
         models: Arc::default(),
     };
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let streams_end = tokio_util::sync::CancellationToken::new();
+    let app = api::app(state, streams_end.clone());
     let draining = {
         let sched = sched.clone();
         tokio::spawn(async move {
@@ -129,9 +131,10 @@ pub async fn serve(
     let graceful = async move {
         shutdown.await;
         tracing::info!("shutting down: no new requests; in-flight ones get {SHUTDOWN_GRACE:?}");
+        streams_end.cancel();
         let _ = stopping_tx.send(());
     };
-    let served = axum::serve(listener, api::router(state))
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(graceful)
         .await;
     let _ = draining.await;

@@ -16,6 +16,9 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     retry_after: Option<u64>,
+    /// The server lacks capacity for it (a full queue, a model that cannot fit): the
+    /// gRPC API answers RESOURCE_EXHAUSTED, which HTTP's status cannot tell apart.
+    exhausted: bool,
 }
 
 impl ApiError {
@@ -25,6 +28,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            exhausted: false,
         }
     }
 
@@ -51,6 +55,12 @@ impl ApiError {
     /// The seconds a client should wait before retrying, for a busy server.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after
+    }
+
+    /// Whether the server lacked capacity (queue or memory) rather than the request
+    /// being wrong or something failing.
+    pub fn exhausted(&self) -> bool {
+        self.exhausted
     }
 }
 
@@ -85,6 +95,10 @@ impl From<SchedError> for ApiError {
             status,
             message: e.to_string(),
             retry_after,
+            exhausted: matches!(
+                e,
+                SchedError::QueueFull { .. } | SchedError::TooLarge { .. }
+            ),
         }
     }
 }
@@ -123,6 +137,8 @@ impl From<StoreError> for ApiError {
             | StoreError::InvalidDigest { .. }
             | StoreError::DigestMismatch { .. }
             | StoreError::Upload { .. }
+            | StoreError::UploadStream(_)
+            | StoreError::SizeMismatch { .. }
             | StoreError::UnsupportedFiles { .. }
             | StoreError::BlobMissing { .. }
             | StoreError::NotGguf { .. } => StatusCode::BAD_REQUEST,

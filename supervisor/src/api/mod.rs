@@ -13,6 +13,7 @@ mod fim;
 mod fit;
 mod format;
 mod generate;
+mod grpc;
 mod keep_alive;
 mod manage;
 mod models;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, head, post};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::sched::{Backend, RunnerBackend, Scheduler};
@@ -97,6 +99,14 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
         .layer(axum::middleware::map_response(error::json_rejection))
         .layer(cors::layer(state.config.origins.clone()))
         .with_state(state)
+}
+
+/// What `ollamad` serves on its one port: the HTTP routes, and the public gRPC API for
+/// requests whose content-type is `application/grpc`. Its long gRPC streams (`Watch`)
+/// end when `stopping` is cancelled.
+pub fn app<B: Backend>(state: AppState<B>, stopping: CancellationToken) -> Router {
+    let grpc = grpc::routes(state.clone(), stopping);
+    router(state).layer(axum::middleware::from_fn_with_state(grpc, grpc::split))
 }
 
 #[cfg(test)]

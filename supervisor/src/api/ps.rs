@@ -67,9 +67,18 @@ pub struct PsResponse {
     pub models: Vec<PsModel>,
 }
 
+/// The expiry Ollama shows for a model kept until it is stopped: far in the future.
+fn forever() -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 33)
+}
+
+/// Whether `expires_at` (a row's) means "kept until stopped".
+pub fn kept_forever(expires_at: &str) -> bool {
+    expires_at == rfc3339(None)
+}
+
 fn rfc3339(at: Option<SystemTime>) -> String {
-    // Ollama shows a model kept forever with an expiry far in the future.
-    let at = at.unwrap_or_else(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 33));
+    let at = at.unwrap_or_else(forever);
     chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 

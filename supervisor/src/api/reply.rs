@@ -98,6 +98,21 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// Loads `target`'s model, or unloads it when the request's keep-alive is zero; returns
+/// `load` or `unload`, the `done_reason` of the answer. Both APIs' load-only requests.
+pub async fn load_or_unload<B: Backend>(
+    state: &AppState<B>,
+    target: &Target,
+) -> Result<&'static str, ApiError> {
+    if target.keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
+        state.sched.expire(&target.spec.name).await;
+        Ok("unload")
+    } else {
+        drop(state.sched.acquire(target.acquire()).await?);
+        Ok("load")
+    }
+}
+
 /// A request with nothing to generate loads the model (or, with `keep_alive: 0`, unloads
 /// it) and answers at once, as in Ollama.
 pub async fn load_only<B: Backend>(
@@ -106,13 +121,7 @@ pub async fn load_only<B: Backend>(
     target: Target,
     shape: Shape,
 ) -> Result<Response, ApiError> {
-    let reason = if target.keep_alive == Some(KeepAlive::For(std::time::Duration::ZERO)) {
-        state.sched.expire(&target.spec.name).await;
-        "unload"
-    } else {
-        drop(state.sched.acquire(target.acquire()).await?);
-        "load"
-    };
+    let reason = load_or_unload(state, &target).await?;
     let (field, text) = shape.text("");
     let body = json!({
         "model": model,
@@ -308,43 +317,65 @@ impl<B: Backend> Reply<B> {
         line
     }
 
-    /// The final object; `text` and `tokens` are what the whole answer carries (empty
-    /// when streamed: the pieces carried them).
-    fn done(&self, done: &pb::Done, text: &str, tokens: &[pb::TokenInfo]) -> Value {
+    /// What the generation reports besides its text, from the runner's final message:
+    /// what Ollama's final object and the gRPC API's `Stats` both carry.
+    pub fn summary(&self, done: &pb::Done) -> Summary {
         let t = done.timings.unwrap_or_default();
         let reason = match pb::DoneReason::try_from(done.reason) {
             Ok(pb::DoneReason::Length) => "length",
             _ => "stop",
         };
-        let load = self
-            .lease
-            .load_duration()
-            .unwrap_or(self.lease.waited())
-            .as_nanos() as u64;
+        Summary {
+            reason,
+            total_ns: self.started.elapsed().as_nanos() as u64,
+            load_ns: self
+                .lease
+                .load_duration()
+                .unwrap_or(self.lease.waited())
+                .as_nanos() as u64,
+            prompt_tokens: t.prompt_tokens,
+            prompt_ns: t.prompt_duration_ns,
+            generated_tokens: t.generated_tokens,
+            generation_ns: t.generation_duration_ns,
+            ignored: self.ignored.clone(),
+            dropped: self.dropped,
+            context: self.context.then(|| done.context.clone()),
+        }
+    }
+
+    /// Whether the job asked for log-probabilities (each piece carries its tokens').
+    pub fn logprobs(&self) -> bool {
+        self.logprobs
+    }
+
+    /// The final object; `text` and `tokens` are what the whole answer carries (empty
+    /// when streamed: the pieces carried them).
+    fn done(&self, done: &pb::Done, text: &str, tokens: &[pb::TokenInfo]) -> Value {
+        let summary = self.summary(done);
         let (field, text) = self.shape.text(text);
         let mut line = json!({
             "model": self.model,
             "created_at": now_rfc3339(),
             field: text,
             "done": true,
-            "done_reason": reason,
-            "total_duration": self.started.elapsed().as_nanos() as u64,
-            "load_duration": load,
-            "prompt_eval_count": t.prompt_tokens,
-            "prompt_eval_duration": t.prompt_duration_ns,
-            "eval_count": t.generated_tokens,
-            "eval_duration": t.generation_duration_ns,
+            "done_reason": summary.reason,
+            "total_duration": summary.total_ns,
+            "load_duration": summary.load_ns,
+            "prompt_eval_count": summary.prompt_tokens,
+            "prompt_eval_duration": summary.prompt_ns,
+            "eval_count": summary.generated_tokens,
+            "eval_duration": summary.generation_ns,
         });
         if self.logprobs && !tokens.is_empty() {
             line["logprobs"] = logprobs(tokens).into();
         }
-        if self.context {
-            line["context"] = done.context.clone().into();
+        if let Some(context) = summary.context {
+            line["context"] = context.into();
         }
-        if !self.ignored.is_empty() {
-            line["ignored_options"] = self.ignored.clone().into();
+        if !summary.ignored.is_empty() {
+            line["ignored_options"] = summary.ignored.into();
         }
-        if let Some(dropped) = self.dropped {
+        if let Some(dropped) = summary.dropped {
             line["truncated"] = json!(dropped);
         }
         line
@@ -415,6 +446,31 @@ impl<B: Backend> Reply<B> {
         let line = self.done(&done, &said.content, &tokens);
         Ok(axum::Json(with_calls(line, &said.calls)).into_response())
     }
+}
+
+/// A finished generation's reason, timings and notes ([`Reply::summary`]).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// `stop` or `length`.
+    pub reason: &'static str,
+    /// Nanoseconds since the request arrived.
+    pub total_ns: u64,
+    /// Nanoseconds loading the model, or waiting for a runner.
+    pub load_ns: u64,
+    /// Prompt tokens evaluated.
+    pub prompt_tokens: u32,
+    /// Nanoseconds on them.
+    pub prompt_ns: u64,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Nanoseconds on them.
+    pub generation_ns: u64,
+    /// Options set that this server does not implement.
+    pub ignored: Vec<String>,
+    /// What was dropped from the conversation to fit the context.
+    pub dropped: Option<Dropped>,
+    /// The token ids of prompt and answer, when the job asked for them.
+    pub context: Option<Vec<u32>>,
 }
 
 /// What a generation said, as [`Reply::next`] reads it.

@@ -110,46 +110,65 @@ pub struct RunnerBackend {
 impl RunnerBackend {
     /// The estimate of `spec`, computed on this thread (it reads the model file).
     pub fn estimate_now(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
-        // The runner's own checks and arithmetic (the `plan` crate), on the request it
-        // would receive.
-        let r = self.load_request(spec);
-        let load = LoadConfig::check(&LoadParams {
-            model_path: r.model_path,
-            num_ctx: r.num_ctx,
-            num_parallel: r.num_parallel,
-            num_batch: r.num_batch,
-            num_threads: r.num_threads,
-            cache_type_k: r.cache_type_k,
-            cache_type_v: r.cache_type_v,
-            flash_attention: r.flash_attention,
-            use_mmap: r.use_mmap,
-            num_keep: r.num_keep,
-            multi_user_cache: r.multi_user_cache,
-        })
-        .map_err(|e| EstimateError::Settings(e.to_string()))?;
-        let model = |e: &dyn std::fmt::Display| EstimateError::Model(e.to_string());
-        let file = GgufFile::open(&spec.model_path).map_err(|e| model(&e))?;
-        let estimate = plan::estimate(&file, &load.kv, load.threads).map_err(|e| model(&e))?;
-        Ok(estimate.total_bytes as u64)
+        Ok(self.breakdown(spec)?.total_bytes as u64)
+    }
+
+    /// The estimate of `spec` by kind (weights, K/V, compute), computed on this thread.
+    pub fn breakdown(&self, spec: &LoadSpec) -> Result<plan::Estimate, EstimateError> {
+        let file =
+            GgufFile::open(&spec.model_path).map_err(|e| EstimateError::Model(e.to_string()))?;
+        estimate_with(&file, spec, self.multi_user_cache)
     }
 
     /// The `Load` request for `spec`, exactly as the runner will receive it.
     pub fn load_request(&self, spec: &LoadSpec) -> pb::LoadRequest {
-        let s = &spec.settings;
-        pb::LoadRequest {
-            protocol_version: RUNNER_PROTOCOL_VERSION,
-            model_path: spec.model_path.to_string_lossy().into_owned(),
-            num_ctx: Some(s.num_ctx),
-            num_parallel: Some(s.num_parallel),
-            num_batch: Some(s.num_batch),
-            num_threads: s.num_thread,
-            cache_type_k: s.type_k.name().to_string(),
-            cache_type_v: s.type_v.name().to_string(),
-            flash_attention: Some(s.flash_attention),
-            use_mmap: Some(s.use_mmap),
-            num_keep: None,
-            multi_user_cache: self.multi_user_cache,
-        }
+        load_request(spec, self.multi_user_cache)
+    }
+}
+
+/// The estimate of `spec` by kind (weights, K/V, compute) for the model in `file`: the
+/// runner's own checks and arithmetic (the `plan` crate) on the request it would
+/// receive. What the scheduler budgets and the gRPC `Estimate` reports; the file is
+/// passed in so that a search over context sizes reads it once.
+pub fn estimate_with(
+    file: &GgufFile,
+    spec: &LoadSpec,
+    multi_user_cache: bool,
+) -> Result<plan::Estimate, EstimateError> {
+    let r = load_request(spec, multi_user_cache);
+    let load = LoadConfig::check(&LoadParams {
+        model_path: r.model_path,
+        num_ctx: r.num_ctx,
+        num_parallel: r.num_parallel,
+        num_batch: r.num_batch,
+        num_threads: r.num_threads,
+        cache_type_k: r.cache_type_k,
+        cache_type_v: r.cache_type_v,
+        flash_attention: r.flash_attention,
+        use_mmap: r.use_mmap,
+        num_keep: r.num_keep,
+        multi_user_cache: r.multi_user_cache,
+    })
+    .map_err(|e| EstimateError::Settings(e.to_string()))?;
+    plan::estimate(file, &load.kv, load.threads).map_err(|e| EstimateError::Model(e.to_string()))
+}
+
+/// The runner's `Load` request for `spec`.
+fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
+    let s = &spec.settings;
+    pb::LoadRequest {
+        protocol_version: RUNNER_PROTOCOL_VERSION,
+        model_path: spec.model_path.to_string_lossy().into_owned(),
+        num_ctx: Some(s.num_ctx),
+        num_parallel: Some(s.num_parallel),
+        num_batch: Some(s.num_batch),
+        num_threads: s.num_thread,
+        cache_type_k: s.type_k.name().to_string(),
+        cache_type_v: s.type_v.name().to_string(),
+        flash_attention: Some(s.flash_attention),
+        use_mmap: Some(s.use_mmap),
+        num_keep: None,
+        multi_user_cache,
     }
 }
 

@@ -23,7 +23,9 @@ pub mod policy;
 mod snapshot;
 mod spec;
 
-pub use backend::{Backend, EstimateError, Generation, RunnerBackend, RunnerHandle, Usage};
+pub use backend::{
+    Backend, EstimateError, Generation, RunnerBackend, RunnerHandle, Usage, estimate_with,
+};
 pub use event::{EVENT_BACKLOG, EventKind, SchedEvent};
 pub use failure::{CrashHistory, RunnerFailure, SchedError};
 pub use lease::Lease;
@@ -36,14 +38,16 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use self::actor::FORCE_GRACE;
 use self::actor::{Actor, Command};
-use crate::memory::MemoryProbe;
+use crate::memory::{MemoryError, MemoryProbe, MemorySnapshot};
 
 /// A handle on the scheduler; cheap to clone (all clones talk to one actor).
 pub struct Scheduler<B: Backend> {
     tx: mpsc::UnboundedSender<Command<B>>,
     backend: Arc<B>,
     events: broadcast::Sender<SchedEvent>,
+    probe: Arc<dyn MemoryProbe>,
 }
 
 impl<B: Backend> Clone for Scheduler<B> {
@@ -52,6 +56,7 @@ impl<B: Backend> Clone for Scheduler<B> {
             tx: self.tx.clone(),
             backend: Arc::clone(&self.backend),
             events: self.events.clone(),
+            probe: Arc::clone(&self.probe),
         }
     }
 }
@@ -65,7 +70,7 @@ impl<B: Backend> Scheduler<B> {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let actor = Actor::new(
             Arc::clone(&backend),
-            probe,
+            Arc::clone(&probe),
             policy,
             tx.downgrade(),
             events.clone(),
@@ -75,12 +80,19 @@ impl<B: Backend> Scheduler<B> {
             tx,
             backend,
             events,
+            probe,
         }
     }
 
     /// The backend that starts runners.
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The memory the scheduler places models in, as it sees it now (the estimate's
+    /// "does it fit" answer reads this). Blocking: it may query the driver.
+    pub fn memory(&self) -> Result<MemorySnapshot, MemoryError> {
+        self.probe.snapshot()
     }
 
     /// Every event from now on (loads, unloads, evictions, expiries, crashes, back-off,
@@ -104,6 +116,15 @@ impl<B: Backend> Scheduler<B> {
         let (reply, answer) = oneshot::channel();
         let name = name.to_string();
         self.send(Command::Expire { name, reply }).is_ok() && answer.await.unwrap_or(false)
+    }
+
+    /// Stops model `name` now: its requests in flight are cancelled (their clients get
+    /// an error) and the runner exits within [`FORCE_GRACE`]. Returns whether it
+    /// was loaded.
+    pub async fn force_stop(&self, name: &str) -> bool {
+        let (reply, answer) = oneshot::channel();
+        let name = name.to_string();
+        self.send(Command::ForceStop { name, reply }).is_ok() && answer.await.unwrap_or(false)
     }
 
     /// Requests waiting for a runner, over all models.

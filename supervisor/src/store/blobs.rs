@@ -35,8 +35,29 @@ impl Store {
     pub async fn write_blob(
         &self,
         digest: &Digest,
-        mut reader: impl AsyncRead + Unpin,
+        reader: impl AsyncRead + Unpin,
     ) -> Result<u64, StoreError> {
+        let (_, len) = self.write_upload(Some(digest), None, reader).await?;
+        Ok(len)
+    }
+
+    /// Streams `reader` into a blob named by the digest of what arrives, checked against
+    /// `expected` and `size` when given, and returns that digest and the length: an
+    /// upload whose digest the sender did not compute first (the gRPC `Create`). As
+    /// safe as [`Store::write_blob`]: nothing is visible before every check passed.
+    pub async fn write_upload(
+        &self,
+        expected: Option<&Digest>,
+        size: Option<u64>,
+        mut reader: impl AsyncRead + Unpin,
+    ) -> Result<(Digest, u64), StoreError> {
+        let read_error = |source| match expected {
+            Some(digest) => StoreError::Upload {
+                digest: digest.clone(),
+                source,
+            },
+            None => StoreError::UploadStream(source),
+        };
         let guard = TempGuard::new(atomic::temp_path(self.blobs_dir()));
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -48,13 +69,7 @@ impl Store {
         let mut buf = vec![0u8; CHUNK];
         let mut len = 0u64;
         loop {
-            let n = reader
-                .read(&mut buf)
-                .await
-                .map_err(|source| StoreError::Upload {
-                    digest: digest.clone(),
-                    source,
-                })?;
+            let n = reader.read(&mut buf).await.map_err(read_error)?;
             if n == 0 {
                 break;
             }
@@ -63,9 +78,18 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::io("write", guard.path(), e))?;
             len += n as u64;
+            if size.is_some_and(|size| len > size) {
+                break;
+            }
+        }
+        if let Some(expected) = size.filter(|&size| size != len) {
+            return Err(StoreError::SizeMismatch {
+                expected,
+                actual: len,
+            });
         }
         let actual = Digest::from_hasher(hasher);
-        if actual != *digest {
+        if let Some(digest) = expected.filter(|&d| *d != actual) {
             return Err(StoreError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -75,7 +99,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::io("write", guard.path(), e))?;
         drop(file);
-        let target = self.blob_path(digest);
+        let target = self.blob_path(&actual);
         tokio::fs::rename(guard.path(), &target)
             .await
             .map_err(|e| StoreError::io("rename into", &target, e))?;
@@ -87,7 +111,7 @@ impl Store {
             .sync_all()
             .await
             .map_err(|e| StoreError::io("sync directory", dir, e))?;
-        Ok(len)
+        Ok((actual, len))
     }
 
     /// Stores `bytes` as a blob and returns its digest; for small layers (JSON, a

@@ -53,6 +53,20 @@ pub enum StoreError {
         /// The read error.
         source: std::io::Error,
     },
+    /// Reading an upload whose digest is not known in advance failed.
+    #[error("upload failed while reading it: {0}; upload it again")]
+    UploadStream(std::io::Error),
+    /// An upload was not as long as its sender said.
+    #[error(
+        "the upload was {actual} bytes, but {expected} were announced; nothing was stored: \
+         send the whole file"
+    )]
+    SizeMismatch {
+        /// The size announced.
+        expected: u64,
+        /// The bytes received (at most one more than announced).
+        actual: u64,
+    },
     /// An uploaded blob's content does not hash to the digest it was uploaded as.
     #[error(
         "uploaded data has digest {actual}, not the expected {expected}; nothing was stored: \

@@ -16,6 +16,10 @@ use crate::sched::monitor;
 use crate::sched::policy::{self, OnIdle, Phase};
 use crate::sched::snapshot::{self, RunnerInfo};
 
+/// How long a forced stop gives a runner: half of it to cancel its requests (the
+/// runner's drain deadline), the rest to exit before it is killed.
+pub const FORCE_GRACE: Duration = Duration::from_secs(1);
+
 impl<B: Backend> Actor<B> {
     /// A lease on runner `id` was dropped: an idle runner starts its keep-alive.
     pub(super) fn release(&mut self, id: u64, now: Instant) {
@@ -50,6 +54,21 @@ impl<B: Backend> Actor<B> {
             let id = view.id;
             self.begin_stop(id, Some(EventKind::Expired));
         }
+        true
+    }
+
+    /// Stops model `name` now, cancelling what it is running after [`FORCE_GRACE`]'s
+    /// drain share (`Unload` with `force`). Returns whether it was loaded.
+    pub(super) fn force_stop(&mut self, name: &str) -> bool {
+        let Some(id) = self
+            .runners
+            .iter()
+            .find(|r| r.spec.name == name && r.phase != Phase::Stopping)
+            .map(|r| r.id)
+        else {
+            return false;
+        };
+        self.stop_within(id, Some(EventKind::Expired), FORCE_GRACE);
         true
     }
 
@@ -123,7 +142,11 @@ impl<B: Backend> Actor<B> {
     /// Marks runner `id` stopping, says why with `event`, and stops its process in the
     /// background; its monitor reports the exit, which removes it.
     pub(super) fn begin_stop(&mut self, id: u64, event: Option<EventKind>) {
-        let grace = self.policy.stop_grace;
+        self.stop_within(id, event, self.policy.stop_grace);
+    }
+
+    /// [`Actor::begin_stop`] with the process given `grace` to drain and exit.
+    fn stop_within(&mut self, id: u64, event: Option<EventKind>, grace: Duration) {
         let Some(view) = self.view_mut(id) else {
             return;
         };

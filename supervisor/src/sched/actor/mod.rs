@@ -24,6 +24,7 @@ use crate::memory::{MemoryProbe, MemorySnapshot};
 use crate::runners::{ExitInfo, RunnerError};
 
 mod lifecycle;
+pub use lifecycle::FORCE_GRACE;
 
 /// How often a request waiting for evicted memory looks at the probe again.
 const MEMORY_POLL: Duration = Duration::from_millis(100);
@@ -42,6 +43,11 @@ pub(super) enum Command<B: Backend> {
     Release { id: u64 },
     /// Unload model `name` once idle; replies whether it was loaded.
     Expire {
+        name: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Stop `name` now, cancelling its requests; replies whether it was loaded.
+    ForceStop {
         name: String,
         reply: oneshot::Sender<bool>,
     },
@@ -214,6 +220,9 @@ impl<B: Backend> Actor<B> {
             Command::Release { id } => self.release(id, now),
             Command::Expire { name, reply } => {
                 let _ = reply.send(self.expire(&name));
+            }
+            Command::ForceStop { name, reply } => {
+                let _ = reply.send(self.force_stop(&name));
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(now));
