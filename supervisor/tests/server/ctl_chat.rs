@@ -188,7 +188,10 @@ fn ctrl_c_stops_a_reply_cancels_its_call_and_keeps_the_chat() {
     chat.expect(">>> ").unwrap();
     chat.send_line("long").unwrap();
     chat.expect("piece 2 ").unwrap();
-    assert!(!server.cancelled.load(Ordering::SeqCst), "not before Ctrl-C");
+    assert!(
+        !server.cancelled.load(Ordering::SeqCst),
+        "not before Ctrl-C"
+    );
     chat.send(ControlCode::EndOfText).unwrap();
     chat.expect(">>> ").unwrap();
     assert!(

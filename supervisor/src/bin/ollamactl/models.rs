@@ -13,27 +13,26 @@ use crate::format::{
 
 /// `ollamactl show`'s arguments: one part of the model, or by default the summary.
 #[derive(Debug, clap::Args)]
-#[group(multiple = false)]
 pub struct ShowArgs {
     /// The model.
     model: String,
     /// Print a Modelfile that recreates it.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     modelfile: bool,
     /// Print its prompt template.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     template: bool,
     /// Print its parameters.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     parameters: bool,
     /// Print its system message.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     system: bool,
     /// Print its license.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     license: bool,
     /// Print the server's whole answer as JSON.
-    #[arg(long)]
+    #[arg(long, group = "part")]
     json: bool,
 }
 
