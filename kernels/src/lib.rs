@@ -6,8 +6,11 @@
 //!
 //! It must not do I/O, spawn async tasks or know about models: everything here is a plain
 //! function over slices, so it can be tested against scalar twins and benchmarked alone.
-//! `unsafe` SIMD code lives in `arch` and only there, each block with a `// SAFETY:` line.
+//! `unsafe` SIMD code lives in `arch` and only there, each block with a `// SAFETY:` line;
+//! the one other `unsafe` item is the counting allocator in `alloc`.
 
+#[allow(unsafe_code)] // The counting allocator's `unsafe impl GlobalAlloc`.
+pub mod alloc;
 #[allow(unsafe_code)] // The SIMD code: each block has its `// SAFETY:` line.
 pub mod arch;
 pub mod blocks;

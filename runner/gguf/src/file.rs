@@ -98,6 +98,12 @@ impl GgufFile {
         })
     }
 
+    /// Whether the bytes are mapped from the file (rather than read into the heap): a
+    /// memory report counts mapped bytes apart from the heap.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.bytes, Bytes::Mapped(_))
+    }
+
     /// The path the file was opened from, if it came from one.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()

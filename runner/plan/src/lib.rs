@@ -10,6 +10,8 @@
 //!   its tables and rows ([`KvPlan`]);
 //! - [`compute`]: the sizes of the activations and of the attention and matmul scratch;
 //! - [`estimate`](mod@estimate): the bytes a load takes, by kind;
+//! - [`heap`]: the heap sizes of the tables built from a file's metadata (the parsed
+//!   header, the tokenizer, the grammar engine);
 //! - [`load`]: a load's options checked into a [`LoadConfig`];
 //! - [`logging`]: the binaries' stderr logging.
 //!
@@ -24,6 +26,7 @@ pub mod arch;
 pub mod compute;
 mod error;
 pub mod estimate;
+pub mod heap;
 pub mod kv;
 pub mod load;
 pub mod logging;

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The system allocator, counted: the runner reports the heap it holds (`Status`'s
+/// `allocated_bytes`) next to its memory estimate.
+#[global_allocator]
+static ALLOCATOR: kernels::alloc::CountingAllocator = kernels::alloc::CountingAllocator;
+
 /// One model runner process, and tools to look at model files.
 #[derive(Debug, Parser)]
 #[command(name = "ollama-runner", version, about)]

@@ -43,8 +43,12 @@ pub struct Loaded {
     pub engine: Engine,
     /// The configuration it was loaded with.
     pub config: LoadConfig,
-    /// Bytes allocated, by kind (rss filled in when reported).
+    /// Bytes allocated, by kind, and the estimate as `total_bytes` (rss and the counted
+    /// heap are filled in when reported).
     pub memory: pb::Memory,
+    /// Bytes of the model file mapped into memory (0 when it was read into the heap,
+    /// where the heap count has it): what `allocated_bytes` adds to the live heap.
+    pub mapped_bytes: usize,
     /// How long the load took.
     pub load_duration: Duration,
     /// `general.architecture`.
@@ -118,6 +122,8 @@ impl From<&LoadError> for Status {
 /// threads.
 pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
     let start = Instant::now();
+    let heap_before = heap_live_bytes();
+    kernels::alloc::reset_peak();
     let path = config.model_path.clone();
     let file = if config.use_mmap {
         GgufFile::open(&path)
@@ -132,6 +138,7 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
         path: path.clone(),
         source,
     };
+    let heap_file = heap_live_bytes();
     let tokenizer =
         Tokenizer::from_metadata(file.metadata()).map_err(|e| LoadError::Tokenizer {
             path: path.clone(),
@@ -145,11 +152,19 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
         threads: config.threads,
         kv: config.kv,
     };
+    let heap_tokenizer = heap_live_bytes();
     let model = model::load(Arc::clone(&file), &options).map_err(model_error)?;
+    let heap_model = heap_live_bytes();
     let cache = model::new_cache(model.as_ref(), config.kv).map_err(model_error)?;
-    let weights_bytes = estimate::estimate(&file, &config.kv, config.threads)
-        .map_err(|e| model_error(e.into()))?
-        .weights_bytes;
+    let heap_cache = heap_live_bytes();
+    let estimate =
+        estimate::estimate(&file, &config.kv, config.threads).map_err(|e| model_error(e.into()))?;
+    let weights_bytes = estimate.weights_bytes;
+    let mapped_bytes = if file.is_mapped() {
+        file.bytes().len()
+    } else {
+        0
+    };
     let kv_bytes = cache.bytes().total();
     let compute_bytes = model.scratch_bytes() + model.n_vocab() * config.kv.num_parallel * 4;
     let architecture = model.architecture();
@@ -166,18 +181,38 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
             load_duration,
         },
     )?;
+    let heap_after = heap_live_bytes();
+    tracing::debug!(
+        file = heap_file - heap_before,
+        tokenizer = heap_tokenizer - heap_file,
+        model = heap_model - heap_tokenizer,
+        cache = heap_cache - heap_model,
+        engine = heap_after - heap_cache,
+        live = heap_after,
+        peak = kernels::alloc::peak_bytes().unwrap_or(0),
+        mapped = mapped_bytes,
+        "heap bytes the load took, by step"
+    );
     Ok(Loaded {
         engine,
         memory: pb::Memory {
             weights_bytes: weights_bytes as u64,
             kv_bytes: kv_bytes as u64,
             compute_bytes: compute_bytes as u64,
-            total_bytes: (weights_bytes + kv_bytes + compute_bytes) as u64,
+            total_bytes: estimate.total_bytes as u64,
             rss_bytes: 0,
+            allocated_bytes: (heap_after + mapped_bytes) as u64,
         },
+        mapped_bytes,
         config,
         load_duration,
         architecture,
         train_ctx,
     })
+}
+
+/// Heap bytes live now as the counting allocator sees them (0 where it is not installed,
+/// as in a test binary: the figures are then left out rather than wrong).
+pub fn heap_live_bytes() -> usize {
+    kernels::alloc::live_bytes().unwrap_or(0)
 }

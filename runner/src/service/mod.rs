@@ -175,6 +175,7 @@ impl pb::runner_server::Runner for RunnerService {
                 state: state.into(),
                 memory: Some(pb::Memory {
                     rss_bytes: rss,
+                    allocated_bytes: load::heap_live_bytes() as u64,
                     ..pb::Memory::default()
                 }),
                 ..pb::StatusResponse::default()
@@ -184,6 +185,7 @@ impl pb::runner_server::Runner for RunnerService {
         response.state = state.into();
         if let Some(memory) = response.memory.as_mut() {
             memory.rss_bytes = rss;
+            memory.allocated_bytes = (load::heap_live_bytes() + loaded.mapped_bytes) as u64;
         }
         Ok(Response::new(response))
     }

@@ -70,9 +70,17 @@ pub fn run(args: &EstimateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         ("  keys", e.k_bytes),
         ("  values", e.v_bytes),
         ("compute", e.compute_bytes),
+        ("file header", e.header_bytes),
+        ("metadata", e.metadata_bytes),
+        ("tokenizer", e.tokenizer_bytes),
+        ("vectors", e.vectors_bytes),
+        ("sampler", e.sampler_bytes),
+        ("grammar", e.grammar_bytes),
+        ("runtime", e.runtime_bytes),
+        ("process", e.process_bytes),
         ("total", e.total_bytes),
     ] {
-        writeln!(out, "{name:<10} {:>12.1} MiB  ({bytes} bytes)", mib(bytes))?;
+        writeln!(out, "{name:<11} {:>12.1} MiB  ({bytes} bytes)", mib(bytes))?;
     }
     Ok(())
 }

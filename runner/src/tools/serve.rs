@@ -9,8 +9,10 @@ use clap::Args;
 use ollama_proto::runner::runner_server::RunnerServer;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::h2_authority::AuthorityFixStream;
 use crate::service::RunnerService;
 
 /// Arguments of `serve`.
@@ -55,10 +57,14 @@ async fn serve(socket: &Path) -> anyhow::Result<()> {
         }
         tracing::info!("signal received, stopping");
     };
+    // Every connection goes through the `:authority` fix, so that gRPC C-core clients
+    // (Python grpcio, C++, Ruby) work without `grpc.default_authority`: see h2_authority.
+    let incoming =
+        UnixListenerStream::new(listener).map(|accepted| accepted.map(AuthorityFixStream::new));
     let result = tonic::transport::Server::builder()
         .add_service(RunnerServer::new(RunnerService::new()))
         .add_service(reflection)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = std::fs::remove_file(socket);
     result.context("the gRPC server failed")

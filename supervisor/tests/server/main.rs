@@ -1,4 +1,4 @@
-//! `ollamad` end to end: the real server, runner and models, driven over HTTP.
+//! `ollamad` end to end: the real server, runner and models, driven over HTTP and gRPC.
 
 // These tests time real processes on the wall clock and build a child's environment;
 // the supervisor's rules (tokio's clock, the config registry) are for its own code.
@@ -11,6 +11,7 @@ mod context;
 mod crashes;
 mod ctl;
 mod ctl_chat;
+mod grpc;
 mod harness;
 mod lifecycle;
 mod ollama_layout;
