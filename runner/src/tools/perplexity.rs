@@ -13,6 +13,11 @@
 //! holds several windows (llama.cpp's `n_seq = n_batch / n_ctx`).
 //!
 //! Only the final `PPL = X +/- Y` line goes to stdout; progress and timings go to stderr.
+//! With `--kl-divergence-base FILE` the run also writes its distributions to `FILE`, and
+//! with `--kl-divergence` as well it compares its own with the file's instead (`kld.rs`),
+//! as llama.cpp's `llama-perplexity` does.
+
+pub mod kld;
 
 use std::io::Write;
 use std::ops::Range;
@@ -52,6 +57,17 @@ pub struct PerplexityArgs {
     /// The K/V cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Evaluate at most this many windows (llama.cpp's `--chunks`).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    /// Write every scored position's token distribution to this file (the base run of a
+    /// KL-divergence comparison); with `--kl-divergence`, read it and compare instead.
+    #[arg(long)]
+    pub kl_divergence_base: Option<PathBuf>,
+    /// Compare this run's distributions with those of `--kl-divergence-base`: mean and
+    /// 99th-percentile KL divergence, same top token, perplexity ratio.
+    #[arg(long, requires = "kl_divergence_base")]
+    pub kl_divergence: bool,
 }
 
 fn default_threads() -> usize {
@@ -254,10 +270,34 @@ pub fn evaluate(
     tokens: &[TokenId],
     bos: Option<TokenId>,
     threads: usize,
+    on_window: impl FnMut(usize, &NllSum),
+) -> anyhow::Result<Report> {
+    let no_rows = &mut |_: usize, _: &[f32], _: TokenId| Ok(());
+    evaluate_rows(model, cache, tokens, bos, threads, None, on_window, no_rows)
+}
+
+/// A scored position's index in the whole evaluation, its logits and the token that
+/// follows: what a KL-divergence run writes or compares.
+pub type OnRow<'a> = &'a mut dyn FnMut(usize, &[f32], TokenId) -> anyhow::Result<()>;
+
+/// [`evaluate`] over at most `max_windows` windows, also handing every scored row to
+/// `on_row` (indexed `window * scored + offset`, whatever the batch shape).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_rows(
+    model: &mut dyn Model,
+    cache: &mut KvCache,
+    tokens: &[TokenId],
+    bos: Option<TokenId>,
+    threads: usize,
+    max_windows: Option<usize>,
     mut on_window: impl FnMut(usize, &NllSum),
+    on_row: OnRow<'_>,
 ) -> anyhow::Result<Report> {
     let num_ctx = cache.config().num_ctx;
-    let windows = Windows::new(tokens.len(), num_ctx)?;
+    let mut windows = Windows::new(tokens.len(), num_ctx)?;
+    if let Some(max) = max_windows {
+        windows.count = windows.count.min(max.max(1));
+    }
     let n_seq = cache.config().num_parallel.min(windows.count);
     let step = (cache.config().num_batch / n_seq).clamp(1, num_ctx);
     let scored = windows.scored();
@@ -292,6 +332,15 @@ pub fn evaluate(
             model.forward(&batch, cache, &mut logits)?;
             for (sum, targets) in sums.iter_mut().zip(&targets) {
                 sum.merge(score(&logits, targets, threads)?);
+            }
+            for (w, targets) in group.clone().zip(&targets) {
+                let first = w * scored.len() + pass.max(scored.start) - scored.start;
+                for (i, &(index, next)) in targets.iter().enumerate() {
+                    let row = logits
+                        .row(index)
+                        .ok_or(PerplexityError::MissingLogits(index))?;
+                    on_row(first + i, row, next)?;
+                }
             }
         }
         for (w, sum) in group.zip(sums) {
@@ -391,17 +440,43 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         kv.num_parallel,
         args.threads
     );
-    let report = evaluate(
+    let shape = kld::Shape {
+        n_vocab: model.n_vocab(),
+        n_ctx: args.num_ctx,
+        windows: windows.count.min(args.chunks.unwrap_or(usize::MAX).max(1)),
+        scored: windows.scored().len(),
+        fingerprint: kld::fingerprint(&tokens),
+    };
+    let mut base = match (&args.kl_divergence_base, args.kl_divergence) {
+        (Some(path), false) => Some(kld::BaseWriter::create(path, shape)?),
+        _ => None,
+    };
+    let mut compare = match (&args.kl_divergence_base, args.kl_divergence) {
+        (Some(path), true) => Some(kld::BaseReader::open(path, shape)?),
+        _ => None,
+    };
+    let on_row = &mut |row: usize, logits: &[f32], next: TokenId| {
+        if let Some(base) = &mut base {
+            base.row(row, logits, next)?;
+        }
+        if let Some(compare) = &mut compare {
+            compare.row(row, logits, next)?;
+        }
+        Ok(())
+    };
+    let report = evaluate_rows(
         model.as_mut(),
         &mut cache,
         &tokens,
         bos,
         args.threads,
+        args.chunks,
         |w, sum| {
             if let Some(estimate) = sum.estimate() {
                 eprint!("[{}]{:.4},", w + 1, estimate.ppl);
             }
         },
+        on_row,
     )?;
     eprintln!();
     let evaluated = report.windows.count * args.num_ctx;
@@ -416,6 +491,9 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .estimate()
         .ok_or(PerplexityError::NothingScored)?;
     writeln!(out, "{estimate}")?;
+    if let Some(kld) = compare.and_then(|c| c.stats.report()) {
+        writeln!(out, "{kld}")?;
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod gemma3;
 mod generate_refs;
 mod grpcio_client;
 mod inspect_cli;
+mod kld;
 mod kv_perplexity;
 mod memory;
 mod perplexity_refs;

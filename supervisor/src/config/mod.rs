@@ -101,8 +101,8 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "OLLAMA_FLASH_ATTENTION",
-        meaning: "use flash attention",
-        default: "false",
+        meaning: "use flash attention (every architecture we run has it; 0 or false turns it off)",
+        default: "true",
         accepts: "1, true, 0, false (Go booleans)",
     },
     Variable {
@@ -319,7 +319,11 @@ impl Reader<'_> {
     }
 
     fn bool(&self, name: &str) -> Result<bool, ConfigError> {
-        self.get(name, false, |s| {
+        self.bool_or(name, false)
+    }
+
+    fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        self.get(name, default, |s| {
             parse::parse_bool(s).ok_or_else(|| "not a boolean".into())
         })
     }
@@ -369,7 +373,9 @@ impl Config {
                 Ok(n) => Ok(n),
                 Err(_) => Err("not a whole number".into()),
             })?,
-            flash_attention: r.bool("OLLAMA_FLASH_ATTENTION")?,
+            // On by default, as Ollama now turns it on for the models that support it
+            // (its PRs #12639, #12482, #13448): every architecture here supports it.
+            flash_attention: r.bool_or("OLLAMA_FLASH_ATTENTION", true)?,
             kv_cache_type_k: r.kv_type("OLLAMA_KV_CACHE_TYPE_K", kv_both)?,
             kv_cache_type_v: r.kv_type("OLLAMA_KV_CACHE_TYPE_V", kv_both)?,
             load_timeout: r.get("OLLAMA_LOAD_TIMEOUT", Some(Duration::from_secs(300)), |s| {

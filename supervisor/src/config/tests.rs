@@ -23,7 +23,7 @@ fn defaults_are_ollamas() {
         (GgmlType::F16, GgmlType::F16)
     );
     assert_eq!(c.load_timeout, Some(Duration::from_secs(300)));
-    assert!(!c.flash_attention);
+    assert!(c.flash_attention, "flash attention is on by default");
     assert_eq!(c.log_level, LogLevel::Info);
 }
 

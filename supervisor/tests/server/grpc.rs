@@ -280,6 +280,13 @@ fn every_rpc_through_a_generated_tonic_client() {
         let ratio = q8.k_bytes as f64 / f16.k_bytes as f64;
         assert!((0.5..0.56).contains(&ratio), "q8_0/f16 K bytes {ratio}");
         assert!(f16.fits && f16.free_bytes > 0);
+        let parts = f16.weights_bytes
+            + f16.kv_bytes
+            + f16.compute_bytes
+            + f16.runtime_bytes
+            + f16.overhead_bytes;
+        assert_eq!(parts, f16.total_bytes);
+        assert!(f16.runtime_bytes > 0);
         assert_eq!(f16.max_context.len(), 3);
         assert!(f16.max_context.iter().all(|m| m.max_num_ctx >= 2048));
 

@@ -143,6 +143,7 @@ pub async fn estimate<B: Backend>(
             device_total_bytes: placement.total_bytes,
             fits: total <= placement.free_bytes,
             max_context: max,
+            runtime_bytes: (e.total_bytes - e.weights_bytes - e.kv_bytes - e.compute_bytes) as u64,
         })
     })
     .await
