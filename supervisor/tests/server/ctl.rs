@@ -155,6 +155,7 @@ fn create_list_show_copy_remove_estimate_config_and_version() {
         "q8_0/q8_0",
         "weights",
         "K/V cache",
+        "runtime",
         "total",
         "free of",
     ] {

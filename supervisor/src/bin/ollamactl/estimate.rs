@@ -67,6 +67,7 @@ pub fn render(model: &str, e: &EstimateResponse, terminal: Terminal) -> String {
         ("weights", human_bytes(e.weights_bytes)),
         ("K/V cache", kv),
         ("compute", human_bytes(e.compute_bytes)),
+        ("runtime", human_bytes(e.runtime_bytes)),
         ("overhead", human_bytes(e.overhead_bytes)),
         ("total", human_bytes(e.total_bytes)),
     ];

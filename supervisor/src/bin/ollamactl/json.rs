@@ -103,6 +103,7 @@ pub fn estimate(e: &EstimateResponse) -> Value {
         "k_bytes": e.k_bytes,
         "v_bytes": e.v_bytes,
         "compute_bytes": e.compute_bytes,
+        "runtime_bytes": e.runtime_bytes,
         "overhead_bytes": e.overhead_bytes,
         "total_bytes": e.total_bytes,
         "num_ctx": e.num_ctx,
