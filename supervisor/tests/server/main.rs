@@ -9,6 +9,8 @@ mod cancel;
 mod config;
 mod context;
 mod crashes;
+mod ctl;
+mod ctl_chat;
 mod grpc;
 mod harness;
 mod lifecycle;
