@@ -26,7 +26,7 @@ mod stream;
 
 pub use error::ApiError;
 pub use models::Models;
-pub use ps::{PsModel, PsResponse, ps_table};
+pub use ps::{PsModel, PsResponse};
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! `GET /api/ps`: the loaded models, in Ollama's shape plus what an admin of this server
 //! needs (runner pid, K/V types, flash attention, slots, estimated and measured memory,
-//! state, restarts). `ollamactl ps` reads the same answer.
+//! state, restarts). `ollamactl ps` reads the same rows through the gRPC `Ps`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -133,89 +133,4 @@ pub async fn ps<B: Backend>(
     .await
     .map_err(|e| ApiError::internal(format!("listing runners failed: {e}")))?;
     Ok(Json(PsResponse { models }))
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// `/api/ps` as the table `ollamactl ps` prints.
-pub fn ps_table(ps: &PsResponse) -> String {
-    let header = [
-        "NAME",
-        "PID",
-        "STATE",
-        "ESTIMATED",
-        "MEASURED",
-        "CONTEXT",
-        "K/V",
-        "FLASH",
-        "SLOTS",
-        "WAITING",
-        "UNTIL",
-        "RESTARTS",
-    ];
-    let rows: Vec<[String; 12]> = ps
-        .models
-        .iter()
-        .map(|m| {
-            [
-                m.name.clone(),
-                m.pid.map_or("-".into(), |p| p.to_string()),
-                serde_json::to_value(m.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                mib(m.estimated_bytes),
-                m.measured_bytes.map_or("-".into(), mib),
-                m.context_length.to_string(),
-                format!("{}/{}", m.kv_cache_type_k, m.kv_cache_type_v),
-                if m.flash_attention { "on" } else { "off" }.into(),
-                format!("{}/{}", m.slots_busy, m.num_parallel),
-                m.requests_waiting.to_string(),
-                until(&m.expires_at),
-                m.restarts.to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let text: Vec<String> = cells.zip(widths).map(|(c, w)| format!("{c:w$}")).collect();
-        out.push_str(text.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(&mut header.iter().copied());
-    for row in &rows {
-        line(&mut row.iter().map(String::as_str));
-    }
-    for m in ps.models.iter().filter(|m| m.last_failure.is_some()) {
-        out.push_str(&format!(
-            "{}: last failure: {}\n",
-            m.name,
-            m.last_failure.as_deref().unwrap_or_default()
-        ));
-    }
-    out
-}
-
-/// An expiry as people read it: "in 4 minutes", "forever", "now".
-fn until(expires_at: &str) -> String {
-    let Ok(at) = chrono::DateTime::parse_from_rfc3339(expires_at) else {
-        return expires_at.to_string();
-    };
-    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    let secs = left.num_seconds();
-    match secs {
-        s if s > 100 * 365 * 24 * 3600 => "forever".into(),
-        s if s <= 0 => "now".into(),
-        s if s < 120 => format!("in {s} s"),
-        s if s < 7200 => format!("in {} min", s / 60),
-        s => format!("in {} h", s / 3600),
-    }
 }

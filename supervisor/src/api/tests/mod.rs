@@ -11,5 +11,4 @@ mod handlers;
 mod models;
 mod openai;
 mod openai_routes;
-mod ps_table;
 mod requests;
