@@ -44,8 +44,13 @@ fn upload_create_list_generate_and_ps() {
     let (status, body) = server.generate("smollm2", "What is the capital of France?", 12);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["done"], true);
-    assert_eq!(body["done_reason"], "length");
-    assert_eq!(body["eval_count"], 12);
+    // Greedy SmolLM2 may end its answer (EOS, "stop") within the budget.
+    let reason = body["done_reason"].as_str().unwrap();
+    let generated = body["eval_count"].as_u64().unwrap();
+    assert!(
+        (reason == "length" && generated == 12) || (reason == "stop" && generated <= 12),
+        "{body}"
+    );
     assert!(body["prompt_eval_count"].as_u64().unwrap() > 5, "{body}");
     assert!(body["total_duration"].as_u64().unwrap() > 0);
     assert!(
@@ -201,7 +206,8 @@ fn chat_and_embed_on_the_real_model() {
     assert_eq!(chat["message"]["role"], "assistant");
     let text = chat["message"]["content"].as_str().unwrap();
     assert!(text.contains("Paris"), "{chat}");
-    assert_eq!(chat["eval_count"], 12);
+    let generated = chat["eval_count"].as_u64().unwrap();
+    assert!(generated > 0 && generated <= 12, "{chat}");
 
     // Several inputs in one call; SmolLM2 declares no pooling: mean, unit length.
     let (status, body) = server.post(

@@ -26,12 +26,13 @@ assert "smollm2:latest" in names, names
 
 reply = client.generate(model="smollm2", prompt="What is the capital of France?",
                         options={"num_predict": 8})
-assert reply.done and reply.eval_count == 8, reply
+# Greedy SmolLM2 may end its answer (EOS, "stop") within the budget.
+assert reply.done and 0 < reply.eval_count <= 8, reply
 assert reply.response, reply
 
 pieces = list(client.generate(model="smollm2", prompt="What is the capital of France?",
                               options={"num_predict": 8}, stream=True))
-assert pieces[-1].done and pieces[-1].done_reason == "length", pieces[-1]
+assert pieces[-1].done and pieces[-1].done_reason in ("length", "stop"), pieces[-1]
 assert "".join(p.response for p in pieces) == reply.response
 
 running = client.ps().models
@@ -43,11 +44,11 @@ question = [{"role": "system", "content": "You are a geography teacher."},
 answer = client.chat(model="smollm2", messages=question, options={"num_predict": 12})
 assert answer.done and answer.message.role == "assistant", answer
 assert "Paris" in answer.message.content, answer
-assert answer.eval_count == 12 and answer.prompt_eval_count > 10, answer
+assert 0 < answer.eval_count <= 12 and answer.prompt_eval_count > 10, answer
 
 parts = list(client.chat(model="smollm2", messages=question, options={"num_predict": 12},
                          stream=True))
-assert parts[-1].done and parts[-1].done_reason == "length", parts[-1]
+assert parts[-1].done and parts[-1].done_reason in ("length", "stop"), parts[-1]
 assert all(p.message.role == "assistant" for p in parts), parts
 assert "".join(p.message.content for p in parts) == answer.message.content
 

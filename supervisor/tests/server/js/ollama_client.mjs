@@ -49,14 +49,15 @@ assert.ok(shown.template && shown.modelfile.includes('PARAMETER temperature 0'),
 // Generate, whole and streamed: at temperature 0 the pieces make the same text.
 const prompt = 'What is the capital of France?';
 const reply = await client.generate({ model: 'smollm2', prompt, options: { num_predict: 8 } });
-assert.ok(reply.done && reply.eval_count === 8 && reply.response, JSON.stringify(reply));
+// Greedy SmolLM2 may end its answer (EOS, "stop") within the budget.
+assert.ok(reply.done && reply.eval_count > 0 && reply.eval_count <= 8 && reply.response, JSON.stringify(reply));
 const pieces = [];
 for await (const p of await client.generate({
   model: 'smollm2', prompt, options: { num_predict: 8 }, stream: true,
 })) {
   pieces.push(p);
 }
-assert.ok(pieces.at(-1).done && pieces.at(-1).done_reason === 'length', JSON.stringify(pieces.at(-1)));
+assert.ok(pieces.at(-1).done && ['length', 'stop'].includes(pieces.at(-1).done_reason), JSON.stringify(pieces.at(-1)));
 assert.equal(pieces.map((p) => p.response).join(''), reply.response);
 
 // Chat, whole and streamed.
@@ -67,14 +68,14 @@ const question = [
 const answer = await client.chat({ model: 'smollm2', messages: question, options: { num_predict: 12 } });
 assert.ok(answer.done && answer.message.role === 'assistant', JSON.stringify(answer));
 assert.ok(answer.message.content.includes('Paris'), JSON.stringify(answer));
-assert.ok(answer.eval_count === 12 && answer.prompt_eval_count > 10, JSON.stringify(answer));
+assert.ok(answer.eval_count > 0 && answer.eval_count <= 12 && answer.prompt_eval_count > 10, JSON.stringify(answer));
 const parts = [];
 for await (const p of await client.chat({
   model: 'smollm2', messages: question, options: { num_predict: 12 }, stream: true,
 })) {
   parts.push(p);
 }
-assert.ok(parts.at(-1).done && parts.at(-1).done_reason === 'length', JSON.stringify(parts.at(-1)));
+assert.ok(parts.at(-1).done && ['length', 'stop'].includes(parts.at(-1).done_reason), JSON.stringify(parts.at(-1)));
 assert.ok(parts.every((p) => p.message.role === 'assistant'), JSON.stringify(parts));
 assert.equal(parts.map((p) => p.message.content).join(''), answer.message.content);
 
