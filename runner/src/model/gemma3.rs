@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, add_assign, geglu, rms_norm_in_place, scale_assign, softcap};
+use kernels::ops::{Rope, RopeLayout, add_assign, geglu, scale_assign, softcap};
 use plan::arch::gemma3::HyperParams;
 use plan::compute::matmul_scratch_bytes;
 
@@ -30,7 +30,7 @@ use super::activations::Activations;
 use super::attention::attention;
 use super::head::{OutputHead, norm_rows, with_placement};
 use super::hparams::rope;
-use super::layers::GatedMlp;
+use super::layers::{GatedMlp, norm_rows_in_place, rotate};
 use super::weights::{Cpu, Embedding, Linear, vector};
 use super::{Batch, LoadOptions, Logits, Model, ModelError};
 use crate::kvcache::{KvCache, KvLayout};
@@ -136,21 +136,6 @@ impl Gemma3 {
         options: &LoadOptions,
     ) -> Result<Box<dyn Model>, ModelError> {
         Ok(Box::new(Self::load(file, options)?))
-    }
-}
-
-/// `x[t] = rms_norm(x[t]) * weight` for every row (a token, or one head of a token).
-fn norm_rows_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(weight.len()) {
-        rms_norm_in_place(row, Some(weight), eps);
-    }
-}
-
-/// RoPE on every head of every token of `x` (`dim` values per token).
-fn rotate(rope: &Rope, cos_sin: &[f32], x: &mut [f32], dim: usize) {
-    let n_rot = rope.n_dims();
-    for (row, cs) in x.chunks_exact_mut(dim).zip(cos_sin.chunks_exact(n_rot)) {
-        rope.rotate_heads(row, cs);
     }
 }
 
