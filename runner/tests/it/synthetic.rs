@@ -7,8 +7,8 @@
 //! flash attention off, 2 threads, ggml's reference kernels). Each holds the tokens of a
 //! prompt cut to 100, the hash of all the logits after it, the 50 largest and 20 fixed
 //! logits, and 32 greedy tokens. We assert the prompt tokens, the greedy tokens and the
-//! logits: bit for bit (equal hashes) in Q8_0 and Q4_0, within 1e-6 in F32 (see
-//! [`EXACT`]); qwen2 in Q8_0 is still open (see [`qwen2_q8_0_matches_llama_cpp`]).
+//! logits: bit for bit (equal hashes), but for qwen2 in F32 (within 1e-6, see [`exact`])
+//! and in Q8_0 (open, see [`qwen2_q8_0_matches_llama_cpp`]).
 
 use std::sync::Arc;
 
@@ -23,17 +23,18 @@ const ARCHS: [&str; 3] = ["qwen2", "qwen3", "llama"];
 const TYPES: [&str; 3] = ["F32", "Q8_0", "Q4_0"];
 const THREADS: usize = 2;
 
-/// Whether our logits after the prompt equal llama.cpp's bit for bit, by file type.
+/// Whether our logits after the prompt equal llama.cpp's bit for bit.
 ///
-/// F32 weights are the exception, within [`F32_TOLERANCE`] (3e-7 today) but not bit for
-/// bit. llama.cpp multiplies F32 matrices with `ggml_vec_dot_f32` for one token and with
-/// llamafile's `tinyBLAS` for a batch (one 16-lane accumulator per output), and our F32
-/// products follow both orders (`kernels::matmul`); some F32 sum still adds in another
-/// order, not yet found (issue 19).
-const EXACT: [(&str, bool); 3] = [("F32", false), ("Q8_0", true), ("Q4_0", true)];
+/// They do on every model but qwen2's: its F32 model stays within [`TOLERANCE`] (3e-7
+/// today) and its Q8_0 model is further off (see [`qwen2_q8_0_matches_llama_cpp`]); some
+/// f32 step of qwen2 adds in another order than llama.cpp's, not yet found (issue 19).
+fn exact(arch: &str, ty: &str) -> bool {
+    !(arch == "qwen2" && ty == "F32")
+}
+
 /// The largest logit error allowed where the logits are not bit for bit equal, relative
 /// to the largest logit.
-const F32_TOLERANCE: f32 = 1e-6;
+const TOLERANCE: f32 = 1e-6;
 
 #[derive(serde::Deserialize)]
 struct Refs {
@@ -111,7 +112,7 @@ fn matches_llama_cpp(arch: &str, types: &[&str]) {
         let refs = refs(arch, ty);
         let (tokenizer, mut model) = load(arch, ty, reference_cache());
         assert_eq!(model.architecture(), arch);
-        let exact = EXACT.iter().any(|&(t, e)| t == ty && e);
+        let exact = exact(arch, ty);
         for case in &refs.cases {
             let prompt = prompt_tokens(&tokenizer, case);
             assert_eq!(prompt, case.prompt_ids, "{arch} {ty}: prompt tokens");
@@ -132,7 +133,7 @@ fn matches_llama_cpp(arch: &str, types: &[&str]) {
                     "{arch} {ty}: the logits are not llama.cpp's bit for bit (error {err:e})"
                 );
             } else {
-                assert!(err <= F32_TOLERANCE, "{arch} {ty}: logit error {err:e}");
+                assert!(err <= TOLERANCE, "{arch} {ty}: logit error {err:e}");
             }
             let agree = (generation.generated.iter().zip(&case.generated_ids))
                 .take_while(|(a, b)| a == b)
