@@ -188,6 +188,9 @@ impl Product<'_> {
             GgmlType::Q4_K => product.run::<kind::Q4_K>(out, scratch),
             GgmlType::Q5_K => product.run::<kind::Q5_K>(out, scratch),
             GgmlType::Q6_K => product.run::<kind::Q6_K>(out, scratch),
+            GgmlType::F32 if product.llamafile_takes_f32() => {
+                product.run::<kind::F32Tiled>(out, scratch)
+            }
             GgmlType::F32 => product.run::<kind::F32>(out, scratch),
             GgmlType::F16 => product.run::<kind::F16>(out, scratch),
             other => Err(MatmulError::UnsupportedType(other)),
@@ -205,6 +208,14 @@ struct Product<'a> {
 }
 
 impl Product<'_> {
+    /// Whether llama.cpp's CPU backend (built with llamafile, as by default) multiplies
+    /// these F32 weights with llamafile's `tinyBLAS` rather than `ggml_vec_dot_f32`: for
+    /// two tokens or more, rows a multiple of 16 long (its AVX-512 step) and a row count
+    /// that is a multiple of 4 (its smallest tile). We follow it so the bits are its.
+    fn llamafile_takes_f32(&self) -> bool {
+        self.n_tokens >= 2 && self.w.cols.is_multiple_of(16) && self.w.rows.is_multiple_of(4)
+    }
+
     /// Quantizes the activations into `words` (sized by the caller) in `K`'s partner type.
     fn quantize<'s, K: VecDot>(&self, words: &'s mut [u32]) -> &'s [K::Act] {
         let (n_tokens, cols) = (self.n_tokens, self.w.cols);

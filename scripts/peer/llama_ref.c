@@ -17,6 +17,11 @@
 // F16 K/V cache is recorded too ("f16_kv": its logits at the same ids and its greedy
 // tokens): how far llama.cpp moves from itself under a rounding-level change, which is
 // the scale our own rounding differences are judged on. Prints one JSON document.
+//
+// Besides the selected values, "logits_fnv1a" is the 64-bit FNV-1a hash of the bytes of
+// all the logits after the prompt (n_vocab little-endian f32): two runs with equal hashes
+// have the same logits bit for bit. With LLAMA_REF_PROMPT_TOKENS=N in the environment,
+// each prompt is cut to its first N tokens (so a text gives a prompt of a set length).
 
 #define _POSIX_C_SOURCE 200112L
 
@@ -115,6 +120,17 @@ static void print_values_at(const char *key, const float *logits, const int *ids
     printf("]");
 }
 
+// FNV-1a, 64 bits, over the bytes of n floats (little-endian, as x86 stores them).
+static unsigned long long fnv1a(const float *v, int n) {
+    unsigned long long h = 0xcbf29ce484222325ULL;
+    const unsigned char *p = (const unsigned char *)v;
+    for (size_t i = 0; i < (size_t)n * sizeof(float); i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 // Decodes the prompt in one batch (after clearing the context's memory); returns the
 // logits of its last position, owned by the context.
 static const float *decode_prompt(struct llama_context *ctx, llama_token *tokens, int n_prompt) {
@@ -165,6 +181,10 @@ static void run_prompt(struct llama_context *ctx, struct llama_context *ctx_f16,
         fprintf(stderr, "tokenize failed\n");
         exit(1);
     }
+    const char *cut = getenv("LLAMA_REF_PROMPT_TOKENS");
+    if (cut && atoi(cut) > 0 && atoi(cut) < n_prompt) {
+        n_prompt = atoi(cut);
+    }
     int top[TOP_N], fixed[FIXED_N];
     for (int i = 0; i < FIXED_N; i++) {
         fixed[i] = i * (n_vocab / FIXED_N);
@@ -182,6 +202,7 @@ static void run_prompt(struct llama_context *ctx, struct llama_context *ctx_f16,
         sum += logits[i];
     }
     printf(",\"first_logits\":{\"n_vocab\":%d,\"mean\":%.9g,", n_vocab, sum / n_vocab);
+    printf("\"logits_fnv1a\":\"%016llx\",", fnv1a(logits, n_vocab));
     print_ints("top_ids", top, n_top);
     printf(",");
     print_values_at("top_logits", logits, top, n_top);

@@ -58,6 +58,43 @@ pub fn models_dir() -> PathBuf {
     Path::new(&home).join(".cache/ollamad/test-models")
 }
 
+/// The synthetic model cache: `$OLLAMA_SYNTHETIC_MODELS`, else
+/// `$HOME/.cache/ollamad/synthetic`.
+pub fn synthetic_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OLLAMA_SYNTHETIC_MODELS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
+    Path::new(&home).join(".cache/ollamad/synthetic")
+}
+
+/// The path of the synthetic model `{arch}-synthetic-{ty}.gguf` (tiny random weights, see
+/// `scripts/make-synthetic-models.py`), writing the models first when the file is not
+/// there: the script is deterministic, so a generated file is the one the references were
+/// taken on. Panics, naming the script, when it cannot run.
+pub fn synthetic_model(arch: &str, ty: &str) -> PathBuf {
+    static GENERATED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = synthetic_dir();
+    let path = dir.join(format!("{arch}-synthetic-{ty}.gguf"));
+    let _guard = GENERATED.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.is_file() {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-synthetic-models.py");
+        let status = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&dir)
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()) && path.is_file(),
+            "synthetic model {} could not be written: run {} by hand (it needs the gguf \
+             package of scripts/requirements.txt and scripts/fetch-models' SmolLM2)",
+            path.display(),
+            script.display()
+        );
+    }
+    path
+}
+
 /// The directory cargo put the workspace's binaries in for the running test's profile
 /// (`target/release` for `cargo test --release`).
 pub fn bin_dir() -> PathBuf {

@@ -75,6 +75,8 @@ pub mod kind {
     pub struct Q6_K;
     /// F32 weights.
     pub struct F32;
+    /// F32 weights, multiplied in llamafile `tinyBLAS`'s order (a batch of tokens).
+    pub struct F32Tiled;
     /// F16 weights.
     pub struct F16;
 }
@@ -252,17 +254,48 @@ row_kind!(
     q6_k_avx512,
     vec_dot_q6_k_q8_k
 );
-row_kind!(
-    F32,
-    f32,
-    f32,
-    F32,
-    copy_row,
-    scalar::vec_dot_f32,
-    f32_avx2,
-    f32_avx512,
-    vec_dot_f32
-);
+/// F32 weights: each dot in `ggml_vec_dot_f32`'s order (AVX-512 build), which llama.cpp
+/// uses for a single token, for every row length ([`crate::ops::dot_f32_ggml_isa`]).
+impl VecDot for kind::F32 {
+    type Weight = f32;
+    type Act = f32;
+    const TYPE: GgmlType = GgmlType::F32;
+    const ACT_TYPE: GgmlType = GgmlType::F32;
+    fn quantize(isa: Isa, x: &[f32], y: &mut [f32]) {
+        copy_row(isa, x, y)
+    }
+    fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
+        crate::ops::dot_f32_ggml_isa(Isa::Scalar, x, y)
+    }
+    fn dot<const N: usize>(isa: Isa, x: &[f32], ys: [&[f32]; N]) -> [f32; N] {
+        std::array::from_fn(|t| crate::ops::dot_f32_ggml_isa(isa, x, ys[t]))
+    }
+}
+
+/// `vec_dot_f32`: the dot of one F32 weight row with one activation row, in
+/// `ggml_vec_dot_f32`'s order.
+pub fn vec_dot_f32(isa: Isa, x: &[f32], y: &[f32]) -> f32 {
+    kind::F32::dot(isa, x, [y])[0]
+}
+
+/// F32 weights in llamafile `tinyBLAS`'s order (AVX-512 build), which llama.cpp uses for
+/// a batch of two tokens or more when the rows are a multiple of 16 long and their count
+/// a multiple of 4 ([`crate::ops::dot_f32_tiled_isa`]); [`crate::matmul`] picks it then.
+impl VecDot for kind::F32Tiled {
+    type Weight = f32;
+    type Act = f32;
+    const TYPE: GgmlType = GgmlType::F32;
+    const ACT_TYPE: GgmlType = GgmlType::F32;
+    fn quantize(isa: Isa, x: &[f32], y: &mut [f32]) {
+        copy_row(isa, x, y)
+    }
+    fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
+        crate::ops::dot_f32_tiled_isa(Isa::Scalar, x, y)
+    }
+    fn dot<const N: usize>(isa: Isa, x: &[f32], ys: [&[f32]; N]) -> [f32; N] {
+        std::array::from_fn(|t| crate::ops::dot_f32_tiled_isa(isa, x, ys[t]))
+    }
+}
 row_kind!(
     F16,
     f16,

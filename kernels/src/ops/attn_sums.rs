@@ -50,6 +50,37 @@ pub fn dot_f32_ggml_isa(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// `Σ a[i]·b[i]` in llamafile `tinyBLAS`'s order (AVX-512 build), on instruction set
+/// `isa`: 16 partial sums over `i mod 16`, each a chain of fused multiply-adds, reduced as
+/// `_mm512_reduce_add_ps`. This is how llama.cpp multiplies F32 weights with a batch of
+/// two or more tokens when the row length is a multiple of 16 and the row count of 4.
+///
+/// # Panics
+///
+/// When the slices differ in length or their length is not a multiple of 16.
+pub fn dot_f32_tiled_isa(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot_f32: lengths differ");
+    assert!(
+        a.len().is_multiple_of(16),
+        "dot_f32_tiled: length not a multiple of 16"
+    );
+    match isa {
+        Isa::Scalar => {
+            let mut acc = [0.0f32; 16];
+            for (ca, cb) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+                for (l, s) in acc.iter_mut().enumerate() {
+                    *s = ca[l].mul_add(cb[l], *s);
+                }
+            }
+            reduce16(&acc)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(token) => crate::arch::x86::dot_tiled_avx2(token, a, b),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => crate::arch::x86::dot_tiled_avx512(token, a, b),
+    }
+}
+
 /// The whole steps of 64 of [`dot_f32_ggml_isa`], in portable Rust.
 fn dot_ggml_body(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [[0.0f32; 16]; 4];

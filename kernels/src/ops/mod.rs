@@ -41,7 +41,9 @@ mod test_support;
 mod testdata;
 
 pub use activation::{geglu, gelu, gelu_tanh, silu, swiglu};
-pub use attn_sums::{dot_f32_ggml_isa, weighted_sum_ggml_isa, weighted_sum_tiled_isa};
+pub use attn_sums::{
+    dot_f32_ggml_isa, dot_f32_tiled_isa, weighted_sum_ggml_isa, weighted_sum_tiled_isa,
+};
 pub use elementwise::{add, add_assign, mul, mul_assign, scale, scale_assign, softcap};
 pub(crate) use expf::expf_consts;
 pub use expf::{exp_sum_isa, expf_ggml, silu_mul_isa};

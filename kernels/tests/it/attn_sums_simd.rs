@@ -2,7 +2,9 @@
 //! scalar twins on every instruction set, for lengths around the 16- and 64-wide steps.
 
 use kernels::cpu::Isa;
-use kernels::ops::{dot_f32_ggml_isa, weighted_sum_ggml_isa, weighted_sum_tiled_isa};
+use kernels::ops::{
+    dot_f32_ggml_isa, dot_f32_tiled_isa, weighted_sum_ggml_isa, weighted_sum_tiled_isa,
+};
 use proptest::prelude::*;
 
 const LENGTHS: [usize; 14] = [1, 3, 15, 16, 17, 31, 48, 63, 64, 65, 128, 200, 256, 333];
@@ -27,6 +29,22 @@ proptest! {
         prop_assert!((f64::from(ggml) - exact).abs() <= 1e-5 * scale.max(1.0));
         for isa in Isa::available() {
             prop_assert_eq!(dot_f32_ggml_isa(isa, &a, &b).to_bits(), ggml.to_bits(), "{}", isa);
+        }
+    }
+
+    #[test]
+    fn tiled_dots_match_the_scalar_twin(blocks in 0usize..40, seed in 0u32..1000) {
+        let n = blocks * 16;
+        let value = |i: usize, k: u32| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed * k) >> 8) as f32 / 8e6 - 1.0
+        };
+        let a: Vec<f32> = (0..n).map(|i| value(i, 3)).collect();
+        let b: Vec<f32> = (0..n).map(|i| value(i + 7, 5)).collect();
+        let tiled = dot_f32_tiled_isa(Isa::Scalar, &a, &b);
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        prop_assert!((f64::from(tiled) - exact).abs() <= 1e-4 * (n as f64).max(1.0));
+        for isa in Isa::available() {
+            prop_assert_eq!(dot_f32_tiled_isa(isa, &a, &b).to_bits(), tiled.to_bits(), "{}", isa);
         }
     }
 

@@ -22,15 +22,15 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, add_assign, geglu, rms_norm_in_place, scale_assign, softcap};
+use kernels::ops::{Rope, RopeLayout, add_assign, geglu, scale_assign, softcap};
 use plan::arch::gemma3::HyperParams;
 use plan::compute::matmul_scratch_bytes;
 
 use super::activations::Activations;
 use super::attention::attention;
-use super::head::{OutputHead, norm_rows, with_placement};
+use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
 use super::hparams::rope;
-use super::layers::GatedMlp;
+use super::layers::{GatedMlp, norm_rows_in_place, rotate};
 use super::weights::{Cpu, Embedding, Linear, vector};
 use super::{Batch, LoadOptions, Logits, Model, ModelError};
 use crate::kvcache::{KvCache, KvLayout};
@@ -139,21 +139,6 @@ impl Gemma3 {
     }
 }
 
-/// `x[t] = rms_norm(x[t]) * weight` for every row (a token, or one head of a token).
-fn norm_rows_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
-    for row in x.chunks_exact_mut(weight.len()) {
-        rms_norm_in_place(row, Some(weight), eps);
-    }
-}
-
-/// RoPE on every head of every token of `x` (`dim` values per token).
-fn rotate(rope: &Rope, cos_sin: &[f32], x: &mut [f32], dim: usize) {
-    let n_rot = rope.n_dims();
-    for (row, cs) in x.chunks_exact_mut(dim).zip(cos_sin.chunks_exact(n_rot)) {
-        rope.rotate_heads(row, cs);
-    }
-}
-
 impl Model for Gemma3 {
     fn architecture(&self) -> &'static str {
         "gemma3"
@@ -206,6 +191,7 @@ impl Model for Gemma3 {
                 local.cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
                 global.cos_sin_batch(batch.positions(), &mut s.cos_sin[1]);
 
+                let n_layer = self.layers.len();
                 for (il, layer) in self.layers.iter().enumerate() {
                     if batch.interrupted() {
                         return Err(ModelError::Interrupted);
@@ -240,15 +226,28 @@ impl Model for Gemma3 {
                         &mut s.attn,
                     )?;
                     layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                    norm_rows_in_place(&mut s.proj, &layer.attn_post_norm, hp.eps);
-                    add_assign(&mut s.x, &s.proj);
+                    // The last layer goes on with the rows that give output only.
+                    let n = if il + 1 == n_layer {
+                        keep_output_rows(batch, d, &mut s.x, &mut s.proj)
+                    } else {
+                        n
+                    };
+                    let rows = n * d;
+                    norm_rows_in_place(&mut s.proj[..rows], &layer.attn_post_norm, hp.eps);
+                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
 
-                    norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-                    layer
-                        .mlp
-                        .forward(cpu, file, geglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-                    norm_rows_in_place(&mut s.proj, &layer.ffn_post_norm, hp.eps);
-                    add_assign(&mut s.x, &s.proj);
+                    norm_rows(&s.x[..rows], &layer.ffn_norm, hp.eps, &mut s.xn[..rows]);
+                    layer.mlp.forward(
+                        cpu,
+                        file,
+                        geglu,
+                        &s.xn[..rows],
+                        n,
+                        &mut s.mlp,
+                        &mut s.proj[..rows],
+                    )?;
+                    norm_rows_in_place(&mut s.proj[..rows], &layer.ffn_post_norm, hp.eps);
+                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
                 }
 
                 let head = OutputHead {

@@ -53,6 +53,24 @@ pub(crate) fn rotate_key(rope: &Rope, delta: i32, row: &mut [f32]) {
     rope.rotate_heads(row, &cos_sin);
 }
 
+/// Keeps the rows of `x` and `proj` (`d` values a token) of the tokens of `batch` that
+/// asked for output, moved to the front in batch order, and returns how many: what
+/// llama.cpp's graphs do before the last layer's residual add (`inp_out_ids`), so that
+/// layer's feed-forward network runs on those rows only. Besides the time saved on a
+/// prompt, this decides which kernel llama.cpp multiplies F32 weights with (one row or a
+/// batch), and so its bits.
+pub(crate) fn keep_output_rows(batch: &Batch, d: usize, x: &mut [f32], proj: &mut [f32]) -> usize {
+    let mut k = 0;
+    for (t, _) in (batch.wants_logits().iter().enumerate()).filter(|(_, w)| **w) {
+        if t != k {
+            x.copy_within(t * d..(t + 1) * d, k * d);
+            proj.copy_within(t * d..(t + 1) * d, k * d);
+        }
+        k += 1;
+    }
+    k
+}
+
 /// The output head of a model: its final norm and its vocabulary projection.
 pub(crate) struct OutputHead<'a> {
     /// The final RMSNorm's weight.
@@ -64,7 +82,8 @@ pub(crate) struct OutputHead<'a> {
 }
 
 impl OutputHead<'_> {
-    /// Normalizes the rows of `x` (`d` values a token) whose tokens asked for output.
+    /// Normalizes the rows of `x` (`d` values a token): one for each token that asked for
+    /// output, in batch order (as [`keep_output_rows`] leaves them).
     ///
     /// For logits, the normalized rows go to `xn` and through the vocabulary projection
     /// into `out`; the logits written are returned, row after row, for the caller's
@@ -86,16 +105,16 @@ impl OutputHead<'_> {
             .collect();
         if batch.output() == Output::Embeddings {
             let rows = out.prepare_output(Output::Embeddings, d, wanted.iter().copied());
-            for (&t, dst) in wanted.iter().zip(rows.chunks_exact_mut(d)) {
-                rms_norm(&x[t * d..(t + 1) * d], Some(self.norm), self.eps, dst);
+            for (k, dst) in rows.chunks_exact_mut(d).enumerate() {
+                rms_norm(&x[k * d..(k + 1) * d], Some(self.norm), self.eps, dst);
             }
             return Ok(None);
         }
-        for (k, &t) in wanted.iter().enumerate() {
-            let (src, dst) = (&x[t * d..(t + 1) * d], &mut xn[k * d..(k + 1) * d]);
+        let m = wanted.len();
+        for k in 0..m {
+            let (src, dst) = (&x[k * d..(k + 1) * d], &mut xn[k * d..(k + 1) * d]);
             rms_norm(src, Some(self.norm), self.eps, dst);
         }
-        let m = wanted.len();
         let logits = out.prepare(self.output.rows(), wanted.into_iter());
         if m > 0 {
             self.output.forward(cpu, file, &xn[..m * d], m, logits)?;

@@ -1,6 +1,8 @@
-//! The gated feed-forward network several architectures share.
+//! The pieces several architectures share: the gated feed-forward network, RMSNorm of
+//! every row (token or head) in place, and RoPE over every head of a batch.
 
 use gguf::GgufFile;
+use kernels::ops::{Rope, rms_norm_in_place};
 
 use super::ModelError;
 use super::activations::touched;
@@ -97,5 +99,22 @@ fn activation_into_up(
             act(g, u, t);
             u.copy_from_slice(t);
         }
+    }
+}
+
+/// `x[t] = rms_norm(x[t]) * weight` for every row of `weight.len()` values (a token, or
+/// one head of a token: Gemma's and Qwen 3's per-head Q/K norms).
+pub fn norm_rows_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(weight.len()) {
+        rms_norm_in_place(row, Some(weight), eps);
+    }
+}
+
+/// RoPE on every head of every token of `x` (`dim` values per token), token `t` with the
+/// `t`-th row of `cos_sin` (as `Rope::cos_sin_batch` writes it).
+pub fn rotate(rope: &Rope, cos_sin: &[f32], x: &mut [f32], dim: usize) {
+    let n_rot = rope.n_dims();
+    for (row, cs) in x.chunks_exact_mut(dim).zip(cos_sin.chunks_exact(n_rot)) {
+        rope.rotate_heads(row, cs);
     }
 }

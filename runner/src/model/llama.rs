@@ -18,7 +18,7 @@ use plan::compute::matmul_scratch_bytes;
 
 use super::activations::Activations;
 use super::attention::attention;
-use super::head::{OutputHead, norm_rows, with_placement};
+use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
 use super::hparams::rope;
 use super::layers::GatedMlp;
 use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
@@ -161,6 +161,7 @@ impl Model for Llama {
                 self.rope
                     .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
 
+                let n_layer = self.layers.len();
                 for (il, layer) in self.layers.iter().enumerate() {
                     if batch.interrupted() {
                         return Err(ModelError::Interrupted);
@@ -192,13 +193,26 @@ impl Model for Llama {
                         &mut s.attn,
                     )?;
                     layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                    add_assign(&mut s.x, &s.proj);
+                    // The last layer goes on with the rows that give output only.
+                    let n = if il + 1 == n_layer {
+                        keep_output_rows(batch, d, &mut s.x, &mut s.proj)
+                    } else {
+                        n
+                    };
+                    let rows = n * d;
+                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
 
-                    norm_rows(&s.x, &layer.ffn_norm, hp.eps, &mut s.xn);
-                    layer
-                        .mlp
-                        .forward(cpu, file, swiglu, &s.xn, n, &mut s.mlp, &mut s.proj)?;
-                    add_assign(&mut s.x, &s.proj);
+                    norm_rows(&s.x[..rows], &layer.ffn_norm, hp.eps, &mut s.xn[..rows]);
+                    layer.mlp.forward(
+                        cpu,
+                        file,
+                        swiglu,
+                        &s.xn[..rows],
+                        n,
+                        &mut s.mlp,
+                        &mut s.proj[..rows],
+                    )?;
+                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
                 }
 
                 let head = OutputHead {

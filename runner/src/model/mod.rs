@@ -16,6 +16,8 @@ mod hparams;
 pub mod layers;
 pub mod llama;
 pub mod pooling;
+pub mod qwen2;
+pub mod qwen3;
 pub mod weights;
 
 use std::sync::Arc;
@@ -379,6 +381,8 @@ type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelErr
 const ARCHITECTURES: &[(&str, Loader)] = &[
     ("llama", llama::Llama::load_boxed),
     ("gemma3", gemma3::Gemma3::load_boxed),
+    ("qwen2", qwen2::Qwen2::load_boxed),
+    ("qwen3", qwen3::Qwen3::load_boxed),
 ];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.

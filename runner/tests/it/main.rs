@@ -16,5 +16,6 @@ mod runner_service;
 mod served;
 mod structured;
 mod support;
+mod synthetic;
 mod tokenizer_refs;
 mod tools_cli;

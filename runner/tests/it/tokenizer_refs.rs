@@ -22,26 +22,25 @@ struct Modes {
 }
 
 fn check(model: TestModel) {
+    check_file(&model.path(), model.file_name(), "tokenizer-refs.json");
+}
+
+/// Our tokens against `refs` (a file of tests/data) for the model at `path`, whose file
+/// name `name` keys the references.
+fn check_file(path: &std::path::Path, name: &str, refs: &str) {
     let corpus: Vec<String> = serde_json::from_str(&data("tokenizer-corpus.json")).unwrap();
-    let mut refs: HashMap<String, serde_json::Value> =
-        serde_json::from_str(&data("tokenizer-refs.json")).unwrap();
-    let refs: Modes = serde_json::from_value(refs.remove(model.file_name()).unwrap()).unwrap();
-    let file = GgufFile::open(model.path()).unwrap();
+    let mut refs: HashMap<String, serde_json::Value> = serde_json::from_str(&data(refs)).unwrap();
+    let refs: Modes = serde_json::from_value(refs.remove(name).unwrap()).unwrap();
+    let file = GgufFile::open(path).unwrap();
     let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
     for (i, text) in corpus.iter().enumerate() {
         let plain = tokenizer.encode(text, true, false);
-        assert_eq!(
-            plain,
-            refs.plain[i],
-            "{}: plain tokens of {text:?}",
-            model.file_name()
-        );
+        assert_eq!(plain, refs.plain[i], "{}: plain tokens of {text:?}", name);
         let special = tokenizer.encode(text, true, true);
         assert_eq!(
-            special,
-            refs.special[i],
+            special, refs.special[i],
             "{}: special tokens of {text:?}",
-            model.file_name()
+            name
         );
 
         let mut stream = Utf8Stream::new();
@@ -55,12 +54,7 @@ fn check(model: TestModel) {
             decoded.push_str(&piece);
         }
         decoded.push_str(&stream.finish());
-        assert_eq!(
-            &decoded,
-            text,
-            "{}: decode(encode(text))",
-            model.file_name()
-        );
+        assert_eq!(&decoded, text, "{}: decode(encode(text))", name);
     }
 }
 
@@ -72,4 +66,16 @@ fn smollm2_tokens_equal_llama_cpp() {
 #[test]
 fn gemma3_tokens_equal_llama_cpp() {
     check(TestModel::Gemma3);
+}
+
+/// The `qwen2` and `llama-bpe` pre-tokenizers (SmolLM2's vocabulary in the synthetic
+/// models of `scripts/make-synthetic-models.py`), against `llama-tokenize`
+/// (`tokenizer-refs-synthetic.json`, from `scripts/make-synthetic-refs.sh`).
+#[test]
+fn synthetic_pre_tokenizers_equal_llama_cpp() {
+    for arch in ["qwen2", "llama"] {
+        let path = e2e::synthetic_model(arch, "F32");
+        let name = format!("{arch}-synthetic-F32.gguf");
+        check_file(&path, &name, "tokenizer-refs-synthetic.json");
+    }
 }

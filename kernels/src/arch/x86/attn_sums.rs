@@ -44,6 +44,45 @@ pub(crate) unsafe fn dot_ggml_avx512(a: &[f32], b: &[f32]) -> f32 {
     reduce16_512(_mm512_add_ps(s0, s1))
 }
 
+/// llamafile `tinyBLAS`'s dot (AVX-512 build): one vector of 16 partial sums over
+/// `i mod 16`, one fused multiply-add per step, reduced as `_mm512_reduce_add_ps`.
+///
+/// # Safety
+///
+/// AVX-512 F; `a` and `b` have the same length, a multiple of 16.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn dot_tiled_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    for i in (0..a.len()).step_by(16) {
+        // SAFETY: `i + 16 <= len` for both slices (the caller's contract).
+        unsafe {
+            let x = _mm512_loadu_ps(a.as_ptr().add(i));
+            let y = _mm512_loadu_ps(b.as_ptr().add(i));
+            acc = _mm512_fmadd_ps(x, y, acc);
+        }
+    }
+    reduce16_512(acc)
+}
+
+/// [`dot_tiled_avx512`] with AVX2: the 16 partial sums as two halves.
+///
+/// # Safety
+///
+/// AVX2 and FMA; `a` and `b` have the same length, a multiple of 16.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_tiled_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for i in (0..a.len()).step_by(16) {
+        // SAFETY: `i + 16 <= len` for both slices (the caller's contract).
+        unsafe {
+            let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
+            lo = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), lo);
+            hi = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), hi);
+        }
+    }
+    reduce16(lo, hi)
+}
+
 /// [`dot_ggml_avx512`] with AVX2.
 ///
 /// # Safety

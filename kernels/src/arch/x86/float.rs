@@ -1,4 +1,5 @@
-//! F32 and F16 weight rows times f32 activations, with AVX2+FMA and AVX-512.
+//! F16 weight rows times f32 activations, with AVX2+FMA and AVX-512 (F32 rows add in
+//! llama.cpp's orders, in `attn_sums`).
 
 use std::arch::x86_64::*;
 
@@ -56,7 +57,6 @@ macro_rules! float_dot_avx2 {
     };
 }
 
-float_dot_avx2!(dot_f32_avx2, f32, load8, |v: f32| v);
 float_dot_avx2!(dot_f16_avx2, f16, load8_f16, f16::to_f32);
 
 /// Loads 16 f32.
@@ -109,5 +109,4 @@ macro_rules! float_dot_avx512 {
     };
 }
 
-float_dot_avx512!(dot_f32_avx512, f32, load16, |v: f32| v);
 float_dot_avx512!(dot_f16_avx512, f16, load16_f16, f16::to_f32);

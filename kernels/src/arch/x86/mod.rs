@@ -111,6 +111,20 @@ pub(crate) fn dot_ggml_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
     unsafe { attn_sums::dot_ggml_avx512(a, b) }
 }
 
+/// llamafile `tinyBLAS`'s dot over whole steps of 16, AVX2.
+pub(crate) fn dot_tiled_avx2(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
+    // SAFETY: the token proves AVX2 and FMA; equal lengths, a multiple of 16.
+    unsafe { attn_sums::dot_tiled_avx2(a, b) }
+}
+
+/// llamafile `tinyBLAS`'s dot over whole steps of 16, AVX-512.
+pub(crate) fn dot_tiled_avx512(_: Avx512Token, a: &[f32], b: &[f32]) -> f32 {
+    assert!(a.len() == b.len() && a.len().is_multiple_of(16));
+    // SAFETY: the token proves AVX-512 F; equal lengths, a multiple of 16.
+    unsafe { attn_sums::dot_tiled_avx512(a, b) }
+}
+
 /// Checks that `w.len()` rows of `stride` (the last one `out` long) fit in `rows`.
 fn check_rows(w: &[f32], rows: &[f32], stride: usize, out: &[f32]) {
     let need = w.len().checked_sub(1).map_or(0, |l| l * stride + out.len());
@@ -194,16 +208,8 @@ entry!(
     q6_k_avx2, Avx2Token, kquants::dot_q6_k, BlockQ6K, BlockQ8K
 );
 entry!(
-    /// F32 x f32, AVX2.
-    f32_avx2, Avx2Token, float::dot_f32_avx2, f32, f32
-);
-entry!(
     /// F16 x f32, AVX2.
     f16_avx2, Avx2Token, float::dot_f16_avx2, f16, f32
-);
-entry!(
-    /// F32 x f32, AVX-512.
-    f32_avx512, Avx512Token, float::dot_f32_avx512, f32, f32
 );
 entry!(
     /// F16 x f32, AVX-512.

@@ -8,6 +8,7 @@
 pub mod gemma3;
 mod hparams;
 pub mod llama;
+pub mod qwen;
 
 use gguf::GgufFile;
 
@@ -54,7 +55,12 @@ impl RopeSpec {
 type Planner = fn(&GgufFile) -> Result<ArchPlan, PlanError>;
 
 /// The architectures we run, by `general.architecture`.
-const ARCHITECTURES: &[(&str, Planner)] = &[("llama", llama::plan), ("gemma3", gemma3::plan)];
+const ARCHITECTURES: &[(&str, Planner)] = &[
+    ("llama", llama::plan),
+    ("gemma3", gemma3::plan),
+    ("qwen2", qwen::plan),
+    ("qwen3", qwen::plan),
+];
 
 /// The memory plan of the model in `file`, from its metadata alone.
 pub fn plan(file: &GgufFile) -> Result<ArchPlan, PlanError> {

@@ -1,0 +1,261 @@
+//! The architectures no real test model covers (Qwen 2, Qwen 3, Llama 3 with its RoPE
+//! scaling), on tiny random models in F32, Q8_0 and Q4_0 (`scripts/make-synthetic-models.py`,
+//! written on first use), against llama.cpp's reference path.
+//!
+//! References: `tests/data/synthetic-refs/{arch}-synthetic-{type}.json`, written by
+//! `scripts/make-synthetic-refs.sh` through `scripts/peer/llama_ref.c` (K/V cache F32,
+//! flash attention off, 2 threads, ggml's reference kernels). Each holds the tokens of a
+//! prompt cut to 100, the hash of all the logits after it, the 50 largest and 20 fixed
+//! logits, and 32 greedy tokens. We assert the prompt tokens, the greedy tokens and the
+//! logits: bit for bit (equal hashes), but for qwen2 in F32 (within 1e-6, see [`exact`])
+//! and in Q8_0 (open, see [`qwen2_q8_0_matches_llama_cpp`]).
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use runner::kvcache::KvConfig;
+use runner::model::{self, Batch, LoadOptions, Logits, Model};
+use runner::tokenizer::{TokenId, Tokenizer};
+
+use crate::support::{generate, reference_cache};
+
+const ARCHS: [&str; 3] = ["qwen2", "qwen3", "llama"];
+const TYPES: [&str; 3] = ["F32", "Q8_0", "Q4_0"];
+const THREADS: usize = 2;
+
+/// Whether our logits after the prompt equal llama.cpp's bit for bit.
+///
+/// They do on every model but qwen2's: its F32 model stays within [`TOLERANCE`] (3e-7
+/// today) and its Q8_0 model is further off (see [`qwen2_q8_0_matches_llama_cpp`]). The
+/// cause is its 32-wide heads, the only ones under 64 here: the same model with 64-wide
+/// heads matches bit for bit in F32, and without its QKV biases still differs. Suspects:
+/// `q·k` over fewer values than one 64-wide step of `ggml_vec_dot_f32` (all in its
+/// scalar remainder loop), NeoX RoPE over 32 dimensions, the weighted sum of values over
+/// 32 outputs (issue 19).
+fn exact(arch: &str, ty: &str) -> bool {
+    !(arch == "qwen2" && ty == "F32")
+}
+
+/// The largest logit error allowed where the logits are not bit for bit equal, relative
+/// to the largest logit.
+const TOLERANCE: f32 = 1e-6;
+
+#[derive(serde::Deserialize)]
+struct Refs {
+    cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    prompt: String,
+    prompt_ids: Vec<TokenId>,
+    first_logits: FirstLogits,
+    generated_ids: Vec<TokenId>,
+}
+
+#[derive(serde::Deserialize)]
+struct FirstLogits {
+    n_vocab: usize,
+    logits_fnv1a: String,
+    top_ids: Vec<usize>,
+    top_logits: Vec<f32>,
+    fixed_ids: Vec<usize>,
+    fixed_logits: Vec<f32>,
+}
+
+fn refs(arch: &str, ty: &str) -> Refs {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/data/synthetic-refs/{arch}-synthetic-{ty}.json"
+    ));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The tokenizer and the model of a synthetic model, on [`THREADS`] threads, sized for
+/// `kv`.
+fn load(arch: &str, ty: &str, kv: KvConfig) -> (Tokenizer, Box<dyn Model>) {
+    let file = Arc::new(GgufFile::open(e2e::synthetic_model(arch, ty)).unwrap());
+    let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
+    let options = LoadOptions {
+        threads: THREADS,
+        kv,
+    };
+    (tokenizer, model::load(file, &options).unwrap())
+}
+
+/// FNV-1a, 64 bits, over the little-endian bytes of `values` (as `llama_ref.c` hashes).
+fn fnv1a(values: &[f32]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in values.iter().flat_map(|v| v.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The largest `|ours - llama.cpp|` over the stored ids, relative to llama.cpp's largest
+/// logit.
+fn logit_error(fl: &FirstLogits, ours: &[f32]) -> f32 {
+    let ids = fl.top_ids.iter().chain(&fl.fixed_ids);
+    let want = fl.top_logits.iter().chain(&fl.fixed_logits);
+    let scale = fl.top_logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    ids.zip(want)
+        .map(|(&id, &w)| (ours[id] - w).abs() / scale)
+        .fold(0.0, f32::max)
+}
+
+/// Our tokens for a reference's prompt: its text encoded, cut as llama_ref.c cut it.
+fn prompt_tokens(tokenizer: &Tokenizer, case: &Case) -> Vec<TokenId> {
+    let mut prompt = tokenizer.encode(&case.prompt, true, true);
+    prompt.truncate(case.prompt_ids.len());
+    prompt
+}
+
+fn matches_llama_cpp(arch: &str, types: &[&str]) {
+    for &ty in types {
+        let refs = refs(arch, ty);
+        let (tokenizer, mut model) = load(arch, ty, reference_cache());
+        assert_eq!(model.architecture(), arch);
+        let exact = exact(arch, ty);
+        for case in &refs.cases {
+            let prompt = prompt_tokens(&tokenizer, case);
+            assert_eq!(prompt, case.prompt_ids, "{arch} {ty}: prompt tokens");
+            assert_eq!(prompt.len(), 100, "{arch} {ty}: the prompt is cut to 100");
+            let n = case.generated_ids.len();
+            let generation = generate(model.as_mut(), &tokenizer, &prompt, n, reference_cache());
+            let fl = &case.first_logits;
+            assert_eq!(generation.first_logits.len(), fl.n_vocab);
+            let err = logit_error(fl, &generation.first_logits);
+            let hash = fnv1a(&generation.first_logits);
+            println!(
+                "{arch} {ty}: logit error {err:e}, hash {hash} (llama.cpp {})",
+                fl.logits_fnv1a
+            );
+            if exact {
+                assert_eq!(
+                    hash, fl.logits_fnv1a,
+                    "{arch} {ty}: the logits are not llama.cpp's bit for bit (error {err:e})"
+                );
+            } else {
+                assert!(err <= TOLERANCE, "{arch} {ty}: logit error {err:e}");
+            }
+            let agree = (generation.generated.iter().zip(&case.generated_ids))
+                .take_while(|(a, b)| a == b)
+                .count();
+            assert_eq!(
+                generation.generated, case.generated_ids,
+                "{arch} {ty}: the greedy continuation parts from llama.cpp's after {agree} tokens"
+            );
+        }
+    }
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    matches_llama_cpp("qwen2", &["F32", "Q4_0"]);
+}
+
+/// Open (issue 19): on the Q8_0 qwen2 model our logits differ from llama.cpp's by 7e-3
+/// (relative), while the same model in F32 and Q4_0, qwen2 variants without the QKV
+/// biases or with 64-wide heads in Q8_0, and qwen3 and llama in Q8_0 all match: a rare
+/// rounding event, probably one Q8_0 activation quantized the other way after an f32
+/// step that adds in another order.
+#[test]
+#[ignore = "open: qwen2 Q8_0 differs from llama.cpp by 7e-3 (issue 19)"]
+fn qwen2_q8_0_matches_llama_cpp() {
+    matches_llama_cpp("qwen2", &["Q8_0"]);
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    matches_llama_cpp("qwen3", &TYPES);
+}
+
+#[test]
+fn llama3_matches_llama_cpp() {
+    matches_llama_cpp("llama", &TYPES);
+}
+
+/// Flash attention (F32 and F16 cache) gives the reference path's greedy tokens on the
+/// F32 model of every architecture.
+#[test]
+fn flash_attention_gives_the_reference_greedy_tokens() {
+    for arch in ARCHS {
+        let refs = refs(arch, "F32");
+        let case = &refs.cases[0];
+        for flash in [
+            KvConfig {
+                flash_attention: true,
+                ..reference_cache()
+            },
+            KvConfig {
+                num_batch: 1024,
+                ..KvConfig::new(2048)
+            },
+        ] {
+            let (tokenizer, mut model) = load(arch, "F32", flash);
+            let prompt = prompt_tokens(&tokenizer, case);
+            let n = case.generated_ids.len();
+            let generation = generate(model.as_mut(), &tokenizer, &prompt, n, flash);
+            assert_eq!(
+                generation.generated, case.generated_ids,
+                "{arch} F32 with {:?}/{:?} K/V, flash attention",
+                flash.type_k, flash.type_v
+            );
+        }
+    }
+}
+
+/// Each synthetic model loads as its architecture, with the cache layout its heads imply,
+/// and a batch of several sequences gives each the logits it gets alone.
+#[test]
+fn synthetic_models_load_with_their_shapes() {
+    // (arch, K/V width per token, query heads × head size)
+    for (arch, kv_dim) in [("qwen2", 2 * 32), ("qwen3", 8 * 64), ("llama", 2 * 64)] {
+        for ty in TYPES {
+            let (_, mut model) = load(arch, ty, KvConfig::reference(64));
+            assert_eq!(model.architecture(), arch);
+            assert_eq!(model.n_vocab(), 49152);
+            let layout = model.kv_layout();
+            assert_eq!(
+                (layout.k_dim, layout.v_dim),
+                (kv_dim, kv_dim),
+                "{arch} {ty}"
+            );
+            assert_eq!(layout.windows.len(), 3);
+            let plan = model::plan(&GgufFile::open(e2e::synthetic_model(arch, ty)).unwrap());
+            assert_eq!(plan.unwrap().kv, layout, "{arch} {ty}: the plan's layout");
+
+            let config = KvConfig {
+                num_parallel: 2,
+                ..KvConfig::reference(64)
+            };
+            let mut cache = model::new_cache(model.as_ref(), config).unwrap();
+            let (mut batch, mut logits) = (Batch::new(), Logits::new());
+            let seqs: [&[TokenId]; 2] = [&[10, 20, 30], &[40, 50]];
+            for (seq, tokens) in seqs.iter().enumerate() {
+                for (pos, &t) in tokens.iter().enumerate() {
+                    batch.push(t, pos as i32, seq, pos + 1 == tokens.len());
+                }
+            }
+            model.forward(&batch, &mut cache, &mut logits).unwrap();
+            let together: Vec<Vec<f32>> = logits.rows().map(|(_, r)| r.to_vec()).collect();
+            assert!(together.iter().flatten().all(|v| v.is_finite()));
+            for (seq, tokens) in seqs.iter().enumerate() {
+                let mut alone = model::new_cache(model.as_ref(), config).unwrap();
+                batch.clear();
+                for (pos, &t) in tokens.iter().enumerate() {
+                    batch.push(t, pos as i32, 0, pos + 1 == tokens.len());
+                }
+                model.forward(&batch, &mut alone, &mut logits).unwrap();
+                let err = (logits.last().unwrap().iter().zip(&together[seq]))
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "{arch} {ty}: sequence {seq} batched moves by {err}"
+                );
+            }
+        }
+    }
+}
