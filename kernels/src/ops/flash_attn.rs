@@ -8,7 +8,7 @@
 //! (its sequences, causality, a sliding window). Per block the call:
 //!
 //! 1. works out which rows see which cells, and skips the block when no row sees any;
-//! 2. scores the visible (row, cell) pairs, `scale · q·k`: f32 keys with
+//! 2. scores the visible (row, cell) pairs, `scale · q·k` ([`Scores`]): f32 keys with
 //!    [`crate::ops::dot_f32_ggml_isa`], f16 keys with [`crate::dot::vec_dot_f16_f32`],
 //!    quantized keys with the SIMD dots of [`crate::dot`] against the query rows quantized
 //!    once per call to the key type's activation type (Q8_0 or Q8_1), as llama.cpp does;
@@ -299,13 +299,44 @@ pub struct QueryRows<'a> {
     pub seq: &'a [u64],
 }
 
+/// How a call turns `q·k` into a score: `scale · q·k`, soft-capped to
+/// `(-softcap, softcap)` when set (Gemma 2's attention logit soft-capping), as
+/// llama.cpp's flash attention does: `softcap · tanh(q·k · scale / softcap)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scores {
+    /// The factor on `q·k`.
+    pub scale: f32,
+    /// The soft cap, when the model has one.
+    pub softcap: Option<f32>,
+}
+
+impl From<f32> for Scores {
+    fn from(scale: f32) -> Self {
+        Self {
+            scale,
+            softcap: None,
+        }
+    }
+}
+
+impl Scores {
+    /// The score of a dot product `d`.
+    #[inline]
+    fn of(self, d: f32) -> f32 {
+        match self.softcap {
+            None => self.scale * d,
+            Some(cap) => cap * (d * (self.scale / cap)).tanh(),
+        }
+    }
+}
+
 /// The inputs of one call, checked.
 struct Call<'a> {
     rows: QueryRows<'a>,
     keys: HeadRows<'a>,
     values: HeadRows<'a>,
     mask: CellMask<'a>,
-    scale: f32,
+    scores: Scores,
 }
 
 /// Accumulates into `state` the attention of every query row over the cells of `cells`
@@ -325,12 +356,12 @@ pub fn flash_attn(
     keys: &HeadRows<'_>,
     values: &HeadRows<'_>,
     mask: &CellMask<'_>,
-    scale: f32,
+    scale: impl Into<Scores>,
     cells: Range<usize>,
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    let call = checked(rows, keys, values, mask, scale, state)?;
+    let call = checked(rows, keys, values, mask, scale.into(), state)?;
     if cells.start > cells.end || cells.end > keys.n_cells {
         return Err(FlashAttnError::CellRange {
             start: cells.start,
@@ -358,12 +389,12 @@ pub fn flash_attn_list(
     keys: &HeadRows<'_>,
     values: &HeadRows<'_>,
     mask: &CellMask<'_>,
-    scale: f32,
+    scale: impl Into<Scores>,
     cells: &[u32],
     scratch: &mut FlashScratch,
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
-    let call = checked(rows, keys, values, mask, scale, state)?;
+    let call = checked(rows, keys, values, mask, scale.into(), state)?;
     if let Some(&cell) = cells
         .iter()
         .find(|&&c| c != NO_CELL && c as usize >= keys.n_cells)
@@ -382,7 +413,7 @@ fn checked<'a>(
     keys: &HeadRows<'a>,
     values: &HeadRows<'a>,
     mask: &CellMask<'a>,
-    scale: f32,
+    scores: Scores,
     state: &FlashState,
 ) -> Result<Call<'a>, FlashAttnError> {
     check_shapes(rows, keys, values, mask, state)?;
@@ -391,7 +422,7 @@ fn checked<'a>(
         keys: *keys,
         values: *values,
         mask: *mask,
-        scale,
+        scores,
     })
 }
 
@@ -599,7 +630,7 @@ fn score_block<K: KeyKind>(
             }
             for (u, &d) in dots.iter().enumerate().take(t) {
                 scores[(r + u) * FLASH_BLOCK + i] = if sees(u) {
-                    call.scale * d
+                    call.scores.of(d)
                 } else {
                     f32::NEG_INFINITY
                 };

@@ -49,7 +49,7 @@ pub(crate) use expf::expf_consts;
 pub use expf::{exp_sum_isa, expf_ggml, silu_mul_isa};
 pub use flash_attn::{
     CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadRows, NO_CELL, QueryRows,
-    flash_attn, flash_attn_list,
+    Scores, flash_attn, flash_attn_list,
 };
 pub use hadamard::hadamard_in_place;
 pub use norm::{layer_norm, layer_norm_in_place, rms_norm, rms_norm_in_place};

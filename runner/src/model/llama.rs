@@ -1,228 +1,55 @@
 //! Llama (and the models that share its GGUF layout: Llama 2/3, Mistral, SmolLM2).
 //!
 //! Per token: embedding lookup; per layer, RMSNorm → Q/K/V projections → RoPE (normal,
-//! adjacent-pair layout) on Q and K → causal grouped-query attention → output projection
-//! → residual add → RMSNorm → SwiGLU feed-forward → residual add; then the final RMSNorm
-//! and the output head (`output.weight`, or the embedding table when the file ties them);
-//! a batch that asks for embeddings gets the rows after the final RMSNorm.
-//! The order of operations is llama.cpp's (`src/models/llama.cpp`), so with the kernels'
-//! llama.cpp arithmetic our logits are its, bit for bit. The hyper-parameters are read by
-//! `plan::arch::llama`, which the supervisor's estimate shares.
+//! adjacent-pair layout, with Llama 3.1's per-pair frequency factors `rope_freqs.weight`
+//! when the file has them) on Q and K → causal grouped-query attention → output
+//! projection → residual add → RMSNorm → SwiGLU feed-forward → residual add; then the
+//! final RMSNorm and the output head (`output.weight`, or the embedding table when the
+//! file ties them). The order of operations is llama.cpp's (`src/models/llama.cpp`); the
+//! hyper-parameters are read by `plan::arch::llama`, which the supervisor's estimate
+//! shares.
+//! References: Touvron et al., "LLaMA" (2023); Meta, "The Llama 3 Herd of Models" (2024).
 
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, add_assign, swiglu};
+use kernels::ops::{RopeLayout, swiglu};
 use plan::arch::llama::HyperParams;
-use plan::compute::matmul_scratch_bytes;
 
-use super::activations::Activations;
-use super::attention::attention;
-use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
+use super::decoder::{Block, Decoder, Parts, Recipe};
 use super::hparams::rope;
-use super::layers::GatedMlp;
-use super::weights::{Cpu, Embedding, Linear, vector, vector_opt};
-use super::{Batch, LoadOptions, Logits, Model, ModelError};
-use crate::kvcache::{KvCache, KvLayout};
+use super::weights::vector_opt;
+use super::{LoadOptions, Model, ModelError};
 
-/// One transformer block's weights.
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
-    ffn_norm: Vec<f32>,
-    mlp: GatedMlp,
-}
-
-/// A loaded llama model.
-pub struct Llama {
-    file: Arc<GgufFile>,
-    hp: HyperParams,
-    embd: Embedding,
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>,
-    output: Linear,
-    rope: Rope,
-    cpu: Cpu,
-    act: Activations,
-    kv_layout: KvLayout,
-}
-
-/// The rotary embedding of `hp`, with the per-pair frequency factors of
-/// `rope_freqs.weight` when present (Llama 3.1).
-fn read_rope(file: &GgufFile, hp: &HyperParams) -> Result<Rope, ModelError> {
-    let head_dim = hp.attn.head_dim_k;
-    let factors = vector_opt(file, "rope_freqs.weight", hp.rope.n_rot / 2)?;
-    rope(&hp.rope, head_dim, RopeLayout::Normal, factors.as_deref())
-}
-
-impl Llama {
-    /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
-    pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
-        let hp = HyperParams::read(&file)?;
-        let (n_layer, n_embd, a) = (hp.n_layer, hp.n_embd, hp.attn);
-        let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
-        let mut layers = Vec::with_capacity(n_layer);
-        for i in 0..n_layer {
-            let p = format!("blk.{i}");
-            layers.push(Layer {
-                attn_norm: vector(&file, &format!("{p}.attn_norm.weight"), n_embd)?,
-                wq: Linear::load(&file, &format!("{p}.attn_q"), n_embd, a.q_dim())?,
-                wk: Linear::load(&file, &format!("{p}.attn_k"), n_embd, a.k_dim())?,
-                wv: Linear::load(&file, &format!("{p}.attn_v"), n_embd, a.v_dim())?,
-                wo: Linear::load(&file, &format!("{p}.attn_output"), a.out_dim(), n_embd)?,
-                ffn_norm: vector(&file, &format!("{p}.ffn_norm.weight"), n_embd)?,
-                mlp: GatedMlp::load(&file, &format!("{p}.ffn"), n_embd, hp.n_ff)?,
-            });
-        }
-        let output_norm = vector(&file, "output_norm.weight", n_embd)?;
-        let output = match file.tensor("output.weight") {
-            Some(_) => Linear::load_weight(&file, "output.weight", n_embd, embd.n_vocab())?,
-            None => embd.as_linear()?,
-        };
-        let rope = read_rope(&file, &hp)?;
-        let plan = hp.plan();
-        let compute = options.compute();
-        Ok(Self {
-            hp,
-            embd,
-            layers,
-            output_norm,
-            output,
-            rope,
-            cpu: Cpu::new(
-                options.threads,
-                matmul_scratch_bytes(&file, compute.num_batch),
-            )?,
-            act: Activations::new(&plan.dims, &compute),
-            kv_layout: plan.kv,
-            file,
-        })
-    }
-
-    /// [`Llama::load`], boxed for the architecture table.
-    pub fn load_boxed(
-        file: Arc<GgufFile>,
-        options: &LoadOptions,
-    ) -> Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(Self::load(file, options)?))
-    }
-}
-
-impl Model for Llama {
-    fn architecture(&self) -> &'static str {
-        "llama"
-    }
-
-    fn n_vocab(&self) -> usize {
-        self.embd.n_vocab()
-    }
-
-    fn n_embd(&self) -> usize {
-        self.hp.n_embd
-    }
-
-    fn train_ctx(&self) -> usize {
-        self.hp.train_ctx
-    }
-
-    fn kv_layout(&self) -> KvLayout {
-        self.kv_layout.clone()
-    }
-
-    fn scratch_bytes(&self) -> usize {
-        self.act.bytes() + self.cpu.scratch_bytes()
-    }
-
-    fn forward(
-        &mut self,
-        batch: &Batch,
-        cache: &mut KvCache,
-        out: &mut Logits,
-    ) -> Result<(), ModelError> {
-        let rope = &self.rope;
-        with_placement(
-            cache,
-            &self.kv_layout,
-            batch,
-            |_| rope,
-            |cache, placement| {
-                let n = batch.len();
-                let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
-                let (d, a) = (hp.n_embd, &hp.attn);
-                let n_rot = self.rope.n_dims();
-                s.resize(n);
-
-                for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-                    self.embd.lookup(file, token, row)?;
-                }
-                self.rope
-                    .cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
-
-                let n_layer = self.layers.len();
-                for (il, layer) in self.layers.iter().enumerate() {
-                    if batch.interrupted() {
-                        return Err(ModelError::Interrupted);
-                    }
-                    norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-                    layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-                    layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-                    layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-                    for t in 0..n {
-                        let cs = &s.cos_sin[0][t * n_rot..(t + 1) * n_rot];
-                        self.rope
-                            .rotate_heads(&mut s.q[t * a.q_dim()..(t + 1) * a.q_dim()], cs);
-                        self.rope
-                            .rotate_heads(&mut s.k[t * a.k_dim()..(t + 1) * a.k_dim()], cs);
-                    }
-                    let isa = cpu.isa();
-                    attention(
-                        cpu.pool(),
-                        isa,
-                        a,
-                        cache,
-                        il,
-                        placement,
-                        batch,
-                        &mut s.q,
-                        &mut s.k,
-                        &mut s.v,
-                        &mut s.attention,
-                        &mut s.attn,
-                    )?;
-                    layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                    // The last layer goes on with the rows that give output only.
-                    let n = if il + 1 == n_layer {
-                        keep_output_rows(batch, d, &mut s.x, &mut s.proj)
-                    } else {
-                        n
-                    };
-                    let rows = n * d;
-                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
-
-                    norm_rows(&s.x[..rows], &layer.ffn_norm, hp.eps, &mut s.xn[..rows]);
-                    layer.mlp.forward(
-                        cpu,
-                        file,
-                        swiglu,
-                        &s.xn[..rows],
-                        n,
-                        &mut s.mlp,
-                        &mut s.proj[..rows],
-                    )?;
-                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
-                }
-
-                let head = OutputHead {
-                    norm: &self.output_norm,
-                    eps: hp.eps,
-                    output: &self.output,
-                };
-                head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-                Ok(())
-            },
-        )
-    }
+/// Loads a llama model: the decoder with llama's blocks.
+pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {
+    let hp = HyperParams::read(&file)?;
+    let a = hp.attn;
+    let blocks = (0..hp.n_layer)
+        .map(|i| Block::standard(&file, i, hp.n_embd, hp.n_ff, &a))
+        .collect::<Result<_, _>>()?;
+    let factors = vector_opt(&file, "rope_freqs.weight", hp.rope.n_rot / 2)?;
+    let rope = rope(
+        &hp.rope,
+        a.head_dim_k,
+        RopeLayout::Normal,
+        factors.as_deref(),
+    )?;
+    let recipe = Recipe {
+        name: "llama",
+        n_embd: hp.n_embd,
+        eps: hp.eps,
+        train_ctx: hp.train_ctx,
+        attn: a,
+        embd_scale: None,
+        query_scale: None,
+        act: swiglu,
+        final_softcap: None,
+    };
+    let parts = Parts {
+        blocks,
+        ropes: vec![rope],
+        plan: hp.plan(),
+    };
+    Ok(Box::new(Decoder::new(file, options, recipe, parts)?))
 }

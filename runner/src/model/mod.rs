@@ -10,7 +10,8 @@
 
 pub mod activations;
 pub mod attention;
-pub mod gemma3;
+pub mod decoder;
+pub mod gemma;
 mod head;
 mod hparams;
 pub mod layers;
@@ -379,10 +380,11 @@ type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelErr
 /// The architectures we run, by `general.architecture` (their hyper-parameters and
 /// memory plans are read by `plan::arch`, which knows the same names).
 const ARCHITECTURES: &[(&str, Loader)] = &[
-    ("llama", llama::Llama::load_boxed),
-    ("gemma3", gemma3::Gemma3::load_boxed),
-    ("qwen2", qwen2::Qwen2::load_boxed),
-    ("qwen3", qwen3::Qwen3::load_boxed),
+    ("llama", llama::load),
+    ("gemma2", gemma::load),
+    ("gemma3", gemma::load),
+    ("qwen2", qwen2::load),
+    ("qwen3", qwen3::load),
 ];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.

@@ -7,221 +7,44 @@
 //! (NeoX layout) on Q and K → causal grouped-query attention scaled by
 //! `1/sqrt(head_dim)` → output projection → residual add → RMSNorm → SwiGLU feed-forward
 //! → residual add; then the final RMSNorm and the output head (`output.weight`, or the
-//! embedding table when the file ties them). A batch that asks for embeddings gets the
-//! rows after the final RMSNorm.
-//!
-//! The order of operations is llama.cpp's (`src/models/qwen3.cpp`), so with the kernels'
-//! llama.cpp arithmetic our logits are its. The hyper-parameters are read by
-//! `plan::arch::qwen`, which the supervisor's estimate shares.
+//! embedding table when the file ties them). The order of operations is llama.cpp's
+//! (`src/models/qwen3.cpp`); the hyper-parameters are read by `plan::arch::qwen`.
 //! Reference: Qwen Team, "Qwen3 Technical Report" (2025).
 
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, RopeLayout, add_assign, swiglu};
+use kernels::ops::{RopeLayout, swiglu};
 use plan::arch::qwen::HyperParams;
-use plan::compute::matmul_scratch_bytes;
 
-use super::activations::Activations;
-use super::attention::attention;
-use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
+use super::decoder::{Block, Decoder, Parts, Recipe};
 use super::hparams::rope;
-use super::layers::{GatedMlp, norm_rows_in_place, rotate};
-use super::weights::{Cpu, Embedding, Linear, vector};
-use super::{Batch, LoadOptions, Logits, Model, ModelError};
-use crate::kvcache::{KvCache, KvLayout};
+use super::{LoadOptions, Model, ModelError};
 
-/// One transformer block's weights.
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    /// RMSNorm weights of one query head and of one key head (`head_dim` values each).
-    q_norm: Vec<f32>,
-    k_norm: Vec<f32>,
-    wo: Linear,
-    ffn_norm: Vec<f32>,
-    mlp: GatedMlp,
-}
-
-/// A loaded Qwen 3 model.
-pub struct Qwen3 {
-    file: Arc<GgufFile>,
-    hp: HyperParams,
-    embd: Embedding,
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>,
-    output: Linear,
-    rope: Rope,
-    cpu: Cpu,
-    act: Activations,
-    kv_layout: KvLayout,
-}
-
-impl Qwen3 {
-    /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
-    pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
-        let hp = HyperParams::read(&file)?;
-        let (n_embd, a) = (hp.n_embd, hp.attn);
-        let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
-        let mut layers = Vec::with_capacity(hp.n_layer);
-        for i in 0..hp.n_layer {
-            let p = format!("blk.{i}");
-            let norm = |name: &str, len| vector(&file, &format!("{p}.{name}.weight"), len);
-            layers.push(Layer {
-                attn_norm: norm("attn_norm", n_embd)?,
-                wq: Linear::load(&file, &format!("{p}.attn_q"), n_embd, a.q_dim())?,
-                wk: Linear::load(&file, &format!("{p}.attn_k"), n_embd, a.k_dim())?,
-                wv: Linear::load(&file, &format!("{p}.attn_v"), n_embd, a.v_dim())?,
-                q_norm: norm("attn_q_norm", a.head_dim_k)?,
-                k_norm: norm("attn_k_norm", a.head_dim_k)?,
-                wo: Linear::load(&file, &format!("{p}.attn_output"), a.out_dim(), n_embd)?,
-                ffn_norm: norm("ffn_norm", n_embd)?,
-                mlp: GatedMlp::load(&file, &format!("{p}.ffn"), n_embd, hp.n_ff)?,
-            });
-        }
-        let output_norm = vector(&file, "output_norm.weight", n_embd)?;
-        let output = match file.tensor("output.weight") {
-            Some(_) => Linear::load_weight(&file, "output.weight", n_embd, embd.n_vocab())?,
-            None => embd.as_linear()?,
-        };
-        let rope = rope(&hp.rope, a.head_dim_k, RopeLayout::NeoX, None)?;
-        let plan = hp.plan();
-        let compute = options.compute();
-        Ok(Self {
-            hp,
-            embd,
-            layers,
-            output_norm,
-            output,
-            rope,
-            cpu: Cpu::new(
-                options.threads,
-                matmul_scratch_bytes(&file, compute.num_batch),
-            )?,
-            act: Activations::new(&plan.dims, &compute),
-            kv_layout: plan.kv,
-            file,
+/// Loads a Qwen 3 model: llama's blocks with per-head Q/K norms.
+pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {
+    let hp = HyperParams::read(&file)?;
+    let a = hp.attn;
+    let blocks = (0..hp.n_layer)
+        .map(|i| {
+            Block::standard(&file, i, hp.n_embd, hp.n_ff, &a)?.with_qk_norm(&file, i, a.head_dim_k)
         })
-    }
-
-    /// [`Qwen3::load`], boxed for the architecture table.
-    pub fn load_boxed(
-        file: Arc<GgufFile>,
-        options: &LoadOptions,
-    ) -> Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(Self::load(file, options)?))
-    }
-}
-
-impl Model for Qwen3 {
-    fn architecture(&self) -> &'static str {
-        "qwen3"
-    }
-
-    fn n_vocab(&self) -> usize {
-        self.embd.n_vocab()
-    }
-
-    fn n_embd(&self) -> usize {
-        self.hp.n_embd
-    }
-
-    fn train_ctx(&self) -> usize {
-        self.hp.train_ctx
-    }
-
-    fn kv_layout(&self) -> KvLayout {
-        self.kv_layout.clone()
-    }
-
-    fn scratch_bytes(&self) -> usize {
-        self.act.bytes() + self.cpu.scratch_bytes()
-    }
-
-    fn forward(
-        &mut self,
-        batch: &Batch,
-        cache: &mut KvCache,
-        out: &mut Logits,
-    ) -> Result<(), ModelError> {
-        let rope = &self.rope;
-        with_placement(
-            cache,
-            &self.kv_layout,
-            batch,
-            |_| rope,
-            |cache, placement| {
-                let n = batch.len();
-                let (hp, file, s, cpu) = (&self.hp, &*self.file, &mut self.act, &mut self.cpu);
-                let (d, a) = (hp.n_embd, &hp.attn);
-                s.resize(n);
-
-                for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
-                    self.embd.lookup(file, token, row)?;
-                }
-                rope.cos_sin_batch(batch.positions(), &mut s.cos_sin[0]);
-
-                let n_layer = self.layers.len();
-                for (il, layer) in self.layers.iter().enumerate() {
-                    if batch.interrupted() {
-                        return Err(ModelError::Interrupted);
-                    }
-                    norm_rows(&s.x, &layer.attn_norm, hp.eps, &mut s.xn);
-                    layer.wq.forward(cpu, file, &s.xn, n, &mut s.q)?;
-                    layer.wk.forward(cpu, file, &s.xn, n, &mut s.k)?;
-                    layer.wv.forward(cpu, file, &s.xn, n, &mut s.v)?;
-                    norm_rows_in_place(&mut s.q, &layer.q_norm, hp.eps);
-                    rotate(rope, &s.cos_sin[0], &mut s.q, a.q_dim());
-                    norm_rows_in_place(&mut s.k, &layer.k_norm, hp.eps);
-                    rotate(rope, &s.cos_sin[0], &mut s.k, a.k_dim());
-                    let isa = cpu.isa();
-                    attention(
-                        cpu.pool(),
-                        isa,
-                        a,
-                        cache,
-                        il,
-                        placement,
-                        batch,
-                        &mut s.q,
-                        &mut s.k,
-                        &mut s.v,
-                        &mut s.attention,
-                        &mut s.attn,
-                    )?;
-                    layer.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
-                    // The last layer goes on with the rows that give output only.
-                    let n = if il + 1 == n_layer {
-                        keep_output_rows(batch, d, &mut s.x, &mut s.proj)
-                    } else {
-                        n
-                    };
-                    let rows = n * d;
-                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
-
-                    norm_rows(&s.x[..rows], &layer.ffn_norm, hp.eps, &mut s.xn[..rows]);
-                    layer.mlp.forward(
-                        cpu,
-                        file,
-                        swiglu,
-                        &s.xn[..rows],
-                        n,
-                        &mut s.mlp,
-                        &mut s.proj[..rows],
-                    )?;
-                    add_assign(&mut s.x[..rows], &s.proj[..rows]);
-                }
-
-                let head = OutputHead {
-                    norm: &self.output_norm,
-                    eps: hp.eps,
-                    output: &self.output,
-                };
-                head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
-                Ok(())
-            },
-        )
-    }
+        .collect::<Result<_, _>>()?;
+    let recipe = Recipe {
+        name: "qwen3",
+        n_embd: hp.n_embd,
+        eps: hp.eps,
+        train_ctx: hp.train_ctx,
+        attn: a,
+        embd_scale: None,
+        query_scale: None,
+        act: swiglu,
+        final_softcap: None,
+    };
+    let parts = Parts {
+        blocks,
+        ropes: vec![rope(&hp.rope, a.head_dim_k, RopeLayout::NeoX, None)?],
+        plan: hp.plan(),
+    };
+    Ok(Box::new(Decoder::new(file, options, recipe, parts)?))
 }

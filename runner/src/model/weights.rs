@@ -167,6 +167,28 @@ impl Linear {
         })
     }
 
+    /// The matrix cut by rows into `N` matrices of `parts[i]` rows (summing to
+    /// [`Linear::rows`]), each with its share of the bias: how a fused projection (Q, K
+    /// and V, or gate and up, stacked) is used. Each output row is the same dot product
+    /// as in the whole matrix, so the cut changes no bit.
+    pub fn split_rows<const N: usize>(&self, parts: [usize; N]) -> [Linear; N] {
+        debug_assert_eq!(parts.iter().sum::<usize>(), self.rows);
+        let row_bytes = self.cols / self.ty.block_size() * self.ty.type_size();
+        let mut first = 0;
+        parts.map(|rows| {
+            let start = self.range.start + first * row_bytes;
+            let part = Linear {
+                range: start..start + rows * row_bytes,
+                ty: self.ty,
+                rows,
+                cols: self.cols,
+                bias: self.bias.as_ref().map(|b| b[first..first + rows].to_vec()),
+            };
+            first += rows;
+            part
+        })
+    }
+
     /// Output features.
     pub fn rows(&self) -> usize {
         self.rows

@@ -54,6 +54,7 @@ pub(crate) fn attention_shape(file: &GgufFile, scale: f32) -> Result<AttentionSh
         head_dim_k: positive(md.arch_key("attention.key_length")?, md.key_length()?)?,
         head_dim_v: positive(md.arch_key("attention.value_length")?, md.value_length()?)?,
         scale,
+        softcap: None,
     })
 }
 

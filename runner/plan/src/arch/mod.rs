@@ -5,7 +5,7 @@
 //! The runner's model files read their hyper-parameters here and build the graph from
 //! them; the estimate uses the plan alone.
 
-pub mod gemma3;
+pub mod gemma;
 mod hparams;
 pub mod llama;
 pub mod qwen;
@@ -13,7 +13,7 @@ pub mod qwen;
 use gguf::GgufFile;
 
 use crate::PlanError;
-use crate::compute::ActivationDims;
+use crate::compute::{ActivationDims, AttentionShape};
 use crate::kv::KvLayout;
 
 /// What a model's metadata says about its memory: the widths of its buffers and the
@@ -24,6 +24,36 @@ pub struct ArchPlan {
     pub dims: ActivationDims,
     /// The K/V cache layout.
     pub kv: KvLayout,
+}
+
+impl ArchPlan {
+    /// The plan of a decoder whose layers share one width (`n_embd` hidden, `n_ff` in the
+    /// feed-forward network) and one head layout `attn`, with one cos/sin table per
+    /// rotary embedding of `n_rot` values, and layer `il` attending within `windows[il]`
+    /// positions (`None`: the whole context).
+    pub fn decoder(
+        n_embd: usize,
+        n_ff: usize,
+        attn: AttentionShape,
+        n_rot: Vec<usize>,
+        windows: Vec<Option<usize>>,
+    ) -> Self {
+        Self {
+            dims: ActivationDims {
+                n_embd,
+                n_ff,
+                attn,
+                n_rot,
+            },
+            kv: KvLayout {
+                k_dim: attn.k_dim(),
+                v_dim: attn.v_dim(),
+                head_dim_k: attn.head_dim_k,
+                head_dim_v: attn.head_dim_v,
+                windows,
+            },
+        }
+    }
 }
 
 /// A rotary embedding as the metadata describes it (the runner builds the kernel's
@@ -57,7 +87,8 @@ type Planner = fn(&GgufFile) -> Result<ArchPlan, PlanError>;
 /// The architectures we run, by `general.architecture`.
 const ARCHITECTURES: &[(&str, Planner)] = &[
     ("llama", llama::plan),
-    ("gemma3", gemma3::plan),
+    ("gemma2", gemma::plan),
+    ("gemma3", gemma::plan),
     ("qwen2", qwen::plan),
     ("qwen3", qwen::plan),
 ];

@@ -11,8 +11,7 @@ use gguf::GgufFile;
 use super::hparams::{attention_shape, layers, rope, widths};
 use super::{ArchPlan, RopeSpec};
 use crate::PlanError;
-use crate::compute::{ActivationDims, AttentionShape};
-use crate::kv::KvLayout;
+use crate::compute::AttentionShape;
 
 /// The hyper-parameters the graph needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,22 +71,14 @@ impl HyperParams {
 
     /// The buffer widths and cache layout these imply.
     pub fn plan(&self) -> ArchPlan {
-        let a = self.attn;
-        ArchPlan {
-            dims: ActivationDims {
-                n_embd: self.n_embd,
-                n_ff: self.n_ff,
-                attn: a,
-                n_rot: vec![self.rope.n_rot],
-            },
-            kv: KvLayout {
-                k_dim: a.k_dim(),
-                v_dim: a.v_dim(),
-                head_dim_k: a.head_dim_k,
-                head_dim_v: a.head_dim_v,
-                windows: vec![None; self.n_layer],
-            },
-        }
+        let windows = vec![None; self.n_layer];
+        ArchPlan::decoder(
+            self.n_embd,
+            self.n_ff,
+            self.attn,
+            vec![self.rope.n_rot],
+            windows,
+        )
     }
 }
 

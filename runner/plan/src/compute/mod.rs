@@ -26,6 +26,10 @@ pub struct AttentionShape {
     pub head_dim_v: usize,
     /// Factor applied to `q·k` before the softmax (usually `1/sqrt(head_dim_k)`).
     pub scale: f32,
+    /// Attention logit soft-capping (Gemma 2): `q·k` becomes `c·tanh(q·k / c)` before
+    /// the softmax. Gemma 2 scales its queries beforehand, so `scale` is 1 with it, where
+    /// llama.cpp's two paths agree on where the scale goes.
+    pub softcap: Option<f32>,
 }
 
 impl AttentionShape {

@@ -14,7 +14,8 @@ use std::sync::Mutex;
 
 use kernels::cpu::Isa;
 use kernels::ops::{
-    FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, NO_CELL, QueryRows, flash_attn_list,
+    FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, NO_CELL, QueryRows, Scores,
+    flash_attn_list,
 };
 use kernels::pool::ThreadPool;
 use plan::compute::flash::{FlashSizes, SMALL_TILE, TILE, chunk_positions};
@@ -305,7 +306,10 @@ pub(super) fn attention(
                     &keys,
                     &values,
                     &mask,
-                    shape.scale,
+                    Scores {
+                        scale: shape.scale,
+                        softcap: shape.softcap,
+                    },
                     &work.maps[cells],
                     &mut w.scratch,
                     state,

@@ -175,6 +175,9 @@ fn attend_head(
             )
         };
     }
+    if let Some(cap) = shape.softcap {
+        soft_cap_scores(s, cap);
+    }
     softmax_scaled_masked(s, shape.scale, None);
     let values = &rows.values[(start - rows.base) * vd + kv_h * hv..];
     // llama.cpp sends a batch of several tokens through llamafile's kernel, one token
@@ -185,5 +188,14 @@ fn attend_head(
         weighted_sum_ggml_isa(isa, s, values, vd, out);
     } else {
         weighted_sum_tiled_isa(isa, s, values, vd, out);
+    }
+}
+
+/// Gemma 2's attention logit soft-capping of the visible scores (masked ones stay
+/// `-inf`), in llama.cpp's three steps: a scale by `1/cap`, `tanh`, a scale by `cap`.
+fn soft_cap_scores(scores: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for s in scores.iter_mut().filter(|s| s.is_finite()) {
+        *s = (*s * inv).tanh() * cap;
     }
 }

@@ -10,6 +10,7 @@ const SHAPE: AttentionShape = AttentionShape {
     head_dim_k: 64,
     head_dim_v: 32,
     scale: 0.35,
+    softcap: None,
 };
 
 /// Deterministic values in (-1, 1) that differ for every index and `salt`.

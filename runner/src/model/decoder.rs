@@ -1,0 +1,385 @@
+//! The decoder-only transformer every generative architecture we run is an instance of.
+//!
+//! Per token: embedding lookup (scaled, for Gemma); per block, a norm → the Q/K/V
+//! projections (separate or one fused matrix, biases when the file has them) → an RMSNorm
+//! of each query and key head (Qwen 3, Gemma) → RoPE → a query scale (Gemma) → causal
+//! grouped-query attention over the cache (windowed on sliding layers) → output
+//! projection → a post-norm (Gemma) → residual add; then a norm → the feed-forward
+//! network → a post-norm (Gemma) → residual add. After the last block, the final norm and
+//! the output head, and logit soft-capping when the file asks for it.
+//!
+//! An architecture's file says which of these parts its blocks have and how they are
+//! named in the GGUF file ([`Block`], [`Recipe`]); this module runs them, in llama.cpp's
+//! order of operations, so that with the kernels' llama.cpp arithmetic every
+//! architecture's logits are llama.cpp's. The model files never see the kernels' numerics.
+
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use kernels::ops::{Rope, add_assign, scale_assign, softcap};
+use plan::ArchPlan;
+use plan::compute::{AttentionShape, matmul_scratch_bytes};
+
+use super::activations::Activations;
+use super::attention::attention;
+use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
+use super::layers::{GatedMlp, norm_rows_in_place, rotate};
+use super::weights::{Cpu, Embedding, Linear, vector};
+use super::{Batch, LoadOptions, Logits, Model, ModelError};
+use crate::kvcache::{KvCache, KvLayout, Placement};
+
+/// The gated activation of a feed-forward network: `act(gate, up, out)`.
+pub type GatedActivation = fn(&[f32], &[f32], &mut [f32]);
+
+/// The knobs of an architecture that are not weights.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// `general.architecture`.
+    pub name: &'static str,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// The norms' epsilon.
+    pub eps: f32,
+    /// The context length the model was trained for.
+    pub train_ctx: usize,
+    /// Attention's head layout and the scale on `q·k`.
+    pub attn: AttentionShape,
+    /// A factor on the token embeddings (Gemma: `sqrt(n_embd)`).
+    pub embd_scale: Option<f32>,
+    /// A factor on the queries after RoPE (Gemma, Phi-3), applied before attention.
+    pub query_scale: Option<f32>,
+    /// The feed-forward network's gated activation (SwiGLU, GeGLU).
+    pub act: GatedActivation,
+    /// Soft-capping of the logits (`final_logit_softcapping`).
+    pub final_softcap: Option<f32>,
+}
+
+/// The query, key and value projections: three matrices, or rows of one fused matrix
+/// (which, split by rows, multiply as the fused one does, row for row).
+#[derive(Debug, Clone)]
+pub struct Qkv {
+    /// Queries.
+    pub q: Linear,
+    /// Keys.
+    pub k: Linear,
+    /// Values.
+    pub v: Linear,
+}
+
+impl Qkv {
+    /// `{prefix}.attn_q`, `attn_k`, `attn_v` (with their biases when present).
+    pub fn separate(
+        file: &GgufFile,
+        prefix: &str,
+        n_embd: usize,
+        a: &AttentionShape,
+    ) -> Result<Self, ModelError> {
+        Ok(Self {
+            q: Linear::load(file, &format!("{prefix}.attn_q"), n_embd, a.q_dim())?,
+            k: Linear::load(file, &format!("{prefix}.attn_k"), n_embd, a.k_dim())?,
+            v: Linear::load(file, &format!("{prefix}.attn_v"), n_embd, a.v_dim())?,
+        })
+    }
+
+    /// `{prefix}.attn_qkv`: queries, keys and values stacked by rows.
+    pub fn fused(
+        file: &GgufFile,
+        prefix: &str,
+        n_embd: usize,
+        a: &AttentionShape,
+    ) -> Result<Self, ModelError> {
+        let (q, k, v) = (a.q_dim(), a.k_dim(), a.v_dim());
+        let qkv = Linear::load(file, &format!("{prefix}.attn_qkv"), n_embd, q + k + v)?;
+        let [q, k, v] = qkv.split_rows([q, k, v]);
+        Ok(Self { q, k, v })
+    }
+}
+
+/// One transformer block's weights.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// The norm before attention.
+    pub attn_norm: Vec<f32>,
+    /// The input projections.
+    pub qkv: Qkv,
+    /// RMSNorm weights of one query head and one key head (`head_dim` values each).
+    pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    /// The output projection.
+    pub wo: Linear,
+    /// The norm of attention's output, before the residual add (Gemma).
+    pub attn_post_norm: Option<Vec<f32>>,
+    /// The norm before the feed-forward network.
+    pub ffn_norm: Vec<f32>,
+    /// The feed-forward network.
+    pub mlp: GatedMlp,
+    /// The norm of the network's output, before the residual add (Gemma).
+    pub ffn_post_norm: Option<Vec<f32>>,
+    /// Which of the model's rotary embeddings this block uses.
+    pub rope: usize,
+}
+
+impl Block {
+    /// The block llama's layout names: `blk.{i}.attn_norm`, `attn_{q,k,v}`,
+    /// `attn_output`, `ffn_norm` and `ffn_{gate,up,down}`; the optional parts are
+    /// added by the architecture with the builder methods below.
+    pub fn standard(
+        file: &GgufFile,
+        i: usize,
+        n_embd: usize,
+        n_ff: usize,
+        a: &AttentionShape,
+    ) -> Result<Self, ModelError> {
+        let p = format!("blk.{i}");
+        Ok(Self {
+            attn_norm: vector(file, &format!("{p}.attn_norm.weight"), n_embd)?,
+            qkv: Qkv::separate(file, &p, n_embd, a)?,
+            qk_norm: None,
+            wo: Linear::load(file, &format!("{p}.attn_output"), a.out_dim(), n_embd)?,
+            attn_post_norm: None,
+            ffn_norm: vector(file, &format!("{p}.ffn_norm.weight"), n_embd)?,
+            mlp: GatedMlp::load(file, &format!("{p}.ffn"), n_embd, n_ff)?,
+            ffn_post_norm: None,
+            rope: 0,
+        })
+    }
+
+    /// Adds the per-head query and key RMSNorms `blk.{i}.attn_{q,k}_norm`.
+    pub fn with_qk_norm(
+        mut self,
+        file: &GgufFile,
+        i: usize,
+        head_dim: usize,
+    ) -> Result<Self, ModelError> {
+        let norm = |n: &str| vector(file, &format!("blk.{i}.{n}.weight"), head_dim);
+        self.qk_norm = Some((norm("attn_q_norm")?, norm("attn_k_norm")?));
+        Ok(self)
+    }
+
+    /// Adds the post-norms of attention and of the feed-forward network, named
+    /// `blk.{i}.{attn}` and `blk.{i}.{ffn}`.
+    pub fn with_post_norms(
+        mut self,
+        file: &GgufFile,
+        i: usize,
+        n_embd: usize,
+        (attn, ffn): (&str, &str),
+    ) -> Result<Self, ModelError> {
+        let norm = |n: &str| vector(file, &format!("blk.{i}.{n}.weight"), n_embd);
+        self.attn_post_norm = Some(norm(attn)?);
+        self.ffn_post_norm = Some(norm(ffn)?);
+        Ok(self)
+    }
+
+    /// Uses the model's rotary embedding number `rope`.
+    pub fn with_rope(mut self, rope: usize) -> Self {
+        self.rope = rope;
+        self
+    }
+}
+
+/// A loaded decoder: its weights and the buffers of a forward pass.
+pub struct Decoder {
+    weights: Weights,
+    cpu: Cpu,
+    act: Activations,
+}
+
+/// What a forward pass reads and never changes.
+struct Weights {
+    recipe: Recipe,
+    file: Arc<GgufFile>,
+    embd: Embedding,
+    blocks: Vec<Block>,
+    output_norm: Vec<f32>,
+    output: Linear,
+    ropes: Vec<Rope>,
+    kv_layout: KvLayout,
+}
+
+/// What an architecture's loader hands to [`Decoder::new`].
+pub struct Parts {
+    /// The blocks, in order.
+    pub blocks: Vec<Block>,
+    /// The rotary embeddings the blocks refer to by index ([`Block::rope`]).
+    pub ropes: Vec<Rope>,
+    /// The buffer widths and the cache layout.
+    pub plan: ArchPlan,
+}
+
+impl Decoder {
+    /// The model in `file` made of `parts`: the embeddings (`token_embd.weight`), the
+    /// final norm (`output_norm.weight`) and the output head (`output.weight` and its
+    /// bias when present, else the embeddings) are found here, and the buffers sized.
+    pub fn new(
+        file: Arc<GgufFile>,
+        options: &LoadOptions,
+        recipe: Recipe,
+        parts: Parts,
+    ) -> Result<Self, ModelError> {
+        let n_embd = recipe.n_embd;
+        let embd = Embedding::load(&file, "token_embd.weight", n_embd)?;
+        let output_norm = vector(&file, "output_norm.weight", n_embd)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => Linear::load(&file, "output", n_embd, embd.n_vocab())?,
+            None => embd.as_linear()?,
+        };
+        debug_assert!(parts.blocks.iter().all(|b| b.rope < parts.ropes.len()));
+        let compute = options.compute();
+        Ok(Self {
+            cpu: Cpu::new(
+                options.threads,
+                matmul_scratch_bytes(&file, compute.num_batch),
+            )?,
+            act: Activations::new(&parts.plan.dims, &compute),
+            weights: Weights {
+                embd,
+                blocks: parts.blocks,
+                output_norm,
+                output,
+                ropes: parts.ropes,
+                kv_layout: parts.plan.kv,
+                recipe,
+                file,
+            },
+        })
+    }
+}
+
+impl Weights {
+    /// The pass itself, with the batch's cells placed.
+    fn run(
+        &self,
+        (cpu, s): (&mut Cpu, &mut Activations),
+        batch: &Batch,
+        cache: &mut KvCache,
+        placement: &Placement,
+        out: &mut Logits,
+    ) -> Result<(), ModelError> {
+        let n = batch.len();
+        let (r, file) = (&self.recipe, &*self.file);
+        let (d, a) = (r.n_embd, &r.attn);
+        s.resize(n);
+
+        for (&token, row) in batch.tokens().iter().zip(s.x.chunks_exact_mut(d)) {
+            self.embd.lookup(file, token, row)?;
+        }
+        if let Some(f) = r.embd_scale {
+            scale_assign(&mut s.x, f);
+        }
+        for (rope, cs) in self.ropes.iter().zip(s.cos_sin.iter_mut()) {
+            rope.cos_sin_batch(batch.positions(), cs);
+        }
+
+        let n_layer = self.blocks.len();
+        for (il, b) in self.blocks.iter().enumerate() {
+            if batch.interrupted() {
+                return Err(ModelError::Interrupted);
+            }
+            norm_rows(&s.x, &b.attn_norm, r.eps, &mut s.xn);
+            b.qkv.q.forward(cpu, file, &s.xn, n, &mut s.q)?;
+            b.qkv.k.forward(cpu, file, &s.xn, n, &mut s.k)?;
+            b.qkv.v.forward(cpu, file, &s.xn, n, &mut s.v)?;
+            let (rope, cos_sin) = (&self.ropes[b.rope], &s.cos_sin[b.rope]);
+            if let Some((q_norm, _)) = &b.qk_norm {
+                norm_rows_in_place(&mut s.q, q_norm, r.eps);
+            }
+            rotate(rope, cos_sin, &mut s.q, a.q_dim());
+            if let Some((_, k_norm)) = &b.qk_norm {
+                norm_rows_in_place(&mut s.k, k_norm, r.eps);
+            }
+            rotate(rope, cos_sin, &mut s.k, a.k_dim());
+            if let Some(f) = r.query_scale {
+                scale_assign(&mut s.q, f);
+            }
+            let isa = cpu.isa();
+            attention(
+                cpu.pool(),
+                isa,
+                a,
+                cache,
+                il,
+                placement,
+                batch,
+                &mut s.q,
+                &mut s.k,
+                &mut s.v,
+                &mut s.attention,
+                &mut s.attn,
+            )?;
+            b.wo.forward(cpu, file, &s.attn, n, &mut s.proj)?;
+            // The last layer goes on with the rows that give output only.
+            let n = if il + 1 == n_layer {
+                keep_output_rows(batch, d, &mut s.x, &mut s.proj)
+            } else {
+                n
+            };
+            let rows = n * d;
+            if let Some(w) = &b.attn_post_norm {
+                norm_rows_in_place(&mut s.proj[..rows], w, r.eps);
+            }
+            add_assign(&mut s.x[..rows], &s.proj[..rows]);
+
+            norm_rows(&s.x[..rows], &b.ffn_norm, r.eps, &mut s.xn[..rows]);
+            let (x, proj) = (&s.xn[..rows], &mut s.proj[..rows]);
+            b.mlp.forward(cpu, file, r.act, x, n, &mut s.mlp, proj)?;
+            if let Some(w) = &b.ffn_post_norm {
+                norm_rows_in_place(&mut s.proj[..rows], w, r.eps);
+            }
+            add_assign(&mut s.x[..rows], &s.proj[..rows]);
+        }
+
+        let head = OutputHead {
+            norm: &self.output_norm,
+            eps: r.eps,
+            output: &self.output,
+        };
+        let logits = head.run(cpu, file, batch, &s.x, &mut s.xn, out)?;
+        if let (Some(logits), Some(cap)) = (logits, r.final_softcap) {
+            softcap(logits, cap);
+        }
+        Ok(())
+    }
+}
+
+impl Model for Decoder {
+    fn architecture(&self) -> &'static str {
+        self.weights.recipe.name
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.weights.embd.n_vocab()
+    }
+
+    fn n_embd(&self) -> usize {
+        self.weights.recipe.n_embd
+    }
+
+    fn train_ctx(&self) -> usize {
+        self.weights.recipe.train_ctx
+    }
+
+    fn kv_layout(&self) -> KvLayout {
+        self.weights.kv_layout.clone()
+    }
+
+    fn scratch_bytes(&self) -> usize {
+        self.act.bytes() + self.cpu.scratch_bytes()
+    }
+
+    fn forward(
+        &mut self,
+        batch: &Batch,
+        cache: &mut KvCache,
+        out: &mut Logits,
+    ) -> Result<(), ModelError> {
+        let w = &self.weights;
+        let work = (&mut self.cpu, &mut self.act);
+        with_placement(
+            cache,
+            &w.kv_layout,
+            batch,
+            |il| &w.ropes[w.blocks[il].rope],
+            |cache, placement| w.run(work, batch, cache, placement, out),
+        )
+    }
+}
