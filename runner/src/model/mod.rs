@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod attention;
+pub mod bert;
 pub mod gemma3;
 mod head;
 mod hparams;
@@ -383,6 +384,7 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
     ("gemma3", gemma3::Gemma3::load_boxed),
     ("qwen2", qwen2::Qwen2::load_boxed),
     ("qwen3", qwen3::Qwen3::load_boxed),
+    ("bert", bert::Bert::load_boxed),
 ];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.

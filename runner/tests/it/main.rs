@@ -1,6 +1,7 @@
 //! Integration tests of the runner crate: the `ollama-runner` binary and the GGUF reader
 //! on the real test models (fetched by `scripts/fetch-models`).
 
+mod bert;
 mod embeddings;
 mod estimate;
 mod gemma3;
