@@ -12,6 +12,7 @@ use runner::import::{self, OutType};
 use runner::kvcache::KvConfig;
 use runner::model::pooling::{Pooler, Pooling};
 use runner::model::{self, Batch, LoadOptions, Logits, Model, Output};
+use runner::tokenizer::Tokenizer;
 use serde_json::Value;
 
 /// One reference sentence: its text, the HF tokenizer's ids and the embedding.
@@ -148,4 +149,27 @@ fn f16_embeddings_match_the_reference_with_sentences_packed_in_one_batch() {
 #[test]
 fn q8_0_embeddings_match_the_reference() {
     assert!(worst_cosine(OutType::Q8_0, 7) >= 0.99);
+}
+
+#[test]
+fn wordpiece_gives_the_hugging_face_tokenizer_s_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = GgufFile::open(converted(dir.path(), OutType::Q8_0)).unwrap();
+    let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
+    assert_eq!(tokenizer.model_name(), "bert");
+    let mut wrong = Vec::new();
+    for r in references() {
+        // Hugging Face matches special tokens written in the text ("[CLS]"), as our
+        // parse_special does.
+        let ours = tokenizer.encode(&r.text, true, true);
+        if ours != r.ids {
+            wrong.push(format!("{:?}: ours {ours:?}, HF {:?}", r.text, r.ids));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 50 differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
