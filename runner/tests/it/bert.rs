@@ -8,12 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gguf::GgufFile;
+use ollama_proto::RUNNER_PROTOCOL_VERSION;
+use ollama_proto::runner as pb;
 use runner::import::{self, OutType};
 use runner::kvcache::KvConfig;
 use runner::model::pooling::{Pooler, Pooling};
 use runner::model::{self, Batch, LoadOptions, Logits, Model, Output};
 use runner::tokenizer::Tokenizer;
 use serde_json::Value;
+use tonic::Code;
+
+use crate::served::Served;
 
 /// One reference sentence: its text, the HF tokenizer's ids and the embedding.
 pub struct Reference {
@@ -172,4 +177,81 @@ fn wordpiece_gives_the_hugging_face_tokenizer_s_ids() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// The converted model served by `ollama-runner serve`, texts in and vectors out through
+/// gRPC `Embed`: the runner's own tokenizer, embed path, pooling and normalization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_embeddings_match_the_reference_and_generate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = references();
+    for (ty, bound) in [
+        (OutType::F32, 0.9999),
+        (OutType::F16, 0.999),
+        (OutType::Q8_0, 0.99),
+    ] {
+        let path = converted(dir.path(), ty);
+        let mut served = Served::start().await;
+        let c = &mut served.client;
+        c.load(pb::LoadRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+            model_path: path.display().to_string(),
+            num_threads: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("load");
+        let embedded = c
+            .embed(pb::EmbedRequest {
+                inputs: refs.iter().map(|r| r.text.clone()).collect(),
+                normalize: None,
+                truncate: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(embedded.embeddings.len(), refs.len());
+        let tokens: usize = refs.iter().map(|r| r.ids.len()).sum();
+        assert_eq!(embedded.prompt_tokens as usize, tokens);
+        let worst = (embedded.embeddings.iter().zip(&refs))
+            .map(|(e, r)| cosine(&e.values, &r.embedding))
+            .fold(1.0, f64::min);
+        eprintln!("served {ty:?}: lowest cosine {worst:.7}");
+        assert!(worst >= bound, "{ty:?}: lowest cosine {worst} < {bound}");
+
+        if ty == OutType::Q8_0 {
+            let refused = c
+                .generate(crate::served::greedy("Hello", 4))
+                .await
+                .map(drop);
+            let status = refused.expect_err("an embedding model must refuse generate");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert!(
+                status.message().contains("embedding model"),
+                "{}",
+                status.message()
+            );
+            assert!(
+                status.message().contains("generate"),
+                "{}",
+                status.message()
+            );
+
+            let long = "word ".repeat(600);
+            let request = |truncate| pb::EmbedRequest {
+                inputs: vec![long.clone()],
+                normalize: None,
+                truncate,
+            };
+            let status = c.embed(request(false)).await.expect_err("too long");
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(
+                status.message().contains("at most 512"),
+                "{}",
+                status.message()
+            );
+            let cut = c.embed(request(true)).await.unwrap().into_inner();
+            assert_eq!(cut.prompt_tokens, 512);
+        }
+    }
 }
