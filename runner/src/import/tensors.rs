@@ -102,6 +102,8 @@ impl<'c> Builder<'c> {
         shape: &[usize],
         role: Role,
     ) -> Result<(), ImportError> {
+        // Read first, so that a dtype we do not handle is named before any shape.
+        let values = self.checkpoint.read_f32(hf)?;
         let actual = self.checkpoint.shape(hf)?;
         if actual != shape {
             return Err(ImportError::Shape {
@@ -110,7 +112,6 @@ impl<'c> Builder<'c> {
                 expected: shape.to_vec(),
             });
         }
-        let values = self.checkpoint.read_f32(hf)?;
         let cols = shape.last().copied().unwrap_or(1);
         let ty = match role {
             Role::Matrix if shape.len() >= 2 => self.out_type.matrix_type(cols),

@@ -65,7 +65,7 @@ impl WordPieceVocab {
         } else {
             return Err(ImportError::MissingFile {
                 dir: dir.to_path_buf(),
-                what: "a tokenizer (tokenizer.json or vocab.txt)",
+                what: "tokenizer (tokenizer.json or vocab.txt)",
             });
         };
         let names = special_names(dir)?;

@@ -7,6 +7,7 @@ mod estimate;
 mod gemma3;
 mod generate_refs;
 mod grpcio_client;
+mod import;
 mod inspect_cli;
 mod kld;
 mod kv_perplexity;
