@@ -167,7 +167,7 @@ fn unknown_architectures_missing_tokenizers_and_dtypes_are_refused_by_name() {
     let ints = variant(dir.path(), |_| {}, &["model.safetensors"]);
     let header = json!({"embeddings.word_embeddings.weight": {"dtype": "I32", "shape": [2], "data_offsets": [0, 8]}});
     let mut header = header.to_string().into_bytes();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
