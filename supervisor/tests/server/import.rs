@@ -100,3 +100,30 @@ fn a_model_directory_is_converted_at_create_and_embeds_beside_a_chat_model() {
         "{body}"
     );
 }
+
+#[test]
+fn ollamactl_creates_from_a_modelfile_naming_a_directory() {
+    let dir = e2e::models_dir().join("all-MiniLM-L6-v2");
+    let server = Server::start(&[]);
+    let work = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&dir, work.path().join("minilm")).unwrap();
+    let modelfile = work.path().join("Modelfile");
+    std::fs::write(&modelfile, "FROM ./minilm\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ollamactl"))
+        .args(["create", "minilm", "-f"])
+        .arg(&modelfile)
+        .args(["-q", "f16"])
+        .env("OLLAMA_HOST", server.base.trim_start_matches("http://"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created minilm"));
+    let (_, show) = server.post("/api/show", json!({"model": "minilm"}));
+    assert_eq!(show["capabilities"], json!(["embedding"]), "{show}");
+    assert_eq!(show["details"]["quantization_level"], "F16", "{show}");
+}
