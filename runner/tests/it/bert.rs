@@ -219,6 +219,30 @@ async fn served_embeddings_match_the_reference_and_generate_is_refused() {
         eprintln!("served {ty:?}: lowest cosine {worst:.7}");
         assert!(worst >= bound, "{ty:?}: lowest cosine {worst} < {bound}");
 
+        // The 50 inputs were packed into passes of up to num_batch tokens; each one alone
+        // gives the same vector.
+        for i in [0, 17, 49] {
+            let alone = c
+                .embed(pb::EmbedRequest {
+                    inputs: vec![refs[i].text.clone()],
+                    normalize: None,
+                    truncate: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let (a, b) = (&alone.embeddings[0].values, &embedded.embeddings[i].values);
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff <= 1e-6,
+                "{ty:?} input {i}: alone and packed differ by {diff}"
+            );
+        }
+
         if ty == OutType::Q8_0 {
             let refused = c
                 .generate(crate::served::greedy("Hello", 4))
