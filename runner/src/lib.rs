@@ -16,6 +16,7 @@ pub use plan;
 pub mod engine;
 pub mod grammar;
 pub mod h2_authority;
+pub mod import;
 /// What a model will take in memory (the `plan` crate's, shared with the supervisor).
 pub use plan::estimate;
 pub mod inspect;

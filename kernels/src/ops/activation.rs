@@ -75,6 +75,42 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The error function, to within 1.5e-7 absolute (Abramowitz and Stegun 7.1.26, in
+/// `f64`): the Rust standard library's `erf` is not stable yet, and GELU needs nothing
+/// finer than `f32`'s precision.
+pub fn erf(x: f64) -> f64 {
+    const P: f64 = 0.327_591_1;
+    const A: [f64; 5] = [
+        0.254_829_592,
+        -0.284_496_736,
+        1.421_413_741,
+        -1.453_152_027,
+        1.061_405_429,
+    ];
+    let t = 1.0 / (1.0 + P * x.abs());
+    let poly = A.iter().rev().fold(0.0, |acc, &a| acc * t + a) * t;
+    let y = 1.0 - poly * (-x * x).exp();
+    if x < 0.0 { -y } else { y }
+}
+
+/// `out[i] = x[i] * Φ(x[i]) = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2)))`: the exact GELU that
+/// BERT and PyTorch's `gelu` compute (not the tanh approximation of [`gelu`]), in `f64`
+/// and rounded once to `f32`.
+///
+/// # Panics
+/// If `out.len() != x.len()`.
+pub fn gelu_erf(x: &[f32], out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        x.len(),
+        "gelu_erf: output length differs from input"
+    );
+    for (o, &v) in out.iter_mut().zip(x) {
+        let v = f64::from(v);
+        *o = (0.5 * v * (1.0 + erf(v * std::f64::consts::FRAC_1_SQRT_2))) as f32;
+    }
+}
+
 /// SwiGLU: `out[i] = silu(gate[i]) * up[i]` (ggml's `swiglu`, llama's feed-forward), to
 /// the bit as llama.cpp computes one row (see [`silu_mul_isa`]).
 ///
@@ -108,6 +144,43 @@ mod tests {
     use crate::ops::test_support::{assert_ulps, from_bits, input};
     use crate::ops::testdata;
     use proptest::prelude::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        // erf at a few points, from tables to 10 digits.
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.1, 0.112_462_916_0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265_0),
+            (-1.5, -0.966_105_146_5),
+            (4.0, 0.999_999_984_6),
+        ] {
+            assert!((erf(x) - want).abs() < 1.5e-7, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn gelu_erf_is_x_phi_x() {
+        let x = [-3.0f32, -1.0, -0.25, 0.0, 0.5, 1.0, 2.5, 8.0];
+        let mut out = [0.0; 8];
+        gelu_erf(&x, &mut out);
+        // x·Φ(x), from Python's math.erf.
+        let want = [
+            -0.004_049_69,
+            -0.158_655_25,
+            -0.100_323_42,
+            0.0,
+            0.345_731_23,
+            0.841_344_7,
+            2.484_475_8,
+            8.0,
+        ];
+        for ((o, w), v) in out.iter().zip(want).zip(x) {
+            assert!((o - w).abs() < 2e-6, "gelu_erf({v}) = {o}, want {w}");
+        }
+    }
 
     fn activation_inputs() -> Vec<f32> {
         (0..97)

@@ -40,7 +40,7 @@ mod test_support;
 #[cfg(test)]
 mod testdata;
 
-pub use activation::{geglu, gelu, gelu_tanh, silu, swiglu};
+pub use activation::{erf, geglu, gelu, gelu_erf, gelu_tanh, silu, swiglu};
 pub use attn_sums::{
     dot_f32_ggml_isa, dot_f32_tiled_isa, weighted_sum_ggml_isa, weighted_sum_tiled_isa,
 };

@@ -39,6 +39,9 @@ enum Command {
     /// Write a copy of a model with every tensor in F32, for perplexity comparisons that
     /// 8-bit activation rounding would blur.
     Dequantize(runner::tools::dequantize::DequantizeArgs),
+    /// Import a Hugging Face model directory (config.json, safetensors, tokenizer) into a
+    /// GGUF file.
+    Convert(runner::tools::convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runner::tools::estimate::run(&args, &mut std::io::stdout().lock())?
         }
         Command::Dequantize(args) => runner::tools::dequantize::run(&args)?,
+        Command::Convert(args) => runner::tools::convert::run(&args)?,
     }
     Ok(())
 }

@@ -62,6 +62,26 @@ pub enum EngineError {
         /// The context length.
         num_ctx: usize,
     },
+    /// The model is an encoder: it embeds and cannot generate text.
+    #[error(
+        "this model ({architecture}) is an embedding model: it does not support generate; \
+         use the embed API"
+    )]
+    EmbeddingOnly {
+        /// Its `general.architecture`.
+        architecture: &'static str,
+    },
+    /// An input is longer than an encoder evaluates in one pass.
+    #[error(
+        "an input has {tokens} tokens but this embedding model takes at most {limit} \
+         (its position table, num_ctx and num_batch): shorten it or ask for truncation"
+    )]
+    InputTooLong {
+        /// Tokens in the input.
+        tokens: usize,
+        /// The most one input may have.
+        limit: usize,
+    },
     /// A sampling option is out of range.
     #[error(transparent)]
     Sampler(#[from] SamplerOptionError),
@@ -205,6 +225,10 @@ pub struct Engine {
     grammars: Grammars,
     num_ctx: usize,
     num_keep: usize,
+    /// `Some(architecture)` for an encoder, which embeds only.
+    embeds_only: Option<&'static str>,
+    /// The most tokens one input to [`Engine::embed`] may have.
+    embed_limit: usize,
 }
 
 impl Engine {
@@ -217,6 +241,13 @@ impl Engine {
     ) -> std::io::Result<Self> {
         let num_ctx = cache.config().num_ctx;
         let num_keep = config.num_keep;
+        // An encoder sees a whole input in one pass (see `model::bert`).
+        let embeds_only =
+            crate::model::bert::embeds_only(model.architecture()).then(|| model.architecture());
+        let embed_limit = match embeds_only {
+            Some(_) => num_ctx.min(cache.config().num_batch).min(model.train_ctx()),
+            None => num_ctx,
+        };
         let status = Arc::new(Mutex::new(EngineStatus {
             slots_total: cache.config().num_parallel,
             ..EngineStatus::default()
@@ -234,7 +265,21 @@ impl Engine {
             tokenizer,
             num_ctx,
             num_keep,
+            embeds_only,
+            embed_limit,
         })
+    }
+
+    /// `Some(architecture)` when the model embeds only (an encoder) and refuses
+    /// [`Engine::generate`].
+    pub fn embeds_only(&self) -> Option<&'static str> {
+        self.embeds_only
+    }
+
+    /// The most tokens one input to [`Engine::embed`] may have: `num_ctx`, and for an
+    /// encoder also its position table and `num_batch` (an input is one pass).
+    pub fn embed_limit(&self) -> usize {
+        self.embed_limit
     }
 
     /// The tokenizer of the model.
@@ -259,6 +304,9 @@ impl Engine {
         &self,
         job: GenerateJob,
     ) -> Result<async_mpsc::UnboundedReceiver<Event>, EngineError> {
+        if let Some(architecture) = self.embeds_only {
+            return Err(EngineError::EmbeddingOnly { architecture });
+        }
         job.validate(self.num_ctx)?;
         let vocab = self.tokenizer.vocab().len();
         if let Some(&id) = job.prompt.iter().find(|&&id| id as usize >= vocab) {
@@ -288,6 +336,12 @@ impl Engine {
     ) -> Result<Embeddings, EngineError> {
         for input in &inputs {
             request::check_prompt(input, self.num_ctx)?;
+            if input.len() > self.embed_limit {
+                return Err(EngineError::InputTooLong {
+                    tokens: input.len(),
+                    limit: self.embed_limit,
+                });
+            }
         }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Embed {

@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod attention;
+pub mod bert;
 pub mod decoder;
 pub mod gemma;
 mod head;
@@ -385,6 +386,7 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
     ("gemma3", gemma::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("bert", bert::Bert::load_boxed),
 ];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.

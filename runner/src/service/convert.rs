@@ -22,8 +22,11 @@ pub(super) fn status(e: &EngineError) -> Status {
         | EngineError::EmptyPrompt
         | EngineError::UnknownToken { .. }
         | EngineError::Sampler(_)
-        | EngineError::BadOption { .. } => Status::invalid_argument(message),
-        EngineError::PromptTooLong { .. } => Status::resource_exhausted(message),
+        | EngineError::BadOption { .. }
+        | EngineError::EmbeddingOnly { .. } => Status::invalid_argument(message),
+        EngineError::PromptTooLong { .. } | EngineError::InputTooLong { .. } => {
+            Status::resource_exhausted(message)
+        }
         EngineError::Model(_) | EngineError::Pooling(_) => Status::internal(message),
         EngineError::Stopped => Status::unavailable(message),
     }

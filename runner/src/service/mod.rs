@@ -222,14 +222,14 @@ impl pb::runner_server::Runner for RunnerService {
             ));
         }
         let tokenizer = loaded.engine.tokenizer();
-        let num_ctx = loaded.engine.num_ctx();
+        let limit = loaded.engine.embed_limit();
         let inputs = request
             .inputs
             .iter()
             .map(|text| {
                 let mut tokens = tokenizer.encode(text, true, true);
                 if request.truncate {
-                    tokens.truncate(num_ctx);
+                    tokens.truncate(limit);
                 }
                 tokens
             })

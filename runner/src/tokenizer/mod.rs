@@ -1,6 +1,6 @@
 //! Tokenizers built from GGUF metadata: byte-level BPE (`gpt2`) with the pre-tokenizer
-//! that `tokenizer.ggml.pre` names, and SentencePiece BPE (`llama`) with scores and byte
-//! fallback. Output matches llama.cpp token for token: same special-token handling,
+//! that `tokenizer.ggml.pre` names, SentencePiece BPE (`llama`) with scores and byte
+//! fallback, and BERT's WordPiece (`bert`, [`wordpiece`]). Output matches llama.cpp token for token: same special-token handling,
 //! same BOS/EOS rules, same merge order.
 
 mod bpe;
@@ -12,6 +12,7 @@ mod spm;
 mod stream;
 mod unicode;
 mod vocab;
+mod wordpiece;
 
 pub use pretokenize::PreTokenizer;
 pub use special::Fragment;
@@ -25,7 +26,7 @@ use thiserror::Error;
 pub enum TokenizerError {
     /// `tokenizer.ggml.model` names a kind we do not implement.
     #[error(
-        "tokenizer model {0:?} is not supported (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece)"
+        "tokenizer model {0:?} is not supported (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece, \"bert\" WordPiece)"
     )]
     UnsupportedModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer we do not implement.
@@ -46,6 +47,7 @@ enum Kind {
         char_to_byte: std::collections::HashMap<char, u8>,
     },
     Spm,
+    Wpm,
 }
 
 /// A tokenizer for one model.
@@ -125,6 +127,13 @@ impl Tokenizer {
                 data.add_eos.unwrap_or(false),
                 data.add_space_prefix.unwrap_or(true),
             ),
+            // [CLS] text [SEP]: the converter writes them as BOS and EOS.
+            "bert" => (
+                Kind::Wpm,
+                data.add_bos.unwrap_or(true),
+                data.add_eos.unwrap_or(true),
+                false,
+            ),
             other => return Err(TokenizerError::UnsupportedModel(other.into())),
         };
         if add_bos && data.bos.is_none() {
@@ -149,11 +158,12 @@ impl Tokenizer {
         })
     }
 
-    /// `gpt2` or `llama`, as GGUF names the tokenizer model.
+    /// `gpt2`, `llama` or `bert`, as GGUF names the tokenizer model.
     pub fn model_name(&self) -> &'static str {
         match self.kind {
             Kind::Bpe { .. } => "gpt2",
             Kind::Spm => "llama",
+            Kind::Wpm => "bert",
         }
     }
 
@@ -221,6 +231,7 @@ impl Tokenizer {
                 escaped.extend(text.chars().map(|c| if c == ' ' { '\u{2581}' } else { c }));
                 spm::encode(&escaped, &self.vocab, out);
             }
+            Kind::Wpm => wordpiece::encode(text, &self.vocab, self.vocab.data.unknown, out),
         }
     }
 
@@ -252,7 +263,7 @@ impl Tokenizer {
                     }
                     bytes
                 }
-                Kind::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                Kind::Spm | Kind::Wpm => text.replace('\u{2581}', " ").into_bytes(),
             },
             TokenKind::Undefined | TokenKind::Unused => Vec::new(),
         }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cache_args;
+pub mod convert;
 pub mod dequantize;
 pub mod dump_tensor;
 pub mod estimate;

@@ -1,11 +1,13 @@
 //! Integration tests of the runner crate: the `ollama-runner` binary and the GGUF reader
 //! on the real test models (fetched by `scripts/fetch-models`).
 
+mod bert;
 mod embeddings;
 mod estimate;
 mod gemma3;
 mod generate_refs;
 mod grpcio_client;
+mod import;
 mod inspect_cli;
 mod kld;
 mod kv_perplexity;

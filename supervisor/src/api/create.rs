@@ -1,5 +1,7 @@
-//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest)
-//! or from another model (`from` a name), with parameters, a template, a system message,
+//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest),
+//! from a Hugging Face directory on this machine (`from` its path, converted by
+//! [`super::import`], with `quantize` f32, f16 or q8_0) or from another model (`from` a
+//! name), with parameters, a template, a system message,
 //! licenses and messages; or from the older `modelfile` body, parsed by
 //! [`crate::modelfile`]. Everything is checked before anything is written; the answer is
 //! Ollama's status lines (streamed NDJSON by default, one object with `stream: false`).
@@ -18,6 +20,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::generate::parse_body;
+use super::import;
 use super::models::parse_name;
 use super::{ApiError, AppState};
 use crate::modelfile::Modelfile;
@@ -50,13 +53,19 @@ pub struct CreateRequest {
 /// Roles a stored message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-fn refuse_unsupported(r: &CreateRequest) -> Result<(), ApiError> {
-    if r.quantize.as_deref().is_some_and(|q| !q.is_empty()) {
+/// A `quantize` for a source other than a model directory.
+fn refuse_quantize(quantize: Option<&str>) -> Result<(), ApiError> {
+    if quantize.is_some_and(|q| !q.is_empty()) {
         return Err(ApiError::bad_request(
-            "quantize is not supported yet: quantize the GGUF with llama.cpp's \
-             llama-quantize and create the model from the result",
+            "quantize is not supported for a GGUF yet: quantize it with llama.cpp's \
+             llama-quantize and create the model from the result (a Hugging Face \
+             directory imports as f32, f16 or q8_0)",
         ));
     }
+    Ok(())
+}
+
+fn refuse_unsupported(r: &CreateRequest) -> Result<(), ApiError> {
     if !r.adapters.is_empty() {
         return Err(ApiError::bad_request(
             "adapters: LoRA adapters are not supported; merge the adapter into the weights \
@@ -274,7 +283,20 @@ pub async fn create<B: Backend>(
     let name = parse_name(&r.model)?;
     let stream = r.stream.unwrap_or(true);
     let parsing = r.modelfile.as_deref().is_some_and(|m| !m.trim().is_empty());
-    let plan = plan(r)?;
+    let quantize = r.quantize.clone();
+    let mut plan = plan(r)?;
+    let mut converted = None;
+    match plan.from.as_deref().and_then(import::model_dir) {
+        Some(dir) => {
+            let ty = import::out_type(quantize.as_deref())?;
+            let runner = crate::server::runner_binary(&state.config);
+            let digest = import::convert(&runner, &state.store, &dir, ty).await?;
+            tracing::info!(dir = %dir.display(), %digest, ty, "model directory converted");
+            converted = Some(format!("converting model to {ty}"));
+            plan.from = Some(digest.to_string());
+        }
+        None => refuse_quantize(quantize.as_deref())?,
+    }
     let store = Arc::clone(&state.store);
     let created_name = name.clone();
     let (entry, mut statuses) = tokio::task::spawn_blocking(move || {
@@ -284,6 +306,9 @@ pub async fn create<B: Backend>(
     .await
     .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
     tracing::info!(model = %name, digest = %entry.digest, "model created");
+    if let Some(converted) = converted {
+        statuses.insert(0, converted);
+    }
     if parsing {
         statuses.insert(0, "parsing modelfile".into());
     }

@@ -14,6 +14,7 @@ mod fit;
 mod format;
 mod generate;
 mod grpc;
+mod import;
 mod keep_alive;
 mod manage;
 mod models;

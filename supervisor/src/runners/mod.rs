@@ -19,7 +19,7 @@ mod spawner;
 pub use client::{GenerateStream, RunnerClient};
 pub use error::{Call, RunnerError};
 pub use exit::ExitInfo;
-pub use spawner::{RUNNER_ENV, STDERR_TAIL_LINES};
+pub use spawner::{RUNNER_ENV, STDERR_TAIL_LINES, runner_env};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,6 +13,7 @@ mod ctl;
 mod ctl_chat;
 mod grpc;
 mod harness;
+mod import;
 mod lifecycle;
 mod ollama_layout;
 mod openai;

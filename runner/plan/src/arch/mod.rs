@@ -5,6 +5,7 @@
 //! The runner's model files read their hyper-parameters here and build the graph from
 //! them; the estimate uses the plan alone.
 
+pub mod bert;
 pub mod gemma;
 mod hparams;
 pub mod llama;
@@ -91,6 +92,7 @@ const ARCHITECTURES: &[(&str, Planner)] = &[
     ("gemma3", gemma::plan),
     ("qwen2", qwen::plan),
     ("qwen3", qwen::plan),
+    ("bert", bert::plan),
 ];
 
 /// The memory plan of the model in `file`, from its metadata alone.

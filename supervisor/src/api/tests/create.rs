@@ -116,7 +116,7 @@ async fn what_cannot_be_created_is_a_clear_error() {
         (
             json!({"model": "q", "from": "base", "quantize": "q4_K_M"}),
             StatusCode::BAD_REQUEST,
-            "quantize is not supported yet",
+            "quantize is not supported for a GGUF yet",
         ),
         (
             json!({"model": "a", "modelfile": "FROM base\nADAPTER ./lora.gguf"}),
@@ -164,6 +164,22 @@ async fn what_cannot_be_created_is_a_clear_error() {
         assert_eq!(answer.status, status, "{body}: {}", answer.error());
         assert!(answer.error().contains(what), "{body}: {}", answer.error());
     }
+    // A directory imports through `ollama-runner convert` in three types only, and an
+    // import the converter refuses answers with its reason (here: no config.json).
+    let dir = tempfile::tempdir().unwrap();
+    let from = dir.path().display().to_string();
+    let answer = app
+        .post(
+            "/api/create",
+            json!({"model": "d", "from": from, "quantize": "q4_K_M"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.error());
+    assert!(
+        answer.error().contains("writes f32, f16 or q8_0"),
+        "{}",
+        answer.error()
+    );
 }
 
 /// A GGUF with its own Jinja chat template, the kind a Go template gives way to.

@@ -1,7 +1,8 @@
 //! `create NAME -f Modelfile`: a model from a Modelfile. When its FROM names a local
 //! file, the file is hashed, then streamed to the server in chunks through the
-//! client-streaming Create call, both with a progress bar; otherwise only the Modelfile
-//! is sent.
+//! client-streaming Create call, both with a progress bar; when it names a local
+//! directory (a Hugging Face model), FROM is made absolute and the server converts the
+//! directory itself (it runs on this machine); otherwise only the Modelfile is sent.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,8 @@ pub struct CreateArgs {
     /// The Modelfile.
     #[arg(short = 'f', long = "file", default_value = "Modelfile")]
     file: PathBuf,
-    /// Quantize the weights to this type (passed to the server, which refuses it today).
+    /// Quantize the weights to this type: f32, f16 (the default) or q8_0 when FROM is a
+    /// Hugging Face directory (the server refuses it for a GGUF today).
     #[arg(short, long, value_name = "TYPE")]
     quantize: Option<String>,
 }
@@ -53,7 +55,11 @@ pub async fn create(session: &Session, args: CreateArgs) -> anyhow::Result<()> {
     let directory = args.file.parent().unwrap_or(Path::new("."));
     let local = local_file(&from, directory, ProcessEnv.var("HOME").map(PathBuf::from));
     let mut upload_from = None;
-    if let Some(path) = local {
+    if let Some(dir) = local.as_ref().filter(|p| p.is_dir()) {
+        let absolute = std::fs::canonicalize(dir)
+            .with_context(|| format!("FROM {from}: cannot read {}", dir.display()))?;
+        header.modelfile = with_from(&header.modelfile, &absolute.display().to_string());
+    } else if let Some(path) = local {
         let size = std::fs::metadata(&path)
             .with_context(|| format!("FROM {from}: cannot read {}", path.display()))?
             .len();
@@ -100,6 +106,27 @@ pub fn local_file(from: &str, directory: &Path, home: Option<PathBuf>) -> Option
         return Some(home.join(rest));
     }
     Some(directory.join(from))
+}
+
+/// `modelfile` with its FROM line's argument replaced by `from`.
+pub fn with_from(modelfile: &str, from: &str) -> String {
+    let mut done = false;
+    let lines: Vec<String> = modelfile
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let is_from = trimmed.get(..5).is_some_and(|w| {
+                w.eq_ignore_ascii_case("from ") || w.eq_ignore_ascii_case("from\t")
+            });
+            if is_from && !done {
+                done = true;
+                format!("FROM {from}")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    lines.join("\n") + "\n"
 }
 
 fn bar(size: u64, what: &str, path: &Path) -> ProgressBar {

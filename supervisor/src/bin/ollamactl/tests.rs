@@ -286,3 +286,15 @@ fn a_local_from_is_a_path_relative_to_the_modelfile() {
     assert_eq!(local("smollm2"), None);
     assert_eq!(local("library/smollm2:135m"), None);
 }
+
+#[test]
+fn a_directory_from_is_rewritten_to_its_absolute_path() {
+    let modelfile = "# a comment\nfrom ./minilm\nPARAMETER num_ctx 256\n";
+    let out = crate::create::with_from(modelfile, "/models/minilm");
+    assert_eq!(
+        out,
+        "# a comment\nFROM /models/minilm\nPARAMETER num_ctx 256\n"
+    );
+    let parsed = supervisor::modelfile::Modelfile::parse(&out).unwrap();
+    assert_eq!(parsed.from(), Some("/models/minilm"));
+}

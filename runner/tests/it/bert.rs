@@ -1,0 +1,281 @@
+//! BERT sentence embeddings end to end: all-MiniLM-L6-v2 imported from its Hugging Face
+//! directory (`ollama-runner convert`, here through `runner::import`) in F32, F16 and
+//! Q8_0, run by `runner::model::bert`, pooled and normalized, against the embeddings of
+//! `scripts/make-embedding-refs.py` (a float64 numpy BERT outside our code, stored in
+//! `runner/tests/data/embedding-refs-minilm.json` with the HF tokenizer's ids).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use gguf::GgufFile;
+use ollama_proto::RUNNER_PROTOCOL_VERSION;
+use ollama_proto::runner as pb;
+use runner::import::{self, OutType};
+use runner::kvcache::KvConfig;
+use runner::model::pooling::{Pooler, Pooling};
+use runner::model::{self, Batch, LoadOptions, Logits, Model, Output};
+use runner::tokenizer::Tokenizer;
+use serde_json::Value;
+use tonic::Code;
+
+use crate::served::Served;
+
+/// One reference sentence: its text, the HF tokenizer's ids and the embedding.
+pub struct Reference {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub embedding: Vec<f32>,
+}
+
+/// The stored references.
+pub fn references() -> Vec<Reference> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/embedding-refs-minilm.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let refs: Vec<Reference> = doc["sentences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Reference {
+            text: s["text"].as_str().unwrap().to_owned(),
+            ids: s["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect(),
+            embedding: s["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect(),
+        })
+        .collect();
+    assert_eq!(refs.len(), 50);
+    refs
+}
+
+/// The cached Hugging Face directory of all-MiniLM-L6-v2.
+pub fn minilm_dir() -> PathBuf {
+    let dir = e2e::models_dir().join("all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-models",
+        dir.display()
+    );
+    dir
+}
+
+/// MiniLM converted to `ty` into `dir`.
+pub fn converted(dir: &Path, ty: OutType) -> PathBuf {
+    let out = dir.join(format!("minilm-{ty:?}.gguf"));
+    import::convert(&minilm_dir(), &out, ty, &mut |_, _, _| {}).unwrap();
+    out
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Embeds every reference (by its stored ids) with `model`, `per_batch` sentences packed
+/// in each pass as sequences 0, 1, ...
+fn embed_ids(model: &mut dyn Model, refs: &[Reference], per_batch: usize) -> Vec<Vec<f32>> {
+    let mut cache = model::new_cache(
+        &*model,
+        KvConfig {
+            num_parallel: per_batch,
+            ..KvConfig::new(512)
+        },
+    )
+    .unwrap();
+    let (mut batch, mut out) = (Batch::new(), Logits::new());
+    let mut vectors = Vec::new();
+    for group in refs.chunks(per_batch) {
+        batch.clear();
+        batch.set_output(Output::Embeddings);
+        for (seq, r) in group.iter().enumerate() {
+            for (pos, &id) in r.ids.iter().enumerate() {
+                batch.push(id, pos as i32, seq, true);
+            }
+        }
+        model.forward(&batch, &mut cache, &mut out).unwrap();
+        for seq in 0..group.len() {
+            let mut pooler = Pooler::new(Pooling::Mean, model.n_embd());
+            pooler.push_batch(&batch, &out, seq).unwrap();
+            vectors.push(pooler.finish(true).unwrap());
+        }
+    }
+    vectors
+}
+
+fn load(path: &Path) -> Box<dyn Model> {
+    let file = Arc::new(GgufFile::open(path).unwrap());
+    let kv = KvConfig {
+        num_batch: 2048,
+        ..KvConfig::new(512)
+    };
+    model::load(file, &LoadOptions { threads: 2, kv }).unwrap()
+}
+
+/// The lowest cosine similarity of our embeddings to the references, printed per type.
+fn worst_cosine(ty: OutType, per_batch: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = load(&converted(dir.path(), ty));
+    let refs = references();
+    let ours = embed_ids(&mut *model, &refs, per_batch);
+    let worst = (ours.iter().zip(&refs))
+        .map(|(v, r)| (cosine(v, &r.embedding), &r.text))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap();
+    eprintln!(
+        "{ty:?}, {per_batch} a pass: lowest cosine {:.7} ({:?})",
+        worst.0, worst.1
+    );
+    worst.0
+}
+
+#[test]
+fn f32_embeddings_match_the_reference() {
+    assert!(worst_cosine(OutType::F32, 1) >= 0.9999);
+}
+
+#[test]
+fn f16_embeddings_match_the_reference_with_sentences_packed_in_one_batch() {
+    assert!(worst_cosine(OutType::F16, 50) >= 0.999);
+}
+
+#[test]
+fn q8_0_embeddings_match_the_reference() {
+    assert!(worst_cosine(OutType::Q8_0, 7) >= 0.99);
+}
+
+#[test]
+fn wordpiece_gives_the_hugging_face_tokenizer_s_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = GgufFile::open(converted(dir.path(), OutType::Q8_0)).unwrap();
+    let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
+    assert_eq!(tokenizer.model_name(), "bert");
+    let mut wrong = Vec::new();
+    for r in references() {
+        // Hugging Face matches special tokens written in the text ("[CLS]"), as our
+        // parse_special does.
+        let ours = tokenizer.encode(&r.text, true, true);
+        if ours != r.ids {
+            wrong.push(format!("{:?}: ours {ours:?}, HF {:?}", r.text, r.ids));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of 50 differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// The converted model served by `ollama-runner serve`, texts in and vectors out through
+/// gRPC `Embed`: the runner's own tokenizer, embed path, pooling and normalization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_embeddings_match_the_reference_and_generate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = references();
+    for (ty, bound) in [
+        (OutType::F32, 0.9999),
+        (OutType::F16, 0.999),
+        (OutType::Q8_0, 0.99),
+    ] {
+        let path = converted(dir.path(), ty);
+        let mut served = Served::start().await;
+        let c = &mut served.client;
+        c.load(pb::LoadRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+            model_path: path.display().to_string(),
+            num_threads: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("load");
+        let embedded = c
+            .embed(pb::EmbedRequest {
+                inputs: refs.iter().map(|r| r.text.clone()).collect(),
+                normalize: None,
+                truncate: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(embedded.embeddings.len(), refs.len());
+        let tokens: usize = refs.iter().map(|r| r.ids.len()).sum();
+        assert_eq!(embedded.prompt_tokens as usize, tokens);
+        let worst = (embedded.embeddings.iter().zip(&refs))
+            .map(|(e, r)| cosine(&e.values, &r.embedding))
+            .fold(1.0, f64::min);
+        eprintln!("served {ty:?}: lowest cosine {worst:.7}");
+        assert!(worst >= bound, "{ty:?}: lowest cosine {worst} < {bound}");
+
+        // The 50 inputs were packed into passes of up to num_batch tokens; each one alone
+        // gives the same vector.
+        for i in [0, 17, 49] {
+            let alone = c
+                .embed(pb::EmbedRequest {
+                    inputs: vec![refs[i].text.clone()],
+                    normalize: None,
+                    truncate: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let (a, b) = (&alone.embeddings[0].values, &embedded.embeddings[i].values);
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff <= 1e-6,
+                "{ty:?} input {i}: alone and packed differ by {diff}"
+            );
+        }
+
+        if ty == OutType::Q8_0 {
+            let refused = c
+                .generate(crate::served::greedy("Hello", 4))
+                .await
+                .map(drop);
+            let status = refused.expect_err("an embedding model must refuse generate");
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert!(
+                status.message().contains("embedding model"),
+                "{}",
+                status.message()
+            );
+            assert!(
+                status.message().contains("generate"),
+                "{}",
+                status.message()
+            );
+
+            let long = "word ".repeat(600);
+            let request = |truncate| pb::EmbedRequest {
+                inputs: vec![long.clone()],
+                normalize: None,
+                truncate,
+            };
+            let status = c.embed(request(false)).await.expect_err("too long");
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(
+                status.message().contains("at most 512"),
+                "{}",
+                status.message()
+            );
+            let cut = c.embed(request(true)).await.unwrap().into_inner();
+            assert_eq!(cut.prompt_tokens, 512);
+        }
+    }
+}

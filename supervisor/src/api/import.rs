@@ -1,0 +1,145 @@
+//! `create` from a Hugging Face model directory (`FROM /path/to/dir`, or `from` in the
+//! request): the directory is converted into a GGUF by `ollama-runner convert`, run as a
+//! child process (the supervisor links no model code), and the result is stored as a
+//! blob that the create goes on with, as if it had been uploaded.
+//!
+//! `quantize` picks the converter's type: `f16` when absent (as Ollama imports
+//! safetensors), or `f32`, `f16`, `q8_0`; other types are refused by name. The child gets
+//! the environment a runner gets (the whitelist of `runners::runner_env`), and is
+//! killed if the request goes away.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::ApiError;
+use crate::store::{Digest, Store};
+
+/// The types `ollama-runner convert --type` writes.
+const TYPES: [&str; 3] = ["f32", "f16", "q8_0"];
+
+/// The directory `from` names, when it names a directory on this machine (a path
+/// starting with `/`, `.` or `~`).
+pub(crate) fn model_dir(from: &str) -> Option<PathBuf> {
+    if !from.starts_with(['.', '/', '~']) {
+        return None;
+    }
+    let path = match (from.strip_prefix("~/"), std::env::home_dir()) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(from),
+    };
+    path.is_dir().then_some(path)
+}
+
+/// The converter's `--type` for a create's `quantize`, or a refusal naming it.
+pub(crate) fn out_type(quantize: Option<&str>) -> Result<&'static str, ApiError> {
+    let Some(q) = quantize.filter(|q| !q.is_empty()) else {
+        return Ok("f16");
+    };
+    TYPES
+        .iter()
+        .find(|t| t.eq_ignore_ascii_case(q))
+        .copied()
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "quantize {q:?}: importing a directory writes f32, f16 or q8_0"
+            ))
+        })
+}
+
+/// Converts `dir` with `runner` into a blob of `store` and returns its digest; the
+/// converter's own error (naming the architecture, tokenizer or dtype it refused) is
+/// the answer's when it fails.
+pub(crate) async fn convert(
+    runner: &Path,
+    store: &Store,
+    dir: &Path,
+    ty: &str,
+) -> Result<Digest, ApiError> {
+    let blobs = store.blobs_dir();
+    tokio::fs::create_dir_all(blobs)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", blobs.display())))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let out = blobs.join(format!(".import-{}-{nanos}.gguf", std::process::id()));
+    let result = run(runner, dir, &out, ty).await;
+    let stored = match result {
+        Ok(()) => match tokio::fs::File::open(&out).await {
+            Ok(file) => store
+                .write_upload(None, None, file)
+                .await
+                .map(|(d, _)| d)
+                .map_err(ApiError::from),
+            Err(e) => Err(ApiError::internal(format!(
+                "cannot read {}: {e}",
+                out.display()
+            ))),
+        },
+        Err(e) => Err(e),
+    };
+    let _ = tokio::fs::remove_file(&out).await;
+    stored
+}
+
+async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiError> {
+    let output = tokio::process::Command::new(runner)
+        .arg("convert")
+        .arg(dir)
+        .arg(out)
+        .arg("--type")
+        .arg(ty)
+        .env_clear()
+        .envs(crate::runners::runner_env(std::env::vars_os()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "cannot start {} to import {}: {e}; set OLLAMA_RUNNER",
+                runner.display(),
+                dir.display()
+            ))
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let why = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .map(|l| l.trim_start_matches("error: ").to_owned())
+        .unwrap_or_else(|| format!("the converter failed ({})", output.status));
+    Err(ApiError::bad_request(format!(
+        "FROM {}: {why}",
+        dir.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_names_the_converter_s_type_or_is_refused() {
+        assert_eq!(out_type(None).unwrap(), "f16");
+        assert_eq!(out_type(Some("")).unwrap(), "f16");
+        assert_eq!(out_type(Some("Q8_0")).unwrap(), "q8_0");
+        let err = out_type(Some("q4_K_M")).unwrap_err();
+        assert!(format!("{err:?}").contains("q4_K_M"), "{err:?}");
+    }
+
+    #[test]
+    fn only_existing_directories_named_as_paths_are_model_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().display().to_string();
+        assert_eq!(model_dir(&path), Some(dir.path().to_path_buf()));
+        assert_eq!(model_dir("llama3"), None);
+        assert_eq!(model_dir(&format!("{path}/missing")), None);
+    }
+}
