@@ -1,6 +1,5 @@
 //! A GGUF file held in memory: memory-mapped from disk, or owned bytes.
 
-use std::fs::File;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
@@ -52,18 +51,7 @@ impl GgufFile {
     /// read; tensor data stays on disk until used.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
-        let io_error = |source| GgufError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(io_error)?;
-        // SAFETY: the map is read-only and we assume nobody truncates or rewrites the file
-        // while it is open. Model files are written once (to a temporary name, then
-        // renamed into place) and never modified in place, so the assumption holds for
-        // files this project manages; a file changed under us by another program could
-        // show us changed bytes or fault (SIGBUS), as with any mmap-based reader.
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.map_err(io_error)?;
+        let map = crate::MappedFile::open(path)?.into_map();
         let header = GgufHeader::parse(&map).map_err(|e| e.with_path(path.to_path_buf()))?;
         Ok(Self {
             path: Some(path.to_path_buf()),

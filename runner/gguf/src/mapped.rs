@@ -25,6 +25,11 @@ impl std::fmt::Debug for MappedFile {
 }
 
 impl MappedFile {
+    /// The map itself, for a reader that keeps it under another type (`GgufFile`).
+    pub(crate) fn into_map(self) -> Mmap {
+        self.map
+    }
+
     /// Maps the file at `path`; its pages are read from disk when first touched.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, add_assign, scale_assign, softcap};
+use kernels::ops::{Rope, add_assign, scale_assign, softcap, swiglu};
 use plan::ArchPlan;
 use plan::compute::{AttentionShape, matmul_scratch_bytes};
 
@@ -52,6 +52,30 @@ pub struct Recipe {
     pub act: GatedActivation,
     /// Soft-capping of the logits (`final_logit_softcapping`).
     pub final_softcap: Option<f32>,
+}
+
+impl Recipe {
+    /// Llama's recipe under `name`: no embedding or query scale, SwiGLU, no soft cap
+    /// (what llama, Qwen 2 and Qwen 3 share).
+    pub fn llama_like(
+        name: &'static str,
+        n_embd: usize,
+        eps: f32,
+        train_ctx: usize,
+        attn: AttentionShape,
+    ) -> Self {
+        Self {
+            name,
+            n_embd,
+            eps,
+            train_ctx,
+            attn,
+            embd_scale: None,
+            query_scale: None,
+            act: swiglu,
+            final_softcap: None,
+        }
+    }
 }
 
 /// The query, key and value projections: three matrices, or rows of one fused matrix

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{RopeLayout, swiglu};
+use kernels::ops::RopeLayout;
 use plan::arch::llama::HyperParams;
 
 use super::decoder::{Block, Decoder, Parts, Recipe};
@@ -35,17 +35,7 @@ pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>
         RopeLayout::Normal,
         factors.as_deref(),
     )?;
-    let recipe = Recipe {
-        name: "llama",
-        n_embd: hp.n_embd,
-        eps: hp.eps,
-        train_ctx: hp.train_ctx,
-        attn: a,
-        embd_scale: None,
-        query_scale: None,
-        act: swiglu,
-        final_softcap: None,
-    };
+    let recipe = Recipe::llama_like("llama", hp.n_embd, hp.eps, hp.train_ctx, a);
     let parts = Parts {
         blocks,
         ropes: vec![rope],

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{RopeLayout, swiglu};
+use kernels::ops::RopeLayout;
 use plan::arch::qwen::HyperParams;
 
 use super::decoder::{Block, Decoder, Parts, Recipe};
@@ -30,17 +30,7 @@ pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>
             Block::standard(&file, i, hp.n_embd, hp.n_ff, &a)?.with_qk_norm(&file, i, a.head_dim_k)
         })
         .collect::<Result<_, _>>()?;
-    let recipe = Recipe {
-        name: "qwen3",
-        n_embd: hp.n_embd,
-        eps: hp.eps,
-        train_ctx: hp.train_ctx,
-        attn: a,
-        embd_scale: None,
-        query_scale: None,
-        act: swiglu,
-        final_softcap: None,
-    };
+    let recipe = Recipe::llama_like("qwen3", hp.n_embd, hp.eps, hp.train_ctx, a);
     let parts = Parts {
         blocks,
         ropes: vec![rope(&hp.rope, a.head_dim_k, RopeLayout::NeoX, None)?],
