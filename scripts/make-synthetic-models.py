@@ -21,7 +21,8 @@ Metadata keys and tensor names are those llama.cpp's converter writes for the fa
 (`convert_hf_to_gguf.py`, `conversion/{qwen,llama}.py`; tensor names from
 `gguf.constants`): the sizes are small (hidden 256-512, three layers) but the head counts
 and GQA ratios are real ones. The tokenizer is SmolLM2's BPE vocabulary and merges, read
-from its GGUF file, with the pre-tokenizer of the family (`qwen2`, `llama-bpe`).
+from its GGUF file, with the pre-tokenizer of the family (`qwen2`, `llama-bpe`); Gemma 2
+and Phi-3 take Gemma 3's SentencePiece vocabulary from the Gemma 3 test model instead.
 
   qwen2   Qwen2.5-0.5B's heads (14 query, 2 key/value, 7:1), QKV biases, NeoX RoPE,
           separate output head.
@@ -30,6 +31,12 @@ from its GGUF file, with the pre-tokenizer of the family (`qwen2`, `llama-bpe`).
   llama   Llama 3.2's GQA ratio (4:1), Llama 3.1 RoPE scaling as `rope_freqs.weight`
           (factor 32, low/high frequency factors 1 and 4, original context 8192, computed
           as the converter does), tied output head, BOS added.
+  gemma2  Gemma 2 2B's heads (8 query, 4 key/value, 256 wide), attention and final logit
+          soft caps (50, 30), post-norms, every other layer sliding over a window of 32.
+  phi3    Phi-4-mini's layout: fused QKV and gate-up, 3:1 GQA, 3/4 of each head rotated,
+          LongRoPE (short and long factors, attn_factor) from an original context of 1024.
+  qwen3moe  Qwen3-30B-A3B's routing scaled down: 4 of 16 experts of 256 per token, the
+          router kept in F32 as the converter keeps it, Qwen 3's Q/K norms.
 """
 
 from __future__ import annotations
@@ -80,6 +87,23 @@ class Spec:
     qk_norm: bool = False
     # Llama 3.1's rope_scaling, written as rope_freqs.weight.
     llama3_rope: dict | None = None
+    # Gemma 2: post-norms of attention and of the feed-forward network, soft caps and a
+    # sliding window on every other layer.
+    post_norms: bool = False
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    sliding_window: int | None = None
+    # Phi-3: fused QKV and gate-up matrices, partial rotary (rope_dims of head_dim),
+    # LongRoPE factors for contexts past orig_ctx.
+    fused: bool = False
+    rope_dims: int | None = None
+    longrope_orig_ctx: int | None = None
+    # Qwen 3 MoE: n_expert experts of n_ff_exp, n_expert_used per token.
+    n_expert: int = 0
+    n_expert_used: int = 0
+    n_ff_exp: int = 0
+    # "smollm2" (BPE, with `pre`) or "gemma3" (SentencePiece).
+    vocab: str = "smollm2"
     # Keys only some converters write.
     write_head_dim: bool = False
     write_rope_dim: bool = False
@@ -99,7 +123,35 @@ SPECS = [
          pre="llama-bpe", add_bos=True, tied=True, write_rope_dim=True, write_vocab_size=True,
          llama3_rope=dict(factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
                           original_max_position_embeddings=8192)),
+    # Gemma 2 2B's head layout (8 query heads, 4 key/value, 256 wide), its soft caps (50 on
+    # attention, 30 on the logits), post-norms, every other layer sliding: the window is
+    # 32 here (4096 in the real model) so that a 100-token prompt crosses it.
+    Spec(arch="gemma2", seed=2202, n_layer=3, n_embd=256, n_ff=640, n_head=8, n_head_kv=4,
+         head_dim=256, context_length=8192, rope_theta=10_000.0, rms_eps=1e-6,
+         pre="default", add_bos=True, tied=True, write_head_dim=True, post_norms=True,
+         attn_softcap=50.0, final_softcap=30.0, sliding_window=32, vocab="gemma3"),
+    # Phi-4-mini's layout (3:1 GQA, 128k context by LongRoPE from a shorter original one,
+    # 3/4 of each head rotated) at small size: head 64, 48 rotated dimensions, original
+    # context 1024 (so the 2048-token reference context takes the long factors), fused
+    # QKV and gate-up. The sliding window of 2047 is written as Phi-3-mini's converter
+    # writes it; llama.cpp ignores it for phi3.
+    Spec(arch="phi3", seed=3303, n_layer=3, n_embd=384, n_ff=1024, n_head=6, n_head_kv=2,
+         head_dim=64, context_length=32768, rope_theta=10_000.0, rms_eps=1e-5,
+         pre="default", add_bos=True, tied=True, fused=True, rope_dims=48,
+         longrope_orig_ctx=1024, sliding_window=2047, vocab="gemma3"),
+    # Qwen3-30B-A3B's routing (8 of 128 experts) scaled down: 4 of 16 experts of 256,
+    # Qwen 3's per-head Q/K norms, 8:1 GQA.
+    Spec(arch="qwen3moe", seed=3330, n_layer=3, n_embd=256, n_ff=768, n_head=16,
+         n_head_kv=2, head_dim=64, context_length=40960, rope_theta=1_000_000.0,
+         rms_eps=1e-6, pre="qwen2", add_bos=False, tied=False, qk_norm=True,
+         write_head_dim=True, n_expert=16, n_expert_used=4, n_ff_exp=256),
 ]
+
+# Gemma 3's SentencePiece vocabulary, for the families whose own tokenizer is one.
+GEMMA3_SOURCE = MODELS / "gemma-3-270m-q4_k_m.gguf"
+
+# Tensors the converter keeps in F32 whatever the file type (the router).
+KEEP_F32 = ("ffn_gate_inp.weight",)
 
 
 def llama3_rope_factors(spec: Spec) -> np.ndarray:
@@ -121,6 +173,15 @@ def llama3_rope_factors(spec: Spec) -> np.ndarray:
                       / (p["high_freq_factor"] - p["low_freq_factor"]))
             factors.append(1 / ((1 - smooth) / p["factor"] + smooth))
     return np.array(factors, dtype=np.float32)
+
+
+def read_gemma_vocab() -> dict:
+    """Gemma 3's tokenizer fields, every `tokenizer.*` key of its file, as they are."""
+    if not GEMMA3_SOURCE.exists():
+        sys.exit(f"{GEMMA3_SOURCE} is missing: run scripts/fetch-models first")
+    r = GGUFReader(GEMMA3_SOURCE)
+    return {k: (f.contents(), f.types) for k, f in r.fields.items()
+            if k.startswith("tokenizer.")}
 
 
 def read_vocab() -> dict:
@@ -168,29 +229,94 @@ def weights(spec: Spec, n_vocab: int) -> list[tuple[str, np.ndarray]]:
         return f"{base}.{suffix}"
 
     q_dim, kv_dim = spec.n_head * spec.head_dim, spec.n_head_kv * spec.head_dim
+    # Gemma scales the embeddings by sqrt(n_embd) on the way in.
+    embd_std = 0.1 / math.sqrt(spec.n_embd) if spec.arch.startswith("gemma") else 0.1
     out = [(name(MODEL_TENSOR.TOKEN_EMBD),
-            (0.1 * rng.standard_normal((n_vocab, spec.n_embd))).astype(np.float32))]
+            (embd_std * rng.standard_normal((n_vocab, spec.n_embd))).astype(np.float32))]
     if spec.llama3_rope:
         out.append((name(MODEL_TENSOR.ROPE_FREQS), llama3_rope_factors(spec)))
+    if spec.longrope_orig_ctx:
+        # LongRoPE's per-pair factors: near 1 for the short context, growing with the
+        # wavelength for the long one (as in Phi-3's config.json).
+        n = spec.rope_dims // 2
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        long = (1.0 + 15.0 * ramp ** 2 + 0.05 * rng.random(n)).astype(np.float32)
+        short = (1.0 + 0.05 * rng.random(n)).astype(np.float32)
+        out.append((name(MODEL_TENSOR.ROPE_FACTORS_LONG), long))
+        out.append((name(MODEL_TENSOR.ROPE_FACTORS_SHORT), short))
     for il in range(spec.n_layer):
         out.append((name(MODEL_TENSOR.ATTN_NORM, il), norm(spec.n_embd)))
-        for t, rows in [(MODEL_TENSOR.ATTN_Q, q_dim), (MODEL_TENSOR.ATTN_K, kv_dim),
-                        (MODEL_TENSOR.ATTN_V, kv_dim)]:
-            out.append((name(t, il), matrix(rows, spec.n_embd)))
-            if spec.qkv_bias:
-                out.append((name(t, il, "bias"), bias(rows)))
+        qkv = [(MODEL_TENSOR.ATTN_Q, q_dim), (MODEL_TENSOR.ATTN_K, kv_dim),
+               (MODEL_TENSOR.ATTN_V, kv_dim)]
+        if spec.fused:
+            out.append((name(MODEL_TENSOR.ATTN_QKV, il), matrix(q_dim + 2 * kv_dim, spec.n_embd)))
+        else:
+            for t, rows in qkv:
+                out.append((name(t, il), matrix(rows, spec.n_embd)))
+                if spec.qkv_bias:
+                    out.append((name(t, il, "bias"), bias(rows)))
         if spec.qk_norm:
             out.append((name(MODEL_TENSOR.ATTN_Q_NORM, il), norm(spec.head_dim)))
             out.append((name(MODEL_TENSOR.ATTN_K_NORM, il), norm(spec.head_dim)))
         out.append((name(MODEL_TENSOR.ATTN_OUT, il), matrix(spec.n_embd, q_dim)))
+        if spec.post_norms:
+            out.append((name(MODEL_TENSOR.ATTN_POST_NORM, il), norm(spec.n_embd)))
         out.append((name(MODEL_TENSOR.FFN_NORM, il), norm(spec.n_embd)))
-        out.append((name(MODEL_TENSOR.FFN_GATE, il), matrix(spec.n_ff, spec.n_embd)))
-        out.append((name(MODEL_TENSOR.FFN_DOWN, il), matrix(spec.n_embd, spec.n_ff)))
-        out.append((name(MODEL_TENSOR.FFN_UP, il), matrix(spec.n_ff, spec.n_embd)))
+        if spec.n_expert:
+            e, f = spec.n_expert, spec.n_ff_exp
+            # The router's logits spread over a few units, so the choice of experts
+            # varies from token to token.
+            out.append((name(MODEL_TENSOR.FFN_GATE_INP, il), 4.0 * matrix(e, spec.n_embd)))
+            experts = lambda rows, cols: np.stack([matrix(rows, cols) for _ in range(e)])
+            out.append((name(MODEL_TENSOR.FFN_GATE_EXP, il), experts(f, spec.n_embd)))
+            out.append((name(MODEL_TENSOR.FFN_DOWN_EXP, il), experts(spec.n_embd, f)))
+            out.append((name(MODEL_TENSOR.FFN_UP_EXP, il), experts(f, spec.n_embd)))
+        elif spec.fused:
+            # Gate rows first, then up rows, as Phi-3's gate_up_proj.
+            out.append((name(MODEL_TENSOR.FFN_DOWN, il), matrix(spec.n_embd, spec.n_ff)))
+            out.append((name(MODEL_TENSOR.FFN_UP, il), matrix(2 * spec.n_ff, spec.n_embd)))
+        else:
+            out.append((name(MODEL_TENSOR.FFN_GATE, il), matrix(spec.n_ff, spec.n_embd)))
+            out.append((name(MODEL_TENSOR.FFN_DOWN, il), matrix(spec.n_embd, spec.n_ff)))
+            out.append((name(MODEL_TENSOR.FFN_UP, il), matrix(spec.n_ff, spec.n_embd)))
+        if spec.post_norms:
+            out.append((name(MODEL_TENSOR.FFN_POST_NORM, il), norm(spec.n_embd)))
     out.append((name(MODEL_TENSOR.OUTPUT_NORM), norm(spec.n_embd)))
     if not spec.tied:
         out.append((name(MODEL_TENSOR.OUTPUT), matrix(n_vocab, spec.n_embd)))
     return out
+
+
+def vocab_size(vocab: dict) -> int:
+    return len(vocab["tokens"]) if "tokens" in vocab else len(vocab["tokenizer.ggml.tokens"][0])
+
+
+def add_bpe_vocab(w: GGUFWriter, spec: Spec, vocab: dict) -> None:
+    """SmolLM2's BPE vocabulary with the family's pre-tokenizer."""
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(spec.pre)
+    w.add_token_list(vocab["tokens"])
+    w.add_token_types(vocab["token_type"])
+    w.add_token_merges(vocab["merges"])
+    w.add_bos_token_id(vocab["bos"])
+    w.add_eos_token_id(vocab["eos"])
+    w.add_unk_token_id(vocab["unk"])
+    w.add_pad_token_id(vocab["pad"])
+    w.add_add_bos_token(spec.add_bos)
+    w.add_chat_template(vocab["chat_template"])
+
+
+def add_gemma_vocab(w: GGUFWriter, vocab: dict) -> None:
+    """Gemma 3's SentencePiece fields, copied key for key, and SmolLM2's chat template
+    (Gemma 3's file carries none; the template only shapes chat prompts)."""
+    for key, (value, types) in vocab.items():
+        if key == "tokenizer.chat_template":
+            continue
+        if types[0] == gguf.GGUFValueType.ARRAY:
+            w.add_array(key, value)
+        else:
+            w.add_key_value(key, value, types[0])
+    w.add_chat_template(read_vocab()["chat_template"])
 
 
 def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
@@ -200,7 +326,9 @@ def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     w = GGUFWriter(tmp, spec.arch)
     w.add_type(gguf.GGUFType.MODEL)
-    w.add_name(f"Synthetic {spec.arch} {type_name}")
+    # Not "phi3": llama.cpp gives Phi-3's own special tokens extra attributes when the
+    # name says phi3, and Gemma 3's vocabulary has none of them.
+    w.add_name(f"Synthetic {spec.arch.replace('phi3', 'phi')} {type_name}")
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.context_length)
     w.add_embedding_length(spec.n_embd)
@@ -214,23 +342,34 @@ def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
         w.add_value_length(spec.head_dim)
     w.add_file_type(file_type)
     if spec.write_vocab_size:
-        w.add_vocab_size(len(vocab["tokens"]))
+        w.add_vocab_size(vocab_size(vocab))
     if spec.write_rope_dim:
         w.add_rope_dimension_count(spec.head_dim)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(spec.pre)
-    w.add_token_list(vocab["tokens"])
-    w.add_token_types(vocab["token_type"])
-    w.add_token_merges(vocab["merges"])
-    w.add_bos_token_id(vocab["bos"])
-    w.add_eos_token_id(vocab["eos"])
-    w.add_unk_token_id(vocab["unk"])
-    w.add_pad_token_id(vocab["pad"])
-    w.add_add_bos_token(spec.add_bos)
-    w.add_chat_template(vocab["chat_template"])
+    if spec.rope_dims:
+        w.add_rope_dimension_count(spec.rope_dims)
+    if spec.attn_softcap:
+        w.add_attn_logit_softcapping(spec.attn_softcap)
+    if spec.final_softcap:
+        w.add_final_logit_softcapping(spec.final_softcap)
+    if spec.sliding_window is not None:
+        w.add_sliding_window(spec.sliding_window)
+    if spec.longrope_orig_ctx:
+        # Phi3MiniModel: attn_factor for "longrope" scaling.
+        scale = spec.context_length / spec.longrope_orig_ctx
+        w.add_rope_scaling_orig_ctx_len(spec.longrope_orig_ctx)
+        w.add_rope_scaling_attn_factors(
+            math.sqrt(1 + math.log(scale) / math.log(spec.longrope_orig_ctx)))
+    if spec.n_expert:
+        w.add_expert_count(spec.n_expert)
+        w.add_expert_used_count(spec.n_expert_used)
+        w.add_expert_feed_forward_length(spec.n_ff_exp)
+    if spec.vocab == "gemma3":
+        add_gemma_vocab(w, vocab)
+    else:
+        add_bpe_vocab(w, spec, vocab)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for name, data in tensors:
-        if data.ndim == 2 and qtype != T.F32:
+        if data.ndim >= 2 and qtype != T.F32 and not name.endswith(KEEP_F32):
             w.add_tensor(name, quantize(data, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(name, data)
@@ -245,12 +384,12 @@ def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
 def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab = read_vocab()
     only = os.environ.get("SYNTHETIC_ARCHS")
     for spec in SPECS:
         if only and spec.arch not in only.split(","):
             continue
-        tensors = weights(spec, len(vocab["tokens"]))
+        vocab = read_gemma_vocab() if spec.vocab == "gemma3" else read_vocab()
+        tensors = weights(spec, vocab_size(vocab))
         for type_name, qtype, file_type in TYPES:
             path = write(spec, vocab, tensors, type_name, qtype, file_type, out_dir)
             print(f"wrote {path}", file=sys.stderr)

@@ -136,6 +136,45 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), MatmulError> {
+    product(pool, isa, w, x, n_tokens, out, scratch, Order::Batch)
+}
+
+/// [`matmul`] for tokens gathered to one expert of a mixture of experts: llama.cpp's
+/// `mul_mat_id` multiplies every row by `vec_dot`, never by llamafile's tiles, so F32
+/// weights add in `ggml_vec_dot_f32`'s order whatever the batch (the quantized types add
+/// the same way in both).
+pub fn matmul_gathered(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: Weights<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), MatmulError> {
+    product(pool, isa, w, x, n_tokens, out, scratch, Order::VecDot)
+}
+
+/// Which of llama.cpp's products a call reproduces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// `mul_mat`: llamafile's tiles for F32 batches it takes.
+    Batch,
+    /// `mul_mat_id`: `vec_dot` always.
+    VecDot,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn product(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: Weights<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+    order: Order,
+) -> Result<(), MatmulError> {
     let Some(act) = partner(w.ty) else {
         return Err(MatmulError::UnsupportedType(w.ty));
     };
@@ -168,6 +207,7 @@ pub fn matmul(
         w,
         x,
         n_tokens,
+        order,
     };
     product.run_any(out, scratch)
 }
@@ -205,6 +245,7 @@ struct Product<'a> {
     w: Weights<'a>,
     x: &'a [f32],
     n_tokens: usize,
+    order: Order,
 }
 
 impl Product<'_> {
@@ -213,7 +254,10 @@ impl Product<'_> {
     /// two tokens or more, rows a multiple of 16 long (its AVX-512 step) and a row count
     /// that is a multiple of 4 (its smallest tile). We follow it so the bits are its.
     fn llamafile_takes_f32(&self) -> bool {
-        self.n_tokens >= 2 && self.w.cols.is_multiple_of(16) && self.w.rows.is_multiple_of(4)
+        self.order == Order::Batch
+            && self.n_tokens >= 2
+            && self.w.cols.is_multiple_of(16)
+            && self.w.rows.is_multiple_of(4)
     }
 
     /// Quantizes the activations into `words` (sized by the caller) in `K`'s partner type.

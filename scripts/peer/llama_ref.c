@@ -251,6 +251,19 @@ static struct llama_context *context(struct llama_model *model, int n_threads, e
     return ctx;
 }
 
+/* The widest x86 vectors of this host, which a native build of ggml (GGML_NATIVE, as
+ * docs/PEER.md builds it) was compiled for: its F32 dot products add in lanes of that
+ * width, so references made on an AVX2 host differ in the last bits from an AVX-512
+ * host's, whose order our exact path reproduces. */
+static const char *host_simd(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "avx512";
+    if (__builtin_cpu_supports("avx2")) return "avx2";
+#endif
+    return "other";
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: %s MODEL N_PREDICT N_THREADS PROMPT...\n", argv[0]);
@@ -276,8 +289,9 @@ int main(int argc, char **argv) {
 
     printf("{\"generator\":\"scripts/peer/llama_ref.c (llama.cpp public API)\",");
     printf("\"settings\":{\"n_threads\":%d,\"n_predict\":%d,\"type_k\":\"f32\",\"type_v\":\"f32\","
-           "\"flash_attn\":false,\"repack\":false,\"tiled_mm\":false,\"n_ctx\":2048},\"cases\":[\n",
-           n_threads, n_predict);
+           "\"flash_attn\":false,\"repack\":false,\"tiled_mm\":false,\"n_ctx\":2048,"
+           "\"host_simd\":\"%s\"},\"cases\":[\n",
+           n_threads, n_predict, host_simd());
     for (int i = 4; i < argc; i++) {
         if (i > 4) {
             printf(",\n");

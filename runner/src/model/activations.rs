@@ -6,6 +6,7 @@
 
 use super::attention::AttentionScratch;
 use super::layers::MlpScratch;
+use super::moe::MoeScratch;
 
 pub use plan::compute::{ActivationDims, ComputeConfig};
 
@@ -30,6 +31,8 @@ pub struct Activations {
     pub cos_sin: Vec<Vec<f32>>,
     /// The MLP's hidden rows.
     pub mlp: MlpScratch,
+    /// A mixture of experts' routing and gathering buffers (empty for a dense model).
+    pub moe: MoeScratch,
     /// Attention's scratch.
     pub attention: AttentionScratch,
     dims: ActivationDims,
@@ -57,6 +60,7 @@ impl Activations {
             proj: Vec::new(),
             cos_sin: vec![Vec::new(); dims.n_rot.len()],
             mlp: MlpScratch::with_rows(config.num_batch * dims.n_ff),
+            moe: MoeScratch::new(dims.moe, config.num_batch, dims.n_embd),
             attention: AttentionScratch::new(a, config),
             dims: dims.clone(),
         };
@@ -71,7 +75,7 @@ impl Activations {
         ];
         let rows: usize = rows.iter().map(|r| r.capacity()).sum();
         let cs: usize = self.cos_sin.iter().map(|r| r.capacity()).sum();
-        (rows + cs) * 4 + self.mlp.bytes() + self.attention.bytes()
+        (rows + cs) * 4 + self.mlp.bytes() + self.moe.bytes() + self.attention.bytes()
     }
 
     /// Sets every buffer's length for `n` tokens (within the allocation when `n` is at

@@ -24,6 +24,7 @@ use super::activations::Activations;
 use super::attention::attention;
 use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
 use super::layers::{GatedMlp, norm_rows_in_place, rotate};
+use super::moe::FeedForward;
 use super::weights::{Cpu, Embedding, Linear, vector};
 use super::{Batch, LoadOptions, Logits, Model, ModelError};
 use crate::kvcache::{KvCache, KvLayout, Placement};
@@ -135,7 +136,7 @@ pub struct Block {
     /// The norm before the feed-forward network.
     pub ffn_norm: Vec<f32>,
     /// The feed-forward network.
-    pub mlp: GatedMlp,
+    pub mlp: FeedForward,
     /// The norm of the network's output, before the residual add (Gemma).
     pub ffn_post_norm: Option<Vec<f32>>,
     /// Which of the model's rotary embeddings this block uses.
@@ -154,14 +155,30 @@ impl Block {
         a: &AttentionShape,
     ) -> Result<Self, ModelError> {
         let p = format!("blk.{i}");
+        let qkv = Qkv::separate(file, &p, n_embd, a)?;
+        let mlp = FeedForward::Dense(GatedMlp::load(file, &format!("{p}.ffn"), n_embd, n_ff)?);
+        Self::with_projections(file, i, n_embd, a, qkv, mlp)
+    }
+
+    /// A block of llama's layout whose input projections and network the architecture
+    /// loaded itself (fused ones, say): the norms and `attn_output` are found here.
+    pub fn with_projections(
+        file: &GgufFile,
+        i: usize,
+        n_embd: usize,
+        a: &AttentionShape,
+        qkv: Qkv,
+        mlp: FeedForward,
+    ) -> Result<Self, ModelError> {
+        let p = format!("blk.{i}");
         Ok(Self {
             attn_norm: vector(file, &format!("{p}.attn_norm.weight"), n_embd)?,
-            qkv: Qkv::separate(file, &p, n_embd, a)?,
+            qkv,
             qk_norm: None,
             wo: Linear::load(file, &format!("{p}.attn_output"), a.out_dim(), n_embd)?,
             attn_post_norm: None,
             ffn_norm: vector(file, &format!("{p}.ffn_norm.weight"), n_embd)?,
-            mlp: GatedMlp::load(file, &format!("{p}.ffn"), n_embd, n_ff)?,
+            mlp,
             ffn_post_norm: None,
             rope: 0,
         })
@@ -345,7 +362,8 @@ impl Weights {
 
             norm_rows(&s.x[..rows], &b.ffn_norm, r.eps, &mut s.xn[..rows]);
             let (x, proj) = (&s.xn[..rows], &mut s.proj[..rows]);
-            b.mlp.forward(cpu, file, r.act, x, n, &mut s.mlp, proj)?;
+            let scratch = (&mut s.mlp, &mut s.moe);
+            b.mlp.forward(cpu, file, r.act, x, n, scratch, proj)?;
             if let Some(w) = &b.ffn_post_norm {
                 norm_rows_in_place(&mut s.proj[..rows], w, r.eps);
             }

@@ -22,8 +22,8 @@ pub struct GatedMlp {
 /// Scratch for [`GatedMlp::forward`]: two rows of the hidden width per token.
 #[derive(Debug, Default)]
 pub struct MlpScratch {
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    pub(crate) gate: Vec<f32>,
+    pub(crate) up: Vec<f32>,
 }
 
 impl MlpScratch {
@@ -57,6 +57,24 @@ impl GatedMlp {
         })
     }
 
+    /// `{prefix}_up` holding the gate's rows and then the up projection's (Phi-3's fused
+    /// `gate_up_proj`), and `{prefix}_down`. Split by rows, the halves multiply as the
+    /// fused matrix does, row for row.
+    pub fn fused(
+        file: &GgufFile,
+        prefix: &str,
+        n_embd: usize,
+        n_ff: usize,
+    ) -> Result<Self, ModelError> {
+        let gate_up = Linear::load(file, &format!("{prefix}_up"), n_embd, 2 * n_ff)?;
+        let [gate, up] = gate_up.split_rows([n_ff, n_ff]);
+        Ok(Self {
+            gate,
+            up,
+            down: Linear::load(file, &format!("{prefix}_down"), n_ff, n_embd)?,
+        })
+    }
+
     /// Runs `n` tokens of `x` through the network into `out`, with the gated activation
     /// `act(gate, up, out)` (SwiGLU for llama, GeGLU for Gemma).
     #[allow(clippy::too_many_arguments)]
@@ -85,7 +103,7 @@ impl GatedMlp {
 /// in chunks through a small stack buffer, since the activations take separate input and
 /// output slices. Chunks start at each row's start (a multiple of 16 into it), so SwiGLU's
 /// vector groups and scalar tail fall where llama.cpp's do.
-fn activation_into_up(
+pub(crate) fn activation_into_up(
     act: fn(&[f32], &[f32], &mut [f32]),
     width: usize,
     gate: &[f32],

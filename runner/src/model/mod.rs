@@ -17,9 +17,12 @@ mod head;
 mod hparams;
 pub mod layers;
 pub mod llama;
+pub mod moe;
+pub mod phi3;
 pub mod pooling;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
 pub mod weights;
 
 use std::sync::Arc;
@@ -386,6 +389,8 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
     ("gemma3", gemma::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("phi3", phi3::load),
+    ("qwen3moe", qwen3moe::load),
     ("bert", bert::Bert::load_boxed),
 ];
 

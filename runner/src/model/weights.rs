@@ -61,6 +61,18 @@ impl Cpu {
         matmul::matmul(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
         Ok(())
     }
+
+    /// [`Cpu::matmul`] for the tokens routed to one expert ([`matmul::matmul_gathered`]).
+    pub fn matmul_gathered(
+        &mut self,
+        w: Weights<'_>,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        matmul::matmul_gathered(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
+        Ok(())
+    }
 }
 
 fn tensor<'a>(file: &'a GgufFile, name: &str) -> Result<&'a TensorInfo, ModelError> {
@@ -167,6 +179,63 @@ impl Linear {
         })
     }
 
+    /// The experts of a mixture: `name` holds `n_expert` matrices of `rows` × `cols`
+    /// back to back (ggml dims `[cols, rows, n_expert]`), one [`Linear`] each, all left
+    /// in the file.
+    pub fn load_experts(
+        file: &GgufFile,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        n_expert: usize,
+    ) -> Result<Vec<Self>, ModelError> {
+        let info = tensor(file, name)?;
+        check_shape(info, &[cols as u64, rows as u64, n_expert as u64])?;
+        let ty = info.ggml_type();
+        if !matmul::supported(ty) || !cols.is_multiple_of(ty.block_size()) {
+            return Err(ModelError::UnsupportedType {
+                name: info.name().to_owned(),
+                ty,
+            });
+        }
+        let range = byte_range(file, info)?;
+        let bytes = rows * (cols / ty.block_size() * ty.type_size());
+        Ok((0..n_expert)
+            .map(|e| {
+                let start = range.start + e * bytes;
+                Self {
+                    range: start..start + bytes,
+                    ty,
+                    rows,
+                    cols,
+                    bias: None,
+                }
+            })
+            .collect())
+    }
+
+    /// `out[t] = W x[t]` for `n` tokens routed to this expert ([`Cpu::matmul_gathered`]).
+    pub fn forward_gathered(
+        &self,
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        cpu.matmul_gathered(self.weights(file), x, n, out)
+    }
+
+    /// The matrix's bytes in `file`, as the kernels take them.
+    fn weights<'f>(&self, file: &'f GgufFile) -> Weights<'f> {
+        Weights {
+            bytes: &file.bytes()[self.range.clone()],
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
     /// The matrix cut by rows into `N` matrices of `parts[i]` rows (summing to
     /// [`Linear::rows`]), each with its share of the bias: how a fused projection (Q, K
     /// and V, or gate and up, stacked) is used. Each output row is the same dot product
@@ -203,13 +272,7 @@ impl Linear {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        let w = Weights {
-            bytes: &file.bytes()[self.range.clone()],
-            ty: self.ty,
-            rows: self.rows,
-            cols: self.cols,
-        };
-        cpu.matmul(w, x, n, out)?;
+        cpu.matmul(self.weights(file), x, n, out)?;
         if let Some(b) = &self.bias {
             for row in out.chunks_exact_mut(self.rows) {
                 kernels::ops::add_assign(row, b);

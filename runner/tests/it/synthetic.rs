@@ -1,5 +1,5 @@
 //! The architectures no real test model covers (Qwen 2, Qwen 3, Llama 3 with its RoPE
-//! scaling), on tiny random models in F32, Q8_0 and Q4_0 (`scripts/make-synthetic-models.py`,
+//! scaling, Gemma 2, Phi-3, Qwen 3 MoE), on tiny random models in F32, Q8_0 and Q4_0 (`scripts/make-synthetic-models.py`,
 //! written on first use), against llama.cpp's reference path.
 //!
 //! References: `tests/data/synthetic-refs/{arch}-synthetic-{type}.json`, written by
@@ -19,7 +19,7 @@ use runner::tokenizer::{TokenId, Tokenizer};
 
 use crate::support::{generate, reference_cache};
 
-const ARCHS: [&str; 3] = ["qwen2", "qwen3", "llama"];
+const ARCHS: [&str; 6] = ["qwen2", "qwen3", "llama", "gemma2", "phi3", "qwen3moe"];
 const TYPES: [&str; 3] = ["F32", "Q8_0", "Q4_0"];
 const THREADS: usize = 2;
 
@@ -40,9 +40,40 @@ fn exact(arch: &str, ty: &str) -> bool {
 /// to the largest logit.
 const TOLERANCE: f32 = 1e-6;
 
+/// The largest logit error allowed on a quantized model against references made on a
+/// host without AVX-512.
+///
+/// Our exact path adds F32 dot products (llamafile's tiles, `ggml_vec_dot_f32`, and so
+/// attention over the F32 cache and an F32 router) in the lanes of llama.cpp's AVX-512
+/// build on every CPU, so that the stored references hold on any CI machine. llama.cpp
+/// built natively on an AVX2-only host adds in lanes of 8 instead: its logits move in the
+/// last bits on F32 models (1e-6 to 2e-5 relative, and the greedy text is the same), and
+/// where one of those bits sends a quantized activation or a router's choice the other
+/// way, by up to ~1e-2 on Q8_0 and Q4_0 models, whose greedy text may then part. Such
+/// references are held to these bounds (a wrong graph misses them by far: 0.5 for a
+/// misplaced sliding window); `scripts/make-synthetic-refs.sh` run on an AVX-512 host
+/// makes them bit for bit again (docs/PEER.md).
+const OTHER_HOST_TOLERANCE: f32 = 3e-2;
+
+/// [`OTHER_HOST_TOLERANCE`] for F32 models, whose greedy tokens must also be equal.
+const OTHER_HOST_F32_TOLERANCE: f32 = 1e-4;
+
 #[derive(serde::Deserialize)]
 struct Refs {
+    settings: Settings,
     cases: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Settings {
+    /// The widest vectors of the host the references were made on (older files, made on
+    /// AVX-512 hosts, do not say).
+    #[serde(default = "avx512")]
+    host_simd: String,
+}
+
+fn avx512() -> String {
+    "avx512".to_owned()
 }
 
 #[derive(serde::Deserialize)]
@@ -116,7 +147,8 @@ fn matches_llama_cpp(arch: &str, types: &[&str]) {
         let refs = refs(arch, ty);
         let (tokenizer, mut model) = load(arch, ty, reference_cache());
         assert_eq!(model.architecture(), arch);
-        let exact = exact(arch, ty);
+        let host = &refs.settings.host_simd;
+        let exact = exact(arch, ty) && host == "avx512";
         for case in &refs.cases {
             let prompt = prompt_tokens(&tokenizer, case);
             assert_eq!(prompt, case.prompt_ids, "{arch} {ty}: prompt tokens");
@@ -136,8 +168,23 @@ fn matches_llama_cpp(arch: &str, types: &[&str]) {
                     hash, fl.logits_fnv1a,
                     "{arch} {ty}: the logits are not llama.cpp's bit for bit (error {err:e})"
                 );
-            } else {
+            } else if host == "avx512" {
                 assert!(err <= TOLERANCE, "{arch} {ty}: logit error {err:e}");
+            } else {
+                let bound = if ty == "F32" {
+                    OTHER_HOST_F32_TOLERANCE
+                } else {
+                    OTHER_HOST_TOLERANCE
+                };
+                assert!(
+                    err <= bound,
+                    "{arch} {ty}: logit error {err:e} against references made on an {host} host"
+                );
+                if ty != "F32" {
+                    // A last-bit difference may send a quantized activation, or a router's
+                    // choice, the other way: the text may part (see OTHER_HOST_TOLERANCE).
+                    continue;
+                }
             }
             let agree = (generation.generated.iter().zip(&case.generated_ids))
                 .take_while(|(a, b)| a == b)
@@ -176,13 +223,37 @@ fn llama3_matches_llama_cpp() {
     matches_llama_cpp("llama", &TYPES);
 }
 
+#[test]
+fn gemma2_matches_llama_cpp() {
+    matches_llama_cpp("gemma2", &TYPES);
+}
+
+#[test]
+fn phi3_matches_llama_cpp() {
+    matches_llama_cpp("phi3", &TYPES);
+}
+
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    matches_llama_cpp("qwen3moe", &TYPES);
+}
+
+/// Greedy tokens the qwen3moe model must keep with an F16 cache (of 32).
+const MOE_F16_AGREEMENT: usize = 8;
+
 /// Flash attention (F32 and F16 cache) gives the reference path's greedy tokens on the
-/// F32 model of every architecture.
+/// F32 model of every architecture: ours, which on references made on an AVX-512 host
+/// are llama.cpp's (see [`matches_llama_cpp`]).
 #[test]
 fn flash_attention_gives_the_reference_greedy_tokens() {
     for arch in ARCHS {
         let refs = refs(arch, "F32");
         let case = &refs.cases[0];
+        let (tokenizer, mut model) = load(arch, "F32", reference_cache());
+        let prompt = prompt_tokens(&tokenizer, case);
+        let n = case.generated_ids.len();
+        let reference = generate(model.as_mut(), &tokenizer, &prompt, n, reference_cache());
+        drop(model);
         for flash in [
             KvConfig {
                 flash_attention: true,
@@ -193,14 +264,28 @@ fn flash_attention_gives_the_reference_greedy_tokens() {
                 ..KvConfig::new(2048)
             },
         ] {
-            let (tokenizer, mut model) = load(arch, "F32", flash);
-            let prompt = prompt_tokens(&tokenizer, case);
-            let n = case.generated_ids.len();
+            let (_, mut model) = load(arch, "F32", flash);
             let generation = generate(model.as_mut(), &tokenizer, &prompt, n, flash);
-            assert_eq!(
-                generation.generated, case.generated_ids,
-                "{arch} F32 with {:?}/{:?} K/V, flash attention",
+            let agree = (generation.generated.iter().zip(&reference.generated))
+                .take_while(|(a, b)| a == b)
+                .count();
+            println!(
+                "{arch} F32 {:?}/{:?} K/V, flash: {agree} of {n} greedy tokens as the reference path",
                 flash.type_k, flash.type_v
+            );
+            // An F16 cache rounds every key and value: a mixture of experts, whose router
+            // turns a small change into another expert, may part after a few tokens.
+            let want = if arch == "qwen3moe" && flash.type_k != reference_cache().type_k {
+                MOE_F16_AGREEMENT
+            } else {
+                n
+            };
+            assert!(
+                agree >= want,
+                "{arch} F32 with {:?}/{:?} K/V, flash attention: the greedy text parts from \
+                 the reference path's after {agree} tokens",
+                flash.type_k,
+                flash.type_v
             );
         }
     }
@@ -210,12 +295,19 @@ fn flash_attention_gives_the_reference_greedy_tokens() {
 /// and a batch of several sequences gives each the logits it gets alone.
 #[test]
 fn synthetic_models_load_with_their_shapes() {
-    // (arch, K/V width per token, query heads × head size)
-    for (arch, kv_dim) in [("qwen2", 2 * 32), ("qwen3", 8 * 64), ("llama", 2 * 64)] {
+    // (arch, K/V width per token, vocabulary)
+    for (arch, kv_dim, n_vocab) in [
+        ("qwen2", 2 * 32, 49152),
+        ("qwen3", 8 * 64, 49152),
+        ("llama", 2 * 64, 49152),
+        ("gemma2", 4 * 256, 262144),
+        ("phi3", 2 * 64, 262144),
+        ("qwen3moe", 2 * 64, 49152),
+    ] {
         for ty in TYPES {
             let (_, mut model) = load(arch, ty, KvConfig::reference(64));
             assert_eq!(model.architecture(), arch);
-            assert_eq!(model.n_vocab(), 49152);
+            assert_eq!(model.n_vocab(), n_vocab, "{arch}");
             let layout = model.kv_layout();
             assert_eq!(
                 (layout.k_dim, layout.v_dim),

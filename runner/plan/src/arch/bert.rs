@@ -79,6 +79,7 @@ impl HyperParams {
                 n_ff: self.n_ff,
                 attn: a,
                 n_rot: Vec::new(),
+                moe: None,
             },
             kv: KvLayout {
                 k_dim: a.k_dim(),

@@ -51,13 +51,12 @@ impl HyperParams {
 
     /// The buffer widths and cache layout these imply.
     pub fn plan(&self) -> ArchPlan {
-        let windows = vec![None; self.n_layer];
-        ArchPlan::decoder(
+        ArchPlan::dense(
+            self.n_layer,
             self.n_embd,
             self.n_ff,
             self.attn,
-            vec![self.rope.n_rot],
-            windows,
+            self.rope.n_rot,
         )
     }
 }

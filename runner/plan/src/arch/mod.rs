@@ -9,7 +9,9 @@ pub mod bert;
 pub mod gemma;
 mod hparams;
 pub mod llama;
+pub mod phi3;
 pub mod qwen;
+pub mod qwen3moe;
 
 use gguf::GgufFile;
 
@@ -45,6 +47,7 @@ impl ArchPlan {
                 n_ff,
                 attn,
                 n_rot,
+                moe: None,
             },
             kv: KvLayout {
                 k_dim: attn.k_dim(),
@@ -54,6 +57,20 @@ impl ArchPlan {
                 windows,
             },
         }
+    }
+}
+
+impl ArchPlan {
+    /// The plan of a decoder of `n_layer` layers with one RoPE of `n_rot` values and no
+    /// sliding window (llama, Qwen, Phi-3).
+    pub fn dense(
+        n_layer: usize,
+        n_embd: usize,
+        n_ff: usize,
+        attn: AttentionShape,
+        n_rot: usize,
+    ) -> Self {
+        Self::decoder(n_embd, n_ff, attn, vec![n_rot], vec![None; n_layer])
     }
 }
 
@@ -92,6 +109,8 @@ const ARCHITECTURES: &[(&str, Planner)] = &[
     ("gemma3", gemma::plan),
     ("qwen2", qwen::plan),
     ("qwen3", qwen::plan),
+    ("phi3", phi3::plan),
+    ("qwen3moe", qwen3moe::plan),
     ("bert", bert::plan),
 ];
 

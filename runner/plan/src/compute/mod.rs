@@ -71,12 +71,35 @@ pub struct ActivationDims {
     /// Rotated values per head of each RoPE the model uses (one table of cosines and
     /// sines per token for each).
     pub n_rot: Vec<usize>,
+    /// The routing of the feed-forward networks when they are mixtures of experts,
+    /// whose buffers come on top ([`MoeDims::floats_per_token`]).
+    pub moe: Option<MoeDims>,
+}
+
+/// The routing of a mixture-of-experts feed-forward network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoeDims {
+    /// Experts.
+    pub n_expert: usize,
+    /// Experts each token is routed to.
+    pub n_expert_used: usize,
+}
+
+impl MoeDims {
+    /// f32 values per token of the buffers of one mixture-of-experts pass with hidden
+    /// size `n_embd`: the router's logits, the chosen experts and their weights, the
+    /// token gathered for an expert and its output, and each chosen expert's output
+    /// kept until they are summed in the router's order.
+    pub fn floats_per_token(&self, n_embd: usize) -> usize {
+        self.n_expert + 2 * self.n_expert_used + 2 * n_embd + self.n_expert_used * n_embd
+    }
 }
 
 impl ActivationDims {
     /// f32 values of the activations per token: three rows of the hidden size (hidden
     /// states, normalized states, output projections), queries, keys, values, attention
-    /// outputs, a table of cosines and sines per RoPE, and the MLP's gate and up rows.
+    /// outputs, a table of cosines and sines per RoPE, the MLP's gate and up rows, and a
+    /// mixture of experts' buffers.
     pub fn floats_per_token(&self) -> usize {
         let a = &self.attn;
         3 * self.n_embd
@@ -86,6 +109,7 @@ impl ActivationDims {
             + a.out_dim()
             + self.n_rot.iter().sum::<usize>()
             + 2 * self.n_ff
+            + self.moe.map_or(0, |m| m.floats_per_token(self.n_embd))
     }
 }
 
@@ -138,7 +162,7 @@ pub fn attention_scratch_bytes(shape: &AttentionShape, c: &ComputeConfig) -> usi
 pub fn matmul_scratch_bytes(file: &GgufFile, n_tokens: usize) -> usize {
     file.tensors()
         .iter()
-        .filter(|t| t.dims().len() == 2)
+        .filter(|t| t.dims().len() >= 2)
         .map(|t| matmul_activation_bytes(t.ggml_type(), t.dims()[0] as usize, n_tokens))
         .max()
         .unwrap_or(0)

@@ -1,0 +1,248 @@
+//! The mixture-of-experts feed-forward network (Qwen 3 MoE): a router picks, for each
+//! token, the `k` experts with the highest softmax probability, renormalises their
+//! probabilities to sum to 1, runs the token through those experts' SwiGLU networks only,
+//! and adds their outputs weighted by those probabilities.
+//!
+//! The tokens of a batch are grouped by expert, so each chosen expert's matrices are read
+//! once per pass and the experts no token chose are not read at all: decode reads the
+//! weights of `k` experts a layer, not of all of them. The arithmetic is llama.cpp's
+//! `build_moe_ffn` with softmax gating and normalised weights: the router's product as
+//! `mul_mat`, the softmax as `soft_max`, the choice as a descending `argsort`, the weights'
+//! sum in `f64` (`sum_rows`), clamped below at 2^-14, each weight divided by it, the
+//! experts' products as `mul_mat_id` (always `vec_dot`), each output multiplied by its
+//! weight and the `k` outputs added in the router's order.
+//! References: Shazeer et al., "Outrageously Large Neural Networks: The Sparsely-Gated
+//! Mixture-of-Experts Layer" (2017); Qwen Team, "Qwen3 Technical Report" (2025).
+
+use gguf::GgufFile;
+use kernels::ops::softmax;
+use plan::compute::MoeDims;
+
+use super::ModelError;
+use super::activations::touched;
+use super::layers::{GatedMlp, MlpScratch, activation_into_up};
+use super::weights::{Cpu, Linear};
+
+/// The smallest sum of the chosen weights that llama.cpp divides by (the smallest normal
+/// f16, 2^-14).
+const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0;
+
+/// One layer's experts and router.
+#[derive(Debug, Clone)]
+pub struct Moe {
+    router: Linear,
+    gate: Vec<Linear>,
+    up: Vec<Linear>,
+    down: Vec<Linear>,
+    n_used: usize,
+}
+
+/// A feed-forward network: one dense network, or a mixture of experts.
+#[derive(Debug, Clone)]
+pub enum FeedForward {
+    /// Every token through the same network.
+    Dense(GatedMlp),
+    /// Every token through the experts the router picks.
+    Experts(Moe),
+}
+
+/// The buffers of [`Moe::forward`], for up to `n` tokens.
+#[derive(Debug, Default)]
+pub struct MoeScratch {
+    logits: Vec<f32>,
+    chosen: Vec<u32>,
+    weights: Vec<f32>,
+    gathered: Vec<f32>,
+    expert_out: Vec<f32>,
+    outputs: Vec<f32>,
+}
+
+impl MoeScratch {
+    /// Buffers for `n` tokens of `n_embd` values routed by `moe`, allocated and touched.
+    pub fn new(moe: Option<MoeDims>, n: usize, n_embd: usize) -> Self {
+        let Some(m) = moe else {
+            return Self::default();
+        };
+        let k = m.n_expert_used;
+        Self {
+            logits: touched(n * m.n_expert),
+            chosen: vec![std::hint::black_box(0); n * k],
+            weights: touched(n * k),
+            gathered: touched(n * n_embd),
+            expert_out: touched(n * n_embd),
+            outputs: touched(n * k * n_embd),
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        let f = [
+            &self.logits,
+            &self.weights,
+            &self.gathered,
+            &self.expert_out,
+            &self.outputs,
+        ];
+        (f.iter().map(|v| v.capacity()).sum::<usize>() + self.chosen.capacity()) * 4
+    }
+}
+
+impl Moe {
+    /// `{prefix}_gate_inp` (the router, `n_embd` → `n_expert`) and the experts
+    /// `{prefix}_{gate,up,down}_exps`, `k = dims.n_expert_used` of them per token.
+    pub fn load(
+        file: &GgufFile,
+        prefix: &str,
+        n_embd: usize,
+        n_ff_exp: usize,
+        dims: MoeDims,
+    ) -> Result<Self, ModelError> {
+        let e = dims.n_expert;
+        let experts = |name: &str, cols, rows| {
+            Linear::load_experts(file, &format!("{prefix}_{name}_exps.weight"), cols, rows, e)
+        };
+        Ok(Self {
+            router: Linear::load_weight(file, &format!("{prefix}_gate_inp.weight"), n_embd, e)?,
+            gate: experts("gate", n_embd, n_ff_exp)?,
+            up: experts("up", n_embd, n_ff_exp)?,
+            down: experts("down", n_ff_exp, n_embd)?,
+            n_used: dims.n_expert_used,
+        })
+    }
+
+    /// Routes `n` tokens of `x` and writes the weighted sum of their experts' outputs
+    /// into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        act: fn(&[f32], &[f32], &mut [f32]),
+        x: &[f32],
+        n: usize,
+        (mlp, s): (&mut MlpScratch, &mut MoeScratch),
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (n_expert, k) = (self.gate.len(), self.n_used);
+        let d = x.len() / n.max(1);
+        let logits = &mut s.logits[..n * n_expert];
+        self.router.forward(cpu, file, x, n, logits)?;
+        let (chosen, weights) = (&mut s.chosen[..n * k], &mut s.weights[..n * k]);
+        for ((probs, ids), w) in logits
+            .chunks_exact_mut(n_expert)
+            .zip(chosen.chunks_exact_mut(k))
+            .zip(weights.chunks_exact_mut(k))
+        {
+            route(probs, ids, w);
+        }
+
+        let outputs = &mut s.outputs[..n * k * d];
+        for e in 0..n_expert {
+            // The (token, slot) pairs routed to expert e, in token order.
+            let routed = || {
+                chosen
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, id)| **id as usize == e)
+                    .map(|(i, _)| i)
+            };
+            let m = routed().count();
+            if m == 0 {
+                continue;
+            }
+            for (row, i) in s.gathered.chunks_exact_mut(d).zip(routed()) {
+                let t = i / k;
+                row.copy_from_slice(&x[t * d..(t + 1) * d]);
+            }
+            let xg = &s.gathered[..m * d];
+            let f = self.gate[e].rows();
+            mlp.gate.resize(m * f, 0.0);
+            mlp.up.resize(m * f, 0.0);
+            self.gate[e].forward_gathered(cpu, file, xg, m, &mut mlp.gate)?;
+            self.up[e].forward_gathered(cpu, file, xg, m, &mut mlp.up)?;
+            activation_into_up(act, f, &mlp.gate, &mut mlp.up);
+            let y = &mut s.expert_out[..m * d];
+            self.down[e].forward_gathered(cpu, file, &mlp.up, m, y)?;
+            for (row, i) in y.chunks_exact(d).zip(routed()) {
+                let w = weights[i];
+                for (o, &v) in outputs[i * d..(i + 1) * d].iter_mut().zip(row) {
+                    *o = v * w;
+                }
+            }
+        }
+        for (o, slots) in out[..n * d]
+            .chunks_exact_mut(d)
+            .zip(outputs.chunks_exact(k * d))
+        {
+            o.copy_from_slice(&slots[..d]);
+            for slot in slots.chunks_exact(d).skip(1) {
+                kernels::ops::add_assign(o, slot);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One token's routing: `probs` (the router's logits, turned into probabilities in
+/// place), the ids of the `ids.len()` most probable experts in descending order, and
+/// their normalised weights.
+fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
+    softmax(probs);
+    // Descending by probability; ties (which random weights never give) by id.
+    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        probs[b as usize]
+            .total_cmp(&probs[a as usize])
+            .then(a.cmp(&b))
+    });
+    ids.copy_from_slice(&order[..ids.len()]);
+    let mut sum = 0.0f64;
+    for (w, &id) in weights.iter_mut().zip(ids.iter()) {
+        *w = probs[id as usize];
+        sum += f64::from(*w);
+    }
+    let sum = (sum as f32).max(MIN_WEIGHT_SUM);
+    for w in weights.iter_mut() {
+        *w /= sum;
+    }
+}
+
+impl FeedForward {
+    /// Runs `n` tokens of `x` through the network into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        act: fn(&[f32], &[f32], &mut [f32]),
+        x: &[f32],
+        n: usize,
+        scratch: (&mut MlpScratch, &mut MoeScratch),
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        match self {
+            Self::Dense(mlp) => mlp.forward(cpu, file, act, x, n, scratch.0, out),
+            Self::Experts(moe) => moe.forward(cpu, file, act, x, n, scratch, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_picks_the_most_probable_and_normalises() {
+        let mut logits = [0.5f32, 3.0, -1.0, 2.0, 2.5, 0.0];
+        let (mut ids, mut w) = ([0u32; 3], [0f32; 3]);
+        route(&mut logits, &mut ids, &mut w);
+        assert_eq!(ids, [1, 4, 3]);
+        let sum: f32 = w.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6, "{w:?}");
+        assert!(w[0] > w[1] && w[1] > w[2]);
+        // exp(3) / (exp(3) + exp(2.5) + exp(2))
+        let e = |v: f64| v.exp();
+        let want = e(3.0) / (e(3.0) + e(2.5) + e(2.0));
+        assert!((f64::from(w[0]) - want).abs() < 1e-6);
+    }
+}
