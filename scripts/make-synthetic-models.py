@@ -104,6 +104,10 @@ class Spec:
     n_ff_exp: int = 0
     # "smollm2" (BPE, with `pre`) or "gemma3" (SentencePiece).
     vocab: str = "smollm2"
+    # The file name's stem when not the architecture's (benchmark models).
+    stem: str | None = None
+    # The file types when not all of TYPES.
+    types: tuple[str, ...] | None = None
     # Keys only some converters write.
     write_head_dim: bool = False
     write_rope_dim: bool = False
@@ -145,6 +149,22 @@ SPECS = [
          n_head_kv=2, head_dim=64, context_length=40960, rope_theta=1_000_000.0,
          rms_eps=1e-6, pre="qwen2", add_bos=False, tied=False, qk_norm=True,
          write_head_dim=True, n_expert=16, n_expert_used=4, n_ff_exp=256),
+]
+
+# Benchmark models, written only when SYNTHETIC_ARCHS names them (by stem): a Qwen 3 MoE
+# whose total size is 8x its active size (12 layers of 128 experts of 256, 8 used, hidden
+# 1024), and a dense Qwen 3 of the same active size (its network is as wide as the 8 chosen
+# experts together), for decode speed against active parameters (docs/PERFORMANCE.md).
+BENCH_SPECS = [
+    Spec(arch="qwen3moe", stem="qwen3moe-bench", seed=4440, n_layer=12, n_embd=1024,
+         n_ff=2048, n_head=16, n_head_kv=2, head_dim=64, context_length=40960,
+         rope_theta=1_000_000.0, rms_eps=1e-6, pre="qwen2", add_bos=False, tied=True,
+         qk_norm=True, write_head_dim=True, n_expert=128, n_expert_used=8, n_ff_exp=256,
+         types=("Q4_0",)),
+    Spec(arch="qwen3", stem="qwen3-bench-active", seed=4441, n_layer=12, n_embd=1024,
+         n_ff=2048, n_head=16, n_head_kv=2, head_dim=64, context_length=40960,
+         rope_theta=1_000_000.0, rms_eps=1e-6, pre="qwen2", add_bos=False, tied=True,
+         qk_norm=True, write_head_dim=True, types=("Q4_0",)),
 ]
 
 # Gemma 3's SentencePiece vocabulary, for the families whose own tokenizer is one.
@@ -321,7 +341,7 @@ def add_gemma_vocab(w: GGUFWriter, vocab: dict) -> None:
 
 def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
           file_type: LlamaFileType, out_dir: Path) -> Path:
-    path = out_dir / f"{spec.arch}-synthetic-{type_name}.gguf"
+    path = out_dir / f"{spec.stem or spec.arch}-synthetic-{type_name}.gguf"
     # Written aside and renamed, so a reader never sees half a file.
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     w = GGUFWriter(tmp, spec.arch)
@@ -385,12 +405,15 @@ def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
     only = os.environ.get("SYNTHETIC_ARCHS")
-    for spec in SPECS:
-        if only and spec.arch not in only.split(","):
+    bench = [b for b in BENCH_SPECS if only and b.stem in only.split(",")]
+    for spec in SPECS + bench:
+        if only and (spec.stem or spec.arch) not in only.split(","):
             continue
         vocab = read_gemma_vocab() if spec.vocab == "gemma3" else read_vocab()
         tensors = weights(spec, vocab_size(vocab))
         for type_name, qtype, file_type in TYPES:
+            if spec.types and type_name not in spec.types:
+                continue
             path = write(spec, vocab, tensors, type_name, qtype, file_type, out_dir)
             print(f"wrote {path}", file=sys.stderr)
 

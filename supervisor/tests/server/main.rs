@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod api;
+mod architectures;
 mod cancel;
 mod config;
 mod context;
