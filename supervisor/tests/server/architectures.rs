@@ -75,13 +75,13 @@ fn each_architecture_is_created_shown_and_chats_through_ollamad() {
             (1..=6).contains(&evaluated),
             "{arch}: {evaluated} tokens generated: {chat}"
         );
-        assert!(chat["prompt_eval_count"].as_u64().unwrap_or(0) > 5, "{chat}");
+        assert!(
+            chat["prompt_eval_count"].as_u64().unwrap_or(0) > 5,
+            "{chat}"
+        );
 
         // Unloaded before the next, so each loads alone within the test's memory.
-        let (status, _) = server.post(
-            "/api/generate",
-            json!({"model": name, "keep_alive": 0}),
-        );
+        let (status, _) = server.post("/api/generate", json!({"model": name, "keep_alive": 0}));
         assert_eq!(status, 200);
     }
 }
