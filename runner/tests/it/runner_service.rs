@@ -562,3 +562,72 @@ async fn shutdown_cancels_a_generation_still_running_at_its_deadline() {
     let idle = c.status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(idle.state(), pb::RunnerState::Stopping);
 }
+
+/// Each synthetic architecture served as the supervisor serves a model: two requests at
+/// once in one batch giving what each gives alone, a second request sharing a prompt
+/// evaluating only its new tokens, and a generation running past `num_ctx` through the
+/// context shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_architecture_batches_reuses_prefixes_and_shifts_its_context() {
+    for arch in ["llama", "qwen2", "qwen3", "qwen3moe", "gemma2", "phi3"] {
+        let mut served = Served::start().await;
+        let load = pb::LoadRequest {
+            protocol_version: RUNNER_PROTOCOL_VERSION,
+            model_path: e2e::synthetic_model(arch, "Q4_0").display().to_string(),
+            num_threads: 2,
+            num_ctx: Some(96),
+            num_parallel: Some(2),
+            ..Default::default()
+        };
+        served.client.load(load).await.expect("load");
+        let prompt = "Once upon a time, in a small village by the sea, there lived";
+
+        let alone = generate(&mut served.client, greedy(prompt, 12))
+            .await
+            .unwrap();
+        let other = generate(&mut served.client, greedy(PROMPTS[2], 12))
+            .await
+            .unwrap();
+        let t = alone.done.timings.clone().unwrap();
+        assert!(
+            t.prompt_tokens >= 10,
+            "{arch}: {} prompt tokens",
+            t.prompt_tokens
+        );
+
+        let (mut c1, mut c2) = (served.client().await, served.client().await);
+        let (a, b) = tokio::join!(
+            generate(&mut c1, greedy(prompt, 12)),
+            generate(&mut c2, greedy(PROMPTS[2], 12))
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            a.tokens, alone.tokens,
+            "{arch}: batched beside another request"
+        );
+        assert_eq!(b.tokens, other.tokens, "{arch}: the other request, batched");
+        let again = generate(&mut served.client, greedy(prompt, 12))
+            .await
+            .unwrap();
+        assert_eq!(
+            again.tokens, alone.tokens,
+            "{arch}: again, from the cached prefix"
+        );
+        let cached = again.done.timings.unwrap().cached_tokens;
+        assert!(
+            cached + 1 >= t.prompt_tokens,
+            "{arch}: {cached} of {} prompt tokens cached",
+            t.prompt_tokens
+        );
+
+        let shifted = generate(&mut served.client, greedy(prompt, 150))
+            .await
+            .unwrap();
+        assert_eq!(shifted.done.reason(), pb::DoneReason::Length, "{arch}");
+        assert_eq!(
+            shifted.tokens.len(),
+            150,
+            "{arch}: past num_ctx 96 by the shift"
+        );
+    }
+}

@@ -69,11 +69,12 @@ fn gemma3_tokens_equal_llama_cpp() {
 }
 
 /// The `qwen2` and `llama-bpe` pre-tokenizers (SmolLM2's vocabulary in the synthetic
-/// models of `scripts/make-synthetic-models.py`), against `llama-tokenize`
+/// models of `scripts/make-synthetic-models.py`), and Gemma 3's SentencePiece vocabulary
+/// as the gemma2 and phi3 models carry it, against `llama-tokenize`
 /// (`tokenizer-refs-synthetic.json`, from `scripts/make-synthetic-refs.sh`).
 #[test]
 fn synthetic_pre_tokenizers_equal_llama_cpp() {
-    for arch in ["qwen2", "llama"] {
+    for arch in ["qwen2", "llama", "gemma2"] {
         let path = e2e::synthetic_model(arch, "F32");
         let name = format!("{arch}-synthetic-F32.gguf");
         check_file(&path, &name, "tokenizer-refs-synthetic.json");
