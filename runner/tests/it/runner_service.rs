@@ -588,7 +588,7 @@ async fn every_architecture_batches_reuses_prefixes_and_shifts_its_context() {
         let other = generate(&mut served.client, greedy(PROMPTS[2], 12))
             .await
             .unwrap();
-        let t = alone.done.timings.clone().unwrap();
+        let t = alone.done.timings.unwrap();
         assert!(
             t.prompt_tokens >= 10,
             "{arch}: {} prompt tokens",
