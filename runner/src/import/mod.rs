@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 pub use checkpoint::Checkpoint;
-pub use tensors::OutType;
+pub use tensors::{OUT_TYPES, OutType};
 pub use wordpiece::WordPieceVocab;
 
 use tensors::Builder;
@@ -253,11 +253,11 @@ impl FromStr for OutType {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Ok(Self::F32),
-            "f16" => Ok(Self::F16),
-            "q8_0" => Ok(Self::Q8_0),
-            _ => Err(format!("unknown type '{s}' (f32, f16 or q8_0)")),
-        }
+        let names: Vec<&str> = tensors::OUT_TYPES.iter().map(|(n, _)| *n).collect();
+        tensors::OUT_TYPES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| format!("unknown type '{s}' ({})", names.join(", ")))
     }
 }

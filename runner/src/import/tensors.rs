@@ -1,7 +1,8 @@
 //! Converting checkpoint tensors into GGUF tensors of the requested type, as llama.cpp's
 //! converter chooses types: vectors (biases, norms) and the position and token-type
-//! embeddings stay F32; other matrices take the requested type, Q8_0 falling back to F16
-//! for a row that is not a whole number of 32-value blocks.
+//! embeddings stay F32; other matrices take the requested type, the output head (or the
+//! tied token embeddings) a wider one, falling back as `llama-quantize` does when a row is
+//! not a whole number of the type's blocks ([`OutType::matrix_type`]).
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,7 @@ use kernels::quant::quantize_row;
 
 use super::{Checkpoint, ImportError};
 
-/// The type of the matrices of an imported model (`--type`).
+/// The type of the matrices of an imported model (`--type`, `create`'s `quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutType {
     /// Everything F32 (`general.file_type` 0).
@@ -19,7 +20,26 @@ pub enum OutType {
     F16,
     /// Matrices Q8_0 (file type 7).
     Q8_0,
+    /// Matrices Q4_0 (file type 2).
+    Q4_0,
+    /// Matrices Q4_1 (file type 3).
+    Q4_1,
+    /// Matrices Q5_0 (file type 8).
+    Q5_0,
+    /// Matrices Q5_1 (file type 9).
+    Q5_1,
 }
+
+/// Every type, by the name `--type` and `quantize` take.
+pub const OUT_TYPES: [(&str, OutType); 7] = [
+    ("f32", OutType::F32),
+    ("f16", OutType::F16),
+    ("q8_0", OutType::Q8_0),
+    ("q4_0", OutType::Q4_0),
+    ("q4_1", OutType::Q4_1),
+    ("q5_0", OutType::Q5_0),
+    ("q5_1", OutType::Q5_1),
+];
 
 impl OutType {
     /// `general.file_type` (llama.cpp's `llama_ftype`).
@@ -27,17 +47,54 @@ impl OutType {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
             Self::Q8_0 => 7,
+            Self::Q5_0 => 8,
+            Self::Q5_1 => 9,
         }
     }
 
-    /// The type of a matrix whose rows hold `cols` values.
-    fn matrix_type(self, cols: usize) -> GgmlType {
+    /// The type most matrices take.
+    fn base(self) -> GgmlType {
         match self {
             Self::F32 => GgmlType::F32,
             Self::F16 => GgmlType::F16,
-            Self::Q8_0 if cols.is_multiple_of(GgmlType::Q8_0.block_size()) => GgmlType::Q8_0,
-            Self::Q8_0 => GgmlType::F16,
+            Self::Q8_0 => GgmlType::Q8_0,
+            Self::Q4_0 => GgmlType::Q4_0,
+            Self::Q4_1 => GgmlType::Q4_1,
+            Self::Q5_0 => GgmlType::Q5_0,
+            Self::Q5_1 => GgmlType::Q5_1,
+        }
+    }
+
+    /// The type of a matrix whose rows hold `cols` values, as llama.cpp's
+    /// `llama-quantize` chooses it: the output head (or the token embeddings, when no
+    /// output head is written) takes Q6_K for a quantized file, Q8_0 for a Q8_0 file or
+    /// when the rows do not split into the file type's blocks; a type whose blocks do not
+    /// fit the rows falls back (Q6_K to Q8_0), and to F16 when that does not fit either.
+    fn matrix_type(self, cols: usize, output: bool) -> GgmlType {
+        let base = self.base();
+        if !base.is_quantized() {
+            return base;
+        }
+        let wanted = match base {
+            _ if !output => base,
+            GgmlType::Q8_0 => GgmlType::Q8_0,
+            _ if !cols.is_multiple_of(base.block_size()) => GgmlType::Q8_0,
+            _ => GgmlType::Q6_K,
+        };
+        let fitted = match wanted {
+            GgmlType::Q6_K if !cols.is_multiple_of(wanted.block_size()) => GgmlType::Q8_0,
+            other => other,
+        };
+        if cols.is_multiple_of(fitted.block_size()) && kernels::quant::can_quantize(fitted) {
+            fitted
+        } else if fitted == GgmlType::Q6_K {
+            // No Q6_K quantizer yet: the next type up that we quantize exactly.
+            GgmlType::Q8_0
+        } else {
+            GgmlType::F16
         }
     }
 }
@@ -59,6 +116,10 @@ pub struct Builder<'c> {
     progress: &'c mut dyn FnMut(&str, usize, usize),
     used: BTreeSet<String>,
     bytes: u64,
+    /// Whether the file has an output head of its own (`output.weight`); without one the
+    /// token embeddings are the output head and take its type, as `llama-quantize`
+    /// assumes. No architecture we import has one yet (bert has no head).
+    has_output: bool,
 }
 
 impl<'c> Builder<'c> {
@@ -76,6 +137,7 @@ impl<'c> Builder<'c> {
             progress,
             used: BTreeSet::new(),
             bytes: 0,
+            has_output: false,
         }
     }
 
@@ -114,7 +176,11 @@ impl<'c> Builder<'c> {
         }
         let cols = shape.last().copied().unwrap_or(1);
         let ty = match role {
-            Role::Matrix if shape.len() >= 2 => self.out_type.matrix_type(cols),
+            Role::Matrix if shape.len() >= 2 => {
+                let output =
+                    name == "output.weight" || (name == "token_embd.weight" && !self.has_output);
+                self.out_type.matrix_type(cols, output)
+            }
             _ => GgmlType::F32,
         };
         let bytes_per_row = cols / ty.block_size() * ty.type_size();

@@ -1,4 +1,4 @@
-//! `ollama-runner convert DIR OUT [--type f32|f16|q8_0]`: imports a Hugging Face model
+//! `ollama-runner convert DIR OUT [--type f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1]`: imports a Hugging Face model
 //! directory (`config.json`, safetensors, tokenizer) into a GGUF file that we and
 //! llama.cpp read (see [`crate::import`]). Progress goes to stderr: a running line on a
 //! terminal, else a line at every tenth of the tensors.
@@ -18,7 +18,7 @@ pub struct ConvertArgs {
     pub dir: PathBuf,
     /// The GGUF file to write (replaced atomically if it exists).
     pub out: PathBuf,
-    /// The type of the weight matrices: f32, f16 or q8_0.
+    /// The type of the weight matrices: f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1.
     #[arg(long = "type", default_value = "f16", value_parser = str::parse::<OutType>)]
     pub out_type: OutType,
 }

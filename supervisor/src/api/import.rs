@@ -15,7 +15,7 @@ use super::ApiError;
 use crate::store::{Digest, Store};
 
 /// The types `ollama-runner convert --type` writes.
-const TYPES: [&str; 3] = ["f32", "f16", "q8_0"];
+const TYPES: [&str; 7] = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"];
 
 /// The directory `from` names, when it names a directory on this machine (a path
 /// starting with `/`, `.` or `~`).
@@ -41,7 +41,7 @@ pub(crate) fn out_type(quantize: Option<&str>) -> Result<&'static str, ApiError>
         .copied()
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "quantize {q:?}: importing a directory writes f32, f16 or q8_0"
+                "quantize {q:?}: importing a directory writes f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1"
             ))
         })
 }

@@ -176,7 +176,9 @@ async fn what_cannot_be_created_is_a_clear_error() {
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.error());
     assert!(
-        answer.error().contains("writes f32, f16 or q8_0"),
+        answer
+            .error()
+            .contains("writes f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1"),
         "{}",
         answer.error()
     );
