@@ -12,6 +12,7 @@
 mod float;
 mod iq4nl;
 mod kquants;
+mod kquants_fit;
 mod kquants_quantize;
 mod legacy;
 mod q8;
