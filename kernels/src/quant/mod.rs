@@ -12,6 +12,8 @@
 mod float;
 mod iq4nl;
 mod kquants;
+mod kquants_fit;
+mod kquants_quantize;
 mod legacy;
 mod q8;
 
@@ -31,6 +33,9 @@ pub use iq4nl::{KVALUES_IQ4NL, dequantize_row_iq4_nl, quantize_iq4_nl, quantize_
 pub use kquants::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
     dequantize_row_q6_k, get_scale_min_k4, q3_k_scale,
+};
+pub use kquants_quantize::{
+    quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k, quantize_row_q5_k, quantize_row_q6_k,
 };
 pub use legacy::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
@@ -106,7 +111,21 @@ pub fn can_quantize(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Q8_K | IQ4_NL
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q8_1
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | Q8_K
+            | IQ4_NL
     )
 }
 
@@ -240,6 +259,11 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         GgmlType::Q5_1 => quantize_bytes::<BlockQ5_1>(src, dst, quantize_row_q5_1),
         GgmlType::Q8_0 => quantize_bytes::<BlockQ8_0>(src, dst, quantize_row_q8_0_ref),
         GgmlType::Q8_1 => quantize_bytes::<BlockQ8_1>(src, dst, quantize_row_q8_1_ref),
+        GgmlType::Q2_K => quantize_bytes::<BlockQ2K>(src, dst, quantize_row_q2_k),
+        GgmlType::Q3_K => quantize_bytes::<BlockQ3K>(src, dst, quantize_row_q3_k),
+        GgmlType::Q4_K => quantize_bytes::<BlockQ4K>(src, dst, quantize_row_q4_k),
+        GgmlType::Q5_K => quantize_bytes::<BlockQ5K>(src, dst, quantize_row_q5_k),
+        GgmlType::Q6_K => quantize_bytes::<BlockQ6K>(src, dst, quantize_row_q6_k),
         GgmlType::Q8_K => quantize_bytes::<BlockQ8K>(src, dst, quantize_row_q8_k),
         GgmlType::IQ4_NL => quantize_bytes::<BlockIQ4NL>(src, dst, quantize_row_iq4_nl),
         _ => {

@@ -2,6 +2,7 @@
 
 mod attn_sums_simd;
 mod expf_simd;
+mod kquant_refs;
 mod quant_dispatch;
 mod quant_refs;
 mod quant_roundtrip;

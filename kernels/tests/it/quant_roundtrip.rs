@@ -4,7 +4,7 @@
 //! data (`0.1 + 2 cos(i)`, 4096 values, `sqrt(Σ err²) / n < 0.002`), and per-element bounds
 //! that follow from each format's definition, checked by proptest on random rows of
 //! awkward lengths. The latter are also the only check of the quantizers gguf-py lacks
-//! (Q8_1, Q8_K, IQ4_NL), together with the structural facts of their blocks (Q8_1's `s`,
+//! (Q8_1, Q8_K, IQ4_NL; the k-quants are checked against llama.cpp in `kquant_refs`), together with the structural facts of their blocks (Q8_1's `s`,
 //! Q8_K's `bsums`).
 
 use half::f16;
@@ -17,7 +17,7 @@ use kernels::quant::{
 use proptest::prelude::*;
 
 /// The types [`quantize_row`] supports, with `test-quantize-fns`'s total error budget.
-const QUANTIZED: [(GgmlType, f32); 11] = [
+const QUANTIZED: [(GgmlType, f32); 16] = [
     (GgmlType::F32, 0.002),
     (GgmlType::F16, 0.002),
     (GgmlType::BF16, 0.002),
@@ -29,6 +29,11 @@ const QUANTIZED: [(GgmlType, f32); 11] = [
     (GgmlType::Q8_1, 0.002),
     (GgmlType::Q8_K, 0.002),
     (GgmlType::IQ4_NL, 0.002),
+    (GgmlType::Q2_K, 0.0075),
+    (GgmlType::Q3_K, 0.004),
+    (GgmlType::Q4_K, 0.002),
+    (GgmlType::Q5_K, 0.002),
+    (GgmlType::Q6_K, 0.002),
 ];
 
 /// Block counts that do not divide nicely into SIMD widths or threads.
@@ -103,6 +108,17 @@ fn element_budget(ty: GgmlType, block: &[f32]) -> Box<dyn Fn(f32) -> f32> {
         // and the least-squares scale may shrink below the extreme; measured worst case on
         // uniform data is 0.136.
         GgmlType::IQ4_NL => flat(amax * 0.16 + f16_abs),
+        // The k-quants fit each sub-block's scale (and minimum) to a weighted error, not the
+        // largest one, and store it in 4 to 8 bits relative to the super-block's, so an
+        // extreme value can be clipped by about a step of the super-block's range (measured
+        // worst: 0.63, 1.05, 0.85, 0.95 and 0.72 steps); we allow a step and a half. Below
+        // f16's normal range the super-block scales are off by up to 2^-25 absolute, times
+        // the largest sub-block scale and quant.
+        GgmlType::Q2_K => flat(1.5 * range / 3.0 + 2f32.powi(-25) * 60.0),
+        GgmlType::Q3_K => flat(1.5 * amax / 4.0 + 2f32.powi(-25) * 128.0),
+        GgmlType::Q4_K => flat(1.5 * range / 15.0 + 2f32.powi(-25) * 1008.0),
+        GgmlType::Q5_K => flat(1.5 * range / 31.0 + 2f32.powi(-25) * 2016.0),
+        GgmlType::Q6_K => flat(1.5 * amax / 32.0 + 2f32.powi(-25) * 4096.0),
         other => panic!("no budget for {other}"),
     }
 }
