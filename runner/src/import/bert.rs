@@ -36,6 +36,7 @@ pub fn write(model: &HfModel, b: &mut Builder<'_>) -> Result<(), ImportError> {
     let n_embd = model.usize("hidden_size")?;
     let n_ff = model.usize("intermediate_size")?;
     let n_layer = model.usize("num_hidden_layers")?;
+    b.set_layers(n_layer);
     let n_head = model.usize("num_attention_heads")?;
     let n_ctx = model.usize("max_position_embeddings")?;
     let n_types = model.config["type_vocab_size"].as_u64().unwrap_or(2) as usize;

@@ -28,10 +28,23 @@ pub enum OutType {
     Q5_0,
     /// Matrices Q5_1 (file type 9).
     Q5_1,
+    /// Q4_K, with Q5_K for the first value projections and the first eighth of the
+    /// down projections (file type 14).
+    Q4KS,
+    /// Q4_K, with Q6_K for half the value and down projections (llama.cpp's
+    /// `use_more_bits` layers) and Q5_K for fused QKV (file type 15): Ollama's default.
+    Q4KM,
+    /// Q5_K (file type 16).
+    Q5KS,
+    /// Q5_K, with Q6_K for half the value and down projections and for fused QKV (file
+    /// type 17).
+    Q5KM,
+    /// Q6_K (file type 18).
+    Q6K,
 }
 
 /// Every type, by the name `--type` and `quantize` take.
-pub const OUT_TYPES: [(&str, OutType); 7] = [
+pub const OUT_TYPES: [(&str, OutType); 12] = [
     ("f32", OutType::F32),
     ("f16", OutType::F16),
     ("q8_0", OutType::Q8_0),
@@ -39,7 +52,19 @@ pub const OUT_TYPES: [(&str, OutType); 7] = [
     ("q4_1", OutType::Q4_1),
     ("q5_0", OutType::Q5_0),
     ("q5_1", OutType::Q5_1),
+    ("q4_k_s", OutType::Q4KS),
+    ("q4_k_m", OutType::Q4KM),
+    ("q5_k_s", OutType::Q5KS),
+    ("q5_k_m", OutType::Q5KM),
+    ("q6_k", OutType::Q6K),
 ];
+
+impl std::fmt::Display for OutType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = OUT_TYPES.iter().find(|(_, t)| t == self).map(|(n, _)| *n);
+        f.write_str(name.unwrap_or("?"))
+    }
+}
 
 impl OutType {
     /// `general.file_type` (llama.cpp's `llama_ftype`).
@@ -52,6 +77,11 @@ impl OutType {
             Self::Q8_0 => 7,
             Self::Q5_0 => 8,
             Self::Q5_1 => 9,
+            Self::Q4KS => 14,
+            Self::Q4KM => 15,
+            Self::Q5KS => 16,
+            Self::Q5KM => 17,
+            Self::Q6K => 18,
         }
     }
 
@@ -65,6 +95,30 @@ impl OutType {
             Self::Q4_1 => GgmlType::Q4_1,
             Self::Q5_0 => GgmlType::Q5_0,
             Self::Q5_1 => GgmlType::Q5_1,
+            Self::Q4KS | Self::Q4KM => GgmlType::Q4_K,
+            Self::Q5KS | Self::Q5KM => GgmlType::Q5_K,
+            Self::Q6K => GgmlType::Q6_K,
+        }
+    }
+
+    /// The type llama-quantize's mixes give a matrix of `role` before fitting it to the
+    /// rows (`llama_tensor_get_type` for a dense model without an importance matrix).
+    fn mixed(self, role: MatrixRole) -> GgmlType {
+        use GgmlType::{Q5_K, Q6_K};
+        let base = self.base();
+        match (self, role) {
+            (_, MatrixRole::Output) => base,
+            (Self::Q4KM | Self::Q5KM, MatrixRole::AttnV { layer, n_layer })
+            | (Self::Q4KM | Self::Q5KM, MatrixRole::FfnDown { layer, n_layer })
+                if use_more_bits(layer, n_layer) =>
+            {
+                Q6_K
+            }
+            (Self::Q4KS, MatrixRole::AttnV { layer, .. }) if layer < 4 => Q5_K,
+            (Self::Q4KS, MatrixRole::FfnDown { layer, n_layer }) if layer < n_layer / 8 => Q5_K,
+            (Self::Q4KM, MatrixRole::AttnQkv) => Q5_K,
+            (Self::Q5KM, MatrixRole::AttnQkv) => Q6_K,
+            _ => base,
         }
     }
 
@@ -73,30 +127,84 @@ impl OutType {
     /// output head is written) takes Q6_K for a quantized file, Q8_0 for a Q8_0 file or
     /// when the rows do not split into the file type's blocks; a type whose blocks do not
     /// fit the rows falls back (Q6_K to Q8_0), and to F16 when that does not fit either.
-    fn matrix_type(self, cols: usize, output: bool) -> GgmlType {
+    fn matrix_type(self, cols: usize, role: MatrixRole) -> GgmlType {
         let base = self.base();
         if !base.is_quantized() {
             return base;
         }
         let wanted = match base {
-            _ if !output => base,
+            _ if role != MatrixRole::Output => self.mixed(role),
             GgmlType::Q8_0 => GgmlType::Q8_0,
             _ if !cols.is_multiple_of(base.block_size()) => GgmlType::Q8_0,
             _ => GgmlType::Q6_K,
         };
-        let fitted = match wanted {
-            GgmlType::Q6_K if !cols.is_multiple_of(wanted.block_size()) => GgmlType::Q8_0,
-            other => other,
+        let fitted = if cols.is_multiple_of(wanted.block_size()) {
+            wanted
+        } else {
+            match wanted {
+                GgmlType::Q4_K => GgmlType::Q5_0,
+                GgmlType::Q5_K => GgmlType::Q5_1,
+                GgmlType::Q6_K => GgmlType::Q8_0,
+                other => other,
+            }
         };
-        if cols.is_multiple_of(fitted.block_size()) && kernels::quant::can_quantize(fitted) {
+        if cols.is_multiple_of(fitted.block_size()) {
             fitted
-        } else if fitted == GgmlType::Q6_K {
-            // No Q6_K quantizer yet: the next type up that we quantize exactly.
-            GgmlType::Q8_0
         } else {
             GgmlType::F16
         }
     }
+}
+
+/// What llama-quantize's mixes tell apart among the matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatrixRole {
+    /// The output head, or the token embeddings of a model without one.
+    Output,
+    /// Layer `layer`'s value projection.
+    AttnV {
+        /// Its layer.
+        layer: usize,
+        /// Layers in the model.
+        n_layer: usize,
+    },
+    /// Layer `layer`'s feed-forward down projection.
+    FfnDown {
+        /// Its layer.
+        layer: usize,
+        /// Layers in the model.
+        n_layer: usize,
+    },
+    /// A fused query-key-value projection.
+    AttnQkv,
+    /// Any other matrix.
+    Other,
+}
+
+impl MatrixRole {
+    /// The role of GGUF tensor `name` in a model of `n_layer` layers.
+    fn of(name: &str, n_layer: usize, has_output: bool) -> Self {
+        if name == "output.weight" || (name == "token_embd.weight" && !has_output) {
+            return Self::Output;
+        }
+        let layer = name
+            .strip_prefix("blk.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|i| i.parse().ok());
+        match layer {
+            Some(layer) if name.ends_with(".attn_v.weight") => Self::AttnV { layer, n_layer },
+            Some(layer) if name.ends_with(".ffn_down.weight") => Self::FfnDown { layer, n_layer },
+            Some(_) if name.ends_with(".attn_qkv.weight") => Self::AttnQkv,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third
+/// between.
+fn use_more_bits(layer: usize, n_layer: usize) -> bool {
+    let (i, n) = (layer as i64, n_layer as i64);
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8).rem_euclid(3) == 2
 }
 
 /// How a tensor is stored whatever the requested type.
@@ -120,6 +228,7 @@ pub struct Builder<'c> {
     /// token embeddings are the output head and take its type, as `llama-quantize`
     /// assumes. No architecture we import has one yet (bert has no head).
     has_output: bool,
+    n_layer: usize,
 }
 
 impl<'c> Builder<'c> {
@@ -138,6 +247,7 @@ impl<'c> Builder<'c> {
             used: BTreeSet::new(),
             bytes: 0,
             has_output: false,
+            n_layer: 0,
         }
     }
 
@@ -149,6 +259,12 @@ impl<'c> Builder<'c> {
     /// The file's metadata, for the architecture's keys.
     pub fn writer(&mut self) -> &mut GgufWriter<'static> {
         &mut self.writer
+    }
+
+    /// The model's layer count, which the mixes' per-layer choices need: set before the
+    /// layers' tensors are written.
+    pub fn set_layers(&mut self, n_layer: usize) {
+        self.n_layer = n_layer;
     }
 
     /// Marks checkpoint tensor `hf` as known and not written (llama.cpp drops it too).
@@ -177,9 +293,8 @@ impl<'c> Builder<'c> {
         let cols = shape.last().copied().unwrap_or(1);
         let ty = match role {
             Role::Matrix if shape.len() >= 2 => {
-                let output =
-                    name == "output.weight" || (name == "token_embd.weight" && !self.has_output);
-                self.out_type.matrix_type(cols, output)
+                let role = MatrixRole::of(name, self.n_layer, self.has_output);
+                self.out_type.matrix_type(cols, role)
             }
             _ => GgmlType::F32,
         };

@@ -1,4 +1,4 @@
-//! `ollama-runner convert DIR OUT [--type f32|f16|q8_0|q4_0|q4_1|q5_0|q5_1]`: imports a Hugging Face model
+//! `ollama-runner convert DIR OUT [--type TYPE]`: imports a Hugging Face model
 //! directory (`config.json`, safetensors, tokenizer) into a GGUF file that we and
 //! llama.cpp read (see [`crate::import`]). Progress goes to stderr: a running line on a
 //! terminal, else a line at every tenth of the tensors.
@@ -18,7 +18,8 @@ pub struct ConvertArgs {
     pub dir: PathBuf,
     /// The GGUF file to write (replaced atomically if it exists).
     pub out: PathBuf,
-    /// The type of the weight matrices: f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1.
+    /// The type of the weight matrices: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s,
+    /// q4_k_m, q5_k_s, q5_k_m or q6_k (mixed by tensor role as llama-quantize mixes them).
     #[arg(long = "type", default_value = "f16", value_parser = str::parse::<OutType>)]
     pub out_type: OutType,
 }
@@ -42,7 +43,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     println!(
-        "wrote {}: {} ({:?}), {} tensors, {:.1} MiB of tensor data",
+        "wrote {}: {} ({}), {} tensors, {:.1} MiB of tensor data",
         args.out.display(),
         done.architecture,
         args.out_type,

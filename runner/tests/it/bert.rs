@@ -188,6 +188,39 @@ fn four_and_five_bit_embeddings_stay_near_the_reference() {
     }
 }
 
+/// Q4_K_M mixes types by role as llama-quantize does: on MiniLM's six layers the value
+/// and down projections of layers 2 and 5 (`use_more_bits`) take Q6_K, the others Q4_K;
+/// where the 384-wide rows do not hold Q4_K's or Q6_K's 256-value blocks, Q5_0 and Q8_0
+/// take their place (only the down projections, 1536 wide, keep K-quants).
+#[test]
+fn q4_k_m_mixes_types_by_role_and_stays_near_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = GgufFile::open(converted(dir.path(), OutType::Q4KM)).unwrap();
+    let type_of = |t: &str| {
+        file.tensor(t)
+            .unwrap()
+            .ggml_type()
+            .to_string()
+            .to_uppercase()
+    };
+    for (name, ty) in [
+        ("token_embd.weight", "Q8_0"),
+        ("blk.0.attn_q.weight", "Q5_0"),
+        ("blk.0.attn_v.weight", "Q5_0"),
+        ("blk.2.attn_v.weight", "Q8_0"),
+        ("blk.0.ffn_down.weight", "Q4_K"),
+        ("blk.2.ffn_down.weight", "Q6_K"),
+        ("blk.5.ffn_down.weight", "Q6_K"),
+        ("blk.3.ffn_up.weight", "Q5_0"),
+    ] {
+        assert_eq!(type_of(name), ty, "{name}");
+    }
+    assert_eq!(file.metadata().file_type().unwrap(), Some(15));
+    let worst = worst_cosine(OutType::Q4KM, 25);
+    // Measured 0.9703; llama.cpp's llama-embedding on the same file gives 0.9704.
+    assert!(worst >= 0.96, "Q4_K_M: lowest cosine {worst}");
+}
+
 #[test]
 fn wordpiece_gives_the_hugging_face_tokenizer_s_ids() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest),
 //! from a Hugging Face directory on this machine (`from` its path, converted by
-//! [`super::import`], with `quantize` f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1) or from another model (`from` a
-//! name), with parameters, a template, a system message,
+//! [`super::import`], with `quantize` one of the converter's types, f32 to q6_k) or from
+//! another model (`from` a name), with parameters, a template, a system message,
 //! licenses and messages; or from the older `modelfile` body, parsed by
 //! [`crate::modelfile`]. Everything is checked before anything is written; the answer is
 //! Ollama's status lines (streamed NDJSON by default, one object with `stream: false`).
@@ -59,7 +59,7 @@ fn refuse_quantize(quantize: Option<&str>) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(
             "quantize is not supported for a GGUF yet: quantize it with llama.cpp's \
              llama-quantize and create the model from the result (a Hugging Face \
-             directory imports as f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1)",
+             directory imports in any of the converter's types, f32 to q6_k)",
         ));
     }
     Ok(())

@@ -15,7 +15,10 @@ use super::ApiError;
 use crate::store::{Digest, Store};
 
 /// The types `ollama-runner convert --type` writes.
-const TYPES: [&str; 7] = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"];
+const TYPES: [&str; 12] = [
+    "f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m",
+    "q6_k",
+];
 
 /// The directory `from` names, when it names a directory on this machine (a path
 /// starting with `/`, `.` or `~`).
@@ -41,7 +44,7 @@ pub(crate) fn out_type(quantize: Option<&str>) -> Result<&'static str, ApiError>
         .copied()
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "quantize {q:?}: importing a directory writes f32, f16, q8_0, q4_0, q4_1, q5_0 or q5_1"
+                "quantize {q:?}: importing a directory writes f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m or q6_k"
             ))
         })
 }
@@ -130,8 +133,9 @@ mod tests {
         assert_eq!(out_type(None).unwrap(), "f16");
         assert_eq!(out_type(Some("")).unwrap(), "f16");
         assert_eq!(out_type(Some("Q8_0")).unwrap(), "q8_0");
-        let err = out_type(Some("q4_K_M")).unwrap_err();
-        assert!(format!("{err:?}").contains("q4_K_M"), "{err:?}");
+        assert_eq!(out_type(Some("Q4_K_M")).unwrap(), "q4_k_m");
+        let err = out_type(Some("iq2_xs")).unwrap_err();
+        assert!(format!("{err:?}").contains("iq2_xs"), "{err:?}");
     }
 
     #[test]
