@@ -106,27 +106,10 @@ pub fn can_dequantize(ty: GgmlType) -> bool {
     )
 }
 
-/// True when [`quantize_row`] supports `ty`.
+/// True when [`quantize_row`] supports `ty`: every type [`dequantize_row`] reads, since
+/// the K-quants have quantizers too.
 pub fn can_quantize(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(
-        ty,
-        F32 | F16
-            | BF16
-            | Q4_0
-            | Q4_1
-            | Q5_0
-            | Q5_1
-            | Q8_0
-            | Q8_1
-            | Q2_K
-            | Q3_K
-            | Q4_K
-            | Q5_K
-            | Q6_K
-            | Q8_K
-            | IQ4_NL
-    )
+    can_dequantize(ty)
 }
 
 /// Checks that `bytes` holds exactly the blocks of `elements` values of `ty`.

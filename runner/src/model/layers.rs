@@ -22,8 +22,8 @@ pub struct GatedMlp {
 /// Scratch for [`GatedMlp::forward`]: two rows of the hidden width per token.
 #[derive(Debug, Default)]
 pub struct MlpScratch {
-    pub(crate) gate: Vec<f32>,
-    pub(crate) up: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
 }
 
 impl MlpScratch {
@@ -88,22 +88,66 @@ impl GatedMlp {
         scratch: &mut MlpScratch,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        self.run(Linear::forward, (cpu, file), act, x, n, scratch, out)
+    }
+
+    /// [`GatedMlp::forward`] for the tokens a router sent to this network, one expert of
+    /// a mixture, multiplied as llama.cpp's `mul_mat_id` multiplies them
+    /// ([`Linear::forward_gathered`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_gathered(
+        &self,
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        act: fn(&[f32], &[f32], &mut [f32]),
+        x: &[f32],
+        n: usize,
+        scratch: &mut MlpScratch,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        self.run(
+            Linear::forward_gathered,
+            (cpu, file),
+            act,
+            x,
+            n,
+            scratch,
+            out,
+        )
+    }
+
+    /// The network with its three products done by `product`.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        product: Product,
+        (cpu, file): (&mut Cpu, &GgufFile),
+        act: fn(&[f32], &[f32], &mut [f32]),
+        x: &[f32],
+        n: usize,
+        scratch: &mut MlpScratch,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
         let hidden = n * self.gate.rows();
         scratch.gate.resize(hidden, 0.0);
         scratch.up.resize(hidden, 0.0);
-        self.gate.forward(cpu, file, x, n, &mut scratch.gate)?;
-        self.up.forward(cpu, file, x, n, &mut scratch.up)?;
+        product(&self.gate, cpu, file, x, n, &mut scratch.gate)?;
+        product(&self.up, cpu, file, x, n, &mut scratch.up)?;
         let (gate, up) = (&scratch.gate, &mut scratch.up);
         activation_into_up(act, self.gate.rows(), gate, up);
-        self.down.forward(cpu, file, up, n, out)
+        product(&self.down, cpu, file, up, n, out)
     }
 }
+
+/// One of [`Linear`]'s products (`forward`, `forward_gathered`).
+type Product =
+    fn(&Linear, &mut Cpu, &GgufFile, &[f32], usize, &mut [f32]) -> Result<(), ModelError>;
 
 /// `up = act(gate, up)` row by row (`width` values a token) without a third buffer: done
 /// in chunks through a small stack buffer, since the activations take separate input and
 /// output slices. Chunks start at each row's start (a multiple of 16 into it), so SwiGLU's
 /// vector groups and scalar tail fall where llama.cpp's do.
-pub(crate) fn activation_into_up(
+fn activation_into_up(
     act: fn(&[f32], &[f32], &mut [f32]),
     width: usize,
     gate: &[f32],

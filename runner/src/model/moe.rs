@@ -20,7 +20,7 @@ use plan::compute::MoeDims;
 
 use super::ModelError;
 use super::activations::touched;
-use super::layers::{GatedMlp, MlpScratch, activation_into_up};
+use super::layers::{GatedMlp, MlpScratch};
 use super::weights::{Cpu, Linear};
 
 /// The smallest sum of the chosen weights that llama.cpp divides by (the smallest normal
@@ -31,9 +31,7 @@ const MIN_WEIGHT_SUM: f32 = 1.0 / 16384.0;
 #[derive(Debug, Clone)]
 pub struct Moe {
     router: Linear,
-    gate: Vec<Linear>,
-    up: Vec<Linear>,
-    down: Vec<Linear>,
+    experts: Vec<GatedMlp>,
     n_used: usize,
 }
 
@@ -51,6 +49,7 @@ pub enum FeedForward {
 pub struct MoeScratch {
     logits: Vec<f32>,
     chosen: Vec<u32>,
+    by_expert: Vec<u32>,
     weights: Vec<f32>,
     gathered: Vec<f32>,
     expert_out: Vec<f32>,
@@ -67,6 +66,7 @@ impl MoeScratch {
         Self {
             logits: touched(n * m.n_expert),
             chosen: vec![std::hint::black_box(0); n * k],
+            by_expert: vec![std::hint::black_box(0); n * k],
             weights: touched(n * k),
             gathered: touched(n * n_embd),
             expert_out: touched(n * n_embd),
@@ -83,7 +83,8 @@ impl MoeScratch {
             &self.expert_out,
             &self.outputs,
         ];
-        (f.iter().map(|v| v.capacity()).sum::<usize>() + self.chosen.capacity()) * 4
+        let ids = self.chosen.capacity() + self.by_expert.capacity();
+        (f.iter().map(|v| v.capacity()).sum::<usize>() + ids) * 4
     }
 }
 
@@ -101,11 +102,16 @@ impl Moe {
         let experts = |name: &str, cols, rows| {
             Linear::load_experts(file, &format!("{prefix}_{name}_exps.weight"), cols, rows, e)
         };
+        let (gate, up) = (
+            experts("gate", n_embd, n_ff_exp)?,
+            experts("up", n_embd, n_ff_exp)?,
+        );
+        let down = experts("down", n_ff_exp, n_embd)?;
         Ok(Self {
             router: Linear::load_weight(file, &format!("{prefix}_gate_inp.weight"), n_embd, e)?,
-            gate: experts("gate", n_embd, n_ff_exp)?,
-            up: experts("up", n_embd, n_ff_exp)?,
-            down: experts("down", n_ff_exp, n_embd)?,
+            experts: (gate.into_iter().zip(up).zip(down))
+                .map(|((gate, up), down)| GatedMlp { gate, up, down })
+                .collect(),
             n_used: dims.n_expert_used,
         })
     }
@@ -123,7 +129,7 @@ impl Moe {
         (mlp, s): (&mut MlpScratch, &mut MoeScratch),
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        let (n_expert, k) = (self.gate.len(), self.n_used);
+        let (n_expert, k) = (self.experts.len(), self.n_used);
         let d = x.len() / n.max(1);
         let logits = &mut s.logits[..n * n_expert];
         self.router.forward(cpu, file, x, n, logits)?;
@@ -135,36 +141,24 @@ impl Moe {
         {
             route(probs, ids, w);
         }
+        // The (token, slot) pairs grouped by expert, in token order within each.
+        let by_expert = &mut s.by_expert[..n * k];
+        for (slot, i) in by_expert.iter_mut().zip(0u32..) {
+            *slot = i;
+        }
+        by_expert.sort_unstable_by_key(|&i| (chosen[i as usize], i));
 
         let outputs = &mut s.outputs[..n * k * d];
-        for e in 0..n_expert {
-            // The (token, slot) pairs routed to expert e, in token order.
-            let routed = || {
-                chosen
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, id)| **id as usize == e)
-                    .map(|(i, _)| i)
-            };
-            let m = routed().count();
-            if m == 0 {
-                continue;
-            }
-            for (row, i) in s.gathered.chunks_exact_mut(d).zip(routed()) {
-                let t = i / k;
+        for group in by_expert.chunk_by(|&a, &b| chosen[a as usize] == chosen[b as usize]) {
+            let (e, m) = (chosen[group[0] as usize] as usize, group.len());
+            for (row, &i) in s.gathered.chunks_exact_mut(d).zip(group) {
+                let t = i as usize / k;
                 row.copy_from_slice(&x[t * d..(t + 1) * d]);
             }
-            let xg = &s.gathered[..m * d];
-            let f = self.gate[e].rows();
-            mlp.gate.resize(m * f, 0.0);
-            mlp.up.resize(m * f, 0.0);
-            self.gate[e].forward_gathered(cpu, file, xg, m, &mut mlp.gate)?;
-            self.up[e].forward_gathered(cpu, file, xg, m, &mut mlp.up)?;
-            activation_into_up(act, f, &mlp.gate, &mut mlp.up);
-            let y = &mut s.expert_out[..m * d];
-            self.down[e].forward_gathered(cpu, file, &mlp.up, m, y)?;
-            for (row, i) in y.chunks_exact(d).zip(routed()) {
-                let w = weights[i];
+            let (xg, y) = (&s.gathered[..m * d], &mut s.expert_out[..m * d]);
+            self.experts[e].forward_gathered(cpu, file, act, xg, m, mlp, y)?;
+            for (row, &i) in y.chunks_exact(d).zip(group) {
+                let (i, w) = (i as usize, weights[i as usize]);
                 for (o, &v) in outputs[i * d..(i + 1) * d].iter_mut().zip(row) {
                     *o = v * w;
                 }
@@ -188,14 +182,18 @@ impl Moe {
 /// their normalised weights.
 fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
     softmax(probs);
-    // Descending by probability; ties (which random weights never give) by id.
-    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
-    order.sort_by(|&a, &b| {
-        probs[b as usize]
-            .total_cmp(&probs[a as usize])
-            .then(a.cmp(&b))
-    });
-    ids.copy_from_slice(&order[..ids.len()]);
+    // Descending by probability (llama.cpp's argsort); on a tie, which random weights
+    // never give, the lower id first.
+    for j in 0..ids.len() {
+        let taken = &ids[..j];
+        let best = (0..probs.len() as u32)
+            .filter(|id| !taken.contains(id))
+            .fold(None, |best: Option<u32>, id| match best {
+                Some(b) if probs[b as usize] >= probs[id as usize] => Some(b),
+                _ => Some(id),
+            });
+        ids[j] = best.unwrap_or(0);
+    }
     let mut sum = 0.0f64;
     for (w, &id) in weights.iter_mut().zip(ids.iter()) {
         *w = probs[id as usize];

@@ -86,3 +86,17 @@ pub(crate) fn rope(file: &GgufFile, head_dim: usize) -> Result<RopeSpec, PlanErr
     }
     Ok(spec)
 }
+
+/// [`attention_shape`] for an architecture whose key and value heads are one size, which
+/// llama.cpp asserts (Qwen, Phi-3): a file that says otherwise is refused by key.
+pub(crate) fn equal_heads(file: &GgufFile, scale: f32) -> Result<AttentionShape, PlanError> {
+    let attn = attention_shape(file, scale)?;
+    if attn.head_dim_v != attn.head_dim_k {
+        return Err(PlanError::BadHyperParameter {
+            key: file.metadata().arch_key("attention.value_length")?,
+            value: attn.head_dim_v.to_string(),
+            why: "must equal attention.key_length",
+        });
+    }
+    Ok(attn)
+}

@@ -58,9 +58,7 @@ impl ArchPlan {
             },
         }
     }
-}
 
-impl ArchPlan {
     /// The plan of a decoder of `n_layer` layers with one RoPE of `n_rot` values and no
     /// sliding window (llama, Qwen, Phi-3).
     pub fn dense(

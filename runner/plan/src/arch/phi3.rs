@@ -12,7 +12,7 @@
 
 use gguf::GgufFile;
 
-use super::hparams::{attention_shape, layers, rope, widths};
+use super::hparams::{equal_heads, layers, rope, widths};
 use super::{ArchPlan, RopeSpec};
 use crate::PlanError;
 use crate::compute::AttentionShape;
@@ -46,15 +46,8 @@ impl HyperParams {
     pub fn read(file: &GgufFile) -> Result<Self, PlanError> {
         let md = file.metadata();
         let (n_embd, n_ff) = widths(file)?;
-        let attn = attention_shape(file, 1.0)?;
+        let attn = equal_heads(file, 1.0)?;
         let head_dim = attn.head_dim_k;
-        if attn.head_dim_v != head_dim {
-            return Err(PlanError::BadHyperParameter {
-                key: md.arch_key("attention.value_length")?,
-                value: attn.head_dim_v.to_string(),
-                why: "must equal attention.key_length",
-            });
-        }
         let mut rope = rope(file, head_dim)?;
         if let Some(f) = md.arch_get_opt::<f32>("rope.scaling.attn_factor")? {
             if !(f.is_finite() && f > 0.0) {

@@ -8,7 +8,7 @@
 
 use gguf::GgufFile;
 
-use super::hparams::{attention_shape, layers, rope, widths};
+use super::hparams::{equal_heads, layers, rope, widths};
 use super::{ArchPlan, RopeSpec};
 use crate::PlanError;
 use crate::compute::AttentionShape;
@@ -37,15 +37,8 @@ impl HyperParams {
     pub fn read(file: &GgufFile) -> Result<Self, PlanError> {
         let md = file.metadata();
         let (n_embd, n_ff) = widths(file)?;
-        let probe = attention_shape(file, 1.0)?;
+        let probe = equal_heads(file, 1.0)?;
         let head_dim = probe.head_dim_k;
-        if probe.head_dim_v != head_dim {
-            return Err(PlanError::BadHyperParameter {
-                key: md.arch_key("attention.value_length")?,
-                value: probe.head_dim_v.to_string(),
-                why: "must equal attention.key_length",
-            });
-        }
         let attn = AttentionShape {
             scale: 1.0 / (head_dim as f32).sqrt(),
             ..probe
