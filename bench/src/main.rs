@@ -17,7 +17,7 @@ mod measure;
 
 use anyhow::{Context, bail};
 use kernels::GgmlType;
-use kernels::cpu::Isa;
+use kernels::cpu::{Isa, Numerics};
 use kernels::pool::ThreadPool;
 
 use machine::{Machine, human};
@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
         bail!("--cpu-time times the calling thread only; use it with --threads 1");
     }
     let isa = Isa::detect()?;
+    let numerics = Numerics::from_env()?;
     let machine = Machine::probe();
     let effort = if options.quick {
         Effort {
@@ -124,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         human(machine.l2),
         human(machine.l3)
     );
-    println!("- kernel path: {isa}");
+    println!("- kernel path: {isa}, numerics: {numerics} (`OLLAMA_NUMERICS`)");
     println!("- load average at start: {}", machine::load_average());
     println!(
         "- figures: median of {} runs of at least {} ms each, timed by {}\n",

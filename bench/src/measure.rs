@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use kernels::GgmlType;
 use kernels::arch::cast::as_bytes_mut;
-use kernels::cpu::Isa;
-use kernels::matmul::{MatmulScratch, Weights, matmul};
+use kernels::cpu::{Isa, Numerics};
+use kernels::matmul::{MatmulScratch, Weights, matmul, matmul_fast};
 use kernels::pool::ThreadPool;
 
 /// How long and how often to time.
@@ -192,6 +192,24 @@ pub fn stream_read(pool: &ThreadPool, bytes: usize, effort: Effort) -> f64 {
     bytes as f64 / secs / 1e9
 }
 
+/// One product in the numerics `OLLAMA_NUMERICS` names (fast unless it says exact).
+fn product(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: Weights<'_>,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) {
+    let numerics = Numerics::from_env().expect("OLLAMA_NUMERICS is checked at start-up");
+    let product = match numerics {
+        Numerics::Exact => matmul,
+        Numerics::Fast => matmul_fast,
+    };
+    product(pool, isa, w, x, n, out, scratch).expect("benchmark shapes are valid");
+}
+
 /// Microseconds per matrix-vector product of `m` (a small matrix: the cost per call).
 pub fn matvec_call(pool: &ThreadPool, isa: Isa, m: &Matrix, effort: Effort) -> f64 {
     let gbs = matvec(pool, isa, std::slice::from_ref(m), effort);
@@ -212,7 +230,7 @@ pub fn matvec(pool: &ThreadPool, isa: Isa, copies: &[Matrix], effort: Effort) ->
     let secs = time_per_call(effort, || {
         let w = copies[next % copies.len()].weights();
         next += 1;
-        matmul(pool, isa, w, &x, 1, &mut out, &mut scratch).expect("benchmark shapes are valid");
+        product(pool, isa, w, &x, 1, &mut out, &mut scratch);
         black_box(&out);
     });
     m.bytes() as f64 / secs / 1e9
@@ -225,8 +243,7 @@ pub fn batched(pool: &ThreadPool, isa: Isa, m: &Matrix, n_tokens: usize, effort:
     let mut out = vec![0.0f32; n_tokens * m.rows];
     let mut scratch = MatmulScratch::for_shape(m.ty, m.cols, n_tokens);
     let secs = time_per_call(effort, || {
-        matmul(pool, isa, m.weights(), &x, n_tokens, &mut out, &mut scratch)
-            .expect("benchmark shapes are valid");
+        product(pool, isa, m.weights(), &x, n_tokens, &mut out, &mut scratch);
         black_box(&out);
     });
     2.0 * (m.rows * m.cols * n_tokens) as f64 / secs / 1e9

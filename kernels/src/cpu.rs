@@ -133,6 +133,74 @@ impl std::fmt::Display for Isa {
     }
 }
 
+/// The environment variable that picks the numerics: `exact` or `fast`.
+pub const NUMERICS_ENV: &str = "OLLAMA_NUMERICS";
+
+/// How the kernels may add: in llama.cpp's reference order, or in any order that pays.
+///
+/// *Exact* gives llama.cpp's reference kernels' bits (its `vec_dot`s, one block at a time,
+/// in ggml's order), which is how the engine is proved correct: the token-exact tests run
+/// on it. *Fast*, the default, lets a kernel add in another order (eight blocks folded
+/// together, several accumulators) where that is faster; it is judged as llama.cpp judges
+/// its own fast paths, by KL divergence against exact (`docs/PERFORMANCE.md`). Where no
+/// fast kernel exists the exact one runs, so fast is never less accurate than it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// llama.cpp's reference order, bit for bit.
+    Exact,
+    /// Any order; the default.
+    #[default]
+    Fast,
+}
+
+/// A numerics name that is neither `exact` nor `fast`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{NUMERICS_ENV}={0:?} is not a numerics (expected exact or fast)")]
+pub struct UnknownNumerics(pub String);
+
+impl Numerics {
+    /// The numerics `OLLAMA_NUMERICS` names (fast when unset or empty), read once per
+    /// process.
+    pub fn from_env() -> Result<Numerics, UnknownNumerics> {
+        static CHOSEN: OnceLock<Result<Numerics, UnknownNumerics>> = OnceLock::new();
+        CHOSEN
+            .get_or_init(|| {
+                std::env::var(NUMERICS_ENV)
+                    .ok()
+                    .as_deref()
+                    .map_or(Ok(Numerics::Fast), str::parse)
+            })
+            .clone()
+    }
+
+    /// The name `OLLAMA_NUMERICS` and the `numerics` option use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Exact => "exact",
+            Numerics::Fast => "fast",
+        }
+    }
+}
+
+impl std::str::FromStr for Numerics {
+    type Err = UnknownNumerics;
+
+    /// `exact` or `fast`, in any case; empty means the default (fast).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "fast" => Ok(Numerics::Fast),
+            "exact" => Ok(Numerics::Exact),
+            _ => Err(UnknownNumerics(s.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for Numerics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The number of threads a product should use by default.
 ///
 /// This is `std::thread::available_parallelism`, which counts logical CPUs allowed to this
@@ -159,6 +227,16 @@ mod tests {
         assert_eq!(Isa::select(None), Ok(Isa::best()));
         assert_eq!(Isa::select(Some("  ")), Ok(Isa::best()));
         assert_eq!(Isa::select(Some("SCALAR")), Ok(Isa::Scalar));
+    }
+
+    #[test]
+    fn numerics_parse_and_default_to_fast() {
+        assert_eq!("exact".parse(), Ok(Numerics::Exact));
+        assert_eq!(" FAST ".parse(), Ok(Numerics::Fast));
+        assert_eq!("".parse(), Ok(Numerics::Fast));
+        assert_eq!(Numerics::default(), Numerics::Fast);
+        let err = "quick".parse::<Numerics>().unwrap_err();
+        assert!(err.to_string().contains("expected exact or fast"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! Every dot adds in llama.cpp's order (see [`crate::dot::scalar`]), so a product gives
 //! llama.cpp's bits whatever the tiling and the thread count.
 //!
+//! [`matmul_fast`] is the same product in fast numerics (see [`crate::cpu::Numerics`]):
+//! for up to [`FAST_TILE`] activation rows (decode, a few streams) over the 32-element
+//! block types it uses [`FastDot::dot_fast`], which folds eight blocks before its float
+//! additions; everything else is the exact product.
+//!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
 use thiserror::Error;
@@ -19,11 +24,15 @@ use crate::GgmlType;
 use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes_mut};
 use crate::arch::scoped::Split;
 use crate::cpu::Isa;
-use crate::dot::{VecDot, kind};
+use crate::dot::{FastDot, VecDot, kind};
 use crate::pool::ThreadPool;
 
 /// Activation rows per tile of the batched product.
 pub const TOKEN_TILE: usize = 8;
+
+/// The most activation rows [`matmul_fast`] multiplies with its fast kernels; a larger
+/// batch (a prompt) takes the exact tiles, which are bound by arithmetic either way.
+pub const FAST_TILE: usize = ggml_type::scratch::MATMUL_FAST_TILE;
 
 /// Why a product cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -139,6 +148,20 @@ pub fn matmul(
     product(pool, isa, w, x, n_tokens, out, scratch, Order::Batch)
 }
 
+/// [`matmul`] in fast numerics: the same product, its float additions in another order
+/// where a fast kernel exists (see the module's documentation).
+pub fn matmul_fast(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: Weights<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), MatmulError> {
+    product(pool, isa, w, x, n_tokens, out, scratch, Order::Fast)
+}
+
 /// [`matmul`] for tokens gathered to one expert of a mixture of experts: llama.cpp's
 /// `mul_mat_id` multiplies every row by `vec_dot`, never by llamafile's tiles, so F32
 /// weights add in `ggml_vec_dot_f32`'s order whatever the batch (the quantized types add
@@ -162,6 +185,8 @@ enum Order {
     Batch,
     /// `mul_mat_id`: `vec_dot` always.
     VecDot,
+    /// Fast numerics: [`FastDot`] kernels for a few tokens, else as `Batch`.
+    Fast,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,6 +241,17 @@ impl Product<'_> {
     /// [`Product::run`] for the weight type, through [`VecDot::dot`].
     fn run_any(&self, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), MatmulError> {
         let product = self;
+        if self.order == Order::Fast && self.n_tokens <= FAST_TILE && self.isa != Isa::Scalar {
+            match self.w.ty {
+                GgmlType::Q4_0 => return product.run_fast::<kind::Q4_0>(out, scratch),
+                GgmlType::Q4_1 => return product.run_fast::<kind::Q4_1>(out, scratch),
+                GgmlType::Q5_0 => return product.run_fast::<kind::Q5_0>(out, scratch),
+                GgmlType::Q5_1 => return product.run_fast::<kind::Q5_1>(out, scratch),
+                GgmlType::Q8_0 => return product.run_fast::<kind::Q8_0>(out, scratch),
+                GgmlType::IQ4_NL => return product.run_fast::<kind::IQ4_NL>(out, scratch),
+                _ => {}
+            }
+        }
         match self.w.ty {
             GgmlType::Q4_0 => product.run::<kind::Q4_0>(out, scratch),
             GgmlType::Q4_1 => product.run::<kind::Q4_1>(out, scratch),
@@ -254,7 +290,7 @@ impl Product<'_> {
     /// two tokens or more, rows a multiple of 16 long (its AVX-512 step) and a row count
     /// that is a multiple of 4 (its smallest tile). We follow it so the bits are its.
     fn llamafile_takes_f32(&self) -> bool {
-        self.order == Order::Batch
+        self.order != Order::VecDot
             && self.n_tokens >= 2
             && self.w.cols.is_multiple_of(16)
             && self.w.rows.is_multiple_of(4)
@@ -301,7 +337,7 @@ impl Product<'_> {
         let acts = self.quantize::<K>(&mut scratch.words);
         let isa = self.isa;
         let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
-        self.tiles(out, |r, t, tile| {
+        self.tiles(out, TOKEN_TILE, |r, t, tile| {
             let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
             let a = |k: usize| act_row(t + k);
             match tile {
@@ -322,11 +358,70 @@ impl Product<'_> {
         Ok(())
     }
 
+    /// [`Product::run`] through [`FastDot::dot_fast`], for at most [`FAST_TILE`] tokens.
+    fn run_fast<K: FastDot>(
+        &self,
+        out: &mut [f32],
+        scratch: &mut MatmulScratch,
+    ) -> Result<(), MatmulError> {
+        let weights =
+            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
+        let w_per_row = self.w.cols / K::TYPE.block_size();
+        let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
+        let n_acts = self.n_tokens * a_per_row;
+        // The activations, then (from the next whole word) their f32 scales: `d` of every
+        // block, then `d * sum(q)` of every block (see `activation_bytes`).
+        let act_words = (n_acts * size_of::<K::Act>()).div_ceil(size_of::<u32>());
+        let (act_words, scale_words) = scratch.words.split_at_mut(act_words);
+        let acts = self.quantize::<K>(act_words);
+        let scales = as_blocks_mut::<f32>(as_bytes_mut(&mut scale_words[..2 * n_acts]))
+            .expect("u32 storage is aligned for f32");
+        let (da, sa) = scales.split_at_mut(n_acts);
+        for ((y, d), s) in acts.iter().zip(da.iter_mut()).zip(sa.iter_mut()) {
+            (*d, *s) = K::act_scales(y);
+        }
+        let (da, sa) = (&*da, &*sa);
+        let isa = self.isa;
+        let row = |t: usize| t * a_per_row..(t + 1) * a_per_row;
+        self.tiles(out, FAST_TILE, |r, t, tile| {
+            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            let a = |k: usize| &acts[row(t + k)];
+            let d = |k: usize| &da[row(t + k)];
+            let s = |k: usize| &sa[row(t + k)];
+            match tile {
+                4 => sums(K::dot_fast(
+                    isa,
+                    wr,
+                    [a(0), a(1), a(2), a(3)],
+                    [d(0), d(1), d(2), d(3)],
+                    [s(0), s(1), s(2), s(3)],
+                )),
+                3 => sums(K::dot_fast(
+                    isa,
+                    wr,
+                    [a(0), a(1), a(2)],
+                    [d(0), d(1), d(2)],
+                    [s(0), s(1), s(2)],
+                )),
+                2 => sums(K::dot_fast(
+                    isa,
+                    wr,
+                    [a(0), a(1)],
+                    [d(0), d(1)],
+                    [s(0), s(1)],
+                )),
+                _ => sums(K::dot_fast(isa, wr, [a(0)], [d(0)], [s(0)])),
+            }
+        });
+        Ok(())
+    }
+
     /// Fills `out` with `dot(r, t, tile)`: the dots of weight row `r` with the `tile`
-    /// (1..=8) activation rows from `t`, over tasks of runs of rows.
+    /// (1..=`max_tile`) activation rows from `t`, over tasks of runs of rows.
     fn tiles(
         &self,
         out: &mut [f32],
+        max_tile: usize,
         dot: impl Fn(usize, usize, usize) -> [f32; TOKEN_TILE] + Sync,
     ) {
         let (rows, n_tokens) = (self.w.rows, self.n_tokens);
@@ -347,7 +442,7 @@ impl Product<'_> {
             let n_rows = part.row(0).len();
             let mut t = 0;
             while t < n_tokens {
-                let tile = (n_tokens - t).min(TOKEN_TILE);
+                let tile = (n_tokens - t).min(max_tile);
                 for i in 0..n_rows {
                     let sums = dot(first_row + i, t, tile);
                     for (k, s) in sums[..tile].iter().enumerate() {
@@ -387,9 +482,9 @@ mod tests {
         if act == GgmlType::F32 {
             return x.to_vec();
         }
-        let mut bytes = vec![0u32; activation_bytes(ty, x.len(), 1).div_ceil(4)];
-        let bytes =
-            &mut crate::arch::cast::as_bytes_mut(&mut bytes)[..activation_bytes(ty, x.len(), 1)];
+        let row_bytes = x.len() / act.block_size() * act.type_size();
+        let mut bytes = vec![0u32; row_bytes.div_ceil(4)];
+        let bytes = &mut crate::arch::cast::as_bytes_mut(&mut bytes)[..row_bytes];
         crate::quant::quantize_row(act, x, bytes).unwrap();
         dequantized(act, bytes, x.len())
     }
@@ -463,6 +558,60 @@ mod tests {
                     as_bytes(&batch[t * rows..(t + 1) * rows]),
                     "{ty} t={t}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_product_is_the_exact_one_up_to_the_order_of_its_additions() {
+        let rows = 21;
+        let pool = ThreadPool::new(2).unwrap();
+        for ty in TYPES {
+            // 19 blocks: two groups of eight and a tail of three, for the fast kernels.
+            let cols = if ty.block_size() == 32 { 32 * 19 } else { 512 };
+            let w = random_weights(ty, rows, cols / ty.block_size(), 17);
+            let weights = Weights {
+                bytes: w.get(),
+                ty,
+                rows,
+                cols,
+            };
+            let wd = dequantized(ty, w.get(), rows * cols);
+            for n_tokens in 1..=FAST_TILE + 2 {
+                let x = random_activations(n_tokens * cols, n_tokens as u64);
+                let bound = |i: usize| {
+                    let (t, r) = (i / rows, i % rows);
+                    dot_and_bound(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]).1
+                };
+                for isa in Isa::available() {
+                    let mut scratch = MatmulScratch::new();
+                    let mut exact = vec![0.0; n_tokens * rows];
+                    let mut fast = vec![f32::NAN; n_tokens * rows];
+                    matmul(&pool, isa, weights, &x, n_tokens, &mut exact, &mut scratch).unwrap();
+                    matmul_fast(&pool, isa, weights, &x, n_tokens, &mut fast, &mut scratch)
+                        .unwrap();
+                    for (i, (f, e)) in fast.iter().zip(&exact).enumerate() {
+                        // A reordered sum, and the offsets of Q4_0/Q5_0 taken out after it.
+                        let tol = 64.0 * f64::from(f32::EPSILON) * bound(i);
+                        assert!(
+                            f64::from((f - e).abs()) <= tol,
+                            "{ty} {isa} n={n_tokens} [{i}]: {f} vs {e}"
+                        );
+                    }
+                    // Each token adds alone as it does in the batch.
+                    for t in 0..n_tokens {
+                        let mut one = vec![0.0; rows];
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        matmul_fast(&pool, isa, weights, xt, 1, &mut one, &mut scratch).unwrap();
+                        if n_tokens <= FAST_TILE {
+                            assert_eq!(
+                                as_bytes(&one),
+                                as_bytes(&fast[t * rows..(t + 1) * rows]),
+                                "{ty} {isa} t={t}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

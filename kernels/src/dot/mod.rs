@@ -10,6 +10,8 @@
 //!
 //! Rows must hold the same number of blocks; a mismatch is a caller bug and panics.
 
+#[cfg(test)]
+mod fast_tests;
 pub mod scalar;
 pub mod scalar_k;
 #[cfg(test)]
@@ -81,6 +83,44 @@ pub mod kind {
     pub struct F16;
 }
 
+/// A weight type with a fast-numerics kernel: the 32-element block types, whose dots are
+/// cheap enough that ggml's one-block-at-a-time float additions, not memory, bound them.
+///
+/// [`FastDot::dot_fast`] gives the same value as [`VecDot::dot`] up to the order of its
+/// float additions; [`crate::matmul::matmul_fast`] uses it for a few activation rows.
+pub trait FastDot: VecDot {
+    /// The f32 scale of an activation block and its `d * sum(q)`.
+    fn act_scales(y: &Self::Act) -> (f32, f32);
+    /// The dots of one weight row with `N` activation rows (N = 1..=4), whose blocks'
+    /// scales (and `d * sum(q)`, for types with a minimum) are in `da` and `sa` as f32.
+    fn dot_fast<const N: usize>(
+        isa: Isa,
+        x: &[Self::Weight],
+        ys: [&[Self::Act]; N],
+        da: [&[f32]; N],
+        sa: [&[f32]; N],
+    ) -> [f32; N];
+}
+
+/// Activation blocks of the 32-element types: their scales as f32.
+trait ActScales {
+    fn scales(&self) -> (f32, f32);
+}
+
+impl ActScales for BlockQ8_0 {
+    fn scales(&self) -> (f32, f32) {
+        let d = self.d.to_f32();
+        let sum: i32 = self.qs.iter().map(|&q| i32::from(q)).sum();
+        (d, d * sum as f32)
+    }
+}
+
+impl ActScales for BlockQ8_1 {
+    fn scales(&self) -> (f32, f32) {
+        (self.d.to_f32(), self.s.to_f32())
+    }
+}
+
 macro_rules! block32 {
     ($kind:ident, $w:ty, $a:ty, $act:ident, $quantize:path, $scalar:ident, $name:ident) => {
         impl VecDot for kind::$kind {
@@ -101,6 +141,27 @@ macro_rules! block32 {
                     Isa::Avx2(token) => x86::block32_avx2(token, x, ys),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => x86::block32_vnni(token, x, ys),
+                }
+            }
+        }
+
+        impl FastDot for kind::$kind {
+            fn act_scales(y: &$a) -> (f32, f32) {
+                y.scales()
+            }
+            fn dot_fast<const N: usize>(
+                isa: Isa,
+                x: &[$w],
+                ys: [&[$a]; N],
+                da: [&[f32]; N],
+                sa: [&[f32]; N],
+            ) -> [f32; N] {
+                match isa {
+                    Isa::Scalar => std::array::from_fn(|t| scalar::$scalar(x, ys[t])),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::block32_fast_avx2(token, x, ys, da, sa),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::block32_fast_vnni(token, x, ys, da, sa),
                 }
             }
         }

@@ -12,7 +12,7 @@ use crate::cpu::Isa;
 
 /// Random weights of `n_blocks` and four quantized activation rows.
 pub(super) struct Case<K: VecDot> {
-    weights: Bytes,
+    pub(super) weights: Bytes,
     pub(super) acts: Vec<Vec<K::Act>>,
 }
 
@@ -120,9 +120,17 @@ fn scalar_matches_dequantized<K: VecDot>(n_blocks: usize, seed: u64) -> Result<(
     for a in &case.acts {
         let ad = dequantized(K::ACT_TYPE, as_bytes(a), cols);
         let (exact, bound) = dot_and_bound(&wd, &ad);
+        // The minimum times the rounded sum need not be small against the products: rows
+        // whose values sit near zero with a large minimum cancel it out.
+        let min_term = if K::ACT_TYPE == crate::GgmlType::Q8_1 {
+            let largest = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            f64::from(largest) * ad.iter().map(|v| f64::from(v.abs())).sum::<f64>()
+        } else {
+            0.0
+        };
         let got = f64::from(K::dot_scalar(case.w(), a));
         prop_assert!(
-            (got - exact).abs() <= rel * bound + 1e-6,
+            (got - exact).abs() <= rel * (bound + min_term) + 1e-6,
             "{} scalar, {n_blocks} blocks: got {got}, dequantized {exact}",
             K::TYPE
         );

@@ -42,13 +42,28 @@ pub fn flash_state_bytes(n_rows: usize, dv: usize) -> usize {
 /// Bytes of the quantized activations a matrix product over weights of type `ty` needs
 /// for `n_tokens` rows of `cols` values (0 for a type without a product, see
 /// [`GgmlType::vec_dot_type`]).
+///
+/// For the 32-element block types this includes the f32 scales (`d` and `d * sum(q)` per
+/// block) of the first [`MATMUL_FAST_TILE`] rows, which the fast-numerics kernels read,
+/// after the activations rounded up to whole f32 words.
 pub fn matmul_activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
     ty.vec_dot_type().map_or(0, |act| {
-        (cols / act.block_size())
+        let blocks = cols / act.block_size();
+        let acts = blocks
             .saturating_mul(act.type_size())
-            .saturating_mul(n_tokens)
+            .saturating_mul(n_tokens);
+        if !matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) || n_tokens == 0 {
+            return acts;
+        }
+        let scales = blocks.saturating_mul(2 * size_of::<f32>()) * n_tokens.min(MATMUL_FAST_TILE);
+        acts.next_multiple_of(size_of::<f32>())
+            .saturating_add(scales)
     })
 }
+
+/// The most activation rows the fast-numerics matrix product multiplies with its fast
+/// kernels (`kernels::matmul::FAST_TILE`).
+pub const MATMUL_FAST_TILE: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -67,7 +82,16 @@ mod tests {
 
     #[test]
     fn matmul_activations_are_rows_of_the_partner_type() {
-        assert_eq!(matmul_activation_bytes(GgmlType::Q4_0, 64, 3), 2 * 34 * 3);
+        // Q8_0 rows, then f32 `d` and `d * sum` per block of the first four rows.
+        assert_eq!(
+            matmul_activation_bytes(GgmlType::Q4_0, 64, 3),
+            2 * 34 * 3 + 2 * 8 * 3
+        );
+        assert_eq!(
+            matmul_activation_bytes(GgmlType::Q4_1, 32, 9),
+            36 * 9 + 8 * MATMUL_FAST_TILE
+        );
+        assert_eq!(matmul_activation_bytes(GgmlType::Q8_0, 32, 1), 36 + 8);
         assert_eq!(matmul_activation_bytes(GgmlType::Q4_K, 256, 1), 292);
         assert_eq!(matmul_activation_bytes(GgmlType::F16, 10, 2), 80);
         assert_eq!(matmul_activation_bytes(GgmlType::I8, 10, 2), 0);

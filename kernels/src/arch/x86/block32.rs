@@ -36,7 +36,11 @@ pub(super) fn hsum_ps(v: __m256) -> f32 {
 fn nibbles(qs: &[u8; 16]) -> __m256i {
     // SAFETY: reads exactly the 16 bytes of `qs`; `loadu` needs no alignment.
     let packed = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
-    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(packed), packed);
+    // Both halves hold the 16 bytes; the high half's shift by 4 brings its high nibbles down.
+    let both = _mm256_srlv_epi64(
+        _mm256_broadcastsi128_si256(packed),
+        _mm256_set_epi64x(4, 4, 0, 0),
+    );
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
 }
 
@@ -63,6 +67,17 @@ fn bits_to_bytes(qh: &[u8; 4]) -> __m256i {
 pub(crate) trait Block32: Copy {
     /// Signed quants (the dot uses the sign trick); otherwise unsigned with a minimum.
     const SIGNED: bool;
+    /// What [`Block32::raw_quants`] holds above the signed quants: Q4_0 stores `q + 8`
+    /// and Q5_0 `q + 16`; 0 for the types whose stored values are not offset.
+    const OFFSET: i32 = 0;
+    /// The stored unsigned values (`quants() + OFFSET`), for the types with an offset.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    unsafe fn raw_quants(&self) -> __m256i {
+        // SAFETY: the caller's contract is this one's.
+        unsafe { self.quants() }
+    }
     /// The 32 quants, element `j` in byte `j`.
     ///
     /// # Safety
@@ -86,6 +101,12 @@ pub(crate) trait Act32: Copy {
 
 impl Block32 for BlockQ4_0 {
     const SIGNED: bool = true;
+    const OFFSET: i32 = 8;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn raw_quants(&self) -> __m256i {
+        nibbles(&self.qs)
+    }
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn quants(&self) -> __m256i {
@@ -110,6 +131,13 @@ impl Block32 for BlockQ4_1 {
 
 impl Block32 for BlockQ5_0 {
     const SIGNED: bool = true;
+    const OFFSET: i32 = 16;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn raw_quants(&self) -> __m256i {
+        let high = _mm256_and_si256(bits_to_bytes(&self.qh), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(nibbles(&self.qs), high)
+    }
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn quants(&self) -> __m256i {
@@ -194,14 +222,14 @@ impl Act32 for BlockQ8_1 {
 /// `maddubs` + `madd`: eight i32 sums of four u8 x i8 products.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn mul_sum_avx2(u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn mul_sum_avx2(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
 /// `vpdpbusd`: eight i32 sums of four u8 x i8 products.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-fn mul_sum_vnni(u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn mul_sum_vnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
 }
 

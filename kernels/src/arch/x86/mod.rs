@@ -2,6 +2,7 @@
 
 mod attn_sums;
 pub(crate) mod block32;
+mod block32_fast;
 mod expf;
 pub(crate) mod flash_attn;
 mod float;
@@ -66,6 +67,32 @@ pub(crate) fn block32_vnni<W: Block32, A: Act32, const N: usize>(
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
     unsafe { block32::dot_vnni_pairs(x, ys) }
+}
+
+/// The fast-numerics 32-element block dot of one weight row with `N` activation rows,
+/// AVX2 (see [`block32_fast`]).
+pub(crate) fn block32_fast_avx2<W: Block32, A: Act32, const N: usize>(
+    _: Avx2Token,
+    x: &[W],
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    sa: [&[f32]; N],
+) -> [f32; N] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32_fast::dot_fast_avx2(x, ys, da, sa) }
+}
+
+/// The fast-numerics 32-element block dot of one weight row with `N` activation rows,
+/// AVX-512 VNNI.
+pub(crate) fn block32_fast_vnni<W: Block32, A: Act32, const N: usize>(
+    _: Avx512Token,
+    x: &[W],
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    sa: [&[f32]; N],
+) -> [f32; N] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32_fast::dot_fast_vnni(x, ys, da, sa) }
 }
 
 /// SiLU (times `up`) over whole groups of 16, AVX2; see [`crate::ops::silu_mul_isa`].

@@ -1,0 +1,174 @@
+//! Fast-numerics dots of the 32-element block types with Q8_0/Q8_1 activations, for one to
+//! four activation rows (decode and a few streams).
+//!
+//! The exact kernels ([`super::block32`]) turn every block's integer sum into a float and
+//! add it to one accumulator, as ggml does: about nineteen instructions a block and a chain
+//! of dependent additions. Here eight blocks are reduced together: their integer sums are
+//! folded by horizontal additions into one vector of eight block sums, converted once,
+//! multiplied by the eight weight scales (one `vcvtph2ps`) and the eight activation scales
+//! (converted to f32 once per product, see [`crate::matmul`]), and added in one fused
+//! multiply-add. The blocks' results are the same numbers; only the order of the float
+//! additions differs, so the result is within a few ulps of the exact dot, not equal to it.
+
+use std::arch::x86_64::*;
+
+use super::block32::{Act32, Block32, f16_to_f32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
+
+/// Eight f16 bit patterns (`bits(k)` for k in 0..8) in one register. They are packed in
+/// general-purpose registers first: the shifts and ors run beside the vector work, where
+/// eight `pinsrw` would compete with it for the shuffle port.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn gather_halves(bits: impl Fn(usize) -> u16) -> __m128i {
+    let pack = |first: usize| {
+        (0..4).fold(0u64, |word, k| {
+            word | (u64::from(bits(first + k)) << (16 * k))
+        })
+    };
+    _mm_set_epi64x(pack(4) as i64, pack(0) as i64)
+}
+
+/// Four vectors of eight i32 partial sums, one per block, folded into their four block
+/// totals: the low 128 bits of the result hold the totals of the lanes 0..4 of each
+/// block, the high 128 bits those of lanes 4..8.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn fold4(s: [__m256i; 4]) -> __m256i {
+    _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]))
+}
+
+/// Signed quants without an offset (Q8_0, IQ4_NL) multiply by the sign trick, as in the
+/// exact kernels; the others multiply their stored unsigned values directly.
+const fn sign_trick<W: Block32>() -> bool {
+    W::SIGNED && W::OFFSET == 0
+}
+
+/// The activations' `d * sum(q)` enters the dot: times the minimum (Q4_1, Q5_1) or times
+/// `-offset * d` (Q4_0, Q5_0), which takes the offset of the stored values back out.
+const fn reads_sums<W: Block32>() -> bool {
+    !sign_trick::<W>()
+}
+
+/// The unsigned left operand of the 8-bit products, and the signed quants the sign trick
+/// needs (for the types that use it).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn unsigned<W: Block32>(x: &W) -> (__m256i, __m256i) {
+    if sign_trick::<W>() {
+        // SAFETY: the caller's contract.
+        let q = unsafe { x.quants() };
+        (_mm256_sign_epi8(q, q), q)
+    } else {
+        // SAFETY: the caller's contract.
+        let u = unsafe { x.raw_quants() };
+        (u, u)
+    }
+}
+
+macro_rules! block32_fast {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $mul_sum:ident) => {
+        $(#[$doc])*
+        ///
+        /// `da[t]` holds the f32 scale of each block of `ys[t]`; `sa[t]` its `d * sum(q)`
+        /// (read for the weight types with a minimum or an offset).
+        #[target_feature(enable = $features)]
+        pub(crate) fn $name<W: Block32, A: Act32, const N: usize>(
+            x: &[W],
+            ys: [&[A]; N],
+            da: [&[f32]; N],
+            sa: [&[f32]; N],
+        ) -> [f32; N] {
+            let n = x.len();
+            assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
+            assert!(!reads_sums::<W>() || sa.iter().all(|s| s.len() == n));
+            let mut acc = [_mm256_setzero_ps(); N];
+            let mut macc = [_mm256_setzero_ps(); N];
+            let mut tail_min = [0.0f32; N];
+            let groups = n / 8;
+            for g in 0..groups {
+                let xb = &x[g * 8..g * 8 + 8];
+                let mut quads = [[_mm256_setzero_si256(); 2]; N];
+                for (half, quad) in [0usize, 4].into_iter().enumerate() {
+                    let mut s = [[_mm256_setzero_si256(); 4]; N];
+                    for k in 0..4 {
+                        let b = quad + k;
+                        // SAFETY: this function's target features include AVX2, FMA and F16C.
+                        let (u, q) = unsafe { unsigned::<W>(&xb[b]) };
+                        for t in 0..N {
+                            // SAFETY: as above.
+                            let a = unsafe { ys[t][g * 8 + b].quants() };
+                            let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
+                            s[t][k] = $mul_sum(u, a);
+                        }
+                    }
+                    for t in 0..N {
+                        quads[t][half] = fold4(s[t]);
+                    }
+                }
+                let dw = _mm256_cvtph_ps(gather_halves(|k| xb[k].scale_bits() as u16));
+                // What multiplies the activations' `d * sum(q)`: the minimum, or -offset * d.
+                let mw = if !W::SIGNED {
+                    _mm256_cvtph_ps(gather_halves(|k| (xb[k].scale_bits() >> 16) as u16))
+                } else {
+                    _mm256_mul_ps(dw, _mm256_set1_ps(-(W::OFFSET as f32)))
+                };
+                for t in 0..N {
+                    let [q0, q1] = quads[t];
+                    let lo = _mm256_permute2x128_si256::<0x20>(q0, q1);
+                    let hi = _mm256_permute2x128_si256::<0x31>(q0, q1);
+                    let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+                    // SAFETY: `da[t]` holds `n` scales (asserted), so 8 from `g * 8` exist.
+                    let d = unsafe { _mm256_loadu_ps(da[t].as_ptr().add(g * 8)) };
+                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, d), sums, acc[t]);
+                    if reads_sums::<W>() {
+                        // SAFETY: as for `da`, `sa[t]` holds `n` values.
+                        let s = unsafe { _mm256_loadu_ps(sa[t].as_ptr().add(g * 8)) };
+                        macc[t] = _mm256_fmadd_ps(mw, s, macc[t]);
+                    }
+                }
+            }
+            for b in groups * 8..n {
+                let bits = x[b].scale_bits();
+                let dw = f16_to_f32(half::f16::from_bits(bits as u16));
+                // SAFETY: as above.
+                let (u, q) = unsafe { unsigned::<W>(&x[b]) };
+                let mw = if W::SIGNED {
+                    -(W::OFFSET as f32) * dw
+                } else {
+                    f16_to_f32(half::f16::from_bits((bits >> 16) as u16))
+                };
+                for t in 0..N {
+                    // SAFETY: as above.
+                    let a = unsafe { ys[t][b].quants() };
+                    let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
+                    let sums = _mm256_cvtepi32_ps($mul_sum(u, a));
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t][b]), sums, acc[t]);
+                    if reads_sums::<W>() {
+                        tail_min[t] += mw * sa[t][b];
+                    }
+                }
+            }
+            std::array::from_fn(|t| {
+                let min_term = if reads_sums::<W>() { hsum_ps(macc[t]) + tail_min[t] } else { 0.0 };
+                hsum_ps(acc[t]) + min_term
+            })
+        }
+    };
+}
+
+block32_fast!(
+    /// The fast dot of one weight row with `N` activation rows, AVX2.
+    dot_fast_avx2,
+    "avx2,fma,f16c",
+    mul_sum_avx2
+);
+block32_fast!(
+    /// The fast dot of one weight row with `N` activation rows, AVX-512 VNNI on 256-bit
+    /// vectors (`vpdpbusd` in place of `maddubs` + `madd`).
+    dot_fast_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    mul_sum_vnni
+);
