@@ -306,6 +306,13 @@ impl Product<'_> {
         if a_per_row == 0 || n_tokens == 0 {
             return acts;
         }
+        if n_tokens <= FAST_TILE {
+            // A decode step's few rows cost less than handing them to the workers.
+            for (t, y) in acts.chunks_exact_mut(a_per_row).enumerate() {
+                K::quantize(self.isa, &self.x[t * cols..(t + 1) * cols], y);
+            }
+            return acts;
+        }
         // A few tokens per task.
         let threads = self.pool.threads();
         let tokens_per_task = n_tokens.div_ceil(threads * 2).max(1);

@@ -50,6 +50,8 @@ pub struct LoadParams {
     pub num_keep: Option<u32>,
     /// Spread shared prefixes over slots.
     pub multi_user_cache: bool,
+    /// `exact` or `fast` (empty: the runner's default).
+    pub numerics: String,
 }
 
 /// Why the options of a load are refused.
@@ -66,6 +68,9 @@ pub enum LoadConfigError {
         /// Its default.
         default: u32,
     },
+    /// The numerics is neither `exact` nor `fast`.
+    #[error("numerics {0:?} is not exact or fast")]
+    Numerics(String),
     /// A cache type is not one we store.
     #[error("{name}: {source}")]
     CacheType {
@@ -91,6 +96,9 @@ pub struct LoadConfig {
     pub num_keep: usize,
     /// Spread shared prefixes over slots.
     pub multi_user_cache: bool,
+    /// `Some(true)` for exact numerics, `Some(false)` for fast, `None` for the runner's
+    /// default (`OLLAMA_NUMERICS`, else fast).
+    pub exact_numerics: Option<bool>,
 }
 
 impl LoadConfig {
@@ -119,6 +127,12 @@ impl LoadConfig {
             type_v: cache_type("cache_type_v", &p.cache_type_v)?,
             flash_attention: p.flash_attention.unwrap_or(true),
         };
+        let exact_numerics = match p.numerics.trim().to_ascii_lowercase().as_str() {
+            "" => None,
+            "exact" => Some(true),
+            "fast" => Some(false),
+            _ => return Err(LoadConfigError::Numerics(p.numerics.clone())),
+        };
         let threads = match p.num_threads {
             0 => default_threads(),
             n => n as usize,
@@ -130,6 +144,7 @@ impl LoadConfig {
             use_mmap: p.use_mmap.unwrap_or(true),
             num_keep: p.num_keep.unwrap_or(DEFAULT_NUM_KEEP) as usize,
             multi_user_cache: p.multi_user_cache,
+            exact_numerics,
         })
     }
 }

@@ -184,6 +184,7 @@ impl Bert {
             cpu: Cpu::new(
                 options.threads,
                 matmul_scratch_bytes(&file, compute.num_batch),
+                options.numerics,
             )?,
             hp,
             embd,

@@ -270,6 +270,7 @@ impl Decoder {
             cpu: Cpu::new(
                 options.threads,
                 matmul_scratch_bytes(&file, compute.num_batch),
+                options.numerics,
             )?,
             act: Activations::new(&parts.plan.dims, &compute),
             weights: Weights {

@@ -28,6 +28,7 @@ pub mod weights;
 use std::sync::Arc;
 
 use gguf::{GgmlType, GgufError, GgufFile, MetadataError};
+pub use kernels::cpu::Numerics;
 use kernels::matmul::MatmulError;
 use kernels::ops::{FlashAttnError, RopeError};
 use kernels::quant::QuantError;
@@ -88,6 +89,9 @@ pub enum ModelError {
     /// The CPU lacks the instructions the kernels need.
     #[error(transparent)]
     Isa(#[from] kernels::cpu::IsaError),
+    /// `OLLAMA_NUMERICS` names no numerics.
+    #[error(transparent)]
+    Numerics(#[from] kernels::cpu::UnknownNumerics),
     /// The worker threads could not start.
     #[error(transparent)]
     Pool(#[from] kernels::pool::PoolError),
@@ -332,6 +336,8 @@ pub struct LoadOptions {
     /// The cache the model will run with: its batch size, context and attention path
     /// size the model's buffers.
     pub kv: KvConfig,
+    /// How the products add: llama.cpp's reference order (exact) or the fast kernels'.
+    pub numerics: Numerics,
 }
 
 impl LoadOptions {

@@ -5,16 +5,22 @@
 use std::ops::Range;
 
 use gguf::{GgmlType, GgufFile, TensorInfo};
-use kernels::cpu::Isa;
+use kernels::cpu::{Isa, Numerics};
 use kernels::matmul::{self, MatmulScratch, Weights};
 use kernels::pool::ThreadPool;
 
 use super::ModelError;
 
-/// The CPU a model computes on: its threads, its instruction set and the matmul scratch.
+/// The CPU a model computes on: its threads, its instruction set, its numerics and the
+/// matmul scratch.
+///
+/// This is the one place the numerics are chosen: the model code multiplies through
+/// [`Cpu::matmul`] and never knows whether the product adds in llama.cpp's order (exact)
+/// or in the fast kernels' (see [`Numerics`]).
 pub struct Cpu {
     pool: ThreadPool,
     isa: Isa,
+    numerics: Numerics,
     scratch: MatmulScratch,
 }
 
@@ -22,10 +28,15 @@ impl Cpu {
     /// `threads` threads (the caller included) on the best instruction set available,
     /// with `scratch_bytes` of space for quantized activations (see
     /// [`plan::compute::matmul_scratch_bytes`]).
-    pub fn new(threads: usize, scratch_bytes: usize) -> Result<Self, ModelError> {
+    pub fn new(
+        threads: usize,
+        scratch_bytes: usize,
+        numerics: Numerics,
+    ) -> Result<Self, ModelError> {
         Ok(Self {
             pool: ThreadPool::new(threads)?,
             isa: Isa::detect()?,
+            numerics,
             scratch: MatmulScratch::with_bytes(scratch_bytes),
         })
     }
@@ -33,6 +44,11 @@ impl Cpu {
     /// The instruction set the kernels run on.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// The numerics the products run in.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
     }
 
     /// Bytes of the matmul scratch.
@@ -58,7 +74,11 @@ impl Cpu {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        matmul::matmul(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
+        let product = match self.numerics {
+            Numerics::Exact => matmul::matmul,
+            Numerics::Fast => matmul::matmul_fast,
+        };
+        product(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use tonic::Status;
 use crate::engine::{Engine, EngineConfig};
 use crate::estimate;
 use crate::model::pooling::Pooling;
-use crate::model::{self, LoadOptions, ModelError};
+use crate::model::{self, LoadOptions, ModelError, Numerics};
 use crate::tokenizer::Tokenizer;
 
 pub use plan::LoadConfig;
@@ -33,6 +33,7 @@ pub fn from_request(r: &pb::LoadRequest) -> Result<LoadConfig, Status> {
         use_mmap: r.use_mmap,
         num_keep: r.num_keep,
         multi_user_cache: r.multi_user_cache,
+        numerics: r.numerics.clone(),
     };
     LoadConfig::check(&params).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -148,9 +149,15 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    let numerics = match config.exact_numerics {
+        Some(true) => Numerics::Exact,
+        Some(false) => Numerics::Fast,
+        None => Numerics::from_env().map_err(|e| model_error(e.into()))?,
+    };
     let options = LoadOptions {
         threads: config.threads,
         kv: config.kv,
+        numerics,
     };
     let heap_tokenizer = heap_live_bytes();
     let model = model::load(Arc::clone(&file), &options).map_err(model_error)?;

@@ -1,9 +1,11 @@
 //! The K/V cache flags every tool takes: `--cache-type-k`, `--cache-type-v` and
-//! `--flash-attention`, with llama.cpp's CPU defaults (f16, f16, on).
+//! `--flash-attention`, with llama.cpp's CPU defaults (f16, f16, on); and `--numerics`,
+//! which picks the kernels' arithmetic.
 
 use clap::Args;
 
 use crate::kvcache::{CacheType, KvCache, KvConfig};
+use crate::model::Numerics;
 
 /// How the tools store keys and values and run attention.
 #[derive(Debug, Clone, Copy, Args)]
@@ -22,6 +24,10 @@ pub struct CacheArgs {
         action = clap::ArgAction::Set
     )]
     pub flash_attention: bool,
+    /// `exact` (llama.cpp's reference order, bit for bit) or `fast` (the default unless
+    /// `OLLAMA_NUMERICS` says otherwise).
+    #[arg(long)]
+    pub numerics: Option<Numerics>,
 }
 
 /// Parses `on`/`off` (and `true`/`false`, `1`/`0`).
@@ -44,6 +50,16 @@ impl CacheArgs {
             type_v: self.type_v,
             flash_attention: self.flash_attention,
         }
+    }
+}
+
+impl CacheArgs {
+    /// The numerics asked for: the flag, else `OLLAMA_NUMERICS`, else fast.
+    pub fn numerics(&self) -> anyhow::Result<Numerics> {
+        Ok(match self.numerics {
+            Some(n) => n,
+            None => Numerics::from_env()?,
+        })
     }
 }
 

@@ -156,6 +156,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let options = LoadOptions {
         threads: args.threads,
         kv,
+        numerics: args.cache.numerics()?,
     };
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut sampler = Sampler::new(SamplerOptions {

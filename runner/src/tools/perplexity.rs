@@ -421,6 +421,7 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let options = LoadOptions {
         threads: args.threads,
         kv,
+        numerics: args.cache.numerics()?,
     };
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut cache = model::new_cache(model.as_ref(), kv)?;

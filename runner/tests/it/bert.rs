@@ -13,7 +13,7 @@ use ollama_proto::runner as pb;
 use runner::import::{self, OutType};
 use runner::kvcache::KvConfig;
 use runner::model::pooling::{Pooler, Pooling};
-use runner::model::{self, Batch, LoadOptions, Logits, Model, Output};
+use runner::model::{self, Batch, LoadOptions, Logits, Model, Numerics, Output};
 use runner::tokenizer::Tokenizer;
 use serde_json::Value;
 use tonic::Code;
@@ -121,7 +121,15 @@ fn load(path: &Path) -> Box<dyn Model> {
         num_batch: 2048,
         ..KvConfig::new(512)
     };
-    model::load(file, &LoadOptions { threads: 2, kv }).unwrap()
+    model::load(
+        file,
+        &LoadOptions {
+            threads: 2,
+            kv,
+            numerics: Numerics::default(),
+        },
+    )
+    .unwrap()
 }
 
 /// The lowest cosine similarity of our embeddings to the references, printed per type.

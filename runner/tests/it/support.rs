@@ -6,7 +6,7 @@ use std::sync::Arc;
 use e2e::TestModel;
 use gguf::GgufFile;
 use runner::kvcache::KvConfig;
-use runner::model::{self, LoadOptions, Model};
+use runner::model::{self, LoadOptions, Model, Numerics};
 use runner::sample::{Sampler, SamplerOptions};
 use runner::tokenizer::{TokenId, Tokenizer};
 use runner::tools::generate::Generation;
@@ -26,7 +26,15 @@ pub fn load(model: TestModel, threads: usize) -> (Tokenizer, Box<dyn Model>) {
     let file = Arc::new(GgufFile::open(model.path()).unwrap());
     let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
     let kv = reference_cache();
-    let model = model::load(file, &LoadOptions { threads, kv }).unwrap();
+    let model = model::load(
+        file,
+        &LoadOptions {
+            threads,
+            kv,
+            numerics: Numerics::Exact,
+        },
+    )
+    .unwrap();
     (tokenizer, model)
 }
 

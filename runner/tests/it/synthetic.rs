@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 use runner::kvcache::KvConfig;
-use runner::model::{self, Batch, LoadOptions, Logits, Model};
+use runner::model::{self, Batch, LoadOptions, Logits, Model, Numerics};
 use runner::tokenizer::{TokenId, Tokenizer};
 
 use crate::support::{generate, reference_cache};
@@ -110,6 +110,7 @@ fn load(arch: &str, ty: &str, kv: KvConfig) -> (Tokenizer, Box<dyn Model>) {
     let options = LoadOptions {
         threads: THREADS,
         kv,
+        numerics: Numerics::Exact,
     };
     (tokenizer, model::load(file, &options).unwrap())
 }

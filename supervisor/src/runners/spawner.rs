@@ -49,6 +49,8 @@ pub const RUNNER_ENV: &[&str] = &[
     "OLLAMA_DEBUG",
     // Forces a kernel path (kernels::cpu::KERNELS_ENV), e.g. the scalar one.
     "OLLAMA_KERNELS",
+    // The runners' numerics, exact or fast (kernels::cpu::NUMERICS_ENV).
+    "OLLAMA_NUMERICS",
 ];
 
 /// The part of `vars` a runner gets: the names in [`RUNNER_ENV`].

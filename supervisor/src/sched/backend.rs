@@ -148,6 +148,7 @@ pub fn estimate_with(
         use_mmap: r.use_mmap,
         num_keep: r.num_keep,
         multi_user_cache: r.multi_user_cache,
+        numerics: r.numerics,
     })
     .map_err(|e| EstimateError::Settings(e.to_string()))?;
     plan::estimate(file, &load.kv, load.threads).map_err(|e| EstimateError::Model(e.to_string()))
@@ -169,6 +170,8 @@ fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
         use_mmap: Some(s.use_mmap),
         num_keep: None,
         multi_user_cache,
+        // The runner's default: OLLAMA_NUMERICS, which it inherits from ollamad.
+        numerics: String::new(),
     }
 }
 

@@ -253,6 +253,9 @@ macro_rules! block32_dot {
             let mut acc = [_mm256_setzero_ps(); N];
             let mut mins = [_mm_setzero_ps(); N];
             for (i, xb) in x.iter().enumerate() {
+                if i % 8 == 0 {
+                    super::prefetch_ahead(xb, size_of::<[W; 8]>());
+                }
                 // SAFETY: this function's target features include AVX2, FMA and F16C.
                 let q = unsafe { xb.quants() };
                 let u = if W::SIGNED { _mm256_sign_epi8(q, q) } else { q };
@@ -312,6 +315,9 @@ pub(crate) fn dot_vnni_pairs<W: Block32, A: Act32, const N: usize>(
     // Lane 0 of a pair's scale products to the low half, lane 2 to the high half.
     let spread = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     for (i, xb) in x.iter().enumerate() {
+        if i % 8 == 0 {
+            super::prefetch_ahead(xb, size_of::<[W; 8]>());
+        }
         // SAFETY: this function's target features include AVX2, FMA and F16C.
         let q = unsafe { xb.quants() };
         let q = _mm512_broadcast_i64x4(q);

@@ -90,6 +90,7 @@ macro_rules! block32_fast {
             let groups = n / 8;
             for g in 0..groups {
                 let xb = &x[g * 8..g * 8 + 8];
+                super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
                 let mut quads = [[_mm256_setzero_si256(); 2]; N];
                 for (half, quad) in [0usize, 4].into_iter().enumerate() {
                     let mut s = [[_mm256_setzero_si256(); 4]; N];

@@ -80,6 +80,7 @@ pub(crate) fn dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
     for (xb, yb) in x.iter().zip(y) {
+        super::prefetch_ahead(xb, size_of_val(xb));
         let packed = u128::from_le_bytes(xb.scales);
         let low = packed & 0x0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f;
         let high = (packed >> 4) & 0x0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f_0f0f;
@@ -121,6 +122,7 @@ pub(crate) fn dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let mut acc = _mm256_setzero_ps();
     for (xb, yb) in x.iter().zip(y) {
+        super::prefetch_ahead(xb, size_of_val(xb));
         let bytes = q3_k_scale_bytes(&xb.scales);
         let raw = _mm_set_epi64x((bytes >> 64) as i64, bytes as i64);
         let signed = _mm_sub_epi8(raw, _mm_set1_epi8(32));
@@ -216,6 +218,7 @@ pub(crate) fn dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm_setzero_ps());
     for (xb, yb) in x.iter().zip(y) {
+        super::prefetch_ahead(xb, size_of_val(xb));
         let (isum, min_products) = q45_k_block(&xb.qs, None, &xb.scales, yb);
         let d = _mm256_set1_ps(yb.d * f16_to_f32(xb.d));
         let dmin = _mm_set1_ps(-yb.d * f16_to_f32(xb.dmin));
@@ -233,6 +236,7 @@ pub(crate) fn dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let (mut acc, mut summs) = (_mm256_setzero_ps(), 0.0f32);
     for (xb, yb) in x.iter().zip(y) {
+        super::prefetch_ahead(xb, size_of_val(xb));
         let (isum, min_products) = q45_k_block(&xb.qs, Some(&xb.qh), &xb.scales, yb);
         let d = _mm256_set1_ps(yb.d * f16_to_f32(xb.d));
         let dmin = -yb.d * f16_to_f32(xb.dmin);
@@ -255,6 +259,7 @@ pub(crate) fn dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let low_mask = _mm256_set1_epi8(0x0f);
     for (xb, yb) in x.iter().zip(y) {
+        super::prefetch_ahead(xb, size_of_val(xb));
         let sc = u128::from_le_bytes(xb.scales.map(|s| s as u8));
         let all = _mm_set_epi64x((sc >> 64) as i64, sc as i64);
         // Quants are stored as q + 32; the -32 goes through bsums.
