@@ -12,9 +12,9 @@
 //! llama.cpp's bits whatever the tiling and the thread count.
 //!
 //! [`matmul_fast`] is the same product in fast numerics (see [`crate::cpu::Numerics`]):
-//! for up to [`FAST_TILE`] activation rows (decode, a few streams) over the 32-element
-//! block types it uses [`FastDot::dot_fast`], which folds eight blocks before its float
-//! additions; everything else is the exact product.
+//! over the 32-element block types it uses [`FastDot::dot_fast`] in tiles of
+//! [`FAST_TILE`] activation rows, which folds eight blocks before its float additions;
+//! the other types take the exact kernels.
 //!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
@@ -30,9 +30,9 @@ use crate::pool::ThreadPool;
 /// Activation rows per tile of the batched product.
 pub const TOKEN_TILE: usize = 8;
 
-/// The most activation rows [`matmul_fast`] multiplies with its fast kernels; a larger
-/// batch (a prompt) takes the exact tiles, which are bound by arithmetic either way.
-pub const FAST_TILE: usize = ggml_type::scratch::MATMUL_FAST_TILE;
+/// Activation rows per tile of [`matmul_fast`]'s kernels; a decode step of up to this
+/// many rows also quantizes its activations without the pool.
+pub const FAST_TILE: usize = 4;
 
 /// Why a product cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -241,7 +241,9 @@ impl Product<'_> {
     /// [`Product::run`] for the weight type, through [`VecDot::dot`].
     fn run_any(&self, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), MatmulError> {
         let product = self;
-        if self.order == Order::Fast && self.n_tokens <= FAST_TILE && self.isa != Isa::Scalar {
+        // Every batch size takes the fast kernels, so that a token's bits do not depend on
+        // the batch it came in (a decode step beside another request's prompt).
+        if self.order == Order::Fast && self.isa != Isa::Scalar {
             match self.w.ty {
                 GgmlType::Q4_0 => return product.run_fast::<kind::Q4_0>(out, scratch),
                 GgmlType::Q4_1 => return product.run_fast::<kind::Q4_1>(out, scratch),
@@ -365,7 +367,7 @@ impl Product<'_> {
         Ok(())
     }
 
-    /// [`Product::run`] through [`FastDot::dot_fast`], for at most [`FAST_TILE`] tokens.
+    /// [`Product::run`] through [`FastDot::dot_fast`], in tiles of [`FAST_TILE`] tokens.
     fn run_fast<K: FastDot>(
         &self,
         out: &mut [f32],
@@ -390,12 +392,37 @@ impl Product<'_> {
         let (da, sa) = (&*da, &*sa);
         let isa = self.isa;
         let row = |t: usize| t * a_per_row..(t + 1) * a_per_row;
-        self.tiles(out, FAST_TILE, |r, t, tile| {
+        let max_tile = if self.n_tokens > FAST_TILE {
+            TOKEN_TILE
+        } else {
+            FAST_TILE
+        };
+        self.tiles(out, max_tile, |r, t, tile| {
             let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
             let a = |k: usize| &acts[row(t + k)];
             let d = |k: usize| &da[row(t + k)];
             let s = |k: usize| &sa[row(t + k)];
             match tile {
+                8 => sums(K::dot_fast(
+                    isa,
+                    wr,
+                    [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7)],
+                    [d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7)],
+                    [s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7)],
+                )),
+                5..=7 => {
+                    let mut all = sums(K::dot_fast(
+                        isa,
+                        wr,
+                        [a(0), a(1), a(2), a(3)],
+                        [d(0), d(1), d(2), d(3)],
+                        [s(0), s(1), s(2), s(3)],
+                    ));
+                    for (k, sum) in all.iter_mut().enumerate().take(tile).skip(4) {
+                        *sum = K::dot_fast(isa, wr, [a(k)], [d(k)], [s(k)])[0];
+                    }
+                    all
+                }
                 4 => sums(K::dot_fast(
                     isa,
                     wr,
@@ -584,7 +611,7 @@ mod tests {
                 cols,
             };
             let wd = dequantized(ty, w.get(), rows * cols);
-            for n_tokens in 1..=FAST_TILE + 2 {
+            for n_tokens in 1..=TOKEN_TILE + 3 {
                 let x = random_activations(n_tokens * cols, n_tokens as u64);
                 let bound = |i: usize| {
                     let (t, r) = (i / rows, i % rows);
@@ -605,18 +632,16 @@ mod tests {
                             "{ty} {isa} n={n_tokens} [{i}]: {f} vs {e}"
                         );
                     }
-                    // Each token adds alone as it does in the batch.
+                    // Each token adds alone as it does in the batch, whatever the batch.
                     for t in 0..n_tokens {
                         let mut one = vec![0.0; rows];
                         let xt = &x[t * cols..(t + 1) * cols];
                         matmul_fast(&pool, isa, weights, xt, 1, &mut one, &mut scratch).unwrap();
-                        if n_tokens <= FAST_TILE {
-                            assert_eq!(
-                                as_bytes(&one),
-                                as_bytes(&fast[t * rows..(t + 1) * rows]),
-                                "{ty} {isa} t={t}"
-                            );
-                        }
+                        assert_eq!(
+                            as_bytes(&one),
+                            as_bytes(&fast[t * rows..(t + 1) * rows]),
+                            "{ty} {isa} t={t}"
+                        );
                     }
                 }
             }

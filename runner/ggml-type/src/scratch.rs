@@ -44,8 +44,8 @@ pub fn flash_state_bytes(n_rows: usize, dv: usize) -> usize {
 /// [`GgmlType::vec_dot_type`]).
 ///
 /// For the 32-element block types this includes the f32 scales (`d` and `d * sum(q)` per
-/// block) of the first [`MATMUL_FAST_TILE`] rows, which the fast-numerics kernels read,
-/// after the activations rounded up to whole f32 words.
+/// block) that the fast-numerics kernels read, after the activations rounded up to whole
+/// f32 words.
 pub fn matmul_activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
     ty.vec_dot_type().map_or(0, |act| {
         let blocks = cols / act.block_size();
@@ -55,15 +55,13 @@ pub fn matmul_activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> us
         if !matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) || n_tokens == 0 {
             return acts;
         }
-        let scales = blocks.saturating_mul(2 * size_of::<f32>()) * n_tokens.min(MATMUL_FAST_TILE);
+        let scales = blocks
+            .saturating_mul(2 * size_of::<f32>())
+            .saturating_mul(n_tokens);
         acts.next_multiple_of(size_of::<f32>())
             .saturating_add(scales)
     })
 }
-
-/// The most activation rows the fast-numerics matrix product multiplies with its fast
-/// kernels (`kernels::matmul::FAST_TILE`).
-pub const MATMUL_FAST_TILE: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -82,14 +80,14 @@ mod tests {
 
     #[test]
     fn matmul_activations_are_rows_of_the_partner_type() {
-        // Q8_0 rows, then f32 `d` and `d * sum` per block of the first four rows.
+        // Q8_0 rows, then f32 `d` and `d * sum` per block.
         assert_eq!(
             matmul_activation_bytes(GgmlType::Q4_0, 64, 3),
             2 * 34 * 3 + 2 * 8 * 3
         );
         assert_eq!(
             matmul_activation_bytes(GgmlType::Q4_1, 32, 9),
-            36 * 9 + 8 * MATMUL_FAST_TILE
+            36 * 9 + 8 * 9
         );
         assert_eq!(matmul_activation_bytes(GgmlType::Q8_0, 32, 1), 36 + 8);
         assert_eq!(matmul_activation_bytes(GgmlType::Q4_K, 256, 1), 292);

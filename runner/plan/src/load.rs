@@ -170,6 +170,24 @@ mod tests {
         assert_eq!(c.kv, KvConfig::new(2048));
         assert_eq!((c.threads, c.num_keep), (3, 4));
         assert!(c.use_mmap && !c.multi_user_cache);
+        assert_eq!(c.exact_numerics, None, "unset: the runner's default");
+    }
+
+    #[test]
+    fn numerics_are_exact_or_fast() {
+        let numerics = |n: &str| {
+            LoadConfig::check(&LoadParams {
+                numerics: n.into(),
+                ..params()
+            })
+            .map(|c| c.exact_numerics)
+        };
+        assert_eq!(numerics("exact"), Ok(Some(true)));
+        assert_eq!(numerics("Fast"), Ok(Some(false)));
+        assert_eq!(
+            numerics("sloppy").unwrap_err().to_string(),
+            "numerics \"sloppy\" is not exact or fast"
+        );
     }
 
     #[test]

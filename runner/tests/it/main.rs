@@ -4,6 +4,7 @@
 mod bert;
 mod embeddings;
 mod estimate;
+mod fast_numerics;
 mod gemma3;
 mod generate_refs;
 mod grpcio_client;

@@ -14,6 +14,7 @@ fn reference() -> pb::LoadRequest {
         cache_type_k: "f32".into(),
         cache_type_v: "f32".into(),
         flash_attention: Some(false),
+        numerics: "exact".into(),
         ..Default::default()
     }
 }
@@ -214,6 +215,15 @@ async fn bad_inputs_get_clear_statuses_and_the_runner_keeps_serving() {
         c.load(load_request(TestModel::SmolLm2, bad_type)).await,
         Code::InvalidArgument,
         &["q9_9", "q8_0"],
+    );
+    let bad_numerics = pb::LoadRequest {
+        numerics: "sloppy".into(),
+        ..Default::default()
+    };
+    assert_status(
+        c.load(load_request(TestModel::SmolLm2, bad_numerics)).await,
+        Code::InvalidArgument,
+        &["sloppy", "exact or fast"],
     );
     let zero_ctx = pb::LoadRequest {
         num_ctx: Some(0),

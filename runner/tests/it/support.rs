@@ -66,7 +66,9 @@ pub fn tokenizer(model: TestModel) -> Tokenizer {
 }
 
 /// The flags of llama.cpp's reference path.
-pub const REFERENCE_FLAGS: [&str; 6] = [
+pub const REFERENCE_FLAGS: [&str; 8] = [
+    "--numerics",
+    "exact",
     "--cache-type-k",
     "f32",
     "--cache-type-v",

@@ -106,6 +106,12 @@ pub const VARIABLES: &[Variable] = &[
         accepts: "1, true, 0, false (Go booleans)",
     },
     Variable {
+        name: "OLLAMA_NUMERICS",
+        meaning: "how the runners' kernels add: fast (any order, judged by KL divergence against exact) or exact (llama.cpp's reference order, bit for bit)",
+        default: "fast",
+        accepts: "fast, exact",
+    },
+    Variable {
         name: "OLLAMA_KV_CACHE_TYPE",
         meaning: "type of the K and V cache",
         default: "f16",
@@ -235,6 +241,9 @@ pub struct Config {
     pub context_length: u32,
     /// `OLLAMA_FLASH_ATTENTION`.
     pub flash_attention: bool,
+    /// `OLLAMA_NUMERICS`: `fast` or `exact`. Runners inherit the variable and read it
+    /// themselves; it is checked here so that a typo stops the server at start-up.
+    pub numerics: String,
     /// K cache type (`OLLAMA_KV_CACHE_TYPE_K`, else `OLLAMA_KV_CACHE_TYPE`).
     pub kv_cache_type_k: GgmlType,
     /// V cache type (`OLLAMA_KV_CACHE_TYPE_V`, else `OLLAMA_KV_CACHE_TYPE`).
@@ -376,6 +385,13 @@ impl Config {
             // On by default, as Ollama now turns it on for the models that support it
             // (its PRs #12639, #12482, #13448): every architecture here supports it.
             flash_attention: r.bool_or("OLLAMA_FLASH_ATTENTION", true)?,
+            numerics: r.get("OLLAMA_NUMERICS", "fast".to_owned(), |s| {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "" | "fast" => Ok("fast".to_owned()),
+                    "exact" => Ok("exact".to_owned()),
+                    _ => Err("not fast or exact".into()),
+                }
+            })?,
             kv_cache_type_k: r.kv_type("OLLAMA_KV_CACHE_TYPE_K", kv_both)?,
             kv_cache_type_v: r.kv_type("OLLAMA_KV_CACHE_TYPE_V", kv_both)?,
             load_timeout: r.get("OLLAMA_LOAD_TIMEOUT", Some(Duration::from_secs(300)), |s| {
@@ -439,6 +455,7 @@ impl Config {
                     "OLLAMA_MAX_QUEUE" => self.max_queue.to_string(),
                     "OLLAMA_CONTEXT_LENGTH" => self.context_length.to_string(),
                     "OLLAMA_FLASH_ATTENTION" => self.flash_attention.to_string(),
+                    "OLLAMA_NUMERICS" => self.numerics.clone(),
                     "OLLAMA_KV_CACHE_TYPE" | "OLLAMA_KV_CACHE_TYPE_K" => {
                         self.kv_cache_type_k.name().into()
                     }

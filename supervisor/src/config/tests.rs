@@ -24,6 +24,7 @@ fn defaults_are_ollamas() {
     );
     assert_eq!(c.load_timeout, Some(Duration::from_secs(300)));
     assert!(c.flash_attention, "flash attention is on by default");
+    assert_eq!(c.numerics, "fast");
     assert_eq!(c.log_level, LogLevel::Info);
 }
 
@@ -64,6 +65,7 @@ fn every_bad_value_names_variable_value_and_what_is_accepted() {
         ("OLLAMA_MAX_QUEUE", "lots"),
         ("OLLAMA_CONTEXT_LENGTH", "0"),
         ("OLLAMA_FLASH_ATTENTION", "yes"),
+        ("OLLAMA_NUMERICS", "quick"),
         ("OLLAMA_KV_CACHE_TYPE", "q3_k"),
         ("OLLAMA_KV_CACHE_TYPE_K", "fp8"),
         ("OLLAMA_KV_CACHE_TYPE_V", "q4_k"),

@@ -131,7 +131,57 @@ macro_rules! block32_fast {
                     }
                 }
             }
-            for b in groups * 8..n {
+            // Four more blocks folded together, in 128-bit lanes (rows of 20 blocks, as in
+            // Gemma 3, would otherwise take a fifth of their blocks one at a time).
+            let mut acc4 = [_mm_setzero_ps(); N];
+            let mut macc4 = [_mm_setzero_ps(); N];
+            let mut rest = groups * 8;
+            if n - rest >= 4 {
+                let xb = &x[rest..rest + 4];
+                let mut s = [[_mm256_setzero_si256(); 4]; N];
+                for (k, block) in xb.iter().enumerate() {
+                    // SAFETY: as above.
+                    let (u, q) = unsafe { unsigned::<W>(block) };
+                    for t in 0..N {
+                        // SAFETY: as above.
+                        let a = unsafe { ys[t][rest + k].quants() };
+                        let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
+                        s[t][k] = $mul_sum(u, a);
+                    }
+                }
+                let halves = |shift: u32| {
+                    (0..4).fold(0u64, |word, k| {
+                        word | (u64::from((xb[k].scale_bits() >> shift) as u16) << (16 * k))
+                    })
+                };
+                let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(halves(0) as i64));
+                let mw = if !W::SIGNED {
+                    _mm_cvtph_ps(_mm_cvtsi64_si128(halves(16) as i64))
+                } else {
+                    _mm_mul_ps(dw, _mm_set1_ps(-(W::OFFSET as f32)))
+                };
+                for t in 0..N {
+                    let quad = fold4(s[t]);
+                    let sums = _mm_cvtepi32_ps(_mm_add_epi32(
+                        _mm256_castsi256_si128(quad),
+                        _mm256_extracti128_si256::<1>(quad),
+                    ));
+                    // SAFETY: `da[t]` holds `n` scales, so 4 from `rest` exist.
+                    let d = unsafe { _mm_loadu_ps(da[t].as_ptr().add(rest)) };
+                    acc4[t] = _mm_fmadd_ps(_mm_mul_ps(dw, d), sums, acc4[t]);
+                    if reads_sums::<W>() {
+                        // SAFETY: as for `da`.
+                        let sa4 = unsafe { _mm_loadu_ps(sa[t].as_ptr().add(rest)) };
+                        macc4[t] = _mm_fmadd_ps(mw, sa4, macc4[t]);
+                    }
+                }
+                rest += 4;
+            }
+            for t in 0..N {
+                acc[t] = _mm256_add_ps(acc[t], _mm256_zextps128_ps256(acc4[t]));
+                macc[t] = _mm256_add_ps(macc[t], _mm256_zextps128_ps256(macc4[t]));
+            }
+            for b in rest..n {
                 let bits = x[b].scale_bits();
                 let dw = f16_to_f32(half::f16::from_bits(bits as u16));
                 // SAFETY: as above.
