@@ -25,7 +25,6 @@ const PPL_TOLERANCE: f64 = 0.004;
 #[derive(serde::Deserialize)]
 struct Refs {
     text: String,
-    n_ctx: usize,
     cases: Vec<Case>,
 }
 
@@ -33,6 +32,7 @@ struct Refs {
 #[derive(serde::Deserialize)]
 struct Case {
     model: String,
+    n_ctx: usize,
     chunks: usize,
     mean_kld: f64,
     mean_kld_error: f64,
@@ -48,12 +48,12 @@ fn refs() -> Refs {
 }
 
 /// Runs `ollama-runner perplexity` on `model` with `args`, returning stdout.
-fn perplexity(model: &Path, refs: &Refs, base: &Path, args: &[&str]) -> String {
+fn perplexity(model: &Path, refs: &Refs, case: &Case, base: &Path, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
         .arg("perplexity")
         .arg("--model")
         .arg(model)
-        .args(["--file", &refs.text, "--num-ctx", &refs.n_ctx.to_string()])
+        .args(["--file", &refs.text, "--num-ctx", &case.n_ctx.to_string()])
         .args(["--threads", "2"])
         .arg("--kl-divergence-base")
         .arg(base)
@@ -121,15 +121,15 @@ fn fast_against_exact(model: TestModel) {
         "--flash-attention",
         "off",
     ];
-    perplexity(&model.path(), &refs, &base, &exact);
+    perplexity(&model.path(), &refs, case, &base, &exact);
     // Four tokens per pass: what the fast kernels take (`kernels::matmul::FAST_TILE`).
     let fast = ["--batch", "4", "--kl-divergence"];
-    let report = perplexity(&model.path(), &refs, &base, &fast);
+    let report = perplexity(&model.path(), &refs, case, &base, &fast);
     eprintln!("{name}, fast against exact:\n{report}");
     let positions = figure(&report, "KLD positions:");
     assert_eq!(
         positions as usize,
-        case.chunks * (refs.n_ctx / 2 - 1),
+        case.chunks * (case.n_ctx / 2 - 1),
         "{report}"
     );
     let kld = figure(&report, "Mean KLD:");
