@@ -46,11 +46,6 @@ impl Cpu {
         self.isa
     }
 
-    /// The numerics the products run in.
-    pub fn numerics(&self) -> Numerics {
-        self.numerics
-    }
-
     /// Bytes of the matmul scratch.
     pub fn scratch_bytes(&self) -> usize {
         self.scratch.bytes()

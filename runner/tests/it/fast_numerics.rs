@@ -19,6 +19,8 @@ use std::process::Command;
 
 use e2e::TestModel;
 
+use crate::support::{REFERENCE_FLAGS, figure};
+
 /// How far the fast perplexity may stray from the exact one (the bar).
 const PPL_TOLERANCE: f64 = 0.004;
 
@@ -81,21 +83,6 @@ fn error(report: &str, label: &str) -> f64 {
     after.trim().parse().unwrap()
 }
 
-/// The number after `label` in `report`.
-fn figure(report: &str, label: &str) -> f64 {
-    let line = report
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .unwrap_or_else(|| panic!("no {label:?} in:\n{report}"));
-    line.trim()
-        .trim_end_matches('%')
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn fast_against_exact(model: TestModel) {
     let refs = refs();
     let name = model
@@ -111,17 +98,7 @@ fn fast_against_exact(model: TestModel) {
         .unwrap_or_else(|| panic!("no reference for {name}"));
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("exact.kld");
-    let exact = [
-        "--numerics",
-        "exact",
-        "--cache-type-k",
-        "f32",
-        "--cache-type-v",
-        "f32",
-        "--flash-attention",
-        "off",
-    ];
-    perplexity(&model.path(), &refs, case, &base, &exact);
+    perplexity(&model.path(), &refs, case, &base, &REFERENCE_FLAGS);
     // Four tokens per pass: what the fast kernels take (`kernels::matmul::FAST_TILE`).
     let fast = ["--batch", "4", "--kl-divergence"];
     let report = perplexity(&model.path(), &refs, case, &base, &fast);

@@ -6,6 +6,8 @@ use std::process::Command;
 
 use e2e::TestModel;
 
+use crate::support::figure;
+
 const TEXT: &str = "/usr/share/common-licenses/GPL-3";
 
 fn perplexity(base: &std::path::Path, compare: bool, kv: &str) -> String {
@@ -35,21 +37,6 @@ fn perplexity(base: &std::path::Path, compare: bool, kv: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-/// The number after `label` in `report`.
-fn figure(report: &str, label: &str) -> f64 {
-    let line = report
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .unwrap_or_else(|| panic!("no {label:?} in:\n{report}"));
-    line.trim()
-        .trim_end_matches('%')
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[test]

@@ -103,3 +103,18 @@ pub fn greedy() -> Sampler {
     })
     .unwrap()
 }
+
+/// The number after `label` in `report`.
+pub fn figure(report: &str, label: &str) -> f64 {
+    let line = report
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{report}"));
+    line.trim()
+        .trim_end_matches('%')
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
