@@ -100,6 +100,16 @@ pub trait FastDot: VecDot {
         da: [&[f32]; N],
         sa: [&[f32]; N],
     ) -> [f32; N];
+    /// The dots of consecutive weight rows (`out.len()` rows of `y.len()` blocks in `x`)
+    /// with one activation row, each the bits of [`FastDot::dot_fast`] of its row.
+    fn dot_fast_rows(
+        isa: Isa,
+        x: &[Self::Weight],
+        y: &[Self::Act],
+        da: &[f32],
+        sa: &[f32],
+        out: &mut [f32],
+    );
 }
 
 /// Activation blocks of the 32-element types: their scales as f32.
@@ -162,6 +172,26 @@ macro_rules! block32 {
                     Isa::Avx2(token) => x86::block32_fast_avx2(token, x, ys, da, sa),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => x86::block32_fast_vnni(token, x, ys, da, sa),
+                }
+            }
+            fn dot_fast_rows(
+                isa: Isa,
+                x: &[$w],
+                y: &[$a],
+                da: &[f32],
+                sa: &[f32],
+                out: &mut [f32],
+            ) {
+                match isa {
+                    Isa::Scalar => {
+                        for (row, o) in x.chunks_exact(y.len().max(1)).zip(out.iter_mut()) {
+                            *o = scalar::$scalar(row, y);
+                        }
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::block32_fast_rows_avx2(token, x, y, da, sa, out),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::block32_fast_rows_vnni(token, x, y, da, sa, out),
                 }
             }
         }

@@ -120,6 +120,47 @@ impl Qkv {
     }
 }
 
+impl Qkv {
+    /// Query, key and value values of a token, together.
+    pub fn width(&self) -> usize {
+        self.q.rows() + self.k.rows() + self.v.rows()
+    }
+
+    /// The queries, keys and values of `n` tokens of `x`: in one product when the three
+    /// matrices can share one and `staging` holds [`Qkv::width`] values a token (a decode
+    /// step of a small model pays for each product's dispatch), else one at a time.
+    pub fn forward(
+        &self,
+        (cpu, file): (&mut Cpu, &GgufFile),
+        x: &[f32],
+        n: usize,
+        staging: Option<&mut [f32]>,
+        (q, k, v): (&mut [f32], &mut [f32], &mut [f32]),
+    ) -> Result<(), ModelError> {
+        let linears = [&self.q, &self.k, &self.v];
+        if let Some(stacked) = staging
+            && Linear::forward_stacked(&linears, cpu, file, x, n, stacked)?
+        {
+            let outs = [q, k, v];
+            let mut first = 0;
+            for (l, out) in linears.iter().zip(outs) {
+                let rows = l.rows();
+                for (row, o) in stacked
+                    .chunks_exact(self.width())
+                    .zip(out.chunks_exact_mut(rows))
+                {
+                    o.copy_from_slice(&row[first..first + rows]);
+                }
+                first += rows;
+            }
+            return Ok(());
+        }
+        self.q.forward(cpu, file, x, n, q)?;
+        self.k.forward(cpu, file, x, n, k)?;
+        self.v.forward(cpu, file, x, n, v)
+    }
+}
+
 /// One transformer block's weights.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -318,9 +359,9 @@ impl Weights {
                 return Err(ModelError::Interrupted);
             }
             norm_rows(&s.x, &b.attn_norm, r.eps, &mut s.xn);
-            b.qkv.q.forward(cpu, file, &s.xn, n, &mut s.q)?;
-            b.qkv.k.forward(cpu, file, &s.xn, n, &mut s.k)?;
-            b.qkv.v.forward(cpu, file, &s.xn, n, &mut s.v)?;
+            let staging = s.mlp.staging(n * b.qkv.width());
+            let qkv = (&mut s.q[..], &mut s.k[..], &mut s.v[..]);
+            b.qkv.forward((cpu, file), &s.xn, n, staging, qkv)?;
             let (rope, cos_sin) = (&self.ropes[b.rope], &s.cos_sin[b.rope]);
             if let Some((q_norm, _)) = &b.qk_norm {
                 norm_rows_in_place(&mut s.q, q_norm, r.eps);

@@ -19,25 +19,37 @@ pub struct GatedMlp {
     pub down: Linear,
 }
 
-/// Scratch for [`GatedMlp::forward`]: two rows of the hidden width per token.
+/// Scratch for [`GatedMlp::forward`]: two rows of the hidden width per token, the gate's
+/// and the up projection's. Between networks it holds the stacked query, key and value
+/// rows of a step ([`MlpScratch::staging`]).
 #[derive(Debug, Default)]
 pub struct MlpScratch {
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    hidden: Vec<f32>,
 }
 
 impl MlpScratch {
     /// Scratch for `n` hidden values (tokens × hidden width), allocated and touched now.
     pub fn with_rows(n: usize) -> Self {
         Self {
-            gate: touched(n),
-            up: touched(n),
+            hidden: touched(2 * n),
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.gate.capacity() + self.up.capacity()) * 4
+        self.hidden.capacity() * 4
+    }
+
+    /// `len` values of the scratch for other work between networks, when it holds that
+    /// many without growing.
+    pub fn staging(&mut self, len: usize) -> Option<&mut [f32]> {
+        if len > self.hidden.capacity() {
+            return None;
+        }
+        if self.hidden.len() < len {
+            self.hidden.resize(len, 0.0);
+        }
+        Some(&mut self.hidden[..len])
     }
 }
 
@@ -76,7 +88,8 @@ impl GatedMlp {
     }
 
     /// Runs `n` tokens of `x` through the network into `out`, with the gated activation
-    /// `act(gate, up, out)` (SwiGLU for llama, GeGLU for Gemma).
+    /// `act(gate, up, out)` (SwiGLU for llama, GeGLU for Gemma). The gate and up
+    /// projections run as one product when their matrices allow it.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -88,7 +101,24 @@ impl GatedMlp {
         scratch: &mut MlpScratch,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
-        self.run(Linear::forward, (cpu, file), act, x, n, scratch, out)
+        let width = self.gate.rows();
+        let hidden = n * width;
+        scratch.hidden.resize(2 * hidden, 0.0);
+        let stacked = &mut scratch.hidden[..2 * hidden];
+        if !Linear::forward_stacked(&[&self.gate, &self.up], cpu, file, x, n, stacked)? {
+            return self.run(Linear::forward, (cpu, file), act, x, n, scratch, out);
+        }
+        // Token t's gate row and up row lie side by side: the activation goes into the up
+        // row, and the up rows move to the front, where `down` reads them.
+        for row in stacked.chunks_exact_mut(2 * width) {
+            let (gate, up) = row.split_at_mut(width);
+            activation_into_up(act, width, gate, up);
+        }
+        for t in 0..n {
+            stacked.copy_within((2 * t + 1) * width..(2 * t + 2) * width, t * width);
+        }
+        self.down
+            .forward(cpu, file, &scratch.hidden[..hidden], n, out)
     }
 
     /// [`GatedMlp::forward`] for the tokens a router sent to this network, one expert of
@@ -116,7 +146,7 @@ impl GatedMlp {
         )
     }
 
-    /// The network with its three products done by `product`.
+    /// The network with its three products done by `product`, one matrix at a time.
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -129,11 +159,10 @@ impl GatedMlp {
         out: &mut [f32],
     ) -> Result<(), ModelError> {
         let hidden = n * self.gate.rows();
-        scratch.gate.resize(hidden, 0.0);
-        scratch.up.resize(hidden, 0.0);
-        product(&self.gate, cpu, file, x, n, &mut scratch.gate)?;
-        product(&self.up, cpu, file, x, n, &mut scratch.up)?;
-        let (gate, up) = (&scratch.gate, &mut scratch.up);
+        scratch.hidden.resize(2 * hidden, 0.0);
+        let (gate, up) = scratch.hidden[..2 * hidden].split_at_mut(hidden);
+        product(&self.gate, cpu, file, x, n, gate)?;
+        product(&self.up, cpu, file, x, n, up)?;
         activation_into_up(act, self.gate.rows(), gate, up);
         product(&self.down, cpu, file, up, n, out)
     }

@@ -77,6 +77,20 @@ impl Cpu {
         Ok(())
     }
 
+    /// `out[t] = [W_0 x[t] | W_1 x[t] | ...]`: matrices that share their input in one
+    /// product ([`matmul::matmul_stacked`]), each value the bits of its own product.
+    pub fn matmul_stacked(
+        &mut self,
+        parts: &[Weights<'_>],
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let (pool, isa, numerics) = (&self.pool, self.isa, self.numerics);
+        matmul::matmul_stacked(pool, isa, numerics, parts, x, n, out, &mut self.scratch)?;
+        Ok(())
+    }
+
     /// [`Cpu::matmul`] for the tokens routed to one expert ([`matmul::matmul_gathered`]).
     pub fn matmul_gathered(
         &mut self,
@@ -239,6 +253,47 @@ impl Linear {
         out: &mut [f32],
     ) -> Result<(), ModelError> {
         cpu.matmul_gathered(self.weights(file), x, n, out)
+    }
+
+    /// `out[t] = [W_0 x[t] (+ b_0) | W_1 x[t] (+ b_1) | ...]` for matrices that multiply
+    /// the same activations (queries, keys and values; gate and up), in one product
+    /// when they can share one ([`matmul::stackable`], one row length). Returns false,
+    /// with `out` untouched, when they cannot: the caller multiplies them one by one.
+    pub fn forward_stacked(
+        linears: &[&Linear],
+        cpu: &mut Cpu,
+        file: &GgufFile,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<bool, ModelError> {
+        let Some(first) = linears.first() else {
+            return Ok(false);
+        };
+        let shared = linears.len() <= matmul::MAX_STACK
+            && matmul::stackable(first.ty)
+            && linears
+                .iter()
+                .all(|l| l.ty == first.ty && l.cols == first.cols);
+        if !shared {
+            return Ok(false);
+        }
+        let mut parts = [first.weights(file); matmul::MAX_STACK];
+        for (slot, l) in parts.iter_mut().zip(linears) {
+            *slot = l.weights(file);
+        }
+        cpu.matmul_stacked(&parts[..linears.len()], x, n, out)?;
+        let total: usize = linears.iter().map(|l| l.rows).sum();
+        let mut first_row = 0;
+        for l in linears {
+            if let Some(b) = &l.bias {
+                for row in out.chunks_exact_mut(total) {
+                    kernels::ops::add_assign(&mut row[first_row..first_row + l.rows], b);
+                }
+            }
+            first_row += l.rows;
+        }
+        Ok(true)
     }
 
     /// The matrix's bytes in `file`, as the kernels take them.

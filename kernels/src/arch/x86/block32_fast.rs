@@ -14,18 +14,32 @@ use std::arch::x86_64::*;
 
 use super::block32::{Act32, Block32, f16_to_f32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
 
-/// Eight f16 bit patterns (`bits(k)` for k in 0..8) in one register. They are packed in
-/// general-purpose registers first: the shifts and ors run beside the vector work, where
-/// eight `pinsrw` would compete with it for the shuffle port.
+/// The f16 scales of eight blocks as f32, and their minimums (zero for the types without
+/// one). The bits are packed in general registers first, two blocks' `scale_bits` to a
+/// 64-bit word: the shifts and ors run beside the vector work, where sixteen `pinsrw`
+/// would compete with it for the shuffle port. One byte shuffle puts the scales before
+/// the minimums, one lane permute joins the halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn gather_halves(bits: impl Fn(usize) -> u16) -> __m128i {
-    let pack = |first: usize| {
-        (0..4).fold(0u64, |word, k| {
-            word | (u64::from(bits(first + k)) << (16 * k))
-        })
+fn scale_min_pairs<W: Block32>(xb: &[W]) -> (__m256, __m256) {
+    let pair = |k: usize| {
+        u64::from(xb[2 * k].scale_bits()) | (u64::from(xb[2 * k + 1].scale_bits()) << 32)
     };
-    _mm_set_epi64x(pack(4) as i64, pack(0) as i64)
+    let v = _mm256_set_epi64x(
+        pair(3) as i64,
+        pair(2) as i64,
+        pair(1) as i64,
+        pair(0) as i64,
+    );
+    let order = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, //
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+    );
+    let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(v, order));
+    (
+        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+    )
 }
 
 /// Four vectors of eight i32 partial sums, one per block, folded into their four block
@@ -69,12 +83,34 @@ unsafe fn unsigned<W: Block32>(x: &W) -> (__m256i, __m256i) {
 }
 
 macro_rules! block32_fast {
-    ($(#[$doc:meta])* $name:ident, $features:literal, $mul_sum:ident) => {
+    ($(#[$doc:meta])* $name:ident, $rows:ident, $features:literal, $mul_sum:ident) => {
+        /// The fast dots of consecutive weight rows (`out.len()` rows of `y.len()` blocks
+        /// in `x`) with one activation row: a decode step's product, one call per run of
+        /// rows. Each is the bits of the one-row dot.
+        #[target_feature(enable = $features)]
+        pub(crate) fn $rows<W: Block32, A: Act32>(
+            x: &[W],
+            y: &[A],
+            da: &[f32],
+            sa: &[f32],
+            out: &mut [f32],
+        ) {
+            let per_row = y.len();
+            assert_eq!(x.len(), out.len() * per_row);
+            for (row, o) in x.chunks_exact(per_row.max(1)).zip(out.iter_mut()) {
+                *o = $name::<W, A, 1>(row, [y], [da], [sa])[0];
+            }
+            if per_row == 0 {
+                out.fill(0.0);
+            }
+        }
+
         $(#[$doc])*
         ///
         /// `da[t]` holds the f32 scale of each block of `ys[t]`; `sa[t]` its `d * sum(q)`
         /// (read for the weight types with a minimum or an offset).
         #[target_feature(enable = $features)]
+        #[inline]
         pub(crate) fn $name<W: Block32, A: Act32, const N: usize>(
             x: &[W],
             ys: [&[A]; N],
@@ -109,13 +145,9 @@ macro_rules! block32_fast {
                         quads[t][half] = fold4(s[t]);
                     }
                 }
-                let dw = _mm256_cvtph_ps(gather_halves(|k| xb[k].scale_bits() as u16));
                 // What multiplies the activations' `d * sum(q)`: the minimum, or -offset * d.
-                let mw = if !W::SIGNED {
-                    _mm256_cvtph_ps(gather_halves(|k| (xb[k].scale_bits() >> 16) as u16))
-                } else {
-                    _mm256_mul_ps(dw, _mm256_set1_ps(-(W::OFFSET as f32)))
-                };
+                let (dw, mw) = scale_min_pairs(xb);
+                let mw = if W::SIGNED { _mm256_mul_ps(dw, _mm256_set1_ps(-(W::OFFSET as f32))) } else { mw };
                 for t in 0..N {
                     let [q0, q1] = quads[t];
                     let lo = _mm256_permute2x128_si256::<0x20>(q0, q1);
@@ -213,6 +245,7 @@ macro_rules! block32_fast {
 block32_fast!(
     /// The fast dot of one weight row with `N` activation rows, AVX2.
     dot_fast_avx2,
+    dot_fast_rows_avx2,
     "avx2,fma,f16c",
     mul_sum_avx2
 );
@@ -220,6 +253,7 @@ block32_fast!(
     /// The fast dot of one weight row with `N` activation rows, AVX-512 VNNI on 256-bit
     /// vectors (`vpdpbusd` in place of `maddubs` + `madd`).
     dot_fast_vnni,
+    dot_fast_rows_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     mul_sum_vnni
 );

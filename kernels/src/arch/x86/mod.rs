@@ -119,6 +119,33 @@ pub(crate) fn block32_fast_vnni<W: Block32, A: Act32, const N: usize>(
     unsafe { block32_fast::dot_fast_vnni(x, ys, da, sa) }
 }
 
+/// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.
+pub(crate) fn block32_fast_rows_avx2<W: Block32, A: Act32>(
+    _: Avx2Token,
+    x: &[W],
+    y: &[A],
+    da: &[f32],
+    sa: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32_fast::dot_fast_rows_avx2(x, y, da, sa, out) }
+}
+
+/// The fast-numerics dots of consecutive weight rows with one activation row, AVX-512
+/// VNNI.
+pub(crate) fn block32_fast_rows_vnni<W: Block32, A: Act32>(
+    _: Avx512Token,
+    x: &[W],
+    y: &[A],
+    da: &[f32],
+    sa: &[f32],
+    out: &mut [f32],
+) {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32_fast::dot_fast_rows_vnni(x, y, da, sa, out) }
+}
+
 /// SiLU (times `up`) over whole groups of 16, AVX2; see [`crate::ops::silu_mul_isa`].
 pub(crate) fn silu_avx2(_: Avx2Token, x: &[f32], up: Option<&[f32]>, out: &mut [f32]) {
     check_groups(x.len(), up.map(<[f32]>::len), out.len());

@@ -21,9 +21,9 @@
 use thiserror::Error;
 
 use crate::GgmlType;
-use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes_mut};
+use crate::arch::cast::{Pod, as_blocks, as_blocks_mut, as_bytes_mut};
 use crate::arch::scoped::Split;
-use crate::cpu::Isa;
+use crate::cpu::{Isa, Numerics};
 use crate::dot::{FastDot, VecDot, kind};
 use crate::pool::ThreadPool;
 
@@ -61,6 +61,9 @@ pub enum MatmulError {
     /// The weight bytes are not aligned for their block type.
     #[error("{0} weight bytes are not aligned for their block type")]
     Misaligned(GgmlType),
+    /// A stacked product's matrices cannot be stacked.
+    #[error("cannot stack these matrices into one product: {0}")]
+    Stack(&'static str),
 }
 
 /// A weight matrix: `rows` rows of `cols` values of type `ty`, row after row.
@@ -74,6 +77,13 @@ pub struct Weights<'a> {
     pub rows: usize,
     /// Values per row (input features).
     pub cols: usize,
+}
+
+impl Weights<'_> {
+    /// Bytes of one row.
+    fn row_bytes(&self) -> usize {
+        self.cols / self.ty.block_size() * self.ty.type_size()
+    }
 }
 
 /// Reusable space for the quantized activations of [`matmul`].
@@ -145,7 +155,7 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), MatmulError> {
-    product(pool, isa, w, x, n_tokens, out, scratch, Order::Batch)
+    product(pool, isa, &[w], x, n_tokens, out, scratch, Order::Batch)
 }
 
 /// [`matmul`] in fast numerics: the same product, its float additions in another order
@@ -159,7 +169,48 @@ pub fn matmul_fast(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), MatmulError> {
-    product(pool, isa, w, x, n_tokens, out, scratch, Order::Fast)
+    product(pool, isa, &[w], x, n_tokens, out, scratch, Order::Fast)
+}
+
+/// [`matmul`] (or [`matmul_fast`], by `numerics`) of several matrices that multiply the
+/// same activations, stacked by rows as if they were one: the query, key and value
+/// projections, or the gate and up projections. `out` holds `n_tokens` rows of the
+/// matrices' outputs side by side (`[t][part 0 | part 1 | ...]`). The activations are
+/// quantized once and the rows of all the parts are shared out in one dispatch to the
+/// pool, which is what a decode step of a small model pays for most; every output value
+/// is the dot it is in a product of its own matrix, bit for bit.
+///
+/// The parts must have one quantized type ([`stackable`]) and one row length; at most
+/// [`MAX_STACK`] of them.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_stacked(
+    pool: &ThreadPool,
+    isa: Isa,
+    numerics: Numerics,
+    parts: &[Weights<'_>],
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<(), MatmulError> {
+    let first = parts.first().ok_or(MatmulError::Stack("no matrices"))?;
+    if !stackable(first.ty) {
+        return Err(MatmulError::UnsupportedType(first.ty));
+    }
+    let order = match numerics {
+        Numerics::Exact => Order::Batch,
+        Numerics::Fast => Order::Fast,
+    };
+    product(pool, isa, parts, x, n_tokens, out, scratch, order)
+}
+
+/// Most matrices [`matmul_stacked`] takes at once.
+pub const MAX_STACK: usize = 4;
+
+/// True when [`matmul_stacked`] takes matrices of this type: the quantized ones, whose
+/// kernels do not depend on the number of rows (llama.cpp picks its F32 kernel by it).
+pub fn stackable(ty: GgmlType) -> bool {
+    supported(ty) && !matches!(ty, GgmlType::F32 | GgmlType::F16)
 }
 
 /// [`matmul`] for tokens gathered to one expert of a mixture of experts: llama.cpp's
@@ -175,7 +226,7 @@ pub fn matmul_gathered(
     out: &mut [f32],
     scratch: &mut MatmulScratch,
 ) -> Result<(), MatmulError> {
-    product(pool, isa, w, x, n_tokens, out, scratch, Order::VecDot)
+    product(pool, isa, &[w], x, n_tokens, out, scratch, Order::VecDot)
 }
 
 /// Which of llama.cpp's products a call reproduces.
@@ -193,13 +244,24 @@ enum Order {
 fn product(
     pool: &ThreadPool,
     isa: Isa,
-    w: Weights<'_>,
+    parts: &[Weights<'_>],
     x: &[f32],
     n_tokens: usize,
     out: &mut [f32],
     scratch: &mut MatmulScratch,
     order: Order,
 ) -> Result<(), MatmulError> {
+    let Some(w) = parts.first() else {
+        return Err(MatmulError::Stack("no matrices"));
+    };
+    if parts.len() > MAX_STACK {
+        return Err(MatmulError::Stack("more matrices than MAX_STACK"));
+    }
+    if parts.iter().any(|p| p.ty != w.ty || p.cols != w.cols) {
+        return Err(MatmulError::Stack(
+            "matrices of different types or row lengths",
+        ));
+    }
     let Some(act) = partner(w.ty) else {
         return Err(MatmulError::UnsupportedType(w.ty));
     };
@@ -209,13 +271,16 @@ fn product(
             cols: w.cols,
         });
     }
-    let row_bytes = w.cols / w.ty.block_size() * w.ty.type_size();
+    let row_bytes = w.row_bytes();
+    let rows: usize = parts.iter().map(|p| p.rows).sum();
+    let weight_checks = parts
+        .iter()
+        .map(|p| ("weights", p.bytes.len(), p.rows.checked_mul(row_bytes)));
     let checks = [
-        ("weights", w.bytes.len(), w.rows.checked_mul(row_bytes)),
         ("activations", x.len(), n_tokens.checked_mul(w.cols)),
-        ("output", out.len(), n_tokens.checked_mul(w.rows)),
+        ("output", out.len(), n_tokens.checked_mul(rows)),
     ];
-    for (what, actual, expected) in checks {
+    for (what, actual, expected) in weight_checks.chain(checks) {
         let expected = expected.unwrap_or(usize::MAX);
         if actual != expected {
             return Err(MatmulError::Size {
@@ -229,7 +294,8 @@ fn product(
     let product = Product {
         pool,
         isa,
-        w,
+        w: Weights { rows, ..*w },
+        parts,
         x,
         n_tokens,
         order,
@@ -280,7 +346,10 @@ impl Product<'_> {
 struct Product<'a> {
     pool: &'a ThreadPool,
     isa: Isa,
+    /// The shape of the whole stack (`rows` of all parts); its bytes are the first part's.
     w: Weights<'a>,
+    /// The stacked matrices (one for a plain product).
+    parts: &'a [Weights<'a>],
     x: &'a [f32],
     n_tokens: usize,
     order: Order,
@@ -296,6 +365,20 @@ impl Product<'_> {
             && self.n_tokens >= 2
             && self.w.cols.is_multiple_of(16)
             && self.w.rows.is_multiple_of(4)
+    }
+
+    /// The weight rows of the stack as blocks of `B`.
+    fn stack_rows<B: Pod>(&self) -> Result<StackRows<'_, B>, MatmulError> {
+        let mut stack = StackRows {
+            parts: [(&[][..], 0); MAX_STACK],
+            n: self.parts.len(),
+            per_row: self.w.cols / self.w.ty.block_size(),
+        };
+        for (slot, p) in stack.parts.iter_mut().zip(self.parts) {
+            let blocks = as_blocks::<B>(p.bytes).ok_or(MatmulError::Misaligned(p.ty))?;
+            *slot = (blocks, p.rows);
+        }
+        Ok(stack)
     }
 
     /// Quantizes the activations into `words` (sized by the caller) in `K`'s partner type.
@@ -339,15 +422,13 @@ impl Product<'_> {
         out: &mut [f32],
         scratch: &mut MatmulScratch,
     ) -> Result<(), MatmulError> {
-        let weights =
-            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
-        let w_per_row = self.w.cols / K::TYPE.block_size();
+        let weights = self.stack_rows::<K::Weight>()?;
         let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
         let acts = self.quantize::<K>(&mut scratch.words);
         let isa = self.isa;
         let act_row = |t: usize| &acts[t * a_per_row..(t + 1) * a_per_row];
         self.tiles(out, TOKEN_TILE, |r, t, tile| {
-            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            let wr = weights.row(r);
             let a = |k: usize| act_row(t + k);
             match tile {
                 8 => sums(K::dot(
@@ -373,9 +454,7 @@ impl Product<'_> {
         out: &mut [f32],
         scratch: &mut MatmulScratch,
     ) -> Result<(), MatmulError> {
-        let weights =
-            as_blocks::<K::Weight>(self.w.bytes).ok_or(MatmulError::Misaligned(K::TYPE))?;
-        let w_per_row = self.w.cols / K::TYPE.block_size();
+        let weights = self.stack_rows::<K::Weight>()?;
         let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
         let n_acts = self.n_tokens * a_per_row;
         // The activations, then (from the next whole word) their f32 scales: `d` of every
@@ -391,6 +470,15 @@ impl Product<'_> {
         }
         let (da, sa) = (&*da, &*sa);
         let isa = self.isa;
+        if self.n_tokens == 1 {
+            // A decode step: one kernel call per run of consecutive rows.
+            self.row_runs(out, |first, out| {
+                weights.runs(first, out.len(), |blocks, done, rows| {
+                    K::dot_fast_rows(isa, blocks, acts, da, sa, &mut out[done..done + rows]);
+                });
+            });
+            return Ok(());
+        }
         let row = |t: usize| t * a_per_row..(t + 1) * a_per_row;
         let max_tile = if self.n_tokens > FAST_TILE {
             TOKEN_TILE
@@ -398,7 +486,7 @@ impl Product<'_> {
             FAST_TILE
         };
         self.tiles(out, max_tile, |r, t, tile| {
-            let wr = &weights[r * w_per_row..(r + 1) * w_per_row];
+            let wr = weights.row(r);
             let a = |k: usize| &acts[row(t + k)];
             let d = |k: usize| &da[row(t + k)];
             let s = |k: usize| &sa[row(t + k)];
@@ -450,6 +538,31 @@ impl Product<'_> {
         Ok(())
     }
 
+    /// Fills the one token's `out` by `fill(first, part)`: each task's run of rows from
+    /// `first` into its `part` of `out`.
+    fn row_runs(&self, out: &mut [f32], fill: impl Fn(usize, &mut [f32]) + Sync) {
+        let rows = self.w.rows;
+        if rows == 0 || self.w.cols == 0 {
+            out.fill(0.0);
+            return;
+        }
+        let split = Split {
+            outer: 1,
+            inner: rows,
+            per_task: self.rows_per_task(),
+        };
+        self.pool.run_split(out, split, |_, mut part| {
+            let first = part.start();
+            fill(first, part.row(0));
+        });
+    }
+
+    /// Rows per task: enough tasks to balance the threads, few enough that a task's rows
+    /// stay in cache while the token tiles pass.
+    fn rows_per_task(&self) -> usize {
+        self.w.rows.div_ceil(self.pool.threads() * 4).clamp(1, 64)
+    }
+
     /// Fills `out` with `dot(r, t, tile)`: the dots of weight row `r` with the `tile`
     /// (1..=`max_tile`) activation rows from `t`, over tasks of runs of rows.
     fn tiles(
@@ -463,9 +576,7 @@ impl Product<'_> {
             out.fill(0.0);
             return;
         }
-        // Rows per task: enough tasks to balance the threads, few enough that a task's
-        // rows stay in cache while the token tiles pass.
-        let per_task = rows.div_ceil(self.pool.threads() * 4).clamp(1, 64);
+        let per_task = self.rows_per_task();
         let split = Split {
             outer: n_tokens,
             inner: rows,
@@ -489,6 +600,52 @@ impl Product<'_> {
     }
 }
 
+/// The rows of up to [`MAX_STACK`] matrices of one type and width, numbered as if they
+/// were one matrix.
+struct StackRows<'a, B> {
+    parts: [(&'a [B], usize); MAX_STACK],
+    n: usize,
+    per_row: usize,
+}
+
+impl<B> StackRows<'_, B> {
+    /// Row `r` of the stack (`r` below the stack's rows, which `product` checked).
+    #[inline(always)]
+    fn row(&self, mut r: usize) -> &[B] {
+        for &(blocks, rows) in &self.parts[..self.n - 1] {
+            if r < rows {
+                return &blocks[r * self.per_row..(r + 1) * self.per_row];
+            }
+            r -= rows;
+        }
+        let blocks = self.parts[self.n - 1].0;
+        &blocks[r * self.per_row..(r + 1) * self.per_row]
+    }
+
+    /// Calls `f(blocks, done, rows)` for each piece of the `n` rows from `first` that lies
+    /// in one matrix: its `rows` rows' blocks, `done` rows after `first`.
+    fn runs(&self, first: usize, n: usize, mut f: impl FnMut(&[B], usize, usize)) {
+        let (mut start, mut done) = (first, 0);
+        for &(blocks, rows) in &self.parts[..self.n] {
+            if done == n {
+                return;
+            }
+            if start >= rows {
+                start -= rows;
+                continue;
+            }
+            let take = (rows - start).min(n - done);
+            f(
+                &blocks[start * self.per_row..(start + take) * self.per_row],
+                done,
+                take,
+            );
+            done += take;
+            start = 0;
+        }
+    }
+}
+
 /// `N` sums in a tile-sized array.
 #[inline(always)]
 fn sums<const N: usize>(s: [f32; N]) -> [f32; TOKEN_TILE] {
@@ -498,259 +655,6 @@ fn sums<const N: usize>(s: [f32; N]) -> [f32; TOKEN_TILE] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::arch::cast::as_bytes;
-    use crate::dot::test_data::{dequantized, dot_and_bound, random_activations, random_weights};
-
-    const TYPES: [GgmlType; 13] = {
-        use GgmlType::*;
-        [
-            Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, F32, F16,
-        ]
-    };
-
-    /// Quantizes `x` as `matmul` does and dequantizes it again.
-    fn round_trip(ty: GgmlType, x: &[f32]) -> Vec<f32> {
-        let act = partner(ty).unwrap();
-        if act == GgmlType::F32 {
-            return x.to_vec();
-        }
-        let row_bytes = x.len() / act.block_size() * act.type_size();
-        let mut bytes = vec![0u32; row_bytes.div_ceil(4)];
-        let bytes = &mut crate::arch::cast::as_bytes_mut(&mut bytes)[..row_bytes];
-        crate::quant::quantize_row(act, x, bytes).unwrap();
-        dequantized(act, bytes, x.len())
-    }
-
-    #[test]
-    fn every_type_matches_the_dequantized_product_on_every_path_and_pool() {
-        let (rows, n_tokens) = (13, 6);
-        for ty in TYPES {
-            let cols = 2 * ty.block_size().max(32) * if ty.block_size() == 1 { 4 } else { 1 };
-            let n_blocks = cols / ty.block_size();
-            let w = random_weights(ty, rows, n_blocks, ty.id().into());
-            let wd = dequantized(ty, w.get(), rows * cols);
-            let x = random_activations(n_tokens * cols, 7);
-            let xq: Vec<f32> = x.chunks(cols).flat_map(|xt| round_trip(ty, xt)).collect();
-            let weights = Weights {
-                bytes: w.get(),
-                ty,
-                rows,
-                cols,
-            };
-            for threads in [1, 2, 3] {
-                let pool = ThreadPool::new(threads).unwrap();
-                for isa in Isa::available() {
-                    let mut out = vec![f32::NAN; n_tokens * rows];
-                    let mut scratch = MatmulScratch::new();
-                    matmul(&pool, isa, weights, &x, n_tokens, &mut out, &mut scratch).unwrap();
-                    for t in 0..n_tokens {
-                        for r in 0..rows {
-                            let wr = &wd[r * cols..(r + 1) * cols];
-                            let (exact, bound) = dot_and_bound(wr, &xq[t * cols..(t + 1) * cols]);
-                            let got = f64::from(out[t * rows + r]);
-                            let rel = if partner(ty) == Some(GgmlType::Q8_1) {
-                                2e-3
-                            } else {
-                                1e-5
-                            };
-                            assert!(
-                                (got - exact).abs() <= rel * bound + 1e-6,
-                                "{ty} {isa} threads={threads} t={t} r={r}: {got} vs {exact}"
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_batch_equals_its_tokens_one_at_a_time() {
-        let (rows, cols, n_tokens) = (37, 512, 11);
-        let pool = ThreadPool::new(2).unwrap();
-        let x = random_activations(n_tokens * cols, 3);
-        for ty in TYPES {
-            let w = random_weights(ty, rows, cols / ty.block_size(), 99);
-            let weights = Weights {
-                bytes: w.get(),
-                ty,
-                rows,
-                cols,
-            };
-            let isa = Isa::best();
-            let mut scratch = MatmulScratch::new();
-            let mut batch = vec![0.0; n_tokens * rows];
-            matmul(&pool, isa, weights, &x, n_tokens, &mut batch, &mut scratch).unwrap();
-            for t in 0..n_tokens {
-                let mut one = vec![0.0; rows];
-                let xt = &x[t * cols..(t + 1) * cols];
-                matmul(&pool, isa, weights, xt, 1, &mut one, &mut scratch).unwrap();
-                assert_eq!(
-                    as_bytes(&one),
-                    as_bytes(&batch[t * rows..(t + 1) * rows]),
-                    "{ty} t={t}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_fast_product_is_the_exact_one_up_to_the_order_of_its_additions() {
-        let rows = 21;
-        let pool = ThreadPool::new(2).unwrap();
-        for ty in TYPES {
-            // 19 blocks: two groups of eight and a tail of three, for the fast kernels.
-            let cols = if ty.block_size() == 32 { 32 * 19 } else { 512 };
-            let w = random_weights(ty, rows, cols / ty.block_size(), 17);
-            let weights = Weights {
-                bytes: w.get(),
-                ty,
-                rows,
-                cols,
-            };
-            let wd = dequantized(ty, w.get(), rows * cols);
-            for n_tokens in 1..=TOKEN_TILE + 3 {
-                let x = random_activations(n_tokens * cols, n_tokens as u64);
-                let bound = |i: usize| {
-                    let (t, r) = (i / rows, i % rows);
-                    dot_and_bound(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]).1
-                };
-                for isa in Isa::available() {
-                    let mut scratch = MatmulScratch::new();
-                    let mut exact = vec![0.0; n_tokens * rows];
-                    let mut fast = vec![f32::NAN; n_tokens * rows];
-                    matmul(&pool, isa, weights, &x, n_tokens, &mut exact, &mut scratch).unwrap();
-                    matmul_fast(&pool, isa, weights, &x, n_tokens, &mut fast, &mut scratch)
-                        .unwrap();
-                    for (i, (f, e)) in fast.iter().zip(&exact).enumerate() {
-                        // A reordered sum, and the offsets of Q4_0/Q5_0 taken out after it.
-                        let tol = 64.0 * f64::from(f32::EPSILON) * bound(i);
-                        assert!(
-                            f64::from((f - e).abs()) <= tol,
-                            "{ty} {isa} n={n_tokens} [{i}]: {f} vs {e}"
-                        );
-                    }
-                    // Each token adds alone as it does in the batch, whatever the batch.
-                    for t in 0..n_tokens {
-                        let mut one = vec![0.0; rows];
-                        let xt = &x[t * cols..(t + 1) * cols];
-                        matmul_fast(&pool, isa, weights, xt, 1, &mut one, &mut scratch).unwrap();
-                        assert_eq!(
-                            as_bytes(&one),
-                            as_bytes(&fast[t * rows..(t + 1) * rows]),
-                            "{ty} {isa} t={t}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn shapes_and_types_are_checked() {
-        let pool = ThreadPool::new(1).unwrap();
-        let isa = Isa::Scalar;
-        let w = random_weights(GgmlType::Q8_0, 2, 2, 1);
-        let weights = Weights {
-            bytes: w.get(),
-            ty: GgmlType::Q8_0,
-            rows: 2,
-            cols: 64,
-        };
-        let mut scratch = MatmulScratch::new();
-        let x = vec![0.5; 64];
-        let mut out = vec![0.0; 2];
-        assert_eq!(
-            matmul(&pool, isa, weights, &x, 1, &mut out, &mut scratch),
-            Ok(())
-        );
-        let err = matmul(&pool, isa, weights, &x[..63], 1, &mut out, &mut scratch);
-        assert_eq!(
-            err,
-            Err(MatmulError::Size {
-                what: "activations",
-                actual: 63,
-                expected: 64
-            })
-        );
-        let err = matmul(&pool, isa, weights, &x, 1, &mut out[..1], &mut scratch);
-        assert_eq!(
-            err,
-            Err(MatmulError::Size {
-                what: "output",
-                actual: 1,
-                expected: 2
-            })
-        );
-        let short = Weights { rows: 3, ..weights };
-        let err = matmul(&pool, isa, short, &x, 1, &mut out, &mut scratch);
-        assert!(matches!(
-            err,
-            Err(MatmulError::Size {
-                what: "weights",
-                ..
-            })
-        ));
-        let partial = Weights {
-            cols: 48,
-            ..weights
-        };
-        let err = matmul(&pool, isa, partial, &x[..48], 1, &mut out, &mut scratch);
-        assert!(matches!(err, Err(MatmulError::PartialBlock { .. })));
-        let bf16 = Weights {
-            ty: GgmlType::BF16,
-            ..weights
-        };
-        let err = matmul(&pool, isa, bf16, &x, 1, &mut out, &mut scratch);
-        assert_eq!(err, Err(MatmulError::UnsupportedType(GgmlType::BF16)));
-        let misaligned = Weights {
-            bytes: &w.get()[1..35],
-            rows: 1,
-            cols: 32,
-            ..weights
-        };
-        let err = matmul(
-            &pool,
-            isa,
-            misaligned,
-            &x[..32],
-            1,
-            &mut out[..1],
-            &mut scratch,
-        );
-        assert_eq!(err, Err(MatmulError::Misaligned(GgmlType::Q8_0)));
-    }
-
-    #[test]
-    fn the_scratch_stops_growing_once_sized() {
-        let pool = ThreadPool::new(2).unwrap();
-        let (rows, cols) = (8, 256);
-        let w = random_weights(GgmlType::Q4_K, rows, 1, 5);
-        let weights = Weights {
-            bytes: w.get(),
-            ty: GgmlType::Q4_K,
-            rows,
-            cols,
-        };
-        let mut scratch = MatmulScratch::for_shape(GgmlType::Q4_K, cols, 4);
-        let before = scratch.bytes();
-        assert_eq!(before, 4 * 292);
-        let x = random_activations(4 * cols, 1);
-        let mut out = vec![0.0; 4 * rows];
-        for n in 1..=4 {
-            matmul(
-                &pool,
-                Isa::best(),
-                weights,
-                &x[..n * cols],
-                n,
-                &mut out[..n * rows],
-                &mut scratch,
-            )
-            .unwrap();
-        }
-        assert_eq!(scratch.bytes(), before);
-    }
-}
+mod stacked_tests;
+#[cfg(test)]
+mod tests;
