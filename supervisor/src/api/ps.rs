@@ -48,6 +48,8 @@ pub struct PsModel {
     pub kv_cache_type_v: String,
     /// Whether flash attention is on.
     pub flash_attention: bool,
+    /// How the runner's kernels add: `fast` or `exact`.
+    pub numerics: String,
     /// Requests served at once.
     pub num_parallel: u32,
     /// Requests being served now.
@@ -109,6 +111,7 @@ fn row(info: RunnerInfo, store: &Store, models: &Models) -> PsModel {
         kv_cache_type_k: settings.map_or(String::new(), |s| s.type_k.name().to_string()),
         kv_cache_type_v: settings.map_or(String::new(), |s| s.type_v.name().to_string()),
         flash_attention: settings.is_some_and(|s| s.flash_attention),
+        numerics: settings.map_or(String::new(), |s| s.numerics.name().to_owned()),
         num_parallel: settings.map_or(0, |s| s.num_parallel),
         slots_busy: info.busy,
         requests_waiting: info.waiting,

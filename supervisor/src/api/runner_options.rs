@@ -30,6 +30,9 @@ pub fn load_settings(config: &Config, options: &Options) -> Result<LoadSettings,
     if let Some(on) = options.use_mmap {
         s.use_mmap = on;
     }
+    if let Some(n) = options.numerics {
+        s.numerics = n;
+    }
     if let Some(t) = options.kv_cache_type {
         (s.type_k, s.type_v) = (t, t);
     }

@@ -241,9 +241,9 @@ pub struct Config {
     pub context_length: u32,
     /// `OLLAMA_FLASH_ATTENTION`.
     pub flash_attention: bool,
-    /// `OLLAMA_NUMERICS`: `fast` or `exact`. Runners inherit the variable and read it
-    /// themselves; it is checked here so that a typo stops the server at start-up.
-    pub numerics: String,
+    /// `OLLAMA_NUMERICS`: the runners' default numerics, checked here so that a typo
+    /// stops the server at start-up.
+    pub numerics: Numerics,
     /// K cache type (`OLLAMA_KV_CACHE_TYPE_K`, else `OLLAMA_KV_CACHE_TYPE`).
     pub kv_cache_type_k: GgmlType,
     /// V cache type (`OLLAMA_KV_CACHE_TYPE_V`, else `OLLAMA_KV_CACHE_TYPE`).
@@ -385,12 +385,9 @@ impl Config {
             // On by default, as Ollama now turns it on for the models that support it
             // (its PRs #12639, #12482, #13448): every architecture here supports it.
             flash_attention: r.bool_or("OLLAMA_FLASH_ATTENTION", true)?,
-            numerics: r.get("OLLAMA_NUMERICS", "fast".to_owned(), |s| {
-                match s.trim().to_ascii_lowercase().as_str() {
-                    "" | "fast" => Ok("fast".to_owned()),
-                    "exact" => Ok("exact".to_owned()),
-                    _ => Err("not fast or exact".into()),
-                }
+            numerics: r.get("OLLAMA_NUMERICS", Numerics::Fast, |s| match s.trim() {
+                "" => Ok(Numerics::Fast),
+                s => Numerics::from_name(s).ok_or_else(|| "not fast or exact".into()),
             })?,
             kv_cache_type_k: r.kv_type("OLLAMA_KV_CACHE_TYPE_K", kv_both)?,
             kv_cache_type_v: r.kv_type("OLLAMA_KV_CACHE_TYPE_V", kv_both)?,
@@ -455,7 +452,7 @@ impl Config {
                     "OLLAMA_MAX_QUEUE" => self.max_queue.to_string(),
                     "OLLAMA_CONTEXT_LENGTH" => self.context_length.to_string(),
                     "OLLAMA_FLASH_ATTENTION" => self.flash_attention.to_string(),
-                    "OLLAMA_NUMERICS" => self.numerics.clone(),
+                    "OLLAMA_NUMERICS" => self.numerics.name().to_owned(),
                     "OLLAMA_KV_CACHE_TYPE" | "OLLAMA_KV_CACHE_TYPE_K" => {
                         self.kv_cache_type_k.name().into()
                     }
@@ -482,6 +479,36 @@ impl Config {
                 }
             })
             .collect()
+    }
+}
+
+/// How a runner's kernels add (the runner's `--numerics`, `OLLAMA_NUMERICS`): ollamad
+/// names it without depending on the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Numerics {
+    /// Any order of additions, judged by KL divergence against exact (the default).
+    #[default]
+    Fast,
+    /// llama.cpp's reference order, bit for bit.
+    Exact,
+}
+
+impl Numerics {
+    /// The name the runner and the API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Fast => "fast",
+            Numerics::Exact => "exact",
+        }
+    }
+
+    /// `fast` or `exact`, in any case.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "fast" => Some(Numerics::Fast),
+            "exact" => Some(Numerics::Exact),
+            _ => None,
+        }
     }
 }
 

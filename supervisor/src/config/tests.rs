@@ -24,7 +24,7 @@ fn defaults_are_ollamas() {
     );
     assert_eq!(c.load_timeout, Some(Duration::from_secs(300)));
     assert!(c.flash_attention, "flash attention is on by default");
-    assert_eq!(c.numerics, "fast");
+    assert_eq!(c.numerics, Numerics::Fast);
     assert_eq!(c.log_level, LogLevel::Info);
 }
 

@@ -22,7 +22,7 @@ use gguf::GgmlType;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::config::KV_CACHE_TYPES;
+use crate::config::{KV_CACHE_TYPES, Numerics};
 use value::Kind;
 
 /// Why options could not be used.
@@ -81,6 +81,9 @@ pub struct Options {
     pub kv_cache_type_k: Option<GgmlType>,
     /// `kv_cache_type_v`: the V cache type (ours).
     pub kv_cache_type_v: Option<GgmlType>,
+    /// `numerics`: `fast` or `exact` kernels for this model's runner (ours; the default
+    /// is `OLLAMA_NUMERICS`).
+    pub numerics: Option<Numerics>,
     /// `num_predict`: most tokens to generate; negative means no limit.
     pub num_predict: Option<i32>,
     /// `temperature`: at least 0; 0 picks the most likely token.
@@ -124,6 +127,7 @@ const SUPPORTED: &[(&str, Kind)] = &[
     ("kv_cache_type", Kind::Str),
     ("kv_cache_type_k", Kind::Str),
     ("kv_cache_type_v", Kind::Str),
+    ("numerics", Kind::Str),
     ("num_predict", Kind::Integer),
     ("temperature", Kind::Float),
     ("top_k", Kind::Integer),
@@ -196,6 +200,7 @@ impl Options {
             "kv_cache_type" => self.kv_cache_type = Some(kv_type(name, v)?),
             "kv_cache_type_k" => self.kv_cache_type_k = Some(kv_type(name, v)?),
             "kv_cache_type_v" => self.kv_cache_type_v = Some(kv_type(name, v)?),
+            "numerics" => self.numerics = Some(numerics(name, v)?),
             "num_predict" => self.num_predict = Some(int32(name, v, i32::MIN, I32)?),
             "temperature" => self.temperature = Some(float(name, v, |f| f >= 0.0, "0 or more")?),
             "top_k" => self.top_k = Some(int32(name, v, i32::MIN, I32)?),
@@ -259,6 +264,7 @@ impl Options {
             kv_cache_type: pick(&self.kv_cache_type, &over.kv_cache_type),
             kv_cache_type_k: pick(&self.kv_cache_type_k, &over.kv_cache_type_k),
             kv_cache_type_v: pick(&self.kv_cache_type_v, &over.kv_cache_type_v),
+            numerics: pick(&self.numerics, &over.numerics),
             num_predict: pick(&self.num_predict, &over.num_predict),
             temperature: pick(&self.temperature, &over.temperature),
             top_k: pick(&self.top_k, &over.top_k),
@@ -308,6 +314,7 @@ impl Options {
         put("kv_cache_type", kv(self.kv_cache_type));
         put("kv_cache_type_k", kv(self.kv_cache_type_k));
         put("kv_cache_type_v", kv(self.kv_cache_type_v));
+        put("numerics", self.numerics.map(|n| Value::from(n.name())));
         put("num_predict", self.num_predict.map(Value::from));
         put("temperature", float(self.temperature));
         put("top_k", self.top_k.map(Value::from));
@@ -345,6 +352,14 @@ fn unit(f: f32) -> bool {
 }
 
 /// A K/V cache type name the runner accepts.
+fn numerics(name: &str, v: &Value) -> Result<Numerics, OptionsError> {
+    Numerics::from_name(value::string(name, v)?).ok_or_else(|| OptionsError::OutOfRange {
+        name: name.to_owned(),
+        value: value::shown(v),
+        accepted: "fast or exact".to_owned(),
+    })
+}
+
 fn kv_type(name: &str, v: &Value) -> Result<GgmlType, OptionsError> {
     let text = value::string(name, v)?;
     GgmlType::from_name(text)

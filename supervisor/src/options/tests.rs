@@ -24,6 +24,7 @@ fn everything() -> Options {
         kv_cache_type: Some(GgmlType::Q8_0),
         kv_cache_type_k: Some(GgmlType::Q4_0),
         kv_cache_type_v: Some(GgmlType::IQ4_NL),
+        numerics: Some(Numerics::Exact),
         num_predict: Some(-1),
         temperature: Some(0.7),
         top_k: Some(20),
@@ -46,7 +47,7 @@ fn reads_every_supported_option() {
         "num_ctx": 4096, "num_batch": 256, "num_thread": 3, "num_keep": -1,
         "use_mmap": false, "num_gpu": 0, "main_gpu": 1, "num_parallel": 2,
         "flash_attention": true, "kv_cache_type": "q8_0", "kv_cache_type_k": "Q4_0",
-        "kv_cache_type_v": "iq4_nl", "num_predict": -1, "temperature": 0.7, "top_k": 20,
+        "kv_cache_type_v": "iq4_nl", "numerics": "Exact", "num_predict": -1, "temperature": 0.7, "top_k": 20,
         "top_p": 0.95, "min_p": 0.05, "typical_p": 0.9, "repeat_last_n": 128,
         "repeat_penalty": 1.1, "presence_penalty": -0.5, "frequency_penalty": 1.5,
         "seed": -1, "stop": ["</s>", "\n\n"],
@@ -62,6 +63,7 @@ fn the_name_table_matches_the_parser() {
             Kind::Integer => json!(1),
             Kind::Float => json!(0.5),
             Kind::Bool => json!(true),
+            Kind::Str if name == "numerics" => json!("exact"),
             Kind::Str => json!("f16"),
             Kind::Strings => json!("x"),
         };
@@ -216,6 +218,10 @@ fn bad_values_are_errors_naming_the_option() {
         (
             json!({"kv_cache_type": "q4_K"}),
             r#"option "kv_cache_type" is "q4_K", but it must be one of f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl"#,
+        ),
+        (
+            json!({"numerics": "quick"}),
+            r#"option "numerics" is "quick", but it must be fast or exact"#,
         ),
         (
             json!({"kv_cache_type_k": 8}),

@@ -170,8 +170,7 @@ fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
         use_mmap: Some(s.use_mmap),
         num_keep: None,
         multi_user_cache,
-        // The runner's default: OLLAMA_NUMERICS, which it inherits from ollamad.
-        numerics: String::new(),
+        numerics: s.numerics.name().to_owned(),
     }
 }
 

@@ -243,6 +243,7 @@ pub fn changed_settings(old: &LoadSpec, new: &LoadSpec) -> Vec<&'static str> {
         ("kv_cache_type_v", a.type_v != b.type_v),
         ("flash_attention", a.flash_attention != b.flash_attention),
         ("use_mmap", a.use_mmap != b.use_mmap),
+        ("numerics", a.numerics != b.numerics),
     ];
     fields
         .into_iter()

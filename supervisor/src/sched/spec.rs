@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use gguf::GgmlType;
 
-use crate::config::{Config, KeepAlive};
+use crate::config::{Config, KeepAlive, Numerics};
 
 /// The options that shape a runner: two requests share a runner only when these are equal
 /// (a request with a different `num_ctx` or K/V type reloads the model, as in Ollama).
@@ -27,11 +27,14 @@ pub struct LoadSettings {
     pub flash_attention: bool,
     /// Map the weights instead of reading them.
     pub use_mmap: bool,
+    /// How the runner's kernels add.
+    pub numerics: Numerics,
 }
 
 impl LoadSettings {
     /// The server's defaults (`OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
-    /// `OLLAMA_KV_CACHE_TYPE*`, `OLLAMA_FLASH_ATTENTION`), before model and request options.
+    /// `OLLAMA_KV_CACHE_TYPE*`, `OLLAMA_FLASH_ATTENTION`, `OLLAMA_NUMERICS`), before model
+    /// and request options.
     pub fn defaults(config: &Config) -> Self {
         Self {
             num_ctx: config.context_length,
@@ -42,6 +45,7 @@ impl LoadSettings {
             type_v: config.kv_cache_type_v,
             flash_attention: config.flash_attention,
             use_mmap: true,
+            numerics: config.numerics,
         }
     }
 }

@@ -83,8 +83,31 @@ fn upload_create_list_generate_and_ps() {
     assert_eq!(ps[0]["state"], "ready");
     assert_eq!(ps[0]["context_length"], 512);
     assert_eq!(ps[0]["kv_cache_type_k"], "f16");
+    // The harness runs ollamad with OLLAMA_NUMERICS=exact.
+    assert_eq!(ps[0]["numerics"], "exact");
     assert!(ps[0]["pid"].as_u64().is_some());
     assert!(ps[0]["size"].as_u64().unwrap() > 90 << 20, "{}", ps[0]);
+    let exact_pid = ps[0]["pid"].as_u64();
+
+    // The numerics option reloads the model on the fast kernels, which still answer.
+    let (status, fast) = server.post(
+        "/api/generate",
+        json!({"model": "smollm2", "prompt": "What is the capital of France?", "stream": false,
+               "options": {"temperature": 0, "num_predict": 12, "numerics": "fast"}}),
+    );
+    assert_eq!(status, 200, "{fast}");
+    assert!(
+        fast["response"].as_str().is_some_and(|r| !r.is_empty()),
+        "{fast}"
+    );
+    let ps = server.ps();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["numerics"], "fast");
+    assert_ne!(
+        ps[0]["pid"].as_u64(),
+        exact_pid,
+        "a new runner for the other numerics"
+    );
 }
 
 #[test]
@@ -107,6 +130,11 @@ fn bad_requests_get_clear_errors() {
             json!({"model": "smollm2", "prompt": "hi", "options": {"num_ctx": 0}}),
             400,
             "num_ctx",
+        ),
+        (
+            json!({"model": "smollm2", "prompt": "hi", "options": {"numerics": "quick"}}),
+            400,
+            "numerics",
         ),
         (
             json!({"model": "smollm2", "prompt": "hi", "keep_alive": "soon"}),

@@ -45,6 +45,7 @@ pub fn options(options: Option<&pb::Options>) -> Map<String, Value> {
         kv_cache_type,
         kv_cache_type_k,
         kv_cache_type_v,
+        numerics,
         num_predict,
         temperature,
         top_k,

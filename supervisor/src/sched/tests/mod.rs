@@ -48,6 +48,7 @@ fn settings(num_ctx: u32) -> LoadSettings {
         type_v: GgmlType::F16,
         flash_attention: true,
         use_mmap: true,
+        numerics: crate::config::Numerics::Fast,
     }
 }
 

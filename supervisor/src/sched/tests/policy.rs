@@ -123,13 +123,14 @@ fn changed_settings_reload_an_idle_runner_and_name_what_changed() {
     let mut wanted = spec("a");
     wanted.settings.num_ctx = 8192;
     wanted.settings.type_k = super::GgmlType::Q8_0;
+    wanted.settings.numerics = crate::config::Numerics::Exact;
     let m = memory(16 * GIB, 16 * GIB);
     let d = decide(&runners, &wanted, None, facts(GIB, &m), &test_policy(), now);
     assert_eq!(
         d,
         Decision::Reload {
             id: 3,
-            changed: vec!["num_ctx", "kv_cache_type_k"]
+            changed: vec!["num_ctx", "kv_cache_type_k", "numerics"]
         }
     );
     // While busy, the request waits instead.
