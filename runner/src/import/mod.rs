@@ -5,7 +5,7 @@
 //! `BertModel`); [`ARCHITECTURES`] maps each class we import to the code that writes its
 //! metadata and renames its tensors with llama.cpp's converter's names
 //! (`convert_hf_to_gguf.py` and gguf-py's `constants.py`/`tensor_mapping.py`). Only
-//! `bert` is there so far; llama and gemma3 go in the same table. A class not in the
+//! `bert` and `llama` are there so far; gemma3 goes in the same table. A class not in the
 //! table, a missing tokenizer, a tensor of a dtype we do not read, or a tensor the
 //! architecture does not know are refused by name, before anything is written.
 //!
@@ -14,7 +14,9 @@
 //! file is written to a temporary name and renamed into place.
 
 mod bert;
+mod bpe;
 mod checkpoint;
+mod llama;
 mod tensors;
 mod wordpiece;
 
@@ -104,6 +106,14 @@ pub enum ImportError {
     /// The tokenizer files are unusable.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The checkpoint is quantized already (a `quantization_config`, or tensors stored
+    /// in 8 bits or fewer): quantizing it again would compound the rounding, so it is
+    /// refused; import the full-precision checkpoint instead.
+    #[error(
+        "the checkpoint is already quantized ({0}); import its F32, F16 or BF16 original \
+         and choose the type with --type / quantize"
+    )]
+    AlreadyQuantized(String),
     /// Quantizing a tensor failed.
     #[error("tensor '{name}': {source}")]
     Quant {
@@ -142,11 +152,18 @@ struct Architecture {
 }
 
 /// The model classes we import, by `config.json`'s `architectures`.
-const ARCHITECTURES: &[Architecture] = &[Architecture {
-    classes: &["BertModel", "BertForMaskedLM"],
-    name: "bert",
-    write: bert::write,
-}];
+const ARCHITECTURES: &[Architecture] = &[
+    Architecture {
+        classes: &["BertModel", "BertForMaskedLM"],
+        name: "bert",
+        write: bert::write,
+    },
+    Architecture {
+        classes: &["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM"],
+        name: "llama",
+        write: llama::write,
+    },
+];
 
 /// A Hugging Face model directory: its path and `config.json`.
 #[derive(Debug)]
@@ -233,7 +250,22 @@ pub fn convert(
                 .collect();
             ImportError::UnknownArchitecture(class.to_owned(), known.join(", "))
         })?;
+    if let Some(q) = model
+        .config
+        .get("quantization_config")
+        .filter(|q| !q.is_null())
+    {
+        let method = q["quant_method"].as_str().unwrap_or("unknown method");
+        return Err(ImportError::AlreadyQuantized(format!(
+            "config.json has a quantization_config, {method}"
+        )));
+    }
     let checkpoint = Checkpoint::open(dir)?;
+    if let Some((name, dtype)) = checkpoint.quantized_tensor() {
+        return Err(ImportError::AlreadyQuantized(format!(
+            "tensor '{name}' is stored as {dtype}"
+        )));
+    }
     let mut writer = GgufWriter::new();
     writer.set(gguf::keys::GENERAL_ARCHITECTURE, arch.name);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());

@@ -226,7 +226,7 @@ pub struct Builder<'c> {
     bytes: u64,
     /// Whether the file has an output head of its own (`output.weight`); without one the
     /// token embeddings are the output head and take its type, as `llama-quantize`
-    /// assumes. No architecture we import has one yet (bert has no head).
+    /// assumes.
     has_output: bool,
     n_layer: usize,
 }
@@ -272,6 +272,12 @@ impl<'c> Builder<'c> {
         self.used.insert(hf.to_owned());
     }
 
+    /// Whether the model has an output head of its own (`output.weight`): without one
+    /// the token embeddings take the output head's type. Set before `token_embd`.
+    pub fn set_has_output(&mut self, has_output: bool) {
+        self.has_output = has_output;
+    }
+
     /// Converts checkpoint tensor `hf` of row-major `shape` into GGUF tensor `name`.
     pub fn tensor(
         &mut self,
@@ -280,6 +286,41 @@ impl<'c> Builder<'c> {
         shape: &[usize],
         role: Role,
     ) -> Result<(), ImportError> {
+        let values = self.read(hf, shape)?;
+        self.write(name, shape, role, &values, hf)?;
+        self.done(hf, name);
+        Ok(())
+    }
+
+    /// Converts a query or key projection `hf` into `name` with its rows reordered from
+    /// Hugging Face's rotary layout into llama.cpp's, `n_head` heads at a time.
+    pub fn tensor_permuted(
+        &mut self,
+        hf: &str,
+        name: &str,
+        shape: &[usize],
+        n_head: usize,
+    ) -> Result<(), ImportError> {
+        let values = self.read(hf, shape)?;
+        let cols = shape.last().copied().unwrap_or(1);
+        let permuted = super::llama::permute_rows(&values, cols, n_head);
+        self.write(name, shape, Role::Matrix, &permuted, hf)?;
+        self.done(hf, name);
+        Ok(())
+    }
+
+    /// Writes a tensor the converter computes (such as `rope_freqs`), in F32.
+    pub fn generated(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: Vec<f32>,
+    ) -> Result<(), ImportError> {
+        self.write(name, shape, Role::KeepF32, &values, name)
+    }
+
+    /// Tensor `hf` as F32 values, checked to be of row-major `shape`.
+    fn read(&self, hf: &str, shape: &[usize]) -> Result<Vec<f32>, ImportError> {
         // Read first, so that a dtype we do not handle is named before any shape.
         let values = self.checkpoint.read_f32(hf)?;
         let actual = self.checkpoint.shape(hf)?;
@@ -290,6 +331,19 @@ impl<'c> Builder<'c> {
                 expected: shape.to_vec(),
             });
         }
+        Ok(values)
+    }
+
+    /// Quantizes `values` (row-major `shape`) into the type `role` asks for and adds them
+    /// as tensor `name`; `source` names the tensor in errors.
+    fn write(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: Role,
+        values: &[f32],
+        source: &str,
+    ) -> Result<(), ImportError> {
         let cols = shape.last().copied().unwrap_or(1);
         let ty = match role {
             Role::Matrix if shape.len() >= 2 => {
@@ -305,19 +359,23 @@ impl<'c> Builder<'c> {
                 .chunks_exact(cols)
                 .zip(data.chunks_exact_mut(bytes_per_row))
             {
-                quantize_row(ty, src, dst).map_err(|source| ImportError::Quant {
-                    name: hf.to_owned(),
-                    source,
+                quantize_row(ty, src, dst).map_err(|e| ImportError::Quant {
+                    name: source.to_owned(),
+                    source: e,
                 })?;
             }
         }
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
         self.bytes += data.len() as u64;
         self.writer.add_tensor(name, &dims, ty, data)?;
+        Ok(())
+    }
+
+    /// Marks `hf` converted and reports progress.
+    fn done(&mut self, hf: &str, name: &str) {
         self.used.insert(hf.to_owned());
         let total = self.checkpoint.names().count();
         (self.progress)(name, self.used.len(), total);
-        Ok(())
     }
 
     /// Checks that every checkpoint tensor was written or skipped, sets the file type and
