@@ -12,10 +12,16 @@
 //! Weights are memory-mapped ([`checkpoint`]) and converted one tensor at a time into the
 //! requested type ([`OutType`]), with llama.cpp's choices of which tensors stay F32. The
 //! file is written to a temporary name and renamed into place.
+//!
+//! The source can also be a GGUF file of F32, F16 or BF16 weights, which is quantized
+//! with the same choices of types ([`gguf_source`]); a source that is already quantized
+//! (a checkpoint with a `quantization_config` or 8-bit tensors, a GGUF with quantized
+//! tensors) is refused, naming what is quantized.
 
 mod bert;
 mod bpe;
 mod checkpoint;
+mod gguf_source;
 mod llama;
 mod tensors;
 mod wordpiece;
@@ -110,10 +116,18 @@ pub enum ImportError {
     /// in 8 bits or fewer): quantizing it again would compound the rounding, so it is
     /// refused; import the full-precision checkpoint instead.
     #[error(
-        "the checkpoint is already quantized ({0}); import its F32, F16 or BF16 original \
-         and choose the type with --type / quantize"
+        "the source is already quantized ({0}); quantizing it again would compound the \
+         rounding: start from its F32, F16 or BF16 original"
     )]
     AlreadyQuantized(String),
+    /// A GGUF given as the source is not a model file.
+    #[error("{path}: not a model ({why})")]
+    NotAModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// Quantizing a tensor failed.
     #[error("tensor '{name}': {source}")]
     Quant {
@@ -134,7 +148,7 @@ pub enum ImportError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
     /// `general.architecture` of the file.
-    pub architecture: &'static str,
+    pub architecture: String,
     /// Tensors written.
     pub tensors: usize,
     /// Bytes of tensor data written.
@@ -216,12 +230,17 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ImportError> {
 
 /// Imports the model in `dir` into a GGUF at `out` with matrices in `out_type`;
 /// `progress` is called after each tensor with its name, the count done and the total.
+/// When `dir` is a GGUF file of F32, F16 or BF16 weights, it is quantized instead
+/// ([`gguf_source`]).
 pub fn convert(
     dir: &Path,
     out: &Path,
     out_type: OutType,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Imported, ImportError> {
+    if dir.is_file() {
+        return gguf_source::quantize_gguf(dir, out, out_type, progress);
+    }
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
         return Err(ImportError::MissingFile {
@@ -275,7 +294,7 @@ pub fn convert(
     let (writer, tensors, bytes) = builder.finish()?;
     writer.write_file(out)?;
     Ok(Imported {
-        architecture: arch.name,
+        architecture: arch.name.to_owned(),
         tensors,
         bytes,
     })

@@ -68,7 +68,7 @@ impl std::fmt::Display for OutType {
 
 impl OutType {
     /// `general.file_type` (llama.cpp's `llama_ftype`).
-    fn file_type(self) -> u32 {
+    pub(super) fn file_type(self) -> u32 {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
@@ -127,7 +127,7 @@ impl OutType {
     /// output head is written) takes Q6_K for a quantized file, Q8_0 for a Q8_0 file or
     /// when the rows do not split into the file type's blocks; a type whose blocks do not
     /// fit the rows falls back (Q6_K to Q8_0), and to F16 when that does not fit either.
-    fn matrix_type(self, cols: usize, role: MatrixRole) -> GgmlType {
+    pub(super) fn matrix_type(self, cols: usize, role: MatrixRole) -> GgmlType {
         let base = self.base();
         if !base.is_quantized() {
             return base;
@@ -183,7 +183,7 @@ pub enum MatrixRole {
 
 impl MatrixRole {
     /// The role of GGUF tensor `name` in a model of `n_layer` layers.
-    fn of(name: &str, n_layer: usize, has_output: bool) -> Self {
+    pub(super) fn of(name: &str, n_layer: usize, has_output: bool) -> Self {
         if name == "output.weight" || (name == "token_embd.weight" && !has_output) {
             return Self::Output;
         }
@@ -198,6 +198,25 @@ impl MatrixRole {
             _ => Self::Other,
         }
     }
+}
+
+/// `values`, rows of `cols`, quantized row by row into `ty`.
+pub(super) fn quantize_matrix(
+    ty: GgmlType,
+    values: &[f32],
+    cols: usize,
+) -> Result<Vec<u8>, kernels::quant::QuantError> {
+    let bytes_per_row = cols / ty.block_size() * ty.type_size();
+    let mut data = vec![0u8; values.len() / cols.max(1) * bytes_per_row];
+    if cols > 0 {
+        for (src, dst) in values
+            .chunks_exact(cols)
+            .zip(data.chunks_exact_mut(bytes_per_row))
+        {
+            quantize_row(ty, src, dst)?;
+        }
+    }
+    Ok(data)
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third
@@ -352,19 +371,10 @@ impl<'c> Builder<'c> {
             }
             _ => GgmlType::F32,
         };
-        let bytes_per_row = cols / ty.block_size() * ty.type_size();
-        let mut data = vec![0u8; values.len() / cols.max(1) * bytes_per_row];
-        if cols > 0 {
-            for (src, dst) in values
-                .chunks_exact(cols)
-                .zip(data.chunks_exact_mut(bytes_per_row))
-            {
-                quantize_row(ty, src, dst).map_err(|e| ImportError::Quant {
-                    name: source.to_owned(),
-                    source: e,
-                })?;
-            }
-        }
+        let data = quantize_matrix(ty, values, cols).map_err(|e| ImportError::Quant {
+            name: source.to_owned(),
+            source: e,
+        })?;
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
         self.bytes += data.len() as u64;
         self.writer.add_tensor(name, &dims, ty, data)?;

@@ -293,3 +293,50 @@ fn an_already_quantized_checkpoint_is_refused_by_name() {
     );
     assert!(!out.exists(), "nothing is written");
 }
+
+/// A GGUF of F32 weights in place of the directory is quantized as llama-quantize
+/// would: SmolLM2 dequantized to F32 and quantized to Q4_1 again is the original file,
+/// byte for byte; the original itself, already quantized, is refused.
+#[test]
+fn an_f32_gguf_quantizes_back_to_the_original_and_a_quantized_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (f32_file, out) = (tmp.path().join("f32.gguf"), tmp.path().join("q4_1.gguf"));
+    let original = TestModel::SmolLm2.path();
+    let run = Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
+        .args(["dequantize", "--model"])
+        .arg(&original)
+        .arg("--out")
+        .arg(&f32_file)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (ok, text) = convert(&[
+        f32_file.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--type",
+        "q4_1",
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        std::fs::read(&out).unwrap() == std::fs::read(&original).unwrap(),
+        "the requantized file differs from the original"
+    );
+
+    let (ok, text) = convert(&[
+        original.to_str().unwrap(),
+        tmp.path().join("again.gguf").to_str().unwrap(),
+        "--type",
+        "q4_k_m",
+    ]);
+    assert!(!ok);
+    assert!(
+        text.contains("already quantized")
+            && text.contains("'token_embd.weight'")
+            && text.contains("Q8_0"),
+        "{text}"
+    );
+}
