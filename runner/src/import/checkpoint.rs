@@ -95,7 +95,7 @@ impl Checkpoint {
                 || ["F8", "F6", "F4", "E8", "I4", "U4"]
                     .iter()
                     .any(|p| dtype.starts_with(p));
-            quantized.then(|| (name.as_str(), dtype))
+            quantized.then_some((name.as_str(), dtype))
         })
     }
 

@@ -49,9 +49,8 @@ pub fn quantize_gguf(
     let file = GgufFile::open(src)?;
     if let Some(t) = file.tensors().iter().find(|t| t.ggml_type().is_quantized()) {
         return Err(ImportError::AlreadyQuantized(format!(
-            "tensor '{}' of {} is {}",
+            "tensor '{}' is {}",
             t.name(),
-            src.display(),
             t.ggml_type().to_string().to_uppercase()
         )));
     }

@@ -1,6 +1,8 @@
-//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest),
-//! from a Hugging Face directory on this machine (`from` its path, converted by
-//! [`super::import`], with `quantize` one of the converter's types, f32 to q6_k) or from
+//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest;
+//! with `quantize`, a GGUF of F32, F16 or BF16 weights is quantized first, one that is
+//! already quantized refused), from a Hugging Face directory on this machine (`from` its
+//! path, converted by [`super::import`], with `quantize` one of the converter's types,
+//! f32 to q6_k) or from
 //! another model (`from` a name), with parameters, a template, a system message,
 //! licenses and messages; or from the older `modelfile` body, parsed by
 //! [`crate::modelfile`]. Everything is checked before anything is written; the answer is
@@ -53,16 +55,54 @@ pub struct CreateRequest {
 /// Roles a stored message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-/// A `quantize` for a source other than a model directory.
-fn refuse_quantize(quantize: Option<&str>) -> Result<(), ApiError> {
-    if quantize.is_some_and(|q| !q.is_empty()) {
-        return Err(ApiError::bad_request(
-            "quantize is not supported for a GGUF yet: quantize it with llama.cpp's \
-             llama-quantize and create the model from the result (a Hugging Face \
-             directory imports in any of the converter's types, f32 to q6_k)",
-        ));
+/// The uploaded GGUF that a `quantize` applies to, for a source other than a model
+/// directory: `from` a digest or an uploaded file, or the one `.gguf` of `files`.
+/// Another model's weights are refused. Blocking (a path is hashed).
+fn quantize_source(
+    store: &Store,
+    from: Option<&str>,
+    files: &BTreeMap<String, String>,
+) -> Result<Digest, ApiError> {
+    let digest = match from {
+        Some(from) => match source(store, from)? {
+            Source::Blob(digest) => digest,
+            Source::Model(name) => Err(ApiError::bad_request(format!(
+                "quantize: quantizing the weights of another model ({name}) is not supported; \
+                 create from its F16 or F32 GGUF (from \"sha256:<digest>\") instead"
+            )))?,
+        },
+        None => {
+            let ggufs: Vec<&String> = (files.iter())
+                .filter(|(name, _)| name.ends_with(".gguf"))
+                .map(|(_, digest)| digest)
+                .collect();
+            match ggufs.as_slice() {
+                [one] => Digest::parse(one)?,
+                _ => Err(ApiError::bad_request(
+                    "quantize: name exactly one .gguf file in files (or the GGUF in from)",
+                ))?,
+            }
+        }
+    };
+    if !store.has_blob(&digest) {
+        return Err(ApiError::bad_request(format!(
+            "quantize: blob {digest} has not been uploaded; upload it first with \
+             POST /api/blobs/{digest}"
+        )));
     }
-    Ok(())
+    Ok(digest)
+}
+
+/// Replaces the GGUF of `plan` (its `from`, or its one `.gguf` file) with `digest`.
+fn replace_source(plan: &mut Plan, digest: &Digest) {
+    if plan.from.is_some() {
+        plan.from = Some(digest.to_string());
+    } else if let Some(slot) = (plan.files.iter_mut())
+        .find(|(name, _)| name.ends_with(".gguf"))
+        .map(|(_, d)| d)
+    {
+        *slot = digest.to_string();
+    }
 }
 
 fn refuse_unsupported(r: &CreateRequest) -> Result<(), ApiError> {
@@ -290,12 +330,30 @@ pub async fn create<B: Backend>(
         Some(dir) => {
             let ty = import::out_type(quantize.as_deref())?;
             let runner = crate::server::runner_binary(&state.config);
-            let digest = import::convert(&runner, &state.store, &dir, ty).await?;
+            let what = format!("FROM {}", dir.display());
+            let digest = import::convert(&runner, &state.store, &dir, ty, &what).await?;
             tracing::info!(dir = %dir.display(), %digest, ty, "model directory converted");
             converted = Some(format!("converting model to {ty}"));
             plan.from = Some(digest.to_string());
         }
-        None => refuse_quantize(quantize.as_deref())?,
+        None if quantize.as_deref().is_some_and(|q| !q.is_empty()) => {
+            let ty = import::gguf_type(quantize.as_deref())?;
+            let store = Arc::clone(&state.store);
+            let (from, files) = (plan.from.clone(), plan.files.clone());
+            let source = tokio::task::spawn_blocking(move || {
+                quantize_source(&store, from.as_deref(), &files)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
+            let blob = state.store.blob_path(&source);
+            let runner = crate::server::runner_binary(&state.config);
+            let what = format!("quantize {ty}");
+            let digest = import::convert(&runner, &state.store, &blob, ty, &what).await?;
+            tracing::info!(%digest, ty, "model quantized");
+            converted = Some(format!("quantizing model to {ty}"));
+            replace_source(&mut plan, &digest);
+        }
+        None => {}
     }
     let store = Arc::clone(&state.store);
     let created_name = name.clone();

@@ -4,7 +4,10 @@
 //! blob that the create goes on with, as if it had been uploaded.
 //!
 //! `quantize` picks the converter's type: `f16` when absent (as Ollama imports
-//! safetensors), or `f32`, `f16`, `q8_0`; other types are refused by name. The child gets
+//! safetensors), or one of [`TYPES`]; other types are refused by name. The same
+//! converter quantizes an uploaded GGUF of F32, F16 or BF16 weights when a create with
+//! another source asks for `quantize` ([`gguf_type`]); it refuses a GGUF that is already
+//! quantized, and its reason is the answer's. The child gets
 //! the environment a runner gets (the whitelist of `runners::runner_env`), and is
 //! killed if the request goes away.
 
@@ -49,14 +52,29 @@ pub(crate) fn out_type(quantize: Option<&str>) -> Result<&'static str, ApiError>
         })
 }
 
-/// Converts `dir` with `runner` into a blob of `store` and returns its digest; the
-/// converter's own error (naming the architecture, tokenizer or dtype it refused) is
-/// the answer's when it fails.
+/// The converter's `--type` for a `quantize` of an uploaded GGUF: as [`out_type`], but
+/// `f16` and `f32` are refused, since a GGUF is only ever quantized.
+pub(crate) fn gguf_type(quantize: Option<&str>) -> Result<&'static str, ApiError> {
+    match out_type(quantize)? {
+        "f16" | "f32" => Err(ApiError::bad_request(format!(
+            "quantize {:?}: a GGUF is quantized into q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, \
+             q4_k_m, q5_k_s, q5_k_m or q6_k",
+            quantize.unwrap_or_default()
+        ))),
+        ty => Ok(ty),
+    }
+}
+
+/// Converts `dir` (a model directory, or a GGUF file to quantize) with `runner` into a
+/// blob of `store` and returns its digest; the converter's own error (naming the
+/// architecture, tokenizer or dtype it refused, or the tensor already quantized) is the
+/// answer's when it fails, after `what` (such as `FROM <dir>`).
 pub(crate) async fn convert(
     runner: &Path,
     store: &Store,
     dir: &Path,
     ty: &str,
+    what: &str,
 ) -> Result<Digest, ApiError> {
     let blobs = store.blobs_dir();
     tokio::fs::create_dir_all(blobs)
@@ -67,7 +85,7 @@ pub(crate) async fn convert(
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let out = blobs.join(format!(".import-{}-{nanos}.gguf", std::process::id()));
-    let result = run(runner, dir, &out, ty).await;
+    let result = run(runner, dir, &out, ty, what).await;
     let stored = match result {
         Ok(()) => match tokio::fs::File::open(&out).await {
             Ok(file) => store
@@ -86,7 +104,7 @@ pub(crate) async fn convert(
     stored
 }
 
-async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiError> {
+async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str, what: &str) -> Result<(), ApiError> {
     let output = tokio::process::Command::new(runner)
         .arg("convert")
         .arg(dir)
@@ -118,10 +136,7 @@ async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiE
         .find(|l| l.starts_with("error: "))
         .map(|l| l.trim_start_matches("error: ").to_owned())
         .unwrap_or_else(|| format!("the converter failed ({})", output.status));
-    Err(ApiError::bad_request(format!(
-        "FROM {}: {why}",
-        dir.display()
-    )))
+    Err(ApiError::bad_request(format!("{what}: {why}")))
 }
 
 #[cfg(test)]

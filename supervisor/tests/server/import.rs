@@ -127,3 +127,58 @@ fn ollamactl_creates_from_a_modelfile_naming_a_directory() {
     assert_eq!(show["capabilities"], json!(["embedding"]), "{show}");
     assert_eq!(show["details"]["quantization_level"], "F16", "{show}");
 }
+
+/// `quantize` of an uploaded GGUF: SmolLM2 dequantized to F32 is quantized to Q4_K_M at
+/// create, shown as Q4_K_M and generates; the Q4_1 original,
+/// already quantized, is refused with the converter's reason.
+#[test]
+fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
+    let server = Server::start(&[]);
+    let blobs = server.models_dir.path().join("models/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let f32_path = server.models_dir.path().join("smollm2-f32.gguf");
+    let out = std::process::Command::new(e2e::workspace_bin("ollama-runner"))
+        .args(["dequantize", "--model"])
+        .arg(TestModel::SmolLm2.path())
+        .arg("--out")
+        .arg(&f32_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = crate::architectures::sha256_of(&f32_path);
+    std::fs::rename(&f32_path, blobs.join(format!("sha256-{hex}"))).unwrap();
+
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "smollm2-q4km", "files": {"smollm2-f32.gguf": format!("sha256:{hex}")},
+               "quantize": "Q4_K_M", "stream": false}),
+    );
+    assert_eq!(status, 200, "{body}\n{}", server.log());
+    let (_, show) = server.post("/api/show", json!({"model": "smollm2-q4km"}));
+    assert_eq!(show["details"]["quantization_level"], "Q4_K_M", "{show}");
+    let (status, answer) = server.generate("smollm2-q4km", "The capital of France is", 8);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        !answer["response"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "twice", "from": format!("sha256:{}", TestModel::SmolLm2.sha256()),
+               "quantize": "q4_k_m", "stream": false}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("quantize q4_k_m: ")
+            && error.contains("already quantized")
+            && error.contains("'token_embd.weight' is Q8_0"),
+        "{body}"
+    );
+}
