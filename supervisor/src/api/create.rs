@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -312,8 +312,99 @@ fn spec(store: &Store, plan: Plan) -> Result<(CreateSpec, Vec<String>), ApiError
     Ok((spec, statuses))
 }
 
+/// A conversion a create runs before storing: a model directory into a GGUF, or an
+/// uploaded GGUF quantized.
+struct Conversion {
+    /// What the converter reads: the directory, or the blob's file.
+    source: PathBuf,
+    /// The converter's `--type`.
+    ty: &'static str,
+    /// The status line, also the label of the progress lines.
+    status: String,
+    /// What an error of the converter is put after (`FROM <dir>`, `quantize <type>`).
+    what: String,
+}
+
+/// The conversion `plan` needs, if any, checked (the type, the uploaded blob) before
+/// anything runs.
+async fn conversion<B: Backend>(
+    state: &AppState<B>,
+    plan: &Plan,
+    quantize: Option<&str>,
+) -> Result<Option<Conversion>, ApiError> {
+    if let Some(dir) = plan.from.as_deref().and_then(import::model_dir) {
+        let ty = import::out_type(quantize)?;
+        return Ok(Some(Conversion {
+            what: format!("FROM {}", dir.display()),
+            source: dir,
+            ty,
+            status: format!("converting model to {ty}"),
+        }));
+    }
+    if !quantize.is_some_and(|q| !q.is_empty()) {
+        return Ok(None);
+    }
+    let ty = import::gguf_type(quantize)?;
+    let store = Arc::clone(&state.store);
+    let (from, files) = (plan.from.clone(), plan.files.clone());
+    let digest =
+        tokio::task::spawn_blocking(move || quantize_source(&store, from.as_deref(), &files))
+            .await
+            .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
+    Ok(Some(Conversion {
+        source: state.store.blob_path(&digest),
+        ty,
+        status: format!("quantizing model to {ty}"),
+        what: format!("quantize {ty}"),
+    }))
+}
+
+/// Runs `conv` and points `plan` at its result; `progress` hears of each step.
+async fn run_conversion<B: Backend>(
+    state: &AppState<B>,
+    conv: &Conversion,
+    plan: &mut Plan,
+    progress: Option<&import::Progress>,
+) -> Result<(), ApiError> {
+    let runner = crate::server::runner_binary(&state.config);
+    let (source, ty, what) = (&conv.source, conv.ty, &conv.what);
+    let digest = import::convert(&runner, &state.store, source, ty, what, progress).await?;
+    tracing::info!(source = %source.display(), %digest, ty, "model converted");
+    if plan.from.as_deref().and_then(import::model_dir).is_some() {
+        plan.from = Some(digest.to_string());
+    } else {
+        replace_source(plan, &digest);
+    }
+    Ok(())
+}
+
+/// Stores the model `plan` describes and returns Ollama's status lines after those
+/// already said (`first`).
+async fn store_model<B: Backend>(
+    state: &AppState<B>,
+    name: &ModelName,
+    plan: Plan,
+    first: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let store = Arc::clone(&state.store);
+    let created_name = name.clone();
+    let (entry, statuses) = tokio::task::spawn_blocking(move || {
+        let (spec, statuses) = spec(&store, plan)?;
+        Ok::<_, ApiError>((store.create(&created_name, spec)?, statuses))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
+    tracing::info!(model = %name, digest = %entry.digest, "model created");
+    let mut all = first;
+    all.extend(statuses);
+    all.push("writing manifest".into());
+    all.push("success".into());
+    Ok(all)
+}
+
 /// The handler: checks everything before writing anything, then answers with Ollama's
-/// status lines (streamed by default).
+/// status lines (streamed by default). A conversion streams as it goes: its status line
+/// with `total` and `completed` tensors, then the rest, or an `{"error": ...}` line.
 pub async fn create<B: Backend>(
     State(state): State<AppState<B>>,
     body: Bytes,
@@ -325,53 +416,22 @@ pub async fn create<B: Backend>(
     let parsing = r.modelfile.as_deref().is_some_and(|m| !m.trim().is_empty());
     let quantize = r.quantize.clone();
     let mut plan = plan(r)?;
-    let mut converted = None;
-    match plan.from.as_deref().and_then(import::model_dir) {
-        Some(dir) => {
-            let ty = import::out_type(quantize.as_deref())?;
-            let runner = crate::server::runner_binary(&state.config);
-            let what = format!("FROM {}", dir.display());
-            let digest = import::convert(&runner, &state.store, &dir, ty, &what).await?;
-            tracing::info!(dir = %dir.display(), %digest, ty, "model directory converted");
-            converted = Some(format!("converting model to {ty}"));
-            plan.from = Some(digest.to_string());
+    let conv = conversion(&state, &plan, quantize.as_deref()).await?;
+    let mut first: Vec<String> = parsing
+        .then(|| "parsing modelfile".to_owned())
+        .into_iter()
+        .collect();
+    match conv {
+        Some(conv) if stream => {
+            return Ok(streamed_conversion(state, name, plan, conv, first));
         }
-        None if quantize.as_deref().is_some_and(|q| !q.is_empty()) => {
-            let ty = import::gguf_type(quantize.as_deref())?;
-            let store = Arc::clone(&state.store);
-            let (from, files) = (plan.from.clone(), plan.files.clone());
-            let source = tokio::task::spawn_blocking(move || {
-                quantize_source(&store, from.as_deref(), &files)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
-            let blob = state.store.blob_path(&source);
-            let runner = crate::server::runner_binary(&state.config);
-            let what = format!("quantize {ty}");
-            let digest = import::convert(&runner, &state.store, &blob, ty, &what).await?;
-            tracing::info!(%digest, ty, "model quantized");
-            converted = Some(format!("quantizing model to {ty}"));
-            replace_source(&mut plan, &digest);
+        Some(conv) => {
+            run_conversion(&state, &conv, &mut plan, None).await?;
+            first.push(conv.status);
         }
         None => {}
     }
-    let store = Arc::clone(&state.store);
-    let created_name = name.clone();
-    let (entry, mut statuses) = tokio::task::spawn_blocking(move || {
-        let (spec, statuses) = spec(&store, plan)?;
-        Ok::<_, ApiError>((store.create(&created_name, spec)?, statuses))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
-    tracing::info!(model = %name, digest = %entry.digest, "model created");
-    if let Some(converted) = converted {
-        statuses.insert(0, converted);
-    }
-    if parsing {
-        statuses.insert(0, "parsing modelfile".into());
-    }
-    statuses.push("writing manifest".into());
-    statuses.push("success".into());
+    let statuses = store_model(&state, &name, plan, first).await?;
     if !stream {
         return Ok(axum::Json(json!({ "status": "success" })).into_response());
     }
@@ -380,4 +440,58 @@ pub async fn create<B: Backend>(
         .map(|status| format!("{}\n", json!({ "status": status })))
         .collect();
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// The NDJSON answer of a create with a conversion: progress lines while the converter
+/// runs, then the other status lines (or an error line). The client going away stops
+/// the converter.
+fn streamed_conversion<B: Backend>(
+    state: AppState<B>,
+    name: ModelName,
+    mut plan: Plan,
+    conv: Conversion,
+    mut first: Vec<String>,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let line = |v: Value| Ok(Bytes::from(format!("{v}\n")));
+    tokio::spawn(async move {
+        for status in &first {
+            let _ = tx.send(line(json!({ "status": status }))).await;
+        }
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+        let work = async {
+            run_conversion(&state, &conv, &mut plan, Some(&ptx)).await?;
+            first.push(conv.status.clone());
+            store_model(&state, &name, plan, first).await
+        };
+        tokio::pin!(work);
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                Some((completed, total)) = prx.recv() => {
+                    let said = json!({ "status": conv.status, "total": total, "completed": completed });
+                    if tx.send(line(said)).await.is_err() {
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        };
+        match result {
+            // The conversion's own line has been said with its progress.
+            Ok(statuses) => {
+                for status in statuses.iter().filter(|s| **s != conv.status) {
+                    let _ = tx.send(line(json!({ "status": status }))).await;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(line(json!({ "error": e.message() }))).await;
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }

@@ -14,6 +14,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use tokio::io::{AsyncBufReadExt, BufReader};
+
 use super::ApiError;
 use crate::store::{Digest, Store};
 
@@ -75,6 +77,7 @@ pub(crate) async fn convert(
     dir: &Path,
     ty: &str,
     what: &str,
+    progress: Option<&Progress>,
 ) -> Result<Digest, ApiError> {
     let blobs = store.blobs_dir();
     tokio::fs::create_dir_all(blobs)
@@ -85,7 +88,7 @@ pub(crate) async fn convert(
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let out = blobs.join(format!(".import-{}-{nanos}.gguf", std::process::id()));
-    let result = run(runner, dir, &out, ty, what).await;
+    let result = run(runner, dir, &out, ty, what, progress).await;
     let stored = match result {
         Ok(()) => match tokio::fs::File::open(&out).await {
             Ok(file) => store
@@ -104,8 +107,26 @@ pub(crate) async fn convert(
     stored
 }
 
-async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str, what: &str) -> Result<(), ApiError> {
-    let output = tokio::process::Command::new(runner)
+/// Where a conversion's progress goes: tensors done and the total, as the converter
+/// reports them on stderr (`convert: N/M tensors`, every tenth of the tensors).
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<(u64, u64)>;
+
+/// `convert: N/M tensors` as (N, M).
+fn progress_line(line: &str) -> Option<(u64, u64)> {
+    let counts = line.strip_prefix("convert: ")?.split(' ').next()?;
+    let (done, total) = counts.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
+async fn run(
+    runner: &Path,
+    dir: &Path,
+    out: &Path,
+    ty: &str,
+    what: &str,
+    progress: Option<&Progress>,
+) -> Result<(), ApiError> {
+    let mut child = tokio::process::Command::new(runner)
         .arg("convert")
         .arg(dir)
         .arg(out)
@@ -117,8 +138,7 @@ async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str, what: &str) -> Res
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|e| {
             ApiError::internal(format!(
                 "cannot start {} to import {}: {e}; set OLLAMA_RUNNER",
@@ -126,16 +146,34 @@ async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str, what: &str) -> Res
                 dir.display()
             ))
         })?;
-    if output.status.success() {
+    let mut said = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let (Some(p), Some(counts)) = (progress, progress_line(&line)) {
+                let _ = p.send(counts);
+            }
+            said.push(line);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ApiError::internal(format!("waiting for the converter failed: {e}")))?;
+    if status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let why = stderr
-        .lines()
+    let why = said
+        .iter()
         .rev()
         .find(|l| l.starts_with("error: "))
-        .map(|l| l.trim_start_matches("error: ").to_owned())
-        .unwrap_or_else(|| format!("the converter failed ({})", output.status));
+        .map(|l| {
+            // The converter names its source, which `what` already does.
+            let l = l.trim_start_matches("error: ");
+            let context = format!("converting {}: ", dir.display());
+            l.strip_prefix(&context).unwrap_or(l).to_owned()
+        })
+        .unwrap_or_else(|| format!("the converter failed ({status})"));
     Err(ApiError::bad_request(format!("{what}: {why}")))
 }
 
@@ -151,6 +189,16 @@ mod tests {
         assert_eq!(out_type(Some("Q4_K_M")).unwrap(), "q4_k_m");
         let err = out_type(Some("iq2_xs")).unwrap_err();
         assert!(format!("{err:?}").contains("iq2_xs"), "{err:?}");
+    }
+
+    #[test]
+    fn progress_lines_are_read_and_others_ignored() {
+        assert_eq!(progress_line("convert: 28/272 tensors"), Some((28, 272)));
+        assert_eq!(
+            progress_line("convert: 3/10 tensors (blk.0.attn_q.weight)"),
+            Some((3, 10))
+        );
+        assert_eq!(progress_line("error: converting x: bad"), None);
     }
 
     #[test]

@@ -129,7 +129,7 @@ fn ollamactl_creates_from_a_modelfile_naming_a_directory() {
 }
 
 /// `quantize` of an uploaded GGUF: SmolLM2 dequantized to F32 is quantized to Q4_K_M at
-/// create, shown as Q4_K_M and generates; the Q4_1 original,
+/// create (streaming its progress in tensors), shown as Q4_K_M and generates; the Q4_1 original,
 /// already quantized, is refused with the converter's reason.
 #[test]
 fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
@@ -152,12 +152,36 @@ fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
     let hex = crate::architectures::sha256_of(&f32_path);
     std::fs::rename(&f32_path, blobs.join(format!("sha256-{hex}"))).unwrap();
 
-    let (status, body) = server.post(
-        "/api/create",
-        json!({"model": "smollm2-q4km", "files": {"smollm2-f32.gguf": format!("sha256:{hex}")},
-               "quantize": "Q4_K_M", "stream": false}),
+    // Streamed: the conversion's status line with its progress in tensors, then the rest.
+    let mut response = crate::harness::agent()
+        .post(server.url("/api/create"))
+        .send_json(json!({"model": "smollm2-q4km",
+               "files": {"smollm2-f32.gguf": format!("sha256:{hex}")}, "quantize": "Q4_K_M"}))
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.body_mut().read_to_string().unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let progress: Vec<(u64, u64)> = (lines.iter())
+        .filter(|l| l["status"] == "quantizing model to q4_k_m")
+        .map(|l| {
+            (
+                l["completed"].as_u64().unwrap(),
+                l["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(progress.len() >= 5, "{text}");
+    assert!(progress.windows(2).all(|w| w[0].0 < w[1].0), "{text}");
+    assert_eq!(progress.last(), Some(&(272, 272)), "{text}");
+    assert_eq!(
+        lines.last().unwrap()["status"],
+        "success",
+        "{text}\n{}",
+        server.log()
     );
-    assert_eq!(status, 200, "{body}\n{}", server.log());
     let (_, show) = server.post("/api/show", json!({"model": "smollm2-q4km"}));
     assert_eq!(show["details"]["quantization_level"], "Q4_K_M", "{show}");
     let (status, answer) = server.generate("smollm2-q4km", "The capital of France is", 8);
