@@ -341,7 +341,7 @@ async fn conversion<B: Backend>(
             status: format!("converting model to {ty}"),
         }));
     }
-    if !quantize.is_some_and(|q| !q.is_empty()) {
+    if quantize.is_none_or(|q| q.is_empty()) {
         return Ok(None);
     }
     let ty = import::gguf_type(quantize)?;
