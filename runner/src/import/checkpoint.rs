@@ -85,6 +85,20 @@ impl Checkpoint {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// The first tensor stored in a quantized form (8-bit or narrower integers, FP8 and
+    /// narrower floats), with its dtype: such a checkpoint has been quantized already
+    /// and is refused rather than quantized twice.
+    pub fn quantized_tensor(&self) -> Option<(&str, String)> {
+        self.tensors.iter().find_map(|(name, e)| {
+            let dtype = format!("{:?}", e.dtype);
+            let quantized = matches!(e.dtype, Dtype::U8 | Dtype::I8)
+                || ["F8", "F6", "F4", "E8", "I4", "U4"]
+                    .iter()
+                    .any(|p| dtype.starts_with(p));
+            quantized.then_some((name.as_str(), dtype))
+        })
+    }
+
     /// The shape of tensor `name` (row-major, the slowest dimension first).
     pub fn shape(&self, name: &str) -> Result<&[usize], ImportError> {
         Ok(&self.entry(name)?.shape)

@@ -5,16 +5,24 @@
 //! `BertModel`); [`ARCHITECTURES`] maps each class we import to the code that writes its
 //! metadata and renames its tensors with llama.cpp's converter's names
 //! (`convert_hf_to_gguf.py` and gguf-py's `constants.py`/`tensor_mapping.py`). Only
-//! `bert` is there so far; llama and gemma3 go in the same table. A class not in the
+//! `bert` and `llama` are there so far; gemma3 goes in the same table. A class not in the
 //! table, a missing tokenizer, a tensor of a dtype we do not read, or a tensor the
 //! architecture does not know are refused by name, before anything is written.
 //!
 //! Weights are memory-mapped ([`checkpoint`]) and converted one tensor at a time into the
 //! requested type ([`OutType`]), with llama.cpp's choices of which tensors stay F32. The
 //! file is written to a temporary name and renamed into place.
+//!
+//! The source can also be a GGUF file of F32, F16 or BF16 weights, which is quantized
+//! with the same choices of types ([`gguf_source`]); a source that is already quantized
+//! (a checkpoint with a `quantization_config` or 8-bit tensors, a GGUF with quantized
+//! tensors) is refused, naming what is quantized.
 
 mod bert;
+mod bpe;
 mod checkpoint;
+mod gguf_source;
+mod llama;
 mod tensors;
 mod wordpiece;
 
@@ -104,6 +112,22 @@ pub enum ImportError {
     /// The tokenizer files are unusable.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The checkpoint is quantized already (a `quantization_config`, or tensors stored
+    /// in 8 bits or fewer): quantizing it again would compound the rounding, so it is
+    /// refused; import the full-precision checkpoint instead.
+    #[error(
+        "the source is already quantized ({0}); quantizing it again would compound the \
+         rounding: start from its F32, F16 or BF16 original"
+    )]
+    AlreadyQuantized(String),
+    /// A GGUF given as the source is not a model file.
+    #[error("{path}: not a model ({why})")]
+    NotAModel {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// Quantizing a tensor failed.
     #[error("tensor '{name}': {source}")]
     Quant {
@@ -124,7 +148,7 @@ pub enum ImportError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
     /// `general.architecture` of the file.
-    pub architecture: &'static str,
+    pub architecture: String,
     /// Tensors written.
     pub tensors: usize,
     /// Bytes of tensor data written.
@@ -142,11 +166,18 @@ struct Architecture {
 }
 
 /// The model classes we import, by `config.json`'s `architectures`.
-const ARCHITECTURES: &[Architecture] = &[Architecture {
-    classes: &["BertModel", "BertForMaskedLM"],
-    name: "bert",
-    write: bert::write,
-}];
+const ARCHITECTURES: &[Architecture] = &[
+    Architecture {
+        classes: &["BertModel", "BertForMaskedLM"],
+        name: "bert",
+        write: bert::write,
+    },
+    Architecture {
+        classes: &["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM"],
+        name: "llama",
+        write: llama::write,
+    },
+];
 
 /// A Hugging Face model directory: its path and `config.json`.
 #[derive(Debug)]
@@ -199,12 +230,17 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ImportError> {
 
 /// Imports the model in `dir` into a GGUF at `out` with matrices in `out_type`;
 /// `progress` is called after each tensor with its name, the count done and the total.
+/// When `dir` is a GGUF file of F32, F16 or BF16 weights, it is quantized instead
+/// ([`gguf_source`]).
 pub fn convert(
     dir: &Path,
     out: &Path,
     out_type: OutType,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Imported, ImportError> {
+    if dir.is_file() {
+        return gguf_source::quantize_gguf(dir, out, out_type, progress);
+    }
     let config_path = dir.join("config.json");
     if !config_path.is_file() {
         return Err(ImportError::MissingFile {
@@ -233,7 +269,22 @@ pub fn convert(
                 .collect();
             ImportError::UnknownArchitecture(class.to_owned(), known.join(", "))
         })?;
+    if let Some(q) = model
+        .config
+        .get("quantization_config")
+        .filter(|q| !q.is_null())
+    {
+        let method = q["quant_method"].as_str().unwrap_or("unknown method");
+        return Err(ImportError::AlreadyQuantized(format!(
+            "config.json has a quantization_config, {method}"
+        )));
+    }
     let checkpoint = Checkpoint::open(dir)?;
+    if let Some((name, dtype)) = checkpoint.quantized_tensor() {
+        return Err(ImportError::AlreadyQuantized(format!(
+            "tensor '{name}' is stored as {dtype}"
+        )));
+    }
     let mut writer = GgufWriter::new();
     writer.set(gguf::keys::GENERAL_ARCHITECTURE, arch.name);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -243,7 +294,7 @@ pub fn convert(
     let (writer, tensors, bytes) = builder.finish()?;
     writer.write_file(out)?;
     Ok(Imported {
-        architecture: arch.name,
+        architecture: arch.name.to_owned(),
         tensors,
         bytes,
     })

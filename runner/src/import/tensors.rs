@@ -68,7 +68,7 @@ impl std::fmt::Display for OutType {
 
 impl OutType {
     /// `general.file_type` (llama.cpp's `llama_ftype`).
-    fn file_type(self) -> u32 {
+    pub(super) fn file_type(self) -> u32 {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
@@ -127,7 +127,7 @@ impl OutType {
     /// output head is written) takes Q6_K for a quantized file, Q8_0 for a Q8_0 file or
     /// when the rows do not split into the file type's blocks; a type whose blocks do not
     /// fit the rows falls back (Q6_K to Q8_0), and to F16 when that does not fit either.
-    fn matrix_type(self, cols: usize, role: MatrixRole) -> GgmlType {
+    pub(super) fn matrix_type(self, cols: usize, role: MatrixRole) -> GgmlType {
         let base = self.base();
         if !base.is_quantized() {
             return base;
@@ -183,7 +183,7 @@ pub enum MatrixRole {
 
 impl MatrixRole {
     /// The role of GGUF tensor `name` in a model of `n_layer` layers.
-    fn of(name: &str, n_layer: usize, has_output: bool) -> Self {
+    pub(super) fn of(name: &str, n_layer: usize, has_output: bool) -> Self {
         if name == "output.weight" || (name == "token_embd.weight" && !has_output) {
             return Self::Output;
         }
@@ -198,6 +198,25 @@ impl MatrixRole {
             _ => Self::Other,
         }
     }
+}
+
+/// `values`, rows of `cols`, quantized row by row into `ty`.
+pub(super) fn quantize_matrix(
+    ty: GgmlType,
+    values: &[f32],
+    cols: usize,
+) -> Result<Vec<u8>, kernels::quant::QuantError> {
+    let bytes_per_row = cols / ty.block_size() * ty.type_size();
+    let mut data = vec![0u8; values.len() / cols.max(1) * bytes_per_row];
+    if cols > 0 {
+        for (src, dst) in values
+            .chunks_exact(cols)
+            .zip(data.chunks_exact_mut(bytes_per_row))
+        {
+            quantize_row(ty, src, dst)?;
+        }
+    }
+    Ok(data)
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third
@@ -226,7 +245,7 @@ pub struct Builder<'c> {
     bytes: u64,
     /// Whether the file has an output head of its own (`output.weight`); without one the
     /// token embeddings are the output head and take its type, as `llama-quantize`
-    /// assumes. No architecture we import has one yet (bert has no head).
+    /// assumes.
     has_output: bool,
     n_layer: usize,
 }
@@ -272,6 +291,12 @@ impl<'c> Builder<'c> {
         self.used.insert(hf.to_owned());
     }
 
+    /// Whether the model has an output head of its own (`output.weight`): without one
+    /// the token embeddings take the output head's type. Set before `token_embd`.
+    pub fn set_has_output(&mut self, has_output: bool) {
+        self.has_output = has_output;
+    }
+
     /// Converts checkpoint tensor `hf` of row-major `shape` into GGUF tensor `name`.
     pub fn tensor(
         &mut self,
@@ -280,6 +305,41 @@ impl<'c> Builder<'c> {
         shape: &[usize],
         role: Role,
     ) -> Result<(), ImportError> {
+        let values = self.read(hf, shape)?;
+        self.write(name, shape, role, &values, hf)?;
+        self.done(hf, name);
+        Ok(())
+    }
+
+    /// Converts a query or key projection `hf` into `name` with its rows reordered from
+    /// Hugging Face's rotary layout into llama.cpp's, `n_head` heads at a time.
+    pub fn tensor_permuted(
+        &mut self,
+        hf: &str,
+        name: &str,
+        shape: &[usize],
+        n_head: usize,
+    ) -> Result<(), ImportError> {
+        let values = self.read(hf, shape)?;
+        let cols = shape.last().copied().unwrap_or(1);
+        let permuted = super::llama::permute_rows(&values, cols, n_head);
+        self.write(name, shape, Role::Matrix, &permuted, hf)?;
+        self.done(hf, name);
+        Ok(())
+    }
+
+    /// Writes a tensor the converter computes (such as `rope_freqs`), in F32.
+    pub fn generated(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: Vec<f32>,
+    ) -> Result<(), ImportError> {
+        self.write(name, shape, Role::KeepF32, &values, name)
+    }
+
+    /// Tensor `hf` as F32 values, checked to be of row-major `shape`.
+    fn read(&self, hf: &str, shape: &[usize]) -> Result<Vec<f32>, ImportError> {
         // Read first, so that a dtype we do not handle is named before any shape.
         let values = self.checkpoint.read_f32(hf)?;
         let actual = self.checkpoint.shape(hf)?;
@@ -290,6 +350,19 @@ impl<'c> Builder<'c> {
                 expected: shape.to_vec(),
             });
         }
+        Ok(values)
+    }
+
+    /// Quantizes `values` (row-major `shape`) into the type `role` asks for and adds them
+    /// as tensor `name`; `source` names the tensor in errors.
+    fn write(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: Role,
+        values: &[f32],
+        source: &str,
+    ) -> Result<(), ImportError> {
         let cols = shape.last().copied().unwrap_or(1);
         let ty = match role {
             Role::Matrix if shape.len() >= 2 => {
@@ -298,26 +371,21 @@ impl<'c> Builder<'c> {
             }
             _ => GgmlType::F32,
         };
-        let bytes_per_row = cols / ty.block_size() * ty.type_size();
-        let mut data = vec![0u8; values.len() / cols.max(1) * bytes_per_row];
-        if cols > 0 {
-            for (src, dst) in values
-                .chunks_exact(cols)
-                .zip(data.chunks_exact_mut(bytes_per_row))
-            {
-                quantize_row(ty, src, dst).map_err(|source| ImportError::Quant {
-                    name: hf.to_owned(),
-                    source,
-                })?;
-            }
-        }
+        let data = quantize_matrix(ty, values, cols).map_err(|e| ImportError::Quant {
+            name: source.to_owned(),
+            source: e,
+        })?;
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
         self.bytes += data.len() as u64;
         self.writer.add_tensor(name, &dims, ty, data)?;
+        Ok(())
+    }
+
+    /// Marks `hf` converted and reports progress.
+    fn done(&mut self, hf: &str, name: &str) {
         self.used.insert(hf.to_owned());
         let total = self.checkpoint.names().count();
         (self.progress)(name, self.used.len(), total);
-        Ok(())
     }
 
     /// Checks that every checkpoint tensor was written or skipped, sets the file type and

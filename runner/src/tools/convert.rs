@@ -1,6 +1,7 @@
 //! `ollama-runner convert DIR OUT [--type TYPE]`: imports a Hugging Face model
 //! directory (`config.json`, safetensors, tokenizer) into a GGUF file that we and
-//! llama.cpp read (see [`crate::import`]). Progress goes to stderr: a running line on a
+//! llama.cpp read, or quantizes a GGUF file of F32, F16 or BF16 weights given in place of
+//! the directory (see [`crate::import`]). Progress goes to stderr: a running line on a
 //! terminal, else a line at every tenth of the tensors.
 
 use std::io::IsTerminal;
@@ -14,7 +15,7 @@ use crate::import::{OutType, convert};
 /// Arguments of `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// The Hugging Face model directory.
+    /// The Hugging Face model directory, or a GGUF file of F32, F16 or BF16 weights.
     pub dir: PathBuf,
     /// The GGUF file to write (replaced atomically if it exists).
     pub out: PathBuf,

@@ -12,6 +12,7 @@ mod import;
 mod inspect_cli;
 mod kld;
 mod kv_perplexity;
+mod llama_import;
 mod memory;
 mod perplexity_refs;
 mod real_models;

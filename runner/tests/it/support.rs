@@ -23,7 +23,12 @@ pub fn reference_cache() -> KvConfig {
 /// The tokenizer and the model of a test model file, on `threads` threads, sized for
 /// [`reference_cache`].
 pub fn load(model: TestModel, threads: usize) -> (Tokenizer, Box<dyn Model>) {
-    let file = Arc::new(GgufFile::open(model.path()).unwrap());
+    load_path(&model.path(), threads)
+}
+
+/// [`load`] for any GGUF file, such as one a test has just written.
+pub fn load_path(path: &std::path::Path, threads: usize) -> (Tokenizer, Box<dyn Model>) {
+    let file = Arc::new(GgufFile::open(path).unwrap());
     let tokenizer = Tokenizer::from_metadata(file.metadata()).unwrap();
     let kv = reference_cache();
     let model = model::load(

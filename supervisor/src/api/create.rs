@@ -1,6 +1,8 @@
-//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest),
-//! from a Hugging Face directory on this machine (`from` its path, converted by
-//! [`super::import`], with `quantize` one of the converter's types, f32 to q6_k) or from
+//! `POST /api/create`: a model from an uploaded GGUF blob (`files`, or `from` a digest;
+//! with `quantize`, a GGUF of F32, F16 or BF16 weights is quantized first, one that is
+//! already quantized refused), from a Hugging Face directory on this machine (`from` its
+//! path, converted by [`super::import`], with `quantize` one of the converter's types,
+//! f32 to q6_k) or from
 //! another model (`from` a name), with parameters, a template, a system message,
 //! licenses and messages; or from the older `modelfile` body, parsed by
 //! [`crate::modelfile`]. Everything is checked before anything is written; the answer is
@@ -11,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -53,16 +55,54 @@ pub struct CreateRequest {
 /// Roles a stored message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-/// A `quantize` for a source other than a model directory.
-fn refuse_quantize(quantize: Option<&str>) -> Result<(), ApiError> {
-    if quantize.is_some_and(|q| !q.is_empty()) {
-        return Err(ApiError::bad_request(
-            "quantize is not supported for a GGUF yet: quantize it with llama.cpp's \
-             llama-quantize and create the model from the result (a Hugging Face \
-             directory imports in any of the converter's types, f32 to q6_k)",
-        ));
+/// The uploaded GGUF that a `quantize` applies to, for a source other than a model
+/// directory: `from` a digest or an uploaded file, or the one `.gguf` of `files`.
+/// Another model's weights are refused. Blocking (a path is hashed).
+fn quantize_source(
+    store: &Store,
+    from: Option<&str>,
+    files: &BTreeMap<String, String>,
+) -> Result<Digest, ApiError> {
+    let digest = match from {
+        Some(from) => match source(store, from)? {
+            Source::Blob(digest) => digest,
+            Source::Model(name) => Err(ApiError::bad_request(format!(
+                "quantize: quantizing the weights of another model ({name}) is not supported; \
+                 create from its F16 or F32 GGUF (from \"sha256:<digest>\") instead"
+            )))?,
+        },
+        None => {
+            let ggufs: Vec<&String> = (files.iter())
+                .filter(|(name, _)| name.ends_with(".gguf"))
+                .map(|(_, digest)| digest)
+                .collect();
+            match ggufs.as_slice() {
+                [one] => Digest::parse(one)?,
+                _ => Err(ApiError::bad_request(
+                    "quantize: name exactly one .gguf file in files (or the GGUF in from)",
+                ))?,
+            }
+        }
+    };
+    if !store.has_blob(&digest) {
+        return Err(ApiError::bad_request(format!(
+            "quantize: blob {digest} has not been uploaded; upload it first with \
+             POST /api/blobs/{digest}"
+        )));
     }
-    Ok(())
+    Ok(digest)
+}
+
+/// Replaces the GGUF of `plan` (its `from`, or its one `.gguf` file) with `digest`.
+fn replace_source(plan: &mut Plan, digest: &Digest) {
+    if plan.from.is_some() {
+        plan.from = Some(digest.to_string());
+    } else if let Some(slot) = (plan.files.iter_mut())
+        .find(|(name, _)| name.ends_with(".gguf"))
+        .map(|(_, d)| d)
+    {
+        *slot = digest.to_string();
+    }
 }
 
 fn refuse_unsupported(r: &CreateRequest) -> Result<(), ApiError> {
@@ -272,8 +312,99 @@ fn spec(store: &Store, plan: Plan) -> Result<(CreateSpec, Vec<String>), ApiError
     Ok((spec, statuses))
 }
 
+/// A conversion a create runs before storing: a model directory into a GGUF, or an
+/// uploaded GGUF quantized.
+struct Conversion {
+    /// What the converter reads: the directory, or the blob's file.
+    source: PathBuf,
+    /// The converter's `--type`.
+    ty: &'static str,
+    /// The status line, also the label of the progress lines.
+    status: String,
+    /// What an error of the converter is put after (`FROM <dir>`, `quantize <type>`).
+    what: String,
+}
+
+/// The conversion `plan` needs, if any, checked (the type, the uploaded blob) before
+/// anything runs.
+async fn conversion<B: Backend>(
+    state: &AppState<B>,
+    plan: &Plan,
+    quantize: Option<&str>,
+) -> Result<Option<Conversion>, ApiError> {
+    if let Some(dir) = plan.from.as_deref().and_then(import::model_dir) {
+        let ty = import::out_type(quantize)?;
+        return Ok(Some(Conversion {
+            what: format!("FROM {}", dir.display()),
+            source: dir,
+            ty,
+            status: format!("converting model to {ty}"),
+        }));
+    }
+    if quantize.is_none_or(|q| q.is_empty()) {
+        return Ok(None);
+    }
+    let ty = import::gguf_type(quantize)?;
+    let store = Arc::clone(&state.store);
+    let (from, files) = (plan.from.clone(), plan.files.clone());
+    let digest =
+        tokio::task::spawn_blocking(move || quantize_source(&store, from.as_deref(), &files))
+            .await
+            .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
+    Ok(Some(Conversion {
+        source: state.store.blob_path(&digest),
+        ty,
+        status: format!("quantizing model to {ty}"),
+        what: format!("quantize {ty}"),
+    }))
+}
+
+/// Runs `conv` and points `plan` at its result; `progress` hears of each step.
+async fn run_conversion<B: Backend>(
+    state: &AppState<B>,
+    conv: &Conversion,
+    plan: &mut Plan,
+    progress: Option<&import::Progress>,
+) -> Result<(), ApiError> {
+    let runner = crate::server::runner_binary(&state.config);
+    let (source, ty, what) = (&conv.source, conv.ty, &conv.what);
+    let digest = import::convert(&runner, &state.store, source, ty, what, progress).await?;
+    tracing::info!(source = %source.display(), %digest, ty, "model converted");
+    if plan.from.as_deref().and_then(import::model_dir).is_some() {
+        plan.from = Some(digest.to_string());
+    } else {
+        replace_source(plan, &digest);
+    }
+    Ok(())
+}
+
+/// Stores the model `plan` describes and returns Ollama's status lines after those
+/// already said (`first`).
+async fn store_model<B: Backend>(
+    state: &AppState<B>,
+    name: &ModelName,
+    plan: Plan,
+    first: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let store = Arc::clone(&state.store);
+    let created_name = name.clone();
+    let (entry, statuses) = tokio::task::spawn_blocking(move || {
+        let (spec, statuses) = spec(&store, plan)?;
+        Ok::<_, ApiError>((store.create(&created_name, spec)?, statuses))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
+    tracing::info!(model = %name, digest = %entry.digest, "model created");
+    let mut all = first;
+    all.extend(statuses);
+    all.push("writing manifest".into());
+    all.push("success".into());
+    Ok(all)
+}
+
 /// The handler: checks everything before writing anything, then answers with Ollama's
-/// status lines (streamed by default).
+/// status lines (streamed by default). A conversion streams as it goes: its status line
+/// with `total` and `completed` tensors, then the rest, or an `{"error": ...}` line.
 pub async fn create<B: Backend>(
     State(state): State<AppState<B>>,
     body: Bytes,
@@ -285,35 +416,22 @@ pub async fn create<B: Backend>(
     let parsing = r.modelfile.as_deref().is_some_and(|m| !m.trim().is_empty());
     let quantize = r.quantize.clone();
     let mut plan = plan(r)?;
-    let mut converted = None;
-    match plan.from.as_deref().and_then(import::model_dir) {
-        Some(dir) => {
-            let ty = import::out_type(quantize.as_deref())?;
-            let runner = crate::server::runner_binary(&state.config);
-            let digest = import::convert(&runner, &state.store, &dir, ty).await?;
-            tracing::info!(dir = %dir.display(), %digest, ty, "model directory converted");
-            converted = Some(format!("converting model to {ty}"));
-            plan.from = Some(digest.to_string());
+    let conv = conversion(&state, &plan, quantize.as_deref()).await?;
+    let mut first: Vec<String> = parsing
+        .then(|| "parsing modelfile".to_owned())
+        .into_iter()
+        .collect();
+    match conv {
+        Some(conv) if stream => {
+            return Ok(streamed_conversion(state, name, plan, conv, first));
         }
-        None => refuse_quantize(quantize.as_deref())?,
+        Some(conv) => {
+            run_conversion(&state, &conv, &mut plan, None).await?;
+            first.push(conv.status);
+        }
+        None => {}
     }
-    let store = Arc::clone(&state.store);
-    let created_name = name.clone();
-    let (entry, mut statuses) = tokio::task::spawn_blocking(move || {
-        let (spec, statuses) = spec(&store, plan)?;
-        Ok::<_, ApiError>((store.create(&created_name, spec)?, statuses))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
-    tracing::info!(model = %name, digest = %entry.digest, "model created");
-    if let Some(converted) = converted {
-        statuses.insert(0, converted);
-    }
-    if parsing {
-        statuses.insert(0, "parsing modelfile".into());
-    }
-    statuses.push("writing manifest".into());
-    statuses.push("success".into());
+    let statuses = store_model(&state, &name, plan, first).await?;
     if !stream {
         return Ok(axum::Json(json!({ "status": "success" })).into_response());
     }
@@ -322,4 +440,58 @@ pub async fn create<B: Backend>(
         .map(|status| format!("{}\n", json!({ "status": status })))
         .collect();
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// The NDJSON answer of a create with a conversion: progress lines while the converter
+/// runs, then the other status lines (or an error line). The client going away stops
+/// the converter.
+fn streamed_conversion<B: Backend>(
+    state: AppState<B>,
+    name: ModelName,
+    mut plan: Plan,
+    conv: Conversion,
+    mut first: Vec<String>,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let line = |v: Value| Ok(Bytes::from(format!("{v}\n")));
+    tokio::spawn(async move {
+        for status in &first {
+            let _ = tx.send(line(json!({ "status": status }))).await;
+        }
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+        let work = async {
+            run_conversion(&state, &conv, &mut plan, Some(&ptx)).await?;
+            first.push(conv.status.clone());
+            store_model(&state, &name, plan, first).await
+        };
+        tokio::pin!(work);
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                Some((completed, total)) = prx.recv() => {
+                    let said = json!({ "status": conv.status, "total": total, "completed": completed });
+                    if tx.send(line(said)).await.is_err() {
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        };
+        match result {
+            // The conversion's own line has been said with its progress.
+            Ok(statuses) => {
+                for status in statuses.iter().filter(|s| **s != conv.status) {
+                    let _ = tx.send(line(json!({ "status": status }))).await;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(line(json!({ "error": e.message() }))).await;
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }

@@ -4,12 +4,17 @@
 //! blob that the create goes on with, as if it had been uploaded.
 //!
 //! `quantize` picks the converter's type: `f16` when absent (as Ollama imports
-//! safetensors), or `f32`, `f16`, `q8_0`; other types are refused by name. The child gets
+//! safetensors), or one of [`TYPES`]; other types are refused by name. The same
+//! converter quantizes an uploaded GGUF of F32, F16 or BF16 weights when a create with
+//! another source asks for `quantize` ([`gguf_type`]); it refuses a GGUF that is already
+//! quantized, and its reason is the answer's. The child gets
 //! the environment a runner gets (the whitelist of `runners::runner_env`), and is
 //! killed if the request goes away.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::ApiError;
 use crate::store::{Digest, Store};
@@ -49,14 +54,30 @@ pub(crate) fn out_type(quantize: Option<&str>) -> Result<&'static str, ApiError>
         })
 }
 
-/// Converts `dir` with `runner` into a blob of `store` and returns its digest; the
-/// converter's own error (naming the architecture, tokenizer or dtype it refused) is
-/// the answer's when it fails.
+/// The converter's `--type` for a `quantize` of an uploaded GGUF: as [`out_type`], but
+/// `f16` and `f32` are refused, since a GGUF is only ever quantized.
+pub(crate) fn gguf_type(quantize: Option<&str>) -> Result<&'static str, ApiError> {
+    match out_type(quantize)? {
+        "f16" | "f32" => Err(ApiError::bad_request(format!(
+            "quantize {:?}: a GGUF is quantized into q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, \
+             q4_k_m, q5_k_s, q5_k_m or q6_k",
+            quantize.unwrap_or_default()
+        ))),
+        ty => Ok(ty),
+    }
+}
+
+/// Converts `dir` (a model directory, or a GGUF file to quantize) with `runner` into a
+/// blob of `store` and returns its digest; the converter's own error (naming the
+/// architecture, tokenizer or dtype it refused, or the tensor already quantized) is the
+/// answer's when it fails, after `what` (such as `FROM <dir>`).
 pub(crate) async fn convert(
     runner: &Path,
     store: &Store,
     dir: &Path,
     ty: &str,
+    what: &str,
+    progress: Option<&Progress>,
 ) -> Result<Digest, ApiError> {
     let blobs = store.blobs_dir();
     tokio::fs::create_dir_all(blobs)
@@ -67,7 +88,7 @@ pub(crate) async fn convert(
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let out = blobs.join(format!(".import-{}-{nanos}.gguf", std::process::id()));
-    let result = run(runner, dir, &out, ty).await;
+    let result = run(runner, dir, &out, ty, what, progress).await;
     let stored = match result {
         Ok(()) => match tokio::fs::File::open(&out).await {
             Ok(file) => store
@@ -86,8 +107,26 @@ pub(crate) async fn convert(
     stored
 }
 
-async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiError> {
-    let output = tokio::process::Command::new(runner)
+/// Where a conversion's progress goes: tensors done and the total, as the converter
+/// reports them on stderr (`convert: N/M tensors`, every tenth of the tensors).
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<(u64, u64)>;
+
+/// `convert: N/M tensors` as (N, M).
+fn progress_line(line: &str) -> Option<(u64, u64)> {
+    let counts = line.strip_prefix("convert: ")?.split(' ').next()?;
+    let (done, total) = counts.split_once('/')?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
+async fn run(
+    runner: &Path,
+    dir: &Path,
+    out: &Path,
+    ty: &str,
+    what: &str,
+    progress: Option<&Progress>,
+) -> Result<(), ApiError> {
+    let mut child = tokio::process::Command::new(runner)
         .arg("convert")
         .arg(dir)
         .arg(out)
@@ -99,8 +138,7 @@ async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiE
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|e| {
             ApiError::internal(format!(
                 "cannot start {} to import {}: {e}; set OLLAMA_RUNNER",
@@ -108,20 +146,35 @@ async fn run(runner: &Path, dir: &Path, out: &Path, ty: &str) -> Result<(), ApiE
                 dir.display()
             ))
         })?;
-    if output.status.success() {
+    let mut said = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let (Some(p), Some(counts)) = (progress, progress_line(&line)) {
+                let _ = p.send(counts);
+            }
+            said.push(line);
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ApiError::internal(format!("waiting for the converter failed: {e}")))?;
+    if status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let why = stderr
-        .lines()
+    let why = said
+        .iter()
         .rev()
         .find(|l| l.starts_with("error: "))
-        .map(|l| l.trim_start_matches("error: ").to_owned())
-        .unwrap_or_else(|| format!("the converter failed ({})", output.status));
-    Err(ApiError::bad_request(format!(
-        "FROM {}: {why}",
-        dir.display()
-    )))
+        .map(|l| {
+            // The converter names its source, which `what` already does.
+            let l = l.trim_start_matches("error: ");
+            let context = format!("converting {}: ", dir.display());
+            l.strip_prefix(&context).unwrap_or(l).to_owned()
+        })
+        .unwrap_or_else(|| format!("the converter failed ({status})"));
+    Err(ApiError::bad_request(format!("{what}: {why}")))
 }
 
 #[cfg(test)]
@@ -136,6 +189,16 @@ mod tests {
         assert_eq!(out_type(Some("Q4_K_M")).unwrap(), "q4_k_m");
         let err = out_type(Some("iq2_xs")).unwrap_err();
         assert!(format!("{err:?}").contains("iq2_xs"), "{err:?}");
+    }
+
+    #[test]
+    fn progress_lines_are_read_and_others_ignored() {
+        assert_eq!(progress_line("convert: 28/272 tensors"), Some((28, 272)));
+        assert_eq!(
+            progress_line("convert: 3/10 tensors (blk.0.attn_q.weight)"),
+            Some((3, 10))
+        );
+        assert_eq!(progress_line("error: converting x: bad"), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ const MODELS: [(&str, &str); 6] = [
     ("phi3", "Q4_0"),
 ];
 
-fn sha256_of(path: &std::path::Path) -> String {
+pub fn sha256_of(path: &std::path::Path) -> String {
     let mut file = std::fs::File::open(path).unwrap();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

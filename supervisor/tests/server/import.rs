@@ -127,3 +127,82 @@ fn ollamactl_creates_from_a_modelfile_naming_a_directory() {
     assert_eq!(show["capabilities"], json!(["embedding"]), "{show}");
     assert_eq!(show["details"]["quantization_level"], "F16", "{show}");
 }
+
+/// `quantize` of an uploaded GGUF: SmolLM2 dequantized to F32 is quantized to Q4_K_M at
+/// create (streaming its progress in tensors), shown as Q4_K_M and generates; the Q4_1 original,
+/// already quantized, is refused with the converter's reason.
+#[test]
+fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
+    let server = Server::start(&[]);
+    let blobs = server.models_dir.path().join("models/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let f32_path = server.models_dir.path().join("smollm2-f32.gguf");
+    let out = std::process::Command::new(e2e::workspace_bin("ollama-runner"))
+        .args(["dequantize", "--model"])
+        .arg(TestModel::SmolLm2.path())
+        .arg("--out")
+        .arg(&f32_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = crate::architectures::sha256_of(&f32_path);
+    std::fs::rename(&f32_path, blobs.join(format!("sha256-{hex}"))).unwrap();
+
+    // Streamed: the conversion's status line with its progress in tensors, then the rest.
+    let mut response = crate::harness::agent()
+        .post(server.url("/api/create"))
+        .send_json(json!({"model": "smollm2-q4km",
+               "files": {"smollm2-f32.gguf": format!("sha256:{hex}")}, "quantize": "Q4_K_M"}))
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.body_mut().read_to_string().unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let progress: Vec<(u64, u64)> = (lines.iter())
+        .filter(|l| l["status"] == "quantizing model to q4_k_m")
+        .map(|l| {
+            (
+                l["completed"].as_u64().unwrap(),
+                l["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(progress.len() >= 5, "{text}");
+    assert!(progress.windows(2).all(|w| w[0].0 < w[1].0), "{text}");
+    assert_eq!(progress.last(), Some(&(272, 272)), "{text}");
+    assert_eq!(
+        lines.last().unwrap()["status"],
+        "success",
+        "{text}\n{}",
+        server.log()
+    );
+    let (_, show) = server.post("/api/show", json!({"model": "smollm2-q4km"}));
+    assert_eq!(show["details"]["quantization_level"], "Q4_K_M", "{show}");
+    let (status, answer) = server.generate("smollm2-q4km", "The capital of France is", 8);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        !answer["response"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "twice", "from": format!("sha256:{}", TestModel::SmolLm2.sha256()),
+               "quantize": "q4_k_m", "stream": false}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("quantize q4_k_m: ")
+            && error.contains("already quantized")
+            && error.contains("'token_embd.weight' is Q8_0"),
+        "{body}"
+    );
+}

@@ -116,7 +116,7 @@ async fn what_cannot_be_created_is_a_clear_error() {
         (
             json!({"model": "q", "from": "base", "quantize": "q4_K_M"}),
             StatusCode::BAD_REQUEST,
-            "quantize is not supported for a GGUF yet",
+            "quantizing the weights of another model (base",
         ),
         (
             json!({"model": "a", "modelfile": "FROM base\nADAPTER ./lora.gguf"}),

@@ -30,8 +30,10 @@ pub struct CreateArgs {
     /// The Modelfile.
     #[arg(short = 'f', long = "file", default_value = "Modelfile")]
     file: PathBuf,
-    /// Quantize the weights to this type: f32, f16 (the default) or q8_0 when FROM is a
-    /// Hugging Face directory (the server refuses it for a GGUF today).
+    /// Quantize the weights to this type: q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m,
+    /// q5_k_s, q5_k_m or q6_k (f32 and f16, the default, for a Hugging Face directory);
+    /// a GGUF FROM must hold F32, F16 or BF16 weights, an already quantized one is
+    /// refused.
     #[arg(short, long, value_name = "TYPE")]
     quantize: Option<String>,
 }
