@@ -79,13 +79,6 @@ pub struct Weights<'a> {
     pub cols: usize,
 }
 
-impl Weights<'_> {
-    /// Bytes of one row.
-    fn row_bytes(&self) -> usize {
-        self.cols / self.ty.block_size() * self.ty.type_size()
-    }
-}
-
 /// Reusable space for the quantized activations of [`matmul`].
 #[derive(Debug, Default)]
 pub struct MatmulScratch {
@@ -271,7 +264,7 @@ fn product(
             cols: w.cols,
         });
     }
-    let row_bytes = w.row_bytes();
+    let row_bytes = w.cols / w.ty.block_size() * w.ty.type_size();
     let rows: usize = parts.iter().map(|p| p.rows).sum();
     let weight_checks = parts
         .iter()

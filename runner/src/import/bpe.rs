@@ -215,12 +215,7 @@ fn read_optional(path: &Path) -> Result<Option<String>, ImportError> {
     if !path.is_file() {
         return Ok(None);
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|source| ImportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+    super::read_text(path).map(Some)
 }
 
 /// The merges of `model.merges`, in either of the forms `tokenizer.json` uses (`"a b"`,

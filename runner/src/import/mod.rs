@@ -216,12 +216,17 @@ impl HfModel {
     }
 }
 
-/// Reads and parses a JSON file.
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+/// Reads a text file, naming it in the error.
+fn read_text(path: &Path) -> Result<String, ImportError> {
+    std::fs::read_to_string(path).map_err(|source| ImportError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// Reads and parses a JSON file.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ImportError> {
+    let text = read_text(path)?;
     serde_json::from_str(&text).map_err(|e| ImportError::Json {
         path: path.to_path_buf(),
         why: e.to_string(),

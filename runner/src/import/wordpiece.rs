@@ -52,10 +52,7 @@ impl WordPieceVocab {
         let (tokens, control) = if json.is_file() {
             from_tokenizer_json(&json)?
         } else if txt.is_file() {
-            let text = std::fs::read_to_string(&txt).map_err(|source| ImportError::Io {
-                path: txt.clone(),
-                source,
-            })?;
+            let text = super::read_text(&txt)?;
             let tokens: Vec<String> = text.lines().map(str::to_owned).collect();
             let control = (tokens.iter().enumerate())
                 .filter(|(_, t)| is_bracketed(t) && !t.starts_with("[unused"))

@@ -141,14 +141,11 @@ impl Qkv {
         if let Some(stacked) = staging
             && Linear::forward_stacked(&linears, cpu, file, x, n, stacked)?
         {
-            let outs = [q, k, v];
+            let (outs, width) = ([q, k, v], self.width());
             let mut first = 0;
             for (l, out) in linears.iter().zip(outs) {
                 let rows = l.rows();
-                for (row, o) in stacked
-                    .chunks_exact(self.width())
-                    .zip(out.chunks_exact_mut(rows))
-                {
+                for (row, o) in stacked.chunks_exact(width).zip(out.chunks_exact_mut(rows)) {
                     o.copy_from_slice(&row[first..first + rows]);
                 }
                 first += rows;
