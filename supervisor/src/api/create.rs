@@ -2,8 +2,8 @@
 //! with `quantize`, a GGUF of F32, F16 or BF16 weights is quantized first, one that is
 //! already quantized refused), from a Hugging Face directory on this machine (`from` its
 //! path, converted by [`super::import`], with `quantize` one of the converter's types,
-//! f32 to q6_k) or from
-//! another model (`from` a name), with parameters, a template, a system message,
+//! f32 to q6_k) or from another model (`from` a name; with `quantize`, its weights are
+//! quantized into the new model), with parameters, a template, a system message,
 //! licenses and messages; or from the older `modelfile` body, parsed by
 //! [`crate::modelfile`]. Everything is checked before anything is written; the answer is
 //! Ollama's status lines (streamed NDJSON by default, one object with `stream: false`).
@@ -55,21 +55,23 @@ pub struct CreateRequest {
 /// Roles a stored message may have.
 const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
-/// The uploaded GGUF that a `quantize` applies to, for a source other than a model
-/// directory: `from` a digest or an uploaded file, or the one `.gguf` of `files`.
-/// Another model's weights are refused. Blocking (a path is hashed).
+/// The GGUF file a `quantize` applies to, for a source other than a model directory:
+/// `from` a digest, an uploaded file or another model (its weights), or the one `.gguf` of
+/// `files`. Blocking (a path is hashed).
 fn quantize_source(
     store: &Store,
     from: Option<&str>,
     files: &BTreeMap<String, String>,
-) -> Result<Digest, ApiError> {
+) -> Result<QuantizeSource, ApiError> {
     let digest = match from {
         Some(from) => match source(store, from)? {
             Source::Blob(digest) => digest,
-            Source::Model(name) => Err(ApiError::bad_request(format!(
-                "quantize: quantizing the weights of another model ({name}) is not supported; \
-                 create from its F16 or F32 GGUF (from \"sha256:<digest>\") instead"
-            )))?,
+            Source::Model(name) => {
+                return Ok(QuantizeSource {
+                    path: store.resolve(&name)?.model_path,
+                    over_base: true,
+                });
+            }
         },
         None => {
             let ggufs: Vec<&String> = (files.iter())
@@ -90,7 +92,19 @@ fn quantize_source(
              POST /api/blobs/{digest}"
         )));
     }
-    Ok(digest)
+    Ok(QuantizeSource {
+        path: store.blob_path(&digest),
+        over_base: false,
+    })
+}
+
+/// Where [`quantize_source`] found the weights to quantize.
+struct QuantizeSource {
+    /// The GGUF file.
+    path: PathBuf,
+    /// They are another model's (`from` names it): the result replaces only its weights,
+    /// and the new model keeps its template, system, parameters and the rest.
+    over_base: bool,
 }
 
 /// Replaces the GGUF of `plan` (its `from`, or its one `.gguf` file) with `digest`.
@@ -323,6 +337,8 @@ struct Conversion {
     status: String,
     /// What an error of the converter is put after (`FROM <dir>`, `quantize <type>`).
     what: String,
+    /// The result becomes the weights of `from`, another model (see [`QuantizeSource`]).
+    over_base: bool,
 }
 
 /// The conversion `plan` needs, if any, checked (the type, the uploaded blob) before
@@ -339,6 +355,7 @@ async fn conversion<B: Backend>(
             source: dir,
             ty,
             status: format!("converting model to {ty}"),
+            over_base: false,
         }));
     }
     if quantize.is_none_or(|q| q.is_empty()) {
@@ -347,12 +364,13 @@ async fn conversion<B: Backend>(
     let ty = import::gguf_type(quantize)?;
     let store = Arc::clone(&state.store);
     let (from, files) = (plan.from.clone(), plan.files.clone());
-    let digest =
+    let found =
         tokio::task::spawn_blocking(move || quantize_source(&store, from.as_deref(), &files))
             .await
             .map_err(|e| ApiError::internal(format!("create failed: {e}")))??;
     Ok(Some(Conversion {
-        source: state.store.blob_path(&digest),
+        source: found.path,
+        over_base: found.over_base,
         ty,
         status: format!("quantizing model to {ty}"),
         what: format!("quantize {ty}"),
@@ -370,7 +388,9 @@ async fn run_conversion<B: Backend>(
     let (source, ty, what) = (&conv.source, conv.ty, &conv.what);
     let digest = import::convert(&runner, &state.store, source, ty, what, progress).await?;
     tracing::info!(source = %source.display(), %digest, ty, "model converted");
-    if plan.from.as_deref().and_then(import::model_dir).is_some() {
+    if conv.over_base {
+        plan.files = BTreeMap::from([("model.gguf".to_owned(), digest.to_string())]);
+    } else if plan.from.as_deref().and_then(import::model_dir).is_some() {
         plan.from = Some(digest.to_string());
     } else {
         replace_source(plan, &digest);

@@ -129,8 +129,10 @@ fn ollamactl_creates_from_a_modelfile_naming_a_directory() {
 }
 
 /// `quantize` of an uploaded GGUF: SmolLM2 dequantized to F32 is quantized to Q4_K_M at
-/// create (streaming its progress in tensors), shown as Q4_K_M and generates; the Q4_1 original,
-/// already quantized, is refused with the converter's reason.
+/// create (streaming its progress in tensors), shown as Q4_K_M and generates; a model
+/// created from that F32 GGUF is quantized by name into a new one that keeps its system
+/// and parameters; the Q4_1 original, already quantized, is refused with the converter's
+/// reason.
 #[test]
 fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
     let server = Server::start(&[]);
@@ -191,18 +193,51 @@ fn an_f32_gguf_is_quantized_at_create_and_a_quantized_one_is_refused() {
         "{answer}"
     );
 
-    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    // Another model's weights, by name (Ollama's `FROM smollm2-f32` + `--quantize`): the
+    // new model gets the quantized weights and keeps the rest of the base.
     let (status, body) = server.post(
         "/api/create",
-        json!({"model": "twice", "from": format!("sha256:{}", TestModel::SmolLm2.sha256()),
-               "quantize": "q4_k_m", "stream": false}),
+        json!({"model": "smollm2-f32", "files": {"smollm2-f32.gguf": format!("sha256:{hex}")},
+               "system": "Answer in one word.", "parameters": {"top_k": 7}, "stream": false}),
     );
-    assert_eq!(status, 400, "{body}");
-    let error = body["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post(
+        "/api/create",
+        json!({"model": "smollm2-q8", "from": "smollm2-f32", "quantize": "q8_0", "stream": false}),
+    );
+    assert_eq!(status, 200, "{body}\n{}", server.log());
+    let (_, show) = server.post("/api/show", json!({"model": "smollm2-q8"}));
+    assert_eq!(show["details"]["quantization_level"], "Q8_0", "{show}");
+    assert_eq!(show["system"], "Answer in one word.", "{show}");
     assert!(
-        error.starts_with("quantize q4_k_m: ")
-            && error.contains("already quantized")
-            && error.contains("'token_embd.weight' is Q8_0"),
-        "{body}"
+        show["parameters"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("top_k"),
+        "{show}"
     );
+    let (_, base) = server.post("/api/show", json!({"model": "smollm2-f32"}));
+    assert_eq!(base["details"]["quantization_level"], "F32", "{base}");
+    let (status, answer) = server.generate("smollm2-q8", "The capital of France is", 4);
+    assert_eq!(status, 200, "{answer}");
+
+    // Already quantized, whether named by digest or by model: refused with the reason.
+    server.create("smollm2", TestModel::SmolLm2, json!({}));
+    for from in [
+        format!("sha256:{}", TestModel::SmolLm2.sha256()),
+        "smollm2".into(),
+    ] {
+        let (status, body) = server.post(
+            "/api/create",
+            json!({"model": "twice", "from": from, "quantize": "q4_k_m", "stream": false}),
+        );
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("quantize q4_k_m: ")
+                && error.contains("already quantized")
+                && error.contains("'token_embd.weight' is Q8_0"),
+            "{body}"
+        );
+    }
 }

@@ -114,9 +114,9 @@ async fn what_cannot_be_created_is_a_clear_error() {
     app.create("base").await;
     let cases = [
         (
-            json!({"model": "q", "from": "base", "quantize": "q4_K_M"}),
-            StatusCode::BAD_REQUEST,
-            "quantizing the weights of another model (base",
+            json!({"model": "q", "from": "no-such-base", "quantize": "q4_K_M"}),
+            StatusCode::NOT_FOUND,
+            "no-such-base",
         ),
         (
             json!({"model": "a", "modelfile": "FROM base\nADAPTER ./lora.gguf"}),
