@@ -97,7 +97,9 @@ pub fn write(model: &HfModel, b: &mut Builder<'_>) -> Result<(), ImportError> {
         .map(|_| model.f64("final_logit_softcapping"))
         .transpose()?
         .filter(|&c| c != 0.0);
-    let tied = model.config["tie_word_embeddings"].as_bool().unwrap_or(true);
+    let tied = model.config["tie_word_embeddings"]
+        .as_bool()
+        .unwrap_or(true);
     let vocab = SpmVocab::read(model)?;
     let n_vocab = vocab.tokens.len();
 
@@ -160,13 +162,7 @@ pub fn write(model: &HfModel, b: &mut Builder<'_>) -> Result<(), ImportError> {
         },
     )?;
     let norm = |b: &mut Builder<'_>, from: String, to: &str, n: usize| {
-        b.tensor_edited(
-            &hf(from)?,
-            to,
-            (&[n], &[n]),
-            Role::KeepF32,
-            shift_norm,
-        )
+        b.tensor_edited(&hf(from)?, to, (&[n], &[n]), Role::KeepF32, shift_norm)
     };
     let (q_rows, kv_rows) = (n_head * head_dim, n_head_kv * head_dim);
     for i in 0..n_layer {
@@ -322,7 +318,10 @@ impl Rope {
             &c["rope_scaling"]
         };
         let (global, local) = if params["full_attention"].is_object() {
-            (&params["full_attention"], params["sliding_attention"].as_object())
+            (
+                &params["full_attention"],
+                params["sliding_attention"].as_object(),
+            )
         } else {
             (params, None)
         };
@@ -398,7 +397,9 @@ mod tests {
             model(json!({"layer_types": t, "sliding_window": 512}))
         };
         assert_eq!(sliding_window(&types(&[5, 11]), 12).unwrap(), Some(512));
-        let err = sliding_window(&types(&[3, 11]), 12).unwrap_err().to_string();
+        let err = sliding_window(&types(&[3, 11]), 12)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'layer_types'") && err.contains("five of every six"));
         let all_full = model(json!({"sliding_window_pattern": 1, "sliding_window": 512}));
         assert_eq!(sliding_window(&all_full, 12).unwrap(), None);
@@ -411,7 +412,10 @@ mod tests {
         let old = model(json!({"rope_theta": 1e6, "rope_local_base_freq": 1e4,
             "rope_scaling": {"rope_type": "linear", "factor": 8.0}}));
         let r = Rope::of(&old).unwrap();
-        assert_eq!((r.theta, r.theta_local, r.linear), (1e6, Some(1e4), Some(8.0)));
+        assert_eq!(
+            (r.theta, r.theta_local, r.linear),
+            (1e6, Some(1e4), Some(8.0))
+        );
         let new = model(json!({"rope_parameters": {
             "full_attention": {"rope_type": "default", "rope_theta": 1e6},
             "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}));

@@ -79,7 +79,9 @@ impl SpecialVocab {
                 let c = &model.config;
                 c[&key].as_u64().or_else(|| c["text_config"][&key].as_u64())
             };
-            let id = by_name.or_else(from_config).and_then(|i| u32::try_from(i).ok());
+            let id = by_name
+                .or_else(from_config)
+                .and_then(|i| u32::try_from(i).ok());
             if let Some(id) = id.filter(|&i| (i as usize) < n_vocab) {
                 ids.push((key, id));
             }
@@ -145,12 +147,13 @@ fn post_processor_adds(
     };
     let special = |v: &Value| v["SpecialToken"]["id"].as_str().map(str::to_owned);
     let mut add: Vec<(&'static str, bool)> = Vec::new();
-    let mut set = |role: &'static str, on: bool, only_default: bool| {
-        match add.iter_mut().find(|(r, _)| *r == role) {
-            Some(_) if only_default => {}
-            Some(slot) => slot.1 = on,
-            None => add.push((role, on)),
-        }
+    let mut set = |role: &'static str, on: bool, only_default: bool| match add
+        .iter_mut()
+        .find(|(r, _)| *r == role)
+    {
+        Some(_) if only_default => {}
+        Some(slot) => slot.1 = on,
+        None => add.push((role, on)),
     };
     for step in steps {
         match step["type"].as_str() {

@@ -75,8 +75,7 @@ pub struct SpmVocab {
 
 /// The pieces of a `tokenizer.model`'s bytes, checked: each has a text and a known type.
 pub fn parse_model(bytes: &[u8]) -> Result<Vec<Piece>, String> {
-    let model =
-        ModelProto::decode(bytes).map_err(|e| format!("not a SentencePiece model: {e}"))?;
+    let model = ModelProto::decode(bytes).map_err(|e| format!("not a SentencePiece model: {e}"))?;
     if model.pieces.is_empty() {
         return Err("the SentencePiece model has no pieces".into());
     }
@@ -85,7 +84,9 @@ pub fn parse_model(bytes: &[u8]) -> Result<Vec<Piece>, String> {
             return Err(format!("piece {id} has no text"));
         }
         if let Some(kind) = p.kind.filter(|k| !(NORMAL..=BYTE).contains(k)) {
-            return Err(format!("piece {id} has type {kind}, which SentencePiece lacks"));
+            return Err(format!(
+                "piece {id} has type {kind}, which SentencePiece lacks"
+            ));
         }
     }
     Ok(model.pieces)
@@ -240,7 +241,10 @@ mod tests {
         // Invalid UTF-8 in a piece.
         let err = parse_model(&[0x0a, 3, 0x0a, 1, 0xff]).unwrap_err();
         assert!(err.starts_with("not a SentencePiece model"), "{err}");
-        assert_eq!(parse_model(&[]).unwrap_err(), "the SentencePiece model has no pieces");
+        assert_eq!(
+            parse_model(&[]).unwrap_err(),
+            "the SentencePiece model has no pieces"
+        );
         let err = parse_model(&encode(&[("a", 0.0, 1), ("", 0.0, 1)])).unwrap_err();
         assert_eq!(err, "piece 1 has no text");
         let err = parse_model(&encode(&[("a", 0.0, 9)])).unwrap_err();
