@@ -4,10 +4,11 @@
 //! The directory's `config.json` names the model class (`architectures[0]`, e.g.
 //! `BertModel`); [`ARCHITECTURES`] maps each class we import to the code that writes its
 //! metadata and renames its tensors with llama.cpp's converter's names
-//! (`convert_hf_to_gguf.py` and gguf-py's `constants.py`/`tensor_mapping.py`). Only
-//! `bert` and `llama` are there so far; gemma3 goes in the same table. A class not in the
-//! table, a missing tokenizer, a tensor of a dtype we do not read, or a tensor the
-//! architecture does not know are refused by name, before anything is written.
+//! (`convert_hf_to_gguf.py` and gguf-py's `constants.py`/`tensor_mapping.py`): `bert`
+//! (WordPiece vocabulary), `llama` (byte-level BPE, [`bpe`]) and `gemma3` (the text
+//! model, SentencePiece's `tokenizer.model`, [`spm`]). A class not in the table, a
+//! missing tokenizer, a tensor of a dtype we do not read, or a tensor the architecture
+//! does not know are refused by name, before anything is written.
 //!
 //! Weights are memory-mapped ([`checkpoint`]) and converted one tensor at a time into the
 //! requested type ([`OutType`]), with llama.cpp's choices of which tensors stay F32. The
@@ -21,8 +22,11 @@
 mod bert;
 mod bpe;
 mod checkpoint;
+mod gemma3;
 mod gguf_source;
 mod llama;
+mod special;
+mod spm;
 mod tensors;
 mod wordpiece;
 
@@ -176,6 +180,11 @@ const ARCHITECTURES: &[Architecture] = &[
         classes: &["LlamaForCausalLM", "LlamaModel", "MistralForCausalLM"],
         name: "llama",
         write: llama::write,
+    },
+    Architecture {
+        classes: &["Gemma3ForCausalLM"],
+        name: "gemma3",
+        write: gemma3::write,
     },
 ];
 

@@ -328,6 +328,30 @@ impl<'c> Builder<'c> {
         Ok(())
     }
 
+    /// Converts checkpoint tensor `hf` of row-major `shape` into GGUF tensor `name` of
+    /// `out_shape`, after `edit` has changed its values as llama.cpp's converter does
+    /// (Gemma's norm shift, embedding rows past the vocabulary dropped).
+    pub fn tensor_edited(
+        &mut self,
+        hf: &str,
+        name: &str,
+        (shape, out_shape): (&[usize], &[usize]),
+        role: Role,
+        edit: impl FnOnce(Vec<f32>) -> Vec<f32>,
+    ) -> Result<(), ImportError> {
+        let values = edit(self.read(hf, shape)?);
+        if values.len() != out_shape.iter().product::<usize>() {
+            return Err(ImportError::Shape {
+                name: hf.to_owned(),
+                actual: vec![values.len()],
+                expected: out_shape.to_vec(),
+            });
+        }
+        self.write(name, out_shape, role, &values, hf)?;
+        self.done(hf, name);
+        Ok(())
+    }
+
     /// Writes a tensor the converter computes (such as `rope_freqs`), in F32.
     pub fn generated(
         &mut self,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::support::{generate, load_path, reference_cache};
 
 /// `ollama-runner convert` with `args`; its stdout and stderr.
-fn convert(args: &[&str]) -> (bool, String) {
+pub fn convert(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
         .arg("convert")
         .args(args)
@@ -56,7 +56,7 @@ fn smollm2_hf_dir(dir: &Path) -> PathBuf {
 }
 
 /// Every metadata key outside `general.*`, rendered, sorted.
-fn model_keys(file: &GgufFile) -> Vec<(String, String)> {
+pub fn model_keys(file: &GgufFile) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = file
         .metadata()
         .iter()
@@ -126,7 +126,7 @@ fn smollm2_round_trips_through_a_hugging_face_directory_byte_for_byte() {
 }
 
 /// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);

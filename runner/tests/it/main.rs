@@ -6,6 +6,7 @@ mod embeddings;
 mod estimate;
 mod fast_numerics;
 mod gemma3;
+mod gemma3_import;
 mod generate_refs;
 mod grpcio_client;
 mod import;
