@@ -82,6 +82,27 @@ impl ThreadPool {
         self.shared.run(n_tasks, &f);
     }
 
+    /// Calls `f(start, part)` for consecutive parts of `buf` of `chunk` elements (the last
+    /// may be shorter), `start` being the part's first index, spread over the pool: a
+    /// row-wise step (a norm, an activation, attention per token) split over the threads.
+    pub fn for_chunks_mut<T: Send, F>(&self, buf: &mut [T], chunk: usize, f: F)
+    where
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        if buf.is_empty() {
+            return;
+        }
+        let split = Split {
+            outer: 1,
+            inner: buf.len(),
+            per_task: chunk.max(1),
+        };
+        self.run_split(buf, split, |_, mut part| {
+            let start = part.start();
+            f(start, part.row(0));
+        });
+    }
+
     /// Runs `f(task, part)` once per task of `split`, each task owning its own columns of
     /// every row of `buf` (see [`Split`]).
     pub(crate) fn run_split<T: Send, F>(&self, buf: &mut [T], split: Split, f: F)
@@ -121,6 +142,21 @@ mod tests {
             counts[i].fetch_add(1, Ordering::Relaxed);
         });
         counts.into_iter().map(AtomicUsize::into_inner).collect()
+    }
+
+    #[test]
+    fn chunks_cover_the_buffer_once_with_their_starts() {
+        let pool = ThreadPool::new(3).unwrap();
+        for (len, chunk) in [(0, 4), (1, 4), (10, 3), (64, 64), (100, 7), (5, 0)] {
+            let mut buf = vec![usize::MAX; len];
+            pool.for_chunks_mut(&mut buf, chunk, |start, part| {
+                assert!(part.len() <= chunk.max(1));
+                for (i, v) in part.iter_mut().enumerate() {
+                    *v = start + i;
+                }
+            });
+            assert_eq!(buf, (0..len).collect::<Vec<_>>(), "len {len} chunk {chunk}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 #[cfg(test)]
 mod fast_tests;
+pub mod float_tile;
 pub mod scalar;
 pub mod scalar_k;
 #[cfg(test)]

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use gguf::GgufFile;
 use kernels::ops::{add_assign, gelu_erf, layer_norm_in_place, softmax};
+use kernels::pool::ThreadPool;
 use plan::arch::bert::HyperParams;
 use plan::compute::matmul_scratch_bytes;
 
@@ -37,6 +38,11 @@ use crate::kvcache::{KvCache, KvError, KvLayout};
 /// Whether `architecture` is an encoder that only embeds (and cannot generate text).
 pub fn embeds_only(architecture: &str) -> bool {
     architecture == "bert"
+}
+
+/// Rows per task of a row-wise step over `n` rows: a few tasks per thread.
+fn rows_per_task(pool: &ThreadPool, n: usize) -> usize {
+    n.div_ceil(pool.threads() * 4).max(1)
 }
 
 /// A LayerNorm's weight and bias.
@@ -53,11 +59,14 @@ impl Norm {
         })
     }
 
-    /// Normalizes every row of `x` in place.
-    fn rows(&self, x: &mut [f32], eps: f32) {
-        for row in x.chunks_exact_mut(self.weight.len()) {
-            layer_norm_in_place(row, Some(&self.weight), Some(&self.bias), eps);
-        }
+    /// Normalizes every row of `x` in place, over the pool.
+    fn rows(&self, pool: &ThreadPool, x: &mut [f32], eps: f32) {
+        let d = self.weight.len();
+        pool.for_chunks_mut(x, rows_per_task(pool, x.len() / d) * d, |_, rows| {
+            for row in rows.chunks_exact_mut(d) {
+                layer_norm_in_place(row, Some(&self.weight), Some(&self.bias), eps);
+            }
+        });
     }
 }
 
@@ -87,8 +96,6 @@ struct Buffers {
     /// The feed-forward rows before and after GELU, `[n, n_ff]`.
     up: Vec<f32>,
     act: Vec<f32>,
-    /// One row of attention scores, `[n]`.
-    scores: Vec<f32>,
 }
 
 impl Buffers {
@@ -103,21 +110,12 @@ impl Buffers {
             attn: touched(d),
             up: touched(f),
             act: touched(f),
-            scores: touched(num_batch),
         }
     }
 
     fn bytes(&self) -> usize {
         let all = [
-            &self.x,
-            &self.proj,
-            &self.q,
-            &self.k,
-            &self.v,
-            &self.attn,
-            &self.up,
-            &self.act,
-            &self.scores,
+            &self.x, &self.proj, &self.q, &self.k, &self.v, &self.attn, &self.up, &self.act,
         ];
         all.iter().map(|b| b.capacity() * 4).sum()
     }
@@ -136,7 +134,6 @@ impl Buffers {
         }
         self.up.resize(f, 0.0);
         self.act.resize(f, 0.0);
-        self.scores.resize(n, 0.0);
     }
 }
 
@@ -273,6 +270,13 @@ impl Model for Bert {
         let (hp, file, cpu) = (&self.hp, &*self.file, &mut self.cpu);
         let seqs = sequences(batch, hp.train_ctx)?;
         let (n, d) = (batch.len(), hp.n_embd);
+        // The batch indices of each token's sequence, token by token.
+        let mut members: Vec<&[usize]> = vec![&[]; n];
+        for seq in seqs.values() {
+            for &i in seq {
+                members[i] = seq;
+            }
+        }
         let b = &mut self.buf;
         b.resize(n, hp);
 
@@ -284,7 +288,7 @@ impl Model for Bert {
             self.token_types.lookup(file, 0, &mut b.proj[..d])?;
             add_assign(row, &b.proj[..d]);
         }
-        self.embd_norm.rows(&mut b.x, hp.eps);
+        self.embd_norm.rows(cpu.pool(), &mut b.x, hp.eps);
 
         for layer in &self.layers {
             if batch.interrupted() {
@@ -293,16 +297,21 @@ impl Model for Bert {
             layer.wq.forward(cpu, file, &b.x, n, &mut b.q)?;
             layer.wk.forward(cpu, file, &b.x, n, &mut b.k)?;
             layer.wv.forward(cpu, file, &b.x, n, &mut b.v)?;
-            attend(hp, &seqs, b);
+            attend(cpu.pool(), hp, &members, b);
             layer.wo.forward(cpu, file, &b.attn, n, &mut b.proj)?;
             add_assign(&mut b.x, &b.proj);
-            layer.attn_norm.rows(&mut b.x, hp.eps);
+            layer.attn_norm.rows(cpu.pool(), &mut b.x, hp.eps);
 
             layer.up.forward(cpu, file, &b.x, n, &mut b.up)?;
-            gelu_erf(&b.up, &mut b.act);
+            let f = hp.n_ff;
+            let (up, act) = (&b.up, &mut b.act);
+            let chunk = rows_per_task(cpu.pool(), n) * f;
+            cpu.pool().for_chunks_mut(act, chunk, |start, out| {
+                gelu_erf(&up[start..start + out.len()], out);
+            });
             layer.down.forward(cpu, file, &b.act, n, &mut b.proj)?;
             add_assign(&mut b.x, &b.proj);
-            layer.out_norm.rows(&mut b.x, hp.eps);
+            layer.out_norm.rows(cpu.pool(), &mut b.x, hp.eps);
         }
 
         let wanted = (batch.wants_logits().iter().enumerate()).filter_map(|(i, &w)| w.then_some(i));
@@ -316,30 +325,35 @@ impl Model for Bert {
 }
 
 /// `attn[i] = softmax(q[i]·k[j] * scale over j) · v[j]`, head by head, where `j` runs
-/// over the tokens of `i`'s sequence.
-fn attend(hp: &HyperParams, seqs: &BTreeMap<usize, Vec<usize>>, b: &mut Buffers) {
+/// over the tokens of `i`'s sequence (`members[i]`); tokens are shared out over the pool.
+fn attend(pool: &ThreadPool, hp: &HyperParams, members: &[&[usize]], b: &mut Buffers) {
     let a = &hp.attn;
     let (d, hd) = (hp.n_embd, a.head_dim_k);
-    for members in seqs.values() {
-        let scores = &mut b.scores[..members.len()];
-        for &i in members {
+    let (q, k, v) = (&b.q, &b.k, &b.v);
+    let chunk = rows_per_task(pool, members.len()) * d;
+    pool.for_chunks_mut(&mut b.attn, chunk, |start, rows| {
+        let mut scores = Vec::new();
+        for (r, o) in rows.chunks_exact_mut(d).enumerate() {
+            let i = start / d + r;
+            let members = members[i];
+            scores.resize(members.len(), 0.0);
             for h in 0..a.n_head {
                 let head = h * hd..(h + 1) * hd;
-                let q = &b.q[i * d..][head.clone()];
+                let q = &q[i * d..][head.clone()];
                 for (s, &j) in scores.iter_mut().zip(members) {
-                    let k = &b.k[j * d..][head.clone()];
+                    let k = &k[j * d..][head.clone()];
                     *s = q.iter().zip(k).map(|(x, y)| x * y).sum::<f32>() * a.scale;
                 }
-                softmax(scores);
-                let o = &mut b.attn[i * d..][head.clone()];
+                softmax(&mut scores);
+                let o = &mut o[head.clone()];
                 o.fill(0.0);
                 for (&s, &j) in scores.iter().zip(members) {
-                    let v = &b.v[j * d..][head.clone()];
+                    let v = &v[j * d..][head.clone()];
                     for (o, &v) in o.iter_mut().zip(v) {
                         *o += s * v;
                     }
                 }
             }
         }
-    }
+    });
 }

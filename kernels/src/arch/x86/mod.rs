@@ -6,6 +6,7 @@ mod block32_fast;
 mod expf;
 pub(crate) mod flash_attn;
 mod float;
+mod float_tile;
 mod kquants;
 
 use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
@@ -293,6 +294,28 @@ entry!(
     /// F16 x f32, AVX-512.
     f16_avx512, Avx512Token, float::dot_f16_avx512, f16, f32
 );
+
+/// A tile of F32 weight rows by f32 activation rows, AVX2 (see
+/// [`crate::dot::float_tile`]).
+pub(crate) fn tile_f32_avx2<const R: usize, const N: usize>(
+    _: Avx2Token,
+    w: [&[f32]; R],
+    x: [&[f32]; N],
+) -> [[f32; N]; R] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { float_tile::tile_f32_avx2(w, x) }
+}
+
+/// A tile of F16 weight rows by f32 activation rows, AVX2 (see
+/// [`crate::dot::float_tile`]).
+pub(crate) fn tile_f16_avx2<const R: usize, const N: usize>(
+    _: Avx2Token,
+    w: [&[f16]; R],
+    x: [&[f32]; N],
+) -> [[f32; N]; R] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { float_tile::tile_f16_avx2(w, x) }
+}
 
 macro_rules! via_avx2 {
     ($($name:ident => $avx2:ident, $x:ty;)*) => {$(
