@@ -11,6 +11,7 @@
 //! not depend on the batch it came in; [`tile_scalar`] is the same order in portable Rust.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::GgmlType;
 use crate::arch::cast::Pod;
@@ -36,6 +37,9 @@ pub trait FloatWeight: Pod + Copy + Send + Sync + Into<f32> {
         w: [&[Self]; R],
         x: [&[f32]; N],
     ) -> [[f32; N]; R];
+
+    /// Widens `src` into `dst` (of one length), exactly.
+    fn widen(src: &[Self], dst: &mut [f32]);
 }
 
 impl FloatWeight for f32 {
@@ -54,6 +58,10 @@ impl FloatWeight for f32 {
             Isa::Avx512(token) => x86::tile_f32_avx2(token.avx2(), w, x),
         }
     }
+
+    fn widen(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
+    }
 }
 
 impl FloatWeight for f16 {
@@ -71,6 +79,11 @@ impl FloatWeight for f16 {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512(token) => x86::tile_f16_avx2(token.avx2(), w, x),
         }
+    }
+
+    fn widen(src: &[f16], dst: &mut [f32]) {
+        // `half`'s slice conversion uses F16C where the CPU has it.
+        src.convert_to_f32_slice(dst);
     }
 }
 

@@ -563,8 +563,8 @@ impl Product<'_> {
             let w = &w[first * cols..(first + n_rows) * cols];
             if widen && w.len() <= WIDE_MAX {
                 WIDE_ROWS.with_borrow_mut(|wide| {
-                    wide.clear();
-                    wide.extend(w.iter().map(|&v| v.into()));
+                    wide.resize(w.len(), 0.0);
+                    E::widen(w, wide);
                     float_tiles(isa, wide, x, cols, &mut part);
                 });
             } else {
