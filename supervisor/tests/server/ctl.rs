@@ -264,6 +264,7 @@ fn load_ps_run_stop_and_watch_see_the_scheduler() {
         "\tForever\t",
         "\tq8_0/q4_0\t",
         "\ton\t",
+        "\texact\t",
         "\tready\t",
         "100% CPU",
     ] {
@@ -273,6 +274,7 @@ fn load_ps_run_stop_and_watch_see_the_scheduler() {
     let model = &ps["models"][0];
     assert_eq!(model["kv_cache_type_k"], "q8_0", "{ps}");
     assert_eq!(model["kv_cache_type_v"], "q4_0", "{ps}");
+    assert_eq!(model["numerics"], "exact", "{ps}");
     assert!(model["pid"].as_u64().unwrap() > 0, "{ps}");
 
     let answer = ctl(

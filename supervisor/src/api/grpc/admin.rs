@@ -48,6 +48,7 @@ fn running(m: PsModel) -> pb::RunningModel {
         kv_cache_type_k: m.kv_cache_type_k,
         kv_cache_type_v: m.kv_cache_type_v,
         flash_attention: m.flash_attention,
+        numerics: m.numerics,
         num_parallel: m.num_parallel,
         slots_busy: m.slots_busy as u32,
         requests_waiting: m.requests_waiting as u32,

@@ -39,6 +39,7 @@ pub fn ps(ps: &PsResponse) -> Value {
                 "kv_cache_type_k": m.kv_cache_type_k,
                 "kv_cache_type_v": m.kv_cache_type_v,
                 "flash_attention": m.flash_attention,
+                "numerics": m.numerics,
                 "num_parallel": m.num_parallel,
                 "slots_busy": m.slots_busy,
                 "requests_waiting": m.requests_waiting,

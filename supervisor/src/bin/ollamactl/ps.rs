@@ -67,6 +67,7 @@ pub fn ps_table(ps: &PsResponse, now: DateTime<Utc>) -> Table {
         "UNTIL",
         "K/V",
         "FLASH",
+        "NUMERICS",
         "SLOTS",
         "PID",
         "STATE",
@@ -91,6 +92,12 @@ pub fn ps_table(ps: &PsResponse, now: DateTime<Utc>) -> Table {
             until(m, now).into(),
             format!("{}/{}", m.kv_cache_type_k, m.kv_cache_type_v).into(),
             if m.flash_attention { "on" } else { "off" }.into(),
+            if m.numerics.is_empty() {
+                "-"
+            } else {
+                &m.numerics
+            }
+            .into(),
             slots.into(),
             if m.pid == 0 {
                 "-".into()

@@ -41,6 +41,7 @@ fn ps_response() -> PsResponse {
         kv_cache_type_k: "q8_0".into(),
         kv_cache_type_v: "q4_0".into(),
         flash_attention: true,
+        numerics: "exact".into(),
         num_parallel: 4,
         slots_busy: 1,
         requests_waiting: 2,
