@@ -422,3 +422,15 @@ impl Embedding {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The estimate counts the kernels' widened F16 rows with its own copy of their bound.
+    #[test]
+    fn the_estimate_knows_the_kernels_widening_bound() {
+        assert_eq!(
+            plan::compute::WIDE_ROWS_BYTES,
+            kernels::matmul::WIDE_MAX * size_of::<f32>()
+        );
+    }
+}

@@ -8,6 +8,7 @@
 pub mod flash;
 pub mod reference;
 
+use ggml_type::GgmlType;
 use ggml_type::scratch::matmul_activation_bytes;
 use gguf::GgufFile;
 
@@ -166,4 +167,21 @@ pub fn matmul_scratch_bytes(file: &GgufFile, n_tokens: usize) -> usize {
         .map(|t| matmul_activation_bytes(t.ggml_type(), t.dims()[0] as usize, n_tokens))
         .max()
         .unwrap_or(0)
+}
+
+/// Bytes each compute thread keeps for F16 weight rows widened to f32 in fast numerics
+/// (`kernels::matmul::WIDE_MAX` values; the runner's tests hold the two equal).
+pub const WIDE_ROWS_BYTES: usize = 128 * 1024 * 4;
+
+/// Bytes of the widened F16 rows of `file`'s products on `threads` threads: the kernels
+/// widen rows when a pass holds 32 tokens or more, so a model with F16 matrices and
+/// `num_batch` of 32 or more may keep [`WIDE_ROWS_BYTES`] per thread.
+pub fn widening_bytes(file: &GgufFile, num_batch: usize, threads: usize) -> usize {
+    let has_f16 =
+        (file.tensors().iter()).any(|t| t.dims().len() >= 2 && t.ggml_type() == GgmlType::F16);
+    if has_f16 && num_batch >= 32 {
+        threads * WIDE_ROWS_BYTES
+    } else {
+        0
+    }
 }
