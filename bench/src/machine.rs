@@ -65,10 +65,3 @@ pub fn human(bytes: usize) -> String {
         format!("{} KiB", bytes >> 10)
     }
 }
-
-/// The 1, 5 and 15 minute load averages from /proc/loadavg.
-pub fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}

@@ -126,7 +126,7 @@ fn main() -> anyhow::Result<()> {
         human(machine.l3)
     );
     println!("- kernel path: {isa}, numerics: {numerics} (`OLLAMA_NUMERICS`)");
-    println!("- load average at start: {}", machine::load_average());
+    println!("- load average at start: {}", bench::load_average());
     println!(
         "- figures: median of {} runs of at least {} ms each, timed by {}\n",
         effort.runs,
@@ -193,6 +193,6 @@ fn main() -> anyhow::Result<()> {
         }
         println!();
     }
-    println!("Load average at end: {}", machine::load_average());
+    println!("Load average at end: {}", bench::load_average());
     Ok(())
 }

@@ -25,6 +25,7 @@
 //! pass shapes are checked from the same log lines (`n_seq`). Weights are read into memory
 //! (`--load-mode none` for llama.cpp) on both sides, so no pass pays for page faults.
 
+use bench::{load_average, median};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -75,11 +76,6 @@ fn parse_args() -> anyhow::Result<Options> {
         bail!("--reps, --threads and --sentences must be positive");
     }
     Ok(o)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The first `n` reference sentences.
@@ -262,12 +258,6 @@ fn llama(bin: &Path, path: &Path, texts: &[String], o: &Options) -> anyhow::Resu
     let batched = llama_passes(bin, path, &prompts, n_batch, texts.len(), n_seq, o)?;
     let n = texts.len() as f64;
     Ok((n / one_by_one, n / batched))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn main() -> anyhow::Result<()> {

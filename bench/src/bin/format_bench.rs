@@ -16,6 +16,7 @@
 //! one-time costs: building the vocabulary's trie (the first request with a format on a
 //! model) and compiling the schema.
 
+use bench::median;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,11 +67,6 @@ fn parse_args() -> anyhow::Result<Options> {
         bail!("--reps and --threads must be positive");
     }
     Ok(o)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// A user turn in the chat format of the model's vocabulary.

@@ -16,6 +16,7 @@
 //! `--llama-bench` (llama.cpp's `llama-bench`), its figures for the same model, threads
 //! and repetitions are taken right after ours.
 
+use bench::{load_average, median};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -82,11 +83,6 @@ fn parse_args() -> anyhow::Result<Options> {
         bail!("--reps, --prompt, --gen and --threads must be positive");
     }
     Ok(o)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Median tokens per second of prompt and generation over `o.reps` runs after a warm-up.
@@ -161,12 +157,6 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, o: &Options) -> anyhow::Result<(f
         Ok(median(samples))
     };
     Ok((figure(true)?, figure(false)?))
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn main() -> anyhow::Result<()> {

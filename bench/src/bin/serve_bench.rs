@@ -35,6 +35,7 @@ mod ours;
 #[path = "serve_bench/peer.rs"]
 mod peer;
 
+use bench::load_average;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -325,12 +326,6 @@ async fn long_pair(runner: &Runner, tag: &str) -> anyhow::Result<[String; 2]> {
         ),
         format!("{text}\n\nQuestion: what happened on the last day of the logbook? Answer:"),
     ])
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn cpu_model() -> String {

@@ -15,7 +15,6 @@
 //! by name rather than guessed.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use gguf::GgufWriter;
 use serde_json::Value;
@@ -162,15 +161,7 @@ impl BpeVocab {
                 add.push((role, v));
             }
         }
-        let chat_template = match &config["chat_template"] {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(list) => list
-                .iter()
-                .find(|t| t["name"].as_str() == Some("default"))
-                .and_then(|t| t["template"].as_str())
-                .map(str::to_owned),
-            _ => read_optional(&dir.join("chat_template.jinja"))?,
-        };
+        let chat_template = super::special::chat_template(&config, dir)?;
         Ok(Self {
             tokens,
             types,
@@ -208,14 +199,6 @@ impl BpeVocab {
             w.set("tokenizer.chat_template", template.as_str());
         }
     }
-}
-
-/// A file's text, or `None` when it does not exist.
-fn read_optional(path: &Path) -> Result<Option<String>, ImportError> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    super::read_text(path).map(Some)
 }
 
 /// The merges of `model.merges`, in either of the forms `tokenizer.json` uses (`"a b"`,

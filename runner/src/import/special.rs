@@ -17,6 +17,8 @@
 //! (`additional_chat_templates/`) and the normalizer flags of a `tokenizer.json`
 //! (lowercasing, accent stripping), which SentencePiece models do not use.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::{HfModel, ImportError};
@@ -44,6 +46,29 @@ pub struct SpecialVocab {
     pub add: Vec<(&'static str, bool)>,
     /// The chat template.
     pub chat_template: Option<String>,
+}
+
+/// The chat template of a model directory, where gguf-py's `SpecialVocab` finds it:
+/// `tokenizer_config.json`'s `chat_template` (a string, or the one named `default` of a
+/// list), else `chat_template.jinja`, else `chat_template.json`.
+pub fn chat_template(config: &Value, dir: &Path) -> Result<Option<String>, ImportError> {
+    Ok(match &config["chat_template"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(list) => list
+            .iter()
+            .find(|t| t["name"].as_str() == Some("default"))
+            .and_then(|t| t["template"].as_str())
+            .map(str::to_owned),
+        _ if dir.join("chat_template.jinja").is_file() => {
+            Some(super::read_text(&dir.join("chat_template.jinja"))?)
+        }
+        _ if dir.join("chat_template.json").is_file() => {
+            super::read_json::<Value>(&dir.join("chat_template.json"))?["chat_template"]
+                .as_str()
+                .map(str::to_owned)
+        }
+        _ => None,
+    })
 }
 
 impl SpecialVocab {
@@ -94,20 +119,7 @@ impl SpecialVocab {
                 add.push((role, v));
             }
         }
-        let chat_template = match &config["chat_template"] {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(list) => list
-                .iter()
-                .find(|t| t["name"].as_str() == Some("default"))
-                .and_then(|t| t["template"].as_str())
-                .map(str::to_owned),
-            _ if dir.join("chat_template.jinja").is_file() => {
-                Some(super::read_text(&dir.join("chat_template.jinja"))?)
-            }
-            _ => optional_json("chat_template.json")?["chat_template"]
-                .as_str()
-                .map(str::to_owned),
-        };
+        let chat_template = chat_template(&config, dir)?;
         Ok(Self {
             ids,
             add,

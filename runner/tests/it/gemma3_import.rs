@@ -21,7 +21,7 @@ use runner::import::{self, OutType};
 use safetensors::{Dtype, tensor::TensorView};
 use serde_json::json;
 
-use crate::llama_import::{convert, model_keys, values};
+use crate::llama_import::{assert_same_tensors, convert, model_keys, values};
 use crate::support::{generate, load_path, reference_cache};
 
 /// Gemma 3 270M as a Hugging Face directory under `dir`, written by
@@ -72,23 +72,7 @@ fn gemma3_round_trips_through_a_hugging_face_directory_as_its_f32_dequantization
     // Tokens, scores, token types, special ids and flags, hyper-parameters.
     assert_eq!(model_keys(&imported), model_keys(&original));
     assert_eq!(imported.metadata().file_type().unwrap(), Some(0));
-    assert_eq!(imported.tensors().len(), reference.tensors().len());
-    for theirs in reference.tensors() {
-        let ours = imported
-            .tensor(theirs.name())
-            .unwrap_or_else(|| panic!("{} is missing", theirs.name()));
-        assert_eq!(
-            (ours.ggml_type(), ours.dims()),
-            (theirs.ggml_type(), theirs.dims()),
-            "{}",
-            theirs.name()
-        );
-        assert!(
-            imported.tensor_data(ours).unwrap() == reference.tensor_data(theirs).unwrap(),
-            "{}: values differ",
-            theirs.name()
-        );
-    }
+    assert_same_tensors(&imported, &reference);
     drop((original, imported, reference));
 
     let (tok_a, mut model_a) = load_path(&dequantized, 2);

@@ -55,6 +55,27 @@ fn smollm2_hf_dir(dir: &Path) -> PathBuf {
     out
 }
 
+/// `imported` holds `reference`'s tensors: the same names, types, shapes and bytes.
+pub fn assert_same_tensors(imported: &GgufFile, reference: &GgufFile) {
+    assert_eq!(imported.tensors().len(), reference.tensors().len());
+    for theirs in reference.tensors() {
+        let ours = imported
+            .tensor(theirs.name())
+            .unwrap_or_else(|| panic!("{} is missing", theirs.name()));
+        assert_eq!(
+            (ours.ggml_type(), ours.dims()),
+            (theirs.ggml_type(), theirs.dims()),
+            "{}",
+            theirs.name()
+        );
+        assert!(
+            imported.tensor_data(ours).unwrap() == reference.tensor_data(theirs).unwrap(),
+            "{}: bytes differ",
+            theirs.name()
+        );
+    }
+}
+
 /// Every metadata key outside `general.*`, rendered, sorted.
 pub fn model_keys(file: &GgufFile) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = file
@@ -85,23 +106,7 @@ fn smollm2_round_trips_through_a_hugging_face_directory_byte_for_byte() {
     let imported = GgufFile::open(&out).unwrap();
     assert_eq!(model_keys(&imported), model_keys(&original));
     assert_eq!(imported.metadata().file_type().unwrap(), Some(3));
-    assert_eq!(imported.tensors().len(), original.tensors().len());
-    for theirs in original.tensors() {
-        let ours = imported
-            .tensor(theirs.name())
-            .unwrap_or_else(|| panic!("{} is missing", theirs.name()));
-        assert_eq!(
-            (ours.ggml_type(), ours.dims()),
-            (theirs.ggml_type(), theirs.dims()),
-            "{}",
-            theirs.name()
-        );
-        assert!(
-            imported.tensor_data(ours).unwrap() == original.tensor_data(theirs).unwrap(),
-            "{}: bytes differ",
-            theirs.name()
-        );
-    }
+    assert_same_tensors(&imported, &original);
 
     // The same file, so the same greedy text on llama.cpp's reference path.
     let (tok_a, mut model_a) = load_path(&TestModel::SmolLm2.path(), 2);
