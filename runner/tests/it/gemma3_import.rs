@@ -12,7 +12,7 @@
 //! survive). The `general.*` keys legitimately differ: the file type (F32, not Q4_K_M)
 //! and the name and provenance keys the converter takes from its own metadata.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use e2e::TestModel;
@@ -21,32 +21,13 @@ use runner::import::{self, OutType};
 use safetensors::{Dtype, tensor::TensorView};
 use serde_json::json;
 
-use crate::llama_import::{assert_same_tensors, convert, model_keys, values};
+use crate::llama_import::{assert_same_tensors, convert, hf_dir, model_keys, values};
 use crate::support::{generate, load_path, reference_cache};
-
-/// Gemma 3 270M as a Hugging Face directory under `dir`, written by
-/// `scripts/gguf-to-hf.py`.
-fn gemma3_hf_dir(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf-to-hf.py");
-    let out = dir.join("gemma-3-270m");
-    let run = Command::new("python3")
-        .arg(script)
-        .arg(TestModel::Gemma3.path())
-        .arg(&out)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        run.status.success(),
-        "gguf-to-hf.py failed (pip install -r scripts/requirements.txt): {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    out
-}
 
 #[test]
 fn gemma3_round_trips_through_a_hugging_face_directory_as_its_f32_dequantization() {
     let tmp = tempfile::tempdir().unwrap();
-    let hf = gemma3_hf_dir(tmp.path());
+    let hf = hf_dir(TestModel::Gemma3, tmp.path(), "gemma-3-270m");
     let out = tmp.path().join("gemma3-f32.gguf");
     let (ok, text) = convert(&[hf.to_str().unwrap(), out.to_str().unwrap(), "--type", "f32"]);
     assert!(ok, "{text}");

@@ -37,13 +37,14 @@ pub fn convert(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// SmolLM2 as a Hugging Face directory under `dir`, written by `scripts/gguf-to-hf.py`.
-fn smollm2_hf_dir(dir: &Path) -> PathBuf {
+/// A test model as a Hugging Face directory `dir/name`, written by
+/// `scripts/gguf-to-hf.py`.
+pub fn hf_dir(model: TestModel, dir: &Path, name: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/gguf-to-hf.py");
-    let out = dir.join("SmolLM2-135M-Instruct");
+    let out = dir.join(name);
     let run = Command::new("python3")
         .arg(script)
-        .arg(TestModel::SmolLm2.path())
+        .arg(model.path())
         .arg(&out)
         .output()
         .expect("python3 runs");
@@ -53,6 +54,11 @@ fn smollm2_hf_dir(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&run.stderr)
     );
     out
+}
+
+/// SmolLM2 as a Hugging Face directory under `dir`.
+fn smollm2_hf_dir(dir: &Path) -> PathBuf {
+    hf_dir(TestModel::SmolLm2, dir, "SmolLM2-135M-Instruct")
 }
 
 /// `imported` holds `reference`'s tensors: the same names, types, shapes and bytes.
