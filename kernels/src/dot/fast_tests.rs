@@ -1,9 +1,12 @@
-//! Every fast-numerics kernel against its scalar twin (the exact dot), on random data at
-//! awkward lengths and on every available path: equal up to the order of the float
-//! additions, so within a few ulps of the sum of the products' magnitudes.
+//! Every fast-numerics kernel against its scalar twin ([`super::scalar_fast`]), bit for
+//! bit, and the twin against the exact dot: equal up to the order of the float additions,
+//! so within a few ulps of the sum of the products' magnitudes. Random data at awkward
+//! lengths, on every available path, in the one-row kernels and the token-lane ones.
 
 use proptest::prelude::*;
 
+use super::lanes::{DecodedRows, LANES, LaneTile, TILE_BLOCK_BYTES, interleave};
+use super::scalar_fast;
 use super::test_data::{AWKWARD_BLOCKS, dequantized, dot_and_bound};
 use super::tests::Case;
 use super::{FastDot, kind};
@@ -44,6 +47,14 @@ fn fast_matches_scalar<K: FastDot>(n_blocks: usize, seed: u64) -> Result<(), Tes
             (K::dot_scalar(case.w(), a), dot_and_bound(&wd, &ad).1)
         })
         .collect();
+    let twin = fast_tile::<K, 4>(Isa::Scalar, &case);
+    for (t, (&g, &(want, bound))) in twin.iter().zip(&expected).enumerate() {
+        prop_assert!(
+            (f64::from(g) - f64::from(want)).abs() <= REORDER_BUDGET * bound + 1e-6,
+            "{} fast twin, {n_blocks} blocks, row {t}: got {g}, exact {want}",
+            K::TYPE
+        );
+    }
     for isa in Isa::available() {
         let tiles = [
             fast_tile::<K, 1>(isa, &case),
@@ -53,13 +64,58 @@ fn fast_matches_scalar<K: FastDot>(n_blocks: usize, seed: u64) -> Result<(), Tes
         ];
         for got in tiles {
             for (t, &g) in got.iter().enumerate() {
-                let (want, bound) = expected[t];
-                prop_assert!(
-                    (f64::from(g) - f64::from(want)).abs() <= REORDER_BUDGET * bound + 1e-6,
-                    "{} fast on {isa}, {n_blocks} blocks, row {t}: got {g}, scalar {want}",
-                    K::TYPE
+                prop_assert_eq!(
+                    g.to_bits(),
+                    twin[t].to_bits(),
+                    "{} fast on {}, {} blocks, row {}: got {}, twin {}",
+                    K::TYPE,
+                    isa,
+                    n_blocks,
+                    t,
+                    g,
+                    twin[t]
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The token-lane kernels against the twin, bit for bit: one weight row decoded, `n` of
+/// the case's activation rows (repeated) in a tile, the rest of the tile empty.
+fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<(), TestCaseError> {
+    let case = Case::<K>::new(n_blocks, seed);
+    let acts: Vec<K::Act> = (0..n)
+        .flat_map(|t| case.acts[t % case.acts.len()].clone())
+        .collect();
+    let (da, aux): (Vec<f32>, Vec<f32>) = acts.iter().map(K::act_scales).unzip();
+    let mut q = vec![0u8; n_blocks * TILE_BLOCK_BYTES];
+    let (mut d, mut tile_aux) = (vec![0.0; n_blocks * LANES], vec![0.0; n_blocks * LANES]);
+    interleave(&acts, &da, &aux, n_blocks, &mut q, &mut d, &mut tile_aux);
+    let tile = LaneTile {
+        q: &q,
+        d: &d,
+        aux: &tile_aux,
+    };
+    for isa in Isa::available() {
+        let mut rows = DecodedRows::default();
+        // Two rows' room, the case's row decoded second: offsets inside the buffer count.
+        rows.reserve(2, n_blocks);
+        K::decode_rows(isa, case.w(), 1, &mut rows);
+        let got = K::dot_lanes(isa, &rows, 1, &tile);
+        for (t, g) in got[..n].iter().enumerate() {
+            let want = scalar_fast::dot_fast(case.w(), &case.acts[t % case.acts.len()]);
+            prop_assert_eq!(
+                g.to_bits(),
+                want.to_bits(),
+                "{} lanes on {}, {} blocks, token {}: got {}, twin {}",
+                K::TYPE,
+                isa,
+                n_blocks,
+                t,
+                g,
+                want
+            );
         }
     }
     Ok(())
@@ -71,8 +127,9 @@ macro_rules! fast_tests {
             #![proptest_config(ProptestConfig::with_cases(24))]
             $(
                 #[test]
-                fn $name(i in 0..AWKWARD_BLOCKS.len(), seed in any::<u64>()) {
+                fn $name(i in 0..AWKWARD_BLOCKS.len(), seed in any::<u64>(), n in 1..=LANES) {
                     fast_matches_scalar::<kind::$kind>(AWKWARD_BLOCKS[i], seed)?;
+                    lanes_match_twin::<kind::$kind>(AWKWARD_BLOCKS[i], seed, n)?;
                 }
             )*
         }

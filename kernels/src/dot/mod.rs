@@ -13,7 +13,12 @@
 #[cfg(test)]
 mod fast_tests;
 pub mod float_tile;
+pub mod kfast;
+#[cfg(test)]
+mod kfast_tests;
+pub mod lanes;
 pub mod scalar;
+pub mod scalar_fast;
 pub mod scalar_k;
 #[cfg(test)]
 pub(crate) mod test_data;
@@ -88,12 +93,14 @@ pub mod kind {
 /// cheap enough that ggml's one-block-at-a-time float additions, not memory, bound them.
 ///
 /// [`FastDot::dot_fast`] gives the same value as [`VecDot::dot`] up to the order of its
-/// float additions; [`crate::matmul::matmul_fast`] uses it for a few activation rows.
-pub trait FastDot: VecDot {
-    /// The f32 scale of an activation block and its `d * sum(q)`.
+/// float additions, which [`scalar_fast`] defines: every fast kernel, whatever its layout,
+/// gives its bits. [`crate::matmul::matmul_fast`] uses it for a few activation rows.
+pub trait FastDot: VecDot<Act: scalar_fast::FastAct, Weight: scalar_fast::FastBlock> {
+    /// The f32 scale of an activation block and its second term
+    /// ([`scalar_fast::act_terms`]).
     fn act_scales(y: &Self::Act) -> (f32, f32);
     /// The dots of one weight row with `N` activation rows (N = 1..=4), whose blocks'
-    /// scales (and `d * sum(q)`, for types with a minimum) are in `da` and `sa` as f32.
+    /// two terms ([`FastDot::act_scales`]) are in `da` and `sa`.
     fn dot_fast<const N: usize>(
         isa: Isa,
         x: &[Self::Weight],
@@ -111,25 +118,17 @@ pub trait FastDot: VecDot {
         sa: &[f32],
         out: &mut [f32],
     );
-}
-
-/// Activation blocks of the 32-element types: their scales as f32.
-trait ActScales {
-    fn scales(&self) -> (f32, f32);
-}
-
-impl ActScales for BlockQ8_0 {
-    fn scales(&self) -> (f32, f32) {
-        let d = self.d.to_f32();
-        let sum: i32 = self.qs.iter().map(|&q| i32::from(q)).sum();
-        (d, d * sum as f32)
-    }
-}
-
-impl ActScales for BlockQ8_1 {
-    fn scales(&self) -> (f32, f32) {
-        (self.d.to_f32(), self.s.to_f32())
-    }
+    /// Decodes whole weight rows (`x`) into `rows` from row `at`, for
+    /// [`FastDot::dot_lanes`] (see [`lanes`]).
+    fn decode_rows(isa: Isa, x: &[Self::Weight], at: usize, rows: &mut lanes::DecodedRows);
+    /// The fast dots of decoded row `r` with the eight tokens of `tile`, each the bits of
+    /// [`FastDot::dot_fast`] of its token.
+    fn dot_lanes(
+        isa: Isa,
+        rows: &lanes::DecodedRows,
+        r: usize,
+        tile: &lanes::LaneTile<'_>,
+    ) -> [f32; lanes::LANES];
 }
 
 macro_rules! block32 {
@@ -158,7 +157,7 @@ macro_rules! block32 {
 
         impl FastDot for kind::$kind {
             fn act_scales(y: &$a) -> (f32, f32) {
-                y.scales()
+                scalar_fast::act_terms::<$w, $a>(y)
             }
             fn dot_fast<const N: usize>(
                 isa: Isa,
@@ -168,7 +167,7 @@ macro_rules! block32 {
                 sa: [&[f32]; N],
             ) -> [f32; N] {
                 match isa {
-                    Isa::Scalar => std::array::from_fn(|t| scalar::$scalar(x, ys[t])),
+                    Isa::Scalar => std::array::from_fn(|t| scalar_fast::dot_fast(x, ys[t])),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2(token) => x86::block32_fast_avx2(token, x, ys, da, sa),
                     #[cfg(target_arch = "x86_64")]
@@ -186,7 +185,7 @@ macro_rules! block32 {
                 match isa {
                     Isa::Scalar => {
                         for (row, o) in x.chunks_exact(y.len().max(1)).zip(out.iter_mut()) {
-                            *o = scalar::$scalar(row, y);
+                            *o = scalar_fast::dot_fast(row, y);
                         }
                     }
                     #[cfg(target_arch = "x86_64")]
@@ -195,6 +194,30 @@ macro_rules! block32 {
                     Isa::Avx512(token) => x86::block32_fast_rows_vnni(token, x, y, da, sa, out),
                 }
             }
+            fn decode_rows(isa: Isa, x: &[$w], at: usize, rows: &mut lanes::DecodedRows) {
+                match isa {
+                    Isa::Scalar => lanes::decode_portable(x, at, rows),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::decode_lanes_avx2(token, x, at, rows),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::decode_lanes_avx2(token.avx2(), x, at, rows),
+                }
+            }
+            fn dot_lanes(
+                isa: Isa,
+                rows: &lanes::DecodedRows,
+                r: usize,
+                tile: &lanes::LaneTile<'_>,
+            ) -> [f32; lanes::LANES] {
+                match isa {
+                    Isa::Scalar => lanes::dot_lanes_portable::<$w>(rows, r, tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w>(token, rows, r, tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w>(token, rows, r, tile),
+                }
+            }
+
         }
 
         #[doc = concat!("`", stringify!($name), "`: the dot of one weight row with one activation row.")]
@@ -404,3 +427,53 @@ row_kind!(
 fn copy_row(_: Isa, x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(x);
 }
+
+/// A k-quant weight type with fast-numerics kernels ([`kfast`]): a one-row kernel for
+/// decode and a token-lane kernel for prompts, both in [`kfast::dot_fast_k`]'s order.
+pub trait FastKDot: VecDot<Act = BlockQ8K, Weight: kfast::FastK> {
+    /// The fast dot of one weight row with one activation row.
+    fn dot_fast_k(isa: Isa, x: &[Self::Weight], y: &[BlockQ8K]) -> f32;
+    /// The fast dots of decoded row `r` with the eight tokens of `tile`.
+    fn dot_lanes_k(
+        isa: Isa,
+        rows: &lanes::DecodedRows,
+        r: usize,
+        tile: &kfast::KTile<'_>,
+    ) -> [f32; lanes::LANES];
+}
+
+macro_rules! fast_k {
+    ($kind:ident) => {
+        impl FastKDot for kind::$kind {
+            fn dot_fast_k(isa: Isa, x: &[Self::Weight], y: &[BlockQ8K]) -> f32 {
+                match isa {
+                    Isa::Scalar => kfast::dot_fast_k(x, y),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::dot_fast_k_avx2(token, x, y),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::dot_fast_k_avx2(token.avx2(), x, y),
+                }
+            }
+            fn dot_lanes_k(
+                isa: Isa,
+                rows: &lanes::DecodedRows,
+                r: usize,
+                tile: &kfast::KTile<'_>,
+            ) -> [f32; lanes::LANES] {
+                match isa {
+                    Isa::Scalar => kfast::dot_lanes_k_portable::<Self::Weight>(rows, r, tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::dot_lanes_k_avx2::<Self::Weight>(token, rows, r, tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => {
+                        x86::dot_lanes_k_avx2::<Self::Weight>(token.avx2(), rows, r, tile)
+                    }
+                }
+            }
+        }
+    };
+}
+
+fast_k!(Q4_K);
+fast_k!(Q5_K);
+fast_k!(Q6_K);

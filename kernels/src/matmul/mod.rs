@@ -29,15 +29,22 @@ use crate::dot::{FastDot, VecDot, kind};
 use crate::pool::ThreadPool;
 
 mod float;
+mod kfast;
+mod lanes;
 
 pub use float::WIDE_MAX;
 
 /// Activation rows per tile of the batched product.
 pub const TOKEN_TILE: usize = 8;
 
-/// Activation rows per tile of [`matmul_fast`]'s kernels; a decode step of up to this
-/// many rows also quantizes its activations without the pool.
+/// Activation rows per tile of [`matmul_fast`]'s one-row kernels; a decode step of up to
+/// this many rows also quantizes its activations without the pool. More rows go to the
+/// token-lane kernels ([`crate::dot::lanes`]).
 pub const FAST_TILE: usize = 4;
+
+/// The fewest activation rows [`matmul_fast`] multiplies in token-lane tiles.
+const LANES_FROM: usize = ggml_type::scratch::LANES_FROM;
+const _: () = assert!(LANES_FROM == FAST_TILE + 1);
 
 /// Why a product cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -315,6 +322,9 @@ impl Product<'_> {
                 GgmlType::Q5_1 => return product.run_fast::<kind::Q5_1>(out, scratch),
                 GgmlType::Q8_0 => return product.run_fast::<kind::Q8_0>(out, scratch),
                 GgmlType::IQ4_NL => return product.run_fast::<kind::IQ4_NL>(out, scratch),
+                GgmlType::Q4_K => return product.run_fast_k::<kind::Q4_K>(out, scratch),
+                GgmlType::Q5_K => return product.run_fast_k::<kind::Q5_K>(out, scratch),
+                GgmlType::Q6_K => return product.run_fast_k::<kind::Q6_K>(out, scratch),
                 GgmlType::F32 => return product.run_float_fast::<f32>(out),
                 GgmlType::F16 => return product.run_float_fast::<half::f16>(out),
                 _ => {}
@@ -448,7 +458,8 @@ impl Product<'_> {
         Ok(())
     }
 
-    /// [`Product::run`] through [`FastDot::dot_fast`], in tiles of [`FAST_TILE`] tokens.
+    /// [`Product::run`] through [`FastDot::dot_fast`] for up to [`FAST_TILE`] tokens, and
+    /// through the token-lane kernels for more.
     fn run_fast<K: FastDot>(
         &self,
         out: &mut [f32],
@@ -462,7 +473,8 @@ impl Product<'_> {
         let act_words = (n_acts * size_of::<K::Act>()).div_ceil(size_of::<u32>());
         let (act_words, scale_words) = scratch.words.split_at_mut(act_words);
         let acts = self.quantize::<K>(act_words);
-        let scales = as_blocks_mut::<f32>(as_bytes_mut(&mut scale_words[..2 * n_acts]))
+        let (scale_words, lane_words) = scale_words.split_at_mut(2 * n_acts);
+        let scales = as_blocks_mut::<f32>(as_bytes_mut(scale_words))
             .expect("u32 storage is aligned for f32");
         let (da, sa) = scales.split_at_mut(n_acts);
         for ((y, d), s) in acts.iter().zip(da.iter_mut()).zip(sa.iter_mut()) {
@@ -470,6 +482,10 @@ impl Product<'_> {
         }
         let (da, sa) = (&*da, &*sa);
         let isa = self.isa;
+        if self.n_tokens >= LANES_FROM {
+            self.run_lanes::<K>(&weights, acts, (da, sa), lane_words, out);
+            return Ok(());
+        }
         if self.n_tokens == 1 {
             // A decode step: one kernel call per run of consecutive rows.
             self.row_runs(out, |first, out| {
@@ -480,37 +496,12 @@ impl Product<'_> {
             return Ok(());
         }
         let row = |t: usize| t * a_per_row..(t + 1) * a_per_row;
-        let max_tile = if self.n_tokens > FAST_TILE {
-            TOKEN_TILE
-        } else {
-            FAST_TILE
-        };
-        self.tiles(out, max_tile, |r, t, tile| {
+        self.tiles(out, FAST_TILE, |r, t, tile| {
             let wr = weights.row(r);
             let a = |k: usize| &acts[row(t + k)];
             let d = |k: usize| &da[row(t + k)];
             let s = |k: usize| &sa[row(t + k)];
             match tile {
-                8 => sums(K::dot_fast(
-                    isa,
-                    wr,
-                    [a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7)],
-                    [d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7)],
-                    [s(0), s(1), s(2), s(3), s(4), s(5), s(6), s(7)],
-                )),
-                5..=7 => {
-                    let mut all = sums(K::dot_fast(
-                        isa,
-                        wr,
-                        [a(0), a(1), a(2), a(3)],
-                        [d(0), d(1), d(2), d(3)],
-                        [s(0), s(1), s(2), s(3)],
-                    ));
-                    for (k, sum) in all.iter_mut().enumerate().take(tile).skip(4) {
-                        *sum = K::dot_fast(isa, wr, [a(k)], [d(k)], [s(k)])[0];
-                    }
-                    all
-                }
                 4 => sums(K::dot_fast(
                     isa,
                     wr,

@@ -39,27 +39,71 @@ pub fn flash_state_bytes(n_rows: usize, dv: usize) -> usize {
     (2 * n_rows + n_rows * dv) * size_of::<f32>()
 }
 
+/// Tokens in one tile of the fast product's token-lane kernels (the lanes of a 256-bit
+/// register of f32).
+pub const LANE_TOKENS: usize = 8;
+
+/// The fewest tokens a fast product over the 32-element block types multiplies in
+/// token-lane tiles; fewer take the one-row kernels.
+pub const LANES_FROM: usize = 5;
+
+/// Bytes of one token-lane tile of activations over `blocks` blocks: per block, 32 quants
+/// of each of [`LANE_TOKENS`] tokens, then their f32 scales and second terms.
+pub fn lane_tile_bytes(blocks: usize) -> usize {
+    blocks.saturating_mul(LANE_TOKENS * (32 + 2 * size_of::<f32>()))
+}
+
+/// Rows of weights one compute thread decodes at a time for the token-lane kernels.
+pub const LANE_ROW_CHUNK: usize = 16;
+
+/// Bytes one compute thread keeps for decoded weight rows of at most `cols` values in the
+/// token-lane kernels, at most: per element an unsigned value and a sign byte (2 bytes),
+/// per block of 32 the scale and minimum as f32 (0.25 a value), per k-quant super-block
+/// 16 i16 scales and 16 minimums (0.25 a value); 3 bytes a value bounds them.
+pub fn lane_rows_bytes(cols: usize) -> usize {
+    LANE_ROW_CHUNK.saturating_mul(cols).saturating_mul(3)
+}
+
+/// Bytes of one token-lane tile of Q8_K activations over `blocks` super-blocks: per
+/// super-block 256 quants, eight pairs of i16 sums and an f32 scale per token.
+pub fn lane_tile_bytes_k(blocks: usize) -> usize {
+    blocks.saturating_mul(LANE_TOKENS * (256 + 8 * 4 + 4))
+}
+
 /// Bytes of the quantized activations a matrix product over weights of type `ty` needs
 /// for `n_tokens` rows of `cols` values (0 for a type without a product, see
 /// [`GgmlType::vec_dot_type`]).
 ///
-/// For the 32-element block types this includes the f32 scales (`d` and `d * sum(q)` per
-/// block) that the fast-numerics kernels read, after the activations rounded up to whole
-/// f32 words.
+/// For the 32-element block types this includes the f32 terms (the scale and a second
+/// term per block) that the fast-numerics kernels read, after the activations rounded up
+/// to whole f32 words, and from [`LANES_FROM`] tokens the token-lane tiles after them.
 pub fn matmul_activation_bytes(ty: GgmlType, cols: usize, n_tokens: usize) -> usize {
     ty.vec_dot_type().map_or(0, |act| {
         let blocks = cols / act.block_size();
         let acts = blocks
             .saturating_mul(act.type_size())
             .saturating_mul(n_tokens);
+        let tiles = n_tokens.div_ceil(LANE_TOKENS);
+        if act == GgmlType::Q8_K && n_tokens >= LANES_FROM {
+            let tile_bytes = lane_tile_bytes_k(blocks).saturating_mul(tiles);
+            return acts
+                .next_multiple_of(size_of::<f32>())
+                .saturating_add(tile_bytes);
+        }
         if !matches!(act, GgmlType::Q8_0 | GgmlType::Q8_1) || n_tokens == 0 {
             return acts;
         }
         let scales = blocks
             .saturating_mul(2 * size_of::<f32>())
             .saturating_mul(n_tokens);
+        let tiles = if n_tokens >= LANES_FROM {
+            lane_tile_bytes(blocks).saturating_mul(tiles)
+        } else {
+            0
+        };
         acts.next_multiple_of(size_of::<f32>())
             .saturating_add(scales)
+            .saturating_add(tiles)
     })
 }
 

@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::PlanError;
 use crate::arch;
-use crate::compute::{ComputeConfig, activations_bytes, matmul_scratch_bytes, widening_bytes};
+use crate::compute::{
+    ComputeConfig, activations_bytes, decoded_rows_bytes, matmul_scratch_bytes, widening_bytes,
+};
 use crate::heap::{grammar_heap_bytes, header_heap_bytes, tokenizer_heap_bytes};
 use crate::kv::{KvBytes, KvConfig, KvPlan};
 
@@ -144,6 +146,7 @@ pub fn estimate(file: &GgufFile, kv: &KvConfig, threads: usize) -> Result<Estima
     let compute_bytes = activations_bytes(&plan.dims, &ComputeConfig::new(kv, threads))
         + matmul_scratch_bytes(file, kv.num_batch)
         + widening_bytes(file, kv.num_batch, threads)
+        + decoded_rows_bytes(file, kv.num_batch, threads)
         + logits_bytes(file, kv.num_parallel);
     let kv_bytes = k + v + cells;
     let header_bytes = (file.len() as usize).saturating_sub(weights_bytes);

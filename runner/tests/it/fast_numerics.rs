@@ -21,7 +21,11 @@ use e2e::TestModel;
 
 use crate::support::{REFERENCE_FLAGS, figure};
 
-/// How far the fast perplexity may stray from the exact one (the bar).
+/// How far the fast perplexity may stray from the exact one (the bar), held like
+/// the other two figures: within two standard errors of the measurement. One run's ratio
+/// is one draw: any change of rounding order moves it by about its standard error
+/// (0.15% on SmolLM2), since the divergence saturates at the same level whatever the
+/// order (see `docs/PERFORMANCE.md`).
 const PPL_TOLERANCE: f64 = 0.004;
 
 #[derive(serde::Deserialize)]
@@ -128,9 +132,10 @@ fn fast_against_exact(model: TestModel) {
         case.same_top_percent
     );
     let ratio = figure(&report, "PPL ratio:");
+    let ratio_error = error(&report, "PPL ratio:");
     assert!(
-        (ratio - 1.0).abs() <= PPL_TOLERANCE,
-        "{name}: perplexity ratio {ratio}"
+        (ratio - 1.0).abs() <= PPL_TOLERANCE + 2.0 * ratio_error,
+        "{name}: perplexity ratio {ratio} +/- {ratio_error}"
     );
 }
 

@@ -70,6 +70,9 @@ pub(crate) trait Block32: Copy {
     /// What [`Block32::raw_quants`] holds above the signed quants: Q4_0 stores `q + 8`
     /// and Q5_0 `q + 16`; 0 for the types whose stored values are not offset.
     const OFFSET: i32 = 0;
+    /// Bits of the unsigned values the products take (after the sign trick for the
+    /// signed types without an offset): how many `maddubs` results fit an i16 sum.
+    const RAW_BITS: u32 = 8;
     /// The stored unsigned values (`quants() + OFFSET`), for the types with an offset.
     ///
     /// # Safety
@@ -100,6 +103,7 @@ pub(crate) trait Act32: Copy {
 }
 
 impl Block32 for BlockQ4_0 {
+    const RAW_BITS: u32 = 4;
     const SIGNED: bool = true;
     const OFFSET: i32 = 8;
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -118,6 +122,7 @@ impl Block32 for BlockQ4_0 {
 }
 
 impl Block32 for BlockQ4_1 {
+    const RAW_BITS: u32 = 4;
     const SIGNED: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -130,6 +135,7 @@ impl Block32 for BlockQ4_1 {
 }
 
 impl Block32 for BlockQ5_0 {
+    const RAW_BITS: u32 = 5;
     const SIGNED: bool = true;
     const OFFSET: i32 = 16;
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -151,6 +157,7 @@ impl Block32 for BlockQ5_0 {
 }
 
 impl Block32 for BlockQ5_1 {
+    const RAW_BITS: u32 = 5;
     const SIGNED: bool = false;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]

@@ -1,30 +1,30 @@
-//! Fast-numerics dots of the 32-element block types with Q8_0/Q8_1 activations, for one to
-//! four activation rows (decode and a few streams).
+//! Fast-numerics dots of the 32-element block types with Q8_0/Q8_1 activations, one weight
+//! row at a time against one to a few activation rows (decode and a few streams), in the
+//! order [`crate::dot::scalar_fast`] defines.
 //!
 //! The exact kernels ([`super::block32`]) turn every block's integer sum into a float and
 //! add it to one accumulator, as ggml does: about nineteen instructions a block and a chain
 //! of dependent additions. Here eight blocks are reduced together: their integer sums are
-//! folded by horizontal additions into one vector of eight block sums, converted once,
-//! multiplied by the eight weight scales (one `vcvtph2ps`) and the eight activation scales
-//! (converted to f32 once per product, see [`crate::matmul`]), and added in one fused
-//! multiply-add. The blocks' results are the same numbers; only the order of the float
-//! additions differs, so the result is within a few ulps of the exact dot, not equal to it.
+//! folded by horizontal additions into one vector of eight block sums (lane `j` is block
+//! `j` of the group, so the lanes are the definition's eight partial sums), converted
+//! once, multiplied by the eight weight scales times the eight activation scales, and
+//! added in one fused multiply-add. A last group of fewer than eight blocks leaves its
+//! missing lanes' scales at zero, which adds nothing.
 
 use std::arch::x86_64::*;
 
-use super::block32::{Act32, Block32, f16_to_f32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
+use super::block32::{Act32, Block32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
 
 /// The f16 scales of eight blocks as f32, and their minimums (zero for the types without
-/// one). The bits are packed in general registers first, two blocks' `scale_bits` to a
+/// one, and for the lanes past the end of a shorter group). The bits are packed in general registers first, two blocks' `scale_bits` to a
 /// 64-bit word: the shifts and ors run beside the vector work, where sixteen `pinsrw`
 /// would compete with it for the shuffle port. One byte shuffle puts the scales before
 /// the minimums, one lane permute joins the halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn scale_min_pairs<W: Block32>(xb: &[W]) -> (__m256, __m256) {
-    let pair = |k: usize| {
-        u64::from(xb[2 * k].scale_bits()) | (u64::from(xb[2 * k + 1].scale_bits()) << 32)
-    };
+    let bits = |k: usize| u64::from(xb.get(k).map_or(0, W::scale_bits));
+    let pair = |k: usize| bits(2 * k) | (bits(2 * k + 1) << 32);
     let v = _mm256_set_epi64x(
         pair(3) as i64,
         pair(2) as i64,
@@ -57,10 +57,10 @@ const fn sign_trick<W: Block32>() -> bool {
     W::SIGNED && W::OFFSET == 0
 }
 
-/// The activations' `d * sum(q)` enters the dot: times the minimum (Q4_1, Q5_1) or times
-/// `-offset * d` (Q4_0, Q5_0), which takes the offset of the stored values back out.
-const fn reads_sums<W: Block32>() -> bool {
-    !sign_trick::<W>()
+/// The stored values are the quants plus an offset (Q4_0, Q5_0): each block's integer sum
+/// loses `OFFSET·Σa` (the activation's second term), exactly, in f32.
+const fn offset<W: Block32>() -> bool {
+    W::SIGNED && W::OFFSET != 0
 }
 
 /// The unsigned left operand of the 8-bit products, and the signed quants the sign trick
@@ -82,6 +82,47 @@ unsafe fn unsigned<W: Block32>(x: &W) -> (__m256i, __m256i) {
     }
 }
 
+/// The integer sums of up to eight consecutive weight blocks `xb` with the blocks of
+/// each activation row from `first`: lane `j` of row `t`'s vector is block `j`'s sum,
+/// zero past the end of `xb`.
+macro_rules! group_sums {
+    ($mul_sum:ident, $xb:expr, $ys:expr, $first:expr) => {{
+        let (xb, ys, first) = ($xb, $ys, $first);
+        let mut quads = [[_mm256_setzero_si256(); 2]; N];
+        for (half, quad) in [0usize, 4].into_iter().enumerate() {
+            if quad >= xb.len() {
+                break;
+            }
+            let mut s = [[_mm256_setzero_si256(); 4]; N];
+            for k in 0..4.min(xb.len() - quad) {
+                let b = quad + k;
+                // SAFETY: this function's target features include AVX2, FMA and F16C.
+                let (u, q) = unsafe { unsigned::<W>(&xb[b]) };
+                for t in 0..N {
+                    // SAFETY: as above.
+                    let a = unsafe { ys[t][first + b].quants() };
+                    let a = if sign_trick::<W>() {
+                        _mm256_sign_epi8(a, q)
+                    } else {
+                        a
+                    };
+                    s[t][k] = $mul_sum(u, a);
+                }
+            }
+            for t in 0..N {
+                quads[t][half] = fold4(s[t]);
+            }
+        }
+        let sums: [__m256i; N] = std::array::from_fn(|t| {
+            let [q0, q1] = quads[t];
+            let lo = _mm256_permute2x128_si256::<0x20>(q0, q1);
+            let hi = _mm256_permute2x128_si256::<0x31>(q0, q1);
+            _mm256_add_epi32(lo, hi)
+        });
+        sums
+    }};
+}
+
 macro_rules! block32_fast {
     ($(#[$doc:meta])* $name:ident, $rows:ident, $features:literal, $mul_sum:ident) => {
         /// The fast dots of consecutive weight rows (`out.len()` rows of `y.len()` blocks
@@ -92,13 +133,13 @@ macro_rules! block32_fast {
             x: &[W],
             y: &[A],
             da: &[f32],
-            sa: &[f32],
+            aux: &[f32],
             out: &mut [f32],
         ) {
             let per_row = y.len();
             assert_eq!(x.len(), out.len() * per_row);
             for (row, o) in x.chunks_exact(per_row.max(1)).zip(out.iter_mut()) {
-                *o = $name::<W, A, 1>(row, [y], [da], [sa])[0];
+                *o = $name::<W, A, 1>(row, [y], [da], [aux])[0];
             }
             if per_row == 0 {
                 out.fill(0.0);
@@ -107,136 +148,64 @@ macro_rules! block32_fast {
 
         $(#[$doc])*
         ///
-        /// `da[t]` holds the f32 scale of each block of `ys[t]`; `sa[t]` its `d * sum(q)`
-        /// (read for the weight types with a minimum or an offset).
+        /// `da[t]` holds the f32 scale of each block of `ys[t]`; `aux[t]` its second term
+        /// ([`crate::dot::scalar_fast::act_terms`]), read for the weight types with a
+        /// minimum or an offset.
         #[target_feature(enable = $features)]
         #[inline]
         pub(crate) fn $name<W: Block32, A: Act32, const N: usize>(
             x: &[W],
             ys: [&[A]; N],
             da: [&[f32]; N],
-            sa: [&[f32]; N],
+            aux: [&[f32]; N],
         ) -> [f32; N] {
             let n = x.len();
             assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
-            assert!(!reads_sums::<W>() || sa.iter().all(|s| s.len() == n));
+            assert!(sign_trick::<W>() || aux.iter().all(|s| s.len() == n));
             let mut acc = [_mm256_setzero_ps(); N];
             let mut macc = [_mm256_setzero_ps(); N];
-            let mut tail_min = [0.0f32; N];
-            let groups = n / 8;
-            for g in 0..groups {
-                let xb = &x[g * 8..g * 8 + 8];
-                super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
-                let mut quads = [[_mm256_setzero_si256(); 2]; N];
-                for (half, quad) in [0usize, 4].into_iter().enumerate() {
-                    let mut s = [[_mm256_setzero_si256(); 4]; N];
-                    for k in 0..4 {
-                        let b = quad + k;
-                        // SAFETY: this function's target features include AVX2, FMA and F16C.
-                        let (u, q) = unsafe { unsigned::<W>(&xb[b]) };
-                        for t in 0..N {
-                            // SAFETY: as above.
-                            let a = unsafe { ys[t][g * 8 + b].quants() };
-                            let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
-                            s[t][k] = $mul_sum(u, a);
+            // One group of up to eight blocks from `first` (a macro, so that the full
+            // groups' loop sees a length of eight and unrolls).
+            macro_rules! group {
+                ($first:expr, $len:expr) => {{
+                    let (first, len) = ($first, $len);
+                    let xb = &x[first..first + len];
+                    super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
+                    let sums = group_sums!($mul_sum, xb, ys, first);
+                    let (dw, mw) = scale_min_pairs(xb);
+                    for t in 0..N {
+                        // The group's activation terms, zero past the end of a short one.
+                        let load = |v: &[f32]| {
+                            if len == 8 {
+                                // SAFETY: `v` holds `n` values (asserted), 8 from `first`.
+                                unsafe { _mm256_loadu_ps(v.as_ptr().add(first)) }
+                            } else {
+                                let mut pad = [0.0f32; 8];
+                                pad[..len].copy_from_slice(&v[first..first + len]);
+                                // SAFETY: `pad` holds 8 values.
+                                unsafe { _mm256_loadu_ps(pad.as_ptr()) }
+                            }
+                        };
+                        let mut s = _mm256_cvtepi32_ps(sums[t]);
+                        if offset::<W>() {
+                            s = _mm256_sub_ps(s, load(aux[t]));
+                        }
+                        acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, load(da[t])), acc[t]);
+                        if !W::SIGNED {
+                            macc[t] = _mm256_fmadd_ps(mw, load(aux[t]), macc[t]);
                         }
                     }
-                    for t in 0..N {
-                        quads[t][half] = fold4(s[t]);
-                    }
-                }
-                // What multiplies the activations' `d * sum(q)`: the minimum, or -offset * d.
-                let (dw, mw) = scale_min_pairs(xb);
-                let mw = if W::SIGNED { _mm256_mul_ps(dw, _mm256_set1_ps(-(W::OFFSET as f32))) } else { mw };
-                for t in 0..N {
-                    let [q0, q1] = quads[t];
-                    let lo = _mm256_permute2x128_si256::<0x20>(q0, q1);
-                    let hi = _mm256_permute2x128_si256::<0x31>(q0, q1);
-                    let sums = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
-                    // SAFETY: `da[t]` holds `n` scales (asserted), so 8 from `g * 8` exist.
-                    let d = unsafe { _mm256_loadu_ps(da[t].as_ptr().add(g * 8)) };
-                    acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, d), sums, acc[t]);
-                    if reads_sums::<W>() {
-                        // SAFETY: as for `da`, `sa[t]` holds `n` values.
-                        let s = unsafe { _mm256_loadu_ps(sa[t].as_ptr().add(g * 8)) };
-                        macc[t] = _mm256_fmadd_ps(mw, s, macc[t]);
-                    }
-                }
+                }};
             }
-            // Four more blocks folded together, in 128-bit lanes (rows of 20 blocks, as in
-            // Gemma 3, would otherwise take a fifth of their blocks one at a time).
-            let mut acc4 = [_mm_setzero_ps(); N];
-            let mut macc4 = [_mm_setzero_ps(); N];
-            let mut rest = groups * 8;
-            if n - rest >= 4 {
-                let xb = &x[rest..rest + 4];
-                let mut s = [[_mm256_setzero_si256(); 4]; N];
-                for (k, block) in xb.iter().enumerate() {
-                    // SAFETY: as above.
-                    let (u, q) = unsafe { unsigned::<W>(block) };
-                    for t in 0..N {
-                        // SAFETY: as above.
-                        let a = unsafe { ys[t][rest + k].quants() };
-                        let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
-                        s[t][k] = $mul_sum(u, a);
-                    }
-                }
-                let halves = |shift: u32| {
-                    (0..4).fold(0u64, |word, k| {
-                        word | (u64::from((xb[k].scale_bits() >> shift) as u16) << (16 * k))
-                    })
-                };
-                let dw = _mm_cvtph_ps(_mm_cvtsi64_si128(halves(0) as i64));
-                let mw = if !W::SIGNED {
-                    _mm_cvtph_ps(_mm_cvtsi64_si128(halves(16) as i64))
-                } else {
-                    _mm_mul_ps(dw, _mm_set1_ps(-(W::OFFSET as f32)))
-                };
-                for t in 0..N {
-                    let quad = fold4(s[t]);
-                    let sums = _mm_cvtepi32_ps(_mm_add_epi32(
-                        _mm256_castsi256_si128(quad),
-                        _mm256_extracti128_si256::<1>(quad),
-                    ));
-                    // SAFETY: `da[t]` holds `n` scales, so 4 from `rest` exist.
-                    let d = unsafe { _mm_loadu_ps(da[t].as_ptr().add(rest)) };
-                    acc4[t] = _mm_fmadd_ps(_mm_mul_ps(dw, d), sums, acc4[t]);
-                    if reads_sums::<W>() {
-                        // SAFETY: as for `da`.
-                        let sa4 = unsafe { _mm_loadu_ps(sa[t].as_ptr().add(rest)) };
-                        macc4[t] = _mm_fmadd_ps(mw, sa4, macc4[t]);
-                    }
-                }
-                rest += 4;
+            let groups = n / 8;
+            for g in 0..groups {
+                group!(g * 8, 8);
             }
-            for t in 0..N {
-                acc[t] = _mm256_add_ps(acc[t], _mm256_zextps128_ps256(acc4[t]));
-                macc[t] = _mm256_add_ps(macc[t], _mm256_zextps128_ps256(macc4[t]));
-            }
-            for b in rest..n {
-                let bits = x[b].scale_bits();
-                let dw = f16_to_f32(half::f16::from_bits(bits as u16));
-                // SAFETY: as above.
-                let (u, q) = unsafe { unsigned::<W>(&x[b]) };
-                let mw = if W::SIGNED {
-                    -(W::OFFSET as f32) * dw
-                } else {
-                    f16_to_f32(half::f16::from_bits((bits >> 16) as u16))
-                };
-                for t in 0..N {
-                    // SAFETY: as above.
-                    let a = unsafe { ys[t][b].quants() };
-                    let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
-                    let sums = _mm256_cvtepi32_ps($mul_sum(u, a));
-                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da[t][b]), sums, acc[t]);
-                    if reads_sums::<W>() {
-                        tail_min[t] += mw * sa[t][b];
-                    }
-                }
+            if n % 8 != 0 {
+                group!(groups * 8, n % 8);
             }
             std::array::from_fn(|t| {
-                let min_term = if reads_sums::<W>() { hsum_ps(macc[t]) + tail_min[t] } else { 0.0 };
-                hsum_ps(acc[t]) + min_term
+                if W::SIGNED { hsum_ps(acc[t]) } else { hsum_ps(acc[t]) + hsum_ps(macc[t]) }
             })
         }
     };

@@ -171,7 +171,7 @@ fn q45_k_scale_bytes(packed: &[u8; 12]) -> (u64, u64) {
 /// Q5_K, the high bits) are known.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn q45_k_block(
+pub(super) fn q45_k_block(
     qs: &[u8; 128],
     qh: Option<&[u8; 32]>,
     scales: &[u8; 12],
@@ -252,41 +252,50 @@ pub(crate) fn dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
     hsum_ps(acc) + summs
 }
 
+/// The integer lanes of one Q6_K super-block against its activation block: their total
+/// is `Σ sc·(Σ q·a)` with the -32 of the stored values taken out through `bsums`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) fn q6_k_block(xb: &BlockQ6K, yb: &BlockQ8K) -> __m256i {
+    let low_mask = _mm256_set1_epi8(0x0f);
+    let sc = u128::from_le_bytes(xb.scales.map(|s| s as u8));
+    let all = _mm_set_epi64x((sc >> 64) as i64, sc as i64);
+    // Quants are stored as q + 32; the -32 goes through bsums.
+    let offset = _mm256_madd_epi16(bsums(yb), _mm256_cvtepi8_epi16(all));
+    let mut isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offset));
+    for h in 0..2 {
+        let scales = scales8((sc >> (64 * h)) as u64, true);
+        let ql0 = load32(xb.ql[64 * h..64 * h + 32].try_into().expect("32 bytes"));
+        let ql1 = load32(
+            xb.ql[64 * h + 32..64 * h + 64]
+                .try_into()
+                .expect("32 bytes"),
+        );
+        let qh = load32(xb.qh[32 * h..32 * h + 32].try_into().expect("32 bytes"));
+        let runs = [
+            (_mm256_and_si256(ql0, low_mask), 0),
+            (_mm256_and_si256(ql1, low_mask), 2),
+            (_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low_mask), 4),
+            (_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low_mask), 6),
+        ];
+        for (r, (low4, shift)) in runs.into_iter().enumerate() {
+            let high2 = _mm256_slli_epi16::<4>(bit_field(qh, shift, 3));
+            let w = _mm256_or_si256(low4, high2);
+            let a = act32(yb, 128 * h + 32 * r);
+            isum = _mm256_add_epi32(isum, scaled_dot(w, a, pair_scales(scales, r)));
+        }
+    }
+    isum
+}
+
 /// Q6_K weights times Q8_K activations.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let mut acc = _mm256_setzero_ps();
-    let low_mask = _mm256_set1_epi8(0x0f);
     for (xb, yb) in x.iter().zip(y) {
         super::prefetch_ahead(xb, size_of_val(xb));
-        let sc = u128::from_le_bytes(xb.scales.map(|s| s as u8));
-        let all = _mm_set_epi64x((sc >> 64) as i64, sc as i64);
-        // Quants are stored as q + 32; the -32 goes through bsums.
-        let offset = _mm256_madd_epi16(bsums(yb), _mm256_cvtepi8_epi16(all));
-        let mut isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(offset));
-        for h in 0..2 {
-            let scales = scales8((sc >> (64 * h)) as u64, true);
-            let ql0 = load32(xb.ql[64 * h..64 * h + 32].try_into().expect("32 bytes"));
-            let ql1 = load32(
-                xb.ql[64 * h + 32..64 * h + 64]
-                    .try_into()
-                    .expect("32 bytes"),
-            );
-            let qh = load32(xb.qh[32 * h..32 * h + 32].try_into().expect("32 bytes"));
-            let runs = [
-                (_mm256_and_si256(ql0, low_mask), 0),
-                (_mm256_and_si256(ql1, low_mask), 2),
-                (_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), low_mask), 4),
-                (_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), low_mask), 6),
-            ];
-            for (r, (low4, shift)) in runs.into_iter().enumerate() {
-                let high2 = _mm256_slli_epi16::<4>(bit_field(qh, shift, 3));
-                let w = _mm256_or_si256(low4, high2);
-                let a = act32(yb, 128 * h + 32 * r);
-                isum = _mm256_add_epi32(isum, scaled_dot(w, a, pair_scales(scales, r)));
-            }
-        }
+        let isum = q6_k_block(xb, yb);
         let d = _mm256_set1_ps(yb.d * f16_to_f32(xb.d));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
     }

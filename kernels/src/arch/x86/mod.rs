@@ -3,11 +3,13 @@
 mod attn_sums;
 pub(crate) mod block32;
 mod block32_fast;
+mod block32_lanes;
 mod expf;
 pub(crate) mod flash_attn;
 mod float;
 mod float_tile;
 mod kquants;
+mod kquants_fast;
 
 use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 
@@ -118,6 +120,87 @@ pub(crate) fn block32_fast_vnni<W: Block32, A: Act32, const N: usize>(
 ) -> [f32; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
     unsafe { block32_fast::dot_fast_vnni(x, ys, da, sa) }
+}
+
+/// Decodes whole weight rows for the token-lane kernels, AVX2 (see [`block32_lanes`]).
+pub(crate) fn decode_lanes_avx2<W: Block32>(
+    _: Avx2Token,
+    x: &[W],
+    at: usize,
+    rows: &mut crate::dot::lanes::DecodedRows,
+) {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32_lanes::decode_avx2(x, at, rows) }
+}
+
+/// The token-lane fast dots of one decoded row with a tile of eight tokens, AVX2.
+pub(crate) fn dot_lanes_avx2<W: Block32>(
+    _: Avx2Token,
+    rows: &crate::dot::lanes::DecodedRows,
+    r: usize,
+    tile: &crate::dot::lanes::LaneTile<'_>,
+) -> [f32; crate::dot::lanes::LANES] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32_lanes::dot_lanes_avx2::<W>(rows, r, tile) }
+}
+
+/// The token-lane fast dots of one decoded row with a tile of eight tokens, AVX-512 VNNI.
+pub(crate) fn dot_lanes_vnni<W: Block32>(
+    _: Avx512Token,
+    rows: &crate::dot::lanes::DecodedRows,
+    r: usize,
+    tile: &crate::dot::lanes::LaneTile<'_>,
+) -> [f32; crate::dot::lanes::LANES] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32_lanes::dot_lanes_vnni::<W>(rows, r, tile) }
+}
+
+/// The fast-numerics dot of one k-quant row with one activation row, AVX2 (see
+/// [`kquants_fast`]).
+pub(crate) fn dot_fast_k_avx2<W: KFastRow>(_: Avx2Token, x: &[W], y: &[BlockQ8K]) -> f32 {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernels enable.
+    unsafe { W::dot_fast_row(x, y) }
+}
+
+/// The token-lane fast dots of one decoded k-quant row with a tile of eight tokens, AVX2.
+pub(crate) fn dot_lanes_k_avx2<W: crate::dot::kfast::FastK>(
+    _: Avx2Token,
+    rows: &crate::dot::lanes::DecodedRows,
+    r: usize,
+    tile: &crate::dot::kfast::KTile<'_>,
+) -> [f32; crate::dot::lanes::LANES] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { kquants_fast::dot_lanes_k_avx2::<W>(rows, r, tile) }
+}
+
+/// The k-quant blocks with a fast one-row kernel.
+pub(crate) trait KFastRow: Sized {
+    /// The kernel.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    unsafe fn dot_fast_row(x: &[Self], y: &[BlockQ8K]) -> f32;
+}
+
+impl KFastRow for BlockQ4K {
+    unsafe fn dot_fast_row(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        // SAFETY: the caller's contract.
+        unsafe { kquants_fast::dot_fast_q4_k(x, y) }
+    }
+}
+
+impl KFastRow for BlockQ5K {
+    unsafe fn dot_fast_row(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        // SAFETY: the caller's contract.
+        unsafe { kquants_fast::dot_fast_q5_k(x, y) }
+    }
+}
+
+impl KFastRow for BlockQ6K {
+    unsafe fn dot_fast_row(x: &[Self], y: &[BlockQ8K]) -> f32 {
+        // SAFETY: the caller's contract.
+        unsafe { kquants_fast::dot_fast_q6_k(x, y) }
+    }
 }
 
 /// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.

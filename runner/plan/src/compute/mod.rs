@@ -169,6 +169,28 @@ pub fn matmul_scratch_bytes(file: &GgufFile, n_tokens: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// Bytes of the weight rows the compute threads of `file`'s products decode for the
+/// fast token-lane kernels (the 32-element block types and Q4_K/Q5_K/Q6_K, passes of
+/// [`ggml_type::scratch::LANES_FROM`] tokens or more): each thread keeps the widest.
+pub fn decoded_rows_bytes(file: &GgufFile, num_batch: usize, threads: usize) -> usize {
+    use ggml_type::scratch::{LANES_FROM, lane_rows_bytes};
+    if num_batch < LANES_FROM {
+        return 0;
+    }
+    let widest = (file.tensors().iter())
+        .filter(|t| t.dims().len() >= 2)
+        .filter(|t| {
+            let ty = t.ggml_type();
+            let act = ty.vec_dot_type();
+            (ty.block_size() == 32 && matches!(act, Some(GgmlType::Q8_0 | GgmlType::Q8_1)))
+                || matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K)
+        })
+        .map(|t| lane_rows_bytes(t.dims()[0] as usize))
+        .max()
+        .unwrap_or(0);
+    threads * widest
+}
+
 /// Bytes each compute thread keeps for F16 weight rows widened to f32 in fast numerics
 /// (`kernels::matmul::WIDE_MAX` values; the runner's tests hold the two equal).
 pub const WIDE_ROWS_BYTES: usize = 128 * 1024 * 4;

@@ -162,6 +162,8 @@ impl BaseWriter {
 #[derive(Debug, Default)]
 pub struct KldStats {
     klds: Vec<f64>,
+    /// Per position, this run's negative log-likelihood less the base's.
+    nll_diffs: Vec<f64>,
     same_top: usize,
     base: NllSum,
     ours: NllSum,
@@ -186,6 +188,10 @@ pub struct KldReport {
     pub base_ppl: f64,
     /// This run's perplexity.
     pub ppl: f64,
+    /// The standard error of `ppl / base_ppl`: the two runs score the same positions, so
+    /// it comes from the spread of the per-position differences of their log-likelihoods
+    /// (as llama.cpp's `Mean PPL(Q)/PPL(base)` uncertainty does).
+    pub ratio_error: f64,
 }
 
 impl KldStats {
@@ -200,6 +206,18 @@ impl KldStats {
         let mut sorted = self.klds.clone();
         sorted.sort_by(f64::total_cmp);
         let p99 = sorted[((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1];
+        let (base_ppl, ppl) = (self.base.estimate()?.ppl, self.ours.estimate()?.ppl);
+        let d_mean = self.nll_diffs.iter().sum::<f64>() / n as f64;
+        let d_var = self
+            .nll_diffs
+            .iter()
+            .map(|d| (d - d_mean).powi(2))
+            .sum::<f64>();
+        let ln_ratio_error = if n > 1 {
+            (d_var / (n - 1) as f64 / n as f64).sqrt()
+        } else {
+            0.0
+        };
         Some(KldReport {
             count: n,
             mean,
@@ -211,8 +229,9 @@ impl KldStats {
             p99,
             max: sorted[n - 1],
             same_top: self.same_top as f64 / n as f64,
-            base_ppl: self.base.estimate()?.ppl,
-            ppl: self.ours.estimate()?.ppl,
+            base_ppl,
+            ppl,
+            ratio_error: ppl / base_ppl * ln_ratio_error,
         })
     }
 }
@@ -225,7 +244,12 @@ impl std::fmt::Display for KldReport {
         writeln!(f, "Maximum KLD: {:.6}", self.max)?;
         writeln!(f, "Same top token: {:.2}%", 100.0 * self.same_top)?;
         writeln!(f, "PPL(base) = {:.4}, PPL = {:.4}", self.base_ppl, self.ppl)?;
-        write!(f, "PPL ratio: {:.6}", self.ppl / self.base_ppl)
+        write!(
+            f,
+            "PPL ratio: {:.6} +/- {:.6}",
+            self.ppl / self.base_ppl,
+            self.ratio_error
+        )
     }
 }
 
@@ -312,6 +336,7 @@ impl BaseReader {
         self.stats.same_top += usize::from(top == base_top);
         self.stats.base.add(base_nll);
         self.stats.ours.add(nll);
+        self.stats.nll_diffs.push(nll - base_nll);
         Ok(())
     }
 }

@@ -1,0 +1,203 @@
+//! Fast-numerics kernels of Q4_K, Q5_K and Q6_K, in the order [`crate::dot::kfast`]
+//! defines: a one-row kernel for decode and a token-lane kernel for prompts.
+//!
+//! The one-row kernel takes each super-block's integer lanes from the exact kernels'
+//! shared bodies ([`super::kquants`]), adds them as integers, and makes one fused
+//! multiply-add of the total per super-block. The token-lane kernel multiplies decoded
+//! rows ([`DecodedRows`]) with a [`KTile`] of eight tokens: four weight values broadcast
+//! against four values of every token, the byte products summed as i16 as far as they
+//! cannot overflow, then weighted by the sub-block's scale in one `madd`.
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use super::block32::f16_to_f32;
+use super::block32_lanes::{broadcast4, tree8};
+use super::kquants::{q6_k_block, q45_k_block};
+use crate::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
+use crate::dot::kfast::{FastK, K_TILE_BLOCK_BYTES, KTile};
+use crate::dot::lanes::{DecodedRows, LANES};
+use crate::dot::scalar_fast::tree8 as tree8_f32;
+
+/// The total of eight i32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+}
+
+/// The total of four i32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum4_epi32(s: __m128i) -> i32 {
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+}
+
+/// The partial sums of one row, super-block by super-block.
+struct Partials {
+    p: [f32; 8],
+    m: [f32; 8],
+}
+
+impl Partials {
+    fn new() -> Self {
+        Self {
+            p: [0.0; 8],
+            m: [0.0; 8],
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    fn add(&mut self, b: usize, s1: i32, c1: f32, s2: i32, c2: f32) {
+        self.p[b % 8] = (s1 as f32).mul_add(c1, self.p[b % 8]);
+        self.m[b % 8] = (s2 as f32).mul_add(c2, self.m[b % 8]);
+    }
+}
+
+/// The fast dot of one Q4_K row with one activation row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_fast_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    q45_k(x, y, |xb| (&xb.qs, None, &xb.scales, xb.d, xb.dmin))
+}
+
+/// The fast dot of one Q5_K row with one activation row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_fast_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    q45_k(x, y, |xb| (&xb.qs, Some(&xb.qh), &xb.scales, xb.d, xb.dmin))
+}
+
+/// The parts of a Q4_K or Q5_K super-block the shared body reads.
+type Q45Parts<'a> = (&'a [u8; 128], Option<&'a [u8; 32]>, &'a [u8; 12], f16, f16);
+
+/// Q4_K and Q5_K, from each super-block's parts.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn q45_k<B>(x: &[B], y: &[BlockQ8K], parts: impl Fn(&B) -> Q45Parts<'_>) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sums = Partials::new();
+    for (b, (xb, yb)) in x.iter().zip(y).enumerate() {
+        super::prefetch_ahead(xb, size_of_val(xb));
+        let (qs, qh, scales, d, dmin) = parts(xb);
+        let (isum, mins) = q45_k_block(qs, qh, scales, yb);
+        let (d, dmin) = (f16_to_f32(d), f16_to_f32(dmin));
+        sums.add(
+            b,
+            hsum_epi32(isum),
+            d * yb.d,
+            hsum4_epi32(mins),
+            dmin * yb.d,
+        );
+    }
+    tree8_f32(&sums.p) - tree8_f32(&sums.m)
+}
+
+/// The fast dot of one Q6_K row with one activation row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_fast_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sums = Partials::new();
+    for (b, (xb, yb)) in x.iter().zip(y).enumerate() {
+        super::prefetch_ahead(xb, size_of_val(xb));
+        let s1 = hsum_epi32(q6_k_block(xb, yb));
+        sums.add(b, s1, f16_to_f32(xb.d) * yb.d, 0, 0.0);
+    }
+    tree8_f32(&sums.p)
+}
+
+/// Two i16 in every 32-bit lane.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn pair16(lo: i16, hi: i16) -> __m256i {
+    _mm256_set1_epi32(i32::from(lo as u16) | (i32::from(hi) << 16))
+}
+
+/// The fast dots of decoded k-quant row `r` with the eight tokens of `tile`, AVX2.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_lanes_k_avx2<W: FastK>(
+    rows: &DecodedRows,
+    r: usize,
+    tile: &KTile<'_>,
+) -> [f32; LANES] {
+    let per_row = rows.per_row;
+    let first = r * per_row;
+    let end = first + per_row;
+    assert!(rows.u.len() >= end * QK_K && rows.sc.len() >= end * 16 && rows.mn.len() >= end * 16);
+    assert!(rows.dw.len() >= end && rows.mw.len() >= end);
+    assert!(tile.bytes.len() >= per_row * K_TILE_BLOCK_BYTES);
+    // Byte products per i16 sum: 8·2·15·128, 4·2·31·128 and 2·2·63·128 stay below 2^15.
+    let per_madd = match W::RAW_BITS {
+        4 => 8,
+        5 => 4,
+        _ => 2,
+    }
+    .min(W::SUB / 4);
+    let mut p = [_mm256_setzero_ps(); 8];
+    let mut m = [_mm256_setzero_ps(); 8];
+    for b in 0..per_row {
+        let sb = first + b;
+        let u = rows.u[sb * QK_K..].as_ptr();
+        let block = &tile.bytes[b * K_TILE_BLOCK_BYTES..(b + 1) * K_TILE_BLOCK_BYTES];
+        let q = block.as_ptr();
+        let load = |at: usize| {
+            debug_assert!(at + 32 <= K_TILE_BLOCK_BYTES);
+            // SAFETY: `block` holds K_TILE_BLOCK_BYTES bytes; every `at` below leaves 32.
+            unsafe { _mm256_loadu_si256(q.add(at).cast()) }
+        };
+        let mut acc = _mm256_setzero_si256();
+        for k in 0..QK_K / W::SUB {
+            let scale = _mm256_set1_epi16(rows.sc[sb * 16 + k]);
+            let mut g = k * W::SUB / 4;
+            while g < (k + 1) * W::SUB / 4 {
+                let mut p16 = _mm256_setzero_si256();
+                for gg in g..g + per_madd {
+                    // SAFETY: `u` holds QK_K bytes from the super-block's start (asserted)
+                    // and `4 * gg + 4 <= QK_K`.
+                    let uv = unsafe { broadcast4(u.add(4 * gg)) };
+                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(uv, load(32 * gg)));
+                }
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scale));
+                g += per_madd;
+            }
+        }
+        // Vector `j` of the sums holds each token's bsums 2j and 2j + 1.
+        let sums = |j: usize| load(QK_K * LANES + 32 * j);
+        if W::OFFSET != 0 {
+            debug_assert_eq!(W::OFFSET, 32);
+            let mut off = _mm256_setzero_si256();
+            for j in 0..8 {
+                let sc = pair16(rows.sc[sb * 16 + 2 * j], rows.sc[sb * 16 + 2 * j + 1]);
+                off = _mm256_add_epi32(off, _mm256_madd_epi16(sums(j), sc));
+            }
+            acc = _mm256_sub_epi32(acc, _mm256_slli_epi32::<5>(off));
+        }
+        // SAFETY: the scales are the last 32 bytes of `block`.
+        let da = unsafe { _mm256_loadu_ps(q.add(K_TILE_BLOCK_BYTES - 32).cast()) };
+        let c1 = _mm256_mul_ps(da, _mm256_set1_ps(rows.dw[sb]));
+        p[b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), c1, p[b % 8]);
+        if W::HAS_MIN {
+            let mut s2 = _mm256_setzero_si256();
+            for j in 0..8 {
+                let mn = rows.mn[sb * 16 + j];
+                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(sums(j), pair16(mn, mn)));
+            }
+            let c2 = _mm256_mul_ps(da, _mm256_set1_ps(rows.mw[sb]));
+            m[b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), c2, m[b % 8]);
+        }
+    }
+    let mut result = tree8(&p);
+    if W::HAS_MIN {
+        result = _mm256_sub_ps(result, tree8(&m));
+    }
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds 8 f32.
+    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), result) };
+    out
+}
