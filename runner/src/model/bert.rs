@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{add_assign, gelu_erf, layer_norm_in_place, softmax};
+use kernels::ops::{add_assign, layer_norm_in_place, softmax};
 use kernels::pool::ThreadPool;
 use plan::arch::bert::HyperParams;
 use plan::compute::matmul_scratch_bytes;
@@ -303,12 +303,7 @@ impl Model for Bert {
             layer.attn_norm.rows(cpu.pool(), &mut b.x, hp.eps);
 
             layer.up.forward(cpu, file, &b.x, n, &mut b.up)?;
-            let f = hp.n_ff;
-            let (up, act) = (&b.up, &mut b.act);
-            let chunk = rows_per_task(cpu.pool(), n) * f;
-            cpu.pool().for_chunks_mut(act, chunk, |start, out| {
-                gelu_erf(&up[start..start + out.len()], out);
-            });
+            cpu.gelu_erf(&b.up, &mut b.act, rows_per_task(cpu.pool(), n) * hp.n_ff);
             layer.down.forward(cpu, file, &b.act, n, &mut b.proj)?;
             add_assign(&mut b.x, &b.proj);
             layer.out_norm.rows(cpu.pool(), &mut b.x, hp.eps);

@@ -7,6 +7,7 @@ use std::ops::Range;
 use gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::cpu::{Isa, Numerics};
 use kernels::matmul::{self, MatmulScratch, Weights};
+use kernels::ops::gelu_erf_isa;
 use kernels::pool::ThreadPool;
 
 use super::ModelError;
@@ -15,8 +16,9 @@ use super::ModelError;
 /// matmul scratch.
 ///
 /// This is the one place the numerics are chosen: the model code multiplies through
-/// [`Cpu::matmul`] and never knows whether the product adds in llama.cpp's order (exact)
-/// or in the fast kernels' (see [`Numerics`]).
+/// [`Cpu::matmul`] (and applies BERT's GELU through [`Cpu::gelu_erf`]) and never knows
+/// whether the product adds in llama.cpp's order (exact) or in the fast kernels' (see
+/// [`Numerics`]).
 pub struct Cpu {
     pool: ThreadPool,
     isa: Isa,
@@ -89,6 +91,24 @@ impl Cpu {
         let (pool, isa, numerics) = (&self.pool, self.isa, self.numerics);
         matmul::matmul_stacked(pool, isa, numerics, parts, x, n, out, &mut self.scratch)?;
         Ok(())
+    }
+
+    /// `out[i] = x[i]·Φ(x[i])`, GELU with erf (BERT's feed-forward activation), shared
+    /// over the pool in chunks of `chunk` values: `erf` in `f64` in exact numerics, the
+    /// `f32` SIMD kernel in fast numerics ([`gelu_erf_isa`]).
+    ///
+    /// # Panics
+    /// If `out.len() != x.len()`.
+    pub fn gelu_erf(&self, x: &[f32], out: &mut [f32], chunk: usize) {
+        assert_eq!(
+            x.len(),
+            out.len(),
+            "gelu_erf: output length differs from input"
+        );
+        let (isa, numerics) = (self.isa, self.numerics);
+        self.pool.for_chunks_mut(out, chunk, |start, out| {
+            gelu_erf_isa(isa, numerics, &x[start..start + out.len()], out);
+        });
     }
 
     /// [`Cpu::matmul`] for the tokens routed to one expert ([`matmul::matmul_gathered`]).

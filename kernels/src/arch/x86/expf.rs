@@ -43,7 +43,7 @@ fn exp16(x: __m512) -> __m512 {
 
 /// `ggml_v_expf` (AVX-512 rounding) on 8 lanes of AVX2.
 #[target_feature(enable = "avx2,fma")]
-fn exp8(x: __m256) -> __m256 {
+pub(super) fn exp8(x: __m256) -> __m256 {
     let r = _mm256_set1_ps(c::SHIFT);
     let z = _mm256_fmadd_ps(x, _mm256_set1_ps(c::LOG2E), r);
     let n = _mm256_sub_ps(z, r);

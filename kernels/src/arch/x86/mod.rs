@@ -8,6 +8,7 @@ mod expf;
 pub(crate) mod flash_attn;
 mod float;
 mod float_tile;
+mod gelu_erf;
 mod kquants;
 mod kquants_fast;
 
@@ -242,6 +243,17 @@ pub(crate) fn silu_avx512(_: Avx512Token, x: &[f32], up: Option<&[f32]>, out: &m
     check_groups(x.len(), up.map(<[f32]>::len), out.len());
     // SAFETY: the token proves AVX-512 F; the lengths are equal multiples of 16.
     unsafe { expf::silu_avx512(x, up, out) }
+}
+
+/// The fast-numerics GELU with erf over whole groups of 8, AVX2; see
+/// [`crate::ops::gelu_erf_isa`].
+pub(crate) fn gelu_erf_avx2(_: Avx2Token, x: &[f32], out: &mut [f32]) {
+    assert!(
+        x.len() == out.len() && x.len().is_multiple_of(8),
+        "gelu_erf kernels take equal lengths in whole groups of 8"
+    );
+    // SAFETY: the token proves AVX2 and FMA.
+    unsafe { gelu_erf::gelu_erf_avx2(x, out) }
 }
 
 /// Softmax exponentials and their sum over whole groups of 16, AVX2; see
