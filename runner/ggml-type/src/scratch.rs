@@ -129,12 +129,19 @@ mod tests {
             matmul_activation_bytes(GgmlType::Q4_0, 64, 3),
             2 * 34 * 3 + 2 * 8 * 3
         );
+        // From five tokens, tiles of eight tokens: per block 8 × (32 quants + two f32).
         assert_eq!(
             matmul_activation_bytes(GgmlType::Q4_1, 32, 9),
-            36 * 9 + 8 * 9
+            36 * 9 + 8 * 9 + 2 * 8 * (32 + 8)
         );
         assert_eq!(matmul_activation_bytes(GgmlType::Q8_0, 32, 1), 36 + 8);
         assert_eq!(matmul_activation_bytes(GgmlType::Q4_K, 256, 1), 292);
+        // Q8_K rows, then from five tokens tiles of eight: per super-block 8 × (256 quants,
+        // eight pairs of i16 sums, an f32 scale).
+        assert_eq!(
+            matmul_activation_bytes(GgmlType::Q6_K, 512, 5),
+            292 * 2 * 5 + 2 * 8 * (256 + 32 + 4)
+        );
         assert_eq!(matmul_activation_bytes(GgmlType::F16, 10, 2), 80);
         assert_eq!(matmul_activation_bytes(GgmlType::I8, 10, 2), 0);
     }

@@ -2,8 +2,8 @@
 //! defines: a one-row kernel for decode and a token-lane kernel for prompts.
 //!
 //! The one-row kernel takes each super-block's integer lanes from the exact kernels'
-//! shared bodies ([`super::kquants`]), adds them as integers, and makes one fused
-//! multiply-add of the total per super-block. The token-lane kernel multiplies decoded
+//! shared bodies ([`super::kquants`]), folds the totals of eight super-blocks into one
+//! vector and makes one fused multiply-add of it. The token-lane kernel multiplies decoded
 //! rows ([`DecodedRows`]) with a [`KTile`] of eight tokens: four weight values broadcast
 //! against four values of every token, the byte products summed as i16 as far as they
 //! cannot overflow, then weighted by the sub-block's scale in one `madd`.
@@ -12,51 +12,58 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::block32::f16_to_f32;
+use super::block32::{f16_to_f32, hsum_ps};
 use super::block32_lanes::{broadcast4, tree8};
 use super::kquants::{q6_k_block, q45_k_block};
 use crate::blocks::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K};
 use crate::dot::kfast::{FastK, K_TILE_BLOCK_BYTES, KTile};
 use crate::dot::lanes::{DecodedRows, LANES};
-use crate::dot::scalar_fast::tree8 as tree8_f32;
 
-/// The total of eight i32 lanes.
+/// Eight vectors of i32 lanes folded into one vector of their eight totals (lane `k`
+/// is the total of `v[k]`).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+fn totals8(v: &[__m256i; 8]) -> __m256i {
+    let q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    let q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(q0, q1),
+        _mm256_permute2x128_si256::<0x31>(q0, q1),
+    )
 }
 
-/// The total of four i32 lanes.
+/// Eight vectors of four i32 lanes folded into one vector of their eight totals.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn hsum4_epi32(s: __m128i) -> i32 {
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+fn totals8_128(v: &[__m128i; 8]) -> __m256i {
+    let half =
+        |v: &[__m128i]| _mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3]));
+    _mm256_set_m128i(half(&v[4..]), half(&v[..4]))
 }
 
-/// The partial sums of one row, super-block by super-block.
-struct Partials {
-    p: [f32; 8],
-    m: [f32; 8],
-}
-
-impl Partials {
-    fn new() -> Self {
-        Self {
-            p: [0.0; 8],
-            m: [0.0; 8],
+/// A row's super-blocks eight at a time: `parts(b)` gives super-block `b`'s integer
+/// lanes (their total is `S1`), its minimum products (total `S2`), and its two scales
+/// `d·d'` and `dmin·d'`. The totals of a group land in the lanes of one vector, lane `k`
+/// for super-block `8g + k`, the definition's partial sums, and take one fused
+/// multiply-add each; a short last group leaves its missing lanes' scales at zero.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn fold_rows(n: usize, parts: impl Fn(usize) -> (__m256i, __m128i, f32, f32)) -> (__m256, __m256) {
+    let (mut acc, mut macc) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for first in (0..n).step_by(8) {
+        let mut s = [_mm256_setzero_si256(); 8];
+        let mut m = [_mm_setzero_si128(); 8];
+        let mut c1 = [0.0f32; 8];
+        let mut c2 = [0.0f32; 8];
+        for k in 0..(n - first).min(8) {
+            (s[k], m[k], c1[k], c2[k]) = parts(first + k);
         }
+        // SAFETY: `c1` and `c2` hold eight f32.
+        let (c1, c2) = unsafe { (_mm256_loadu_ps(c1.as_ptr()), _mm256_loadu_ps(c2.as_ptr())) };
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals8(&s)), c1, acc);
+        macc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(totals8_128(&m)), c2, macc);
     }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    fn add(&mut self, b: usize, s1: i32, c1: f32, s2: i32, c2: f32) {
-        self.p[b % 8] = (s1 as f32).mul_add(c1, self.p[b % 8]);
-        self.m[b % 8] = (s2 as f32).mul_add(c2, self.m[b % 8]);
-    }
+    (acc, macc)
 }
 
 /// The fast dot of one Q4_K row with one activation row.
@@ -79,34 +86,27 @@ type Q45Parts<'a> = (&'a [u8; 128], Option<&'a [u8; 32]>, &'a [u8; 12], f16, f16
 #[inline]
 fn q45_k<B>(x: &[B], y: &[BlockQ8K], parts: impl Fn(&B) -> Q45Parts<'_>) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sums = Partials::new();
-    for (b, (xb, yb)) in x.iter().zip(y).enumerate() {
+    let (acc, macc) = fold_rows(x.len(), |b| {
+        let (xb, yb) = (&x[b], &y[b]);
         super::prefetch_ahead(xb, size_of_val(xb));
         let (qs, qh, scales, d, dmin) = parts(xb);
         let (isum, mins) = q45_k_block(qs, qh, scales, yb);
-        let (d, dmin) = (f16_to_f32(d), f16_to_f32(dmin));
-        sums.add(
-            b,
-            hsum_epi32(isum),
-            d * yb.d,
-            hsum4_epi32(mins),
-            dmin * yb.d,
-        );
-    }
-    tree8_f32(&sums.p) - tree8_f32(&sums.m)
+        (isum, mins, f16_to_f32(d) * yb.d, f16_to_f32(dmin) * yb.d)
+    });
+    hsum_ps(acc) - hsum_ps(macc)
 }
 
 /// The fast dot of one Q6_K row with one activation row.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_fast_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sums = Partials::new();
-    for (b, (xb, yb)) in x.iter().zip(y).enumerate() {
+    let (acc, _) = fold_rows(x.len(), |b| {
+        let (xb, yb) = (&x[b], &y[b]);
         super::prefetch_ahead(xb, size_of_val(xb));
-        let s1 = hsum_epi32(q6_k_block(xb, yb));
-        sums.add(b, s1, f16_to_f32(xb.d) * yb.d, 0, 0.0);
-    }
-    tree8_f32(&sums.p)
+        let isum = q6_k_block(xb, yb);
+        (isum, _mm_setzero_si128(), f16_to_f32(xb.d) * yb.d, 0.0)
+    });
+    hsum_ps(acc)
 }
 
 /// Two i16 in every 32-bit lane.
