@@ -11,11 +11,13 @@
 //! Every dot adds in llama.cpp's order (see [`crate::dot::scalar`]), so a product gives
 //! llama.cpp's bits whatever the tiling and the thread count.
 //!
-//! [`matmul_fast`] is the same product in fast numerics (see [`crate::cpu::Numerics`]):
-//! over the 32-element block types it uses [`FastDot::dot_fast`] in tiles of
-//! [`FAST_TILE`] activation rows, which folds eight blocks before its float additions;
-//! F32 and F16 weights take [`crate::dot::float_tile`]'s tiles of several rows by several
-//! tokens; the other types take the exact kernels.
+//! [`matmul_fast`] is the same product in fast numerics (see [`crate::cpu::Numerics`]).
+//! The 32-element block types and Q4_K/Q5_K/Q6_K add in the order their scalar twins
+//! define ([`crate::dot::scalar_fast`], [`crate::dot::kfast`]): up to [`FAST_TILE`]
+//! tokens through one-row kernels, more through the token-lane kernels
+//! ([`crate::dot::lanes`]), which give the same bits. F32 and F16 weights take
+//! [`crate::dot::float_tile`]'s tiles of several rows by several tokens; the other types
+//! take the exact kernels.
 //!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
