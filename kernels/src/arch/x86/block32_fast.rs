@@ -13,7 +13,8 @@
 
 use std::arch::x86_64::*;
 
-use super::block32::{Act32, Block32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
+use super::block32::{Act32, Block32, f16_to_f32, hsum_epi32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
+use crate::dot::scalar_fast::tree8;
 
 /// The f16 scales of eight blocks as f32, and their minimums (zero for the types without
 /// one, and for the lanes past the end of a shorter group). The bits are packed in general registers first, two blocks' `scale_bits` to a
@@ -201,11 +202,46 @@ macro_rules! block32_fast {
             for g in 0..groups {
                 group!(g * 8, 8);
             }
-            if n % 8 != 0 {
-                group!(groups * 8, n % 8);
+            if n % 8 == 0 {
+                return std::array::from_fn(|t| {
+                    if W::SIGNED { hsum_ps(acc[t]) } else { hsum_ps(acc[t]) + hsum_ps(macc[t]) }
+                });
+            }
+            // A short last group block by block into the lanes it belongs to: a group's
+            // worth of folding and padding would cost rows of 18 blocks (576 values) a
+            // third of their time.
+            let mut p = [[0.0f32; 8]; N];
+            let mut m = [[0.0f32; 8]; N];
+            for t in 0..N {
+                // SAFETY: `p[t]` and `m[t]` hold eight f32.
+                unsafe {
+                    _mm256_storeu_ps(p[t].as_mut_ptr(), acc[t]);
+                    _mm256_storeu_ps(m[t].as_mut_ptr(), macc[t]);
+                }
+            }
+            for b in groups * 8..n {
+                let j = b - groups * 8;
+                let bits = x[b].scale_bits();
+                let dw = f16_to_f32(half::f16::from_bits(bits as u16));
+                let mw = f16_to_f32(half::f16::from_bits((bits >> 16) as u16));
+                // SAFETY: this function's target features include AVX2, FMA and F16C.
+                let (u, q) = unsafe { unsigned::<W>(&x[b]) };
+                for t in 0..N {
+                    // SAFETY: as above.
+                    let a = unsafe { ys[t][b].quants() };
+                    let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
+                    let mut sum = hsum_epi32($mul_sum(u, a)) as f32;
+                    if offset::<W>() {
+                        sum -= aux[t][b];
+                    }
+                    p[t][j] = sum.mul_add(dw * da[t][b], p[t][j]);
+                    if !W::SIGNED {
+                        m[t][j] = mw.mul_add(aux[t][b], m[t][j]);
+                    }
+                }
             }
             std::array::from_fn(|t| {
-                if W::SIGNED { hsum_ps(acc[t]) } else { hsum_ps(acc[t]) + hsum_ps(macc[t]) }
+                if W::SIGNED { tree8(&p[t]) } else { tree8(&p[t]) + tree8(&m[t]) }
             })
         }
     };
