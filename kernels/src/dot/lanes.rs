@@ -15,7 +15,7 @@
 use super::scalar_fast::{FastAct, FastBlock, tree8};
 
 /// Tokens in a tile: the eight f32 lanes of a 256-bit register.
-pub const LANES: usize = 8;
+pub const LANES: usize = ggml_type::scratch::LANE_TOKENS;
 
 /// Bytes of one block of a [`LaneTile`]'s quants: 32 values of each of eight tokens.
 pub const TILE_BLOCK_BYTES: usize = 32 * LANES;

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 
-use ggml_type::scratch::{LANE_ROW_CHUNK, LANE_TOKENS, lane_tile_bytes};
+use ggml_type::scratch::{LANE_ROW_CHUNK, lane_tile_bytes};
 
 use super::{Product, StackRows};
 use crate::arch::cast::{as_blocks, as_blocks_mut, as_bytes, as_bytes_mut};
@@ -52,7 +52,6 @@ impl Product<'_> {
         words: &mut [u32],
         out: &mut [f32],
     ) {
-        debug_assert_eq!(LANES, LANE_TOKENS);
         let (n_tokens, rows, isa) = (self.n_tokens, self.w.rows, self.isa);
         let per_row = weights.per_row;
         if rows == 0 || per_row == 0 || n_tokens == 0 {

@@ -8,8 +8,8 @@
 //! folded by horizontal additions into one vector of eight block sums (lane `j` is block
 //! `j` of the group, so the lanes are the definition's eight partial sums), converted
 //! once, multiplied by the eight weight scales times the eight activation scales, and
-//! added in one fused multiply-add. A last group of fewer than eight blocks leaves its
-//! missing lanes' scales at zero, which adds nothing.
+//! added in one fused multiply-add. A last group of fewer than eight blocks goes block by
+//! block into the lanes it belongs to.
 
 use std::arch::x86_64::*;
 
@@ -17,14 +17,14 @@ use super::block32::{Act32, Block32, f16_to_f32, hsum_epi32, hsum_ps, mul_sum_av
 use crate::dot::scalar_fast::tree8;
 
 /// The f16 scales of eight blocks as f32, and their minimums (zero for the types without
-/// one, and for the lanes past the end of a shorter group). The bits are packed in general registers first, two blocks' `scale_bits` to a
+/// one). The bits are packed in general registers first, two blocks' `scale_bits` to a
 /// 64-bit word: the shifts and ors run beside the vector work, where sixteen `pinsrw`
 /// would compete with it for the shuffle port. One byte shuffle puts the scales before
 /// the minimums, one lane permute joins the halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn scale_min_pairs<W: Block32>(xb: &[W]) -> (__m256, __m256) {
-    let bits = |k: usize| u64::from(xb.get(k).map_or(0, W::scale_bits));
+    let bits = |k: usize| u64::from(xb[k].scale_bits());
     let pair = |k: usize| bits(2 * k) | (bits(2 * k + 1) << 32);
     let v = _mm256_set_epi64x(
         pair(3) as i64,
@@ -83,19 +83,15 @@ unsafe fn unsigned<W: Block32>(x: &W) -> (__m256i, __m256i) {
     }
 }
 
-/// The integer sums of up to eight consecutive weight blocks `xb` with the blocks of
-/// each activation row from `first`: lane `j` of row `t`'s vector is block `j`'s sum,
-/// zero past the end of `xb`.
+/// The integer sums of eight consecutive weight blocks `xb` with the blocks of each
+/// activation row from `first`: lane `j` of row `t`'s vector is block `j`'s sum.
 macro_rules! group_sums {
     ($mul_sum:ident, $xb:expr, $ys:expr, $first:expr) => {{
         let (xb, ys, first) = ($xb, $ys, $first);
         let mut quads = [[_mm256_setzero_si256(); 2]; N];
         for (half, quad) in [0usize, 4].into_iter().enumerate() {
-            if quad >= xb.len() {
-                break;
-            }
             let mut s = [[_mm256_setzero_si256(); 4]; N];
-            for k in 0..4.min(xb.len() - quad) {
+            for k in 0..4 {
                 let b = quad + k;
                 // SAFETY: this function's target features include AVX2, FMA and F16C.
                 let (u, q) = unsafe { unsigned::<W>(&xb[b]) };
@@ -165,42 +161,25 @@ macro_rules! block32_fast {
             assert!(sign_trick::<W>() || aux.iter().all(|s| s.len() == n));
             let mut acc = [_mm256_setzero_ps(); N];
             let mut macc = [_mm256_setzero_ps(); N];
-            // One group of up to eight blocks from `first` (a macro, so that the full
-            // groups' loop sees a length of eight and unrolls).
-            macro_rules! group {
-                ($first:expr, $len:expr) => {{
-                    let (first, len) = ($first, $len);
-                    let xb = &x[first..first + len];
-                    super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
-                    let sums = group_sums!($mul_sum, xb, ys, first);
-                    let (dw, mw) = scale_min_pairs(xb);
-                    for t in 0..N {
-                        // The group's activation terms, zero past the end of a short one.
-                        let load = |v: &[f32]| {
-                            if len == 8 {
-                                // SAFETY: `v` holds `n` values (asserted), 8 from `first`.
-                                unsafe { _mm256_loadu_ps(v.as_ptr().add(first)) }
-                            } else {
-                                let mut pad = [0.0f32; 8];
-                                pad[..len].copy_from_slice(&v[first..first + len]);
-                                // SAFETY: `pad` holds 8 values.
-                                unsafe { _mm256_loadu_ps(pad.as_ptr()) }
-                            }
-                        };
-                        let mut s = _mm256_cvtepi32_ps(sums[t]);
-                        if offset::<W>() {
-                            s = _mm256_sub_ps(s, load(aux[t]));
-                        }
-                        acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, load(da[t])), acc[t]);
-                        if !W::SIGNED {
-                            macc[t] = _mm256_fmadd_ps(mw, load(aux[t]), macc[t]);
-                        }
-                    }
-                }};
-            }
             let groups = n / 8;
             for g in 0..groups {
-                group!(g * 8, 8);
+                let first = g * 8;
+                let xb = &x[first..first + 8];
+                super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
+                let sums = group_sums!($mul_sum, xb, ys, first);
+                let (dw, mw) = scale_min_pairs(xb);
+                for t in 0..N {
+                    // SAFETY: `v` holds `n` values (asserted), 8 of them from `first`.
+                    let load = |v: &[f32]| unsafe { _mm256_loadu_ps(v.as_ptr().add(first)) };
+                    let mut s = _mm256_cvtepi32_ps(sums[t]);
+                    if offset::<W>() {
+                        s = _mm256_sub_ps(s, load(aux[t]));
+                    }
+                    acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, load(da[t])), acc[t]);
+                    if !W::SIGNED {
+                        macc[t] = _mm256_fmadd_ps(mw, load(aux[t]), macc[t]);
+                    }
+                }
             }
             if n % 8 == 0 {
                 return std::array::from_fn(|t| {
