@@ -453,14 +453,15 @@ impl Model for Decoder {
         cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        let w = &self.weights;
-        let work = (&mut self.cpu, &mut self.act);
-        with_placement(
-            cache,
-            &w.kv_layout,
-            batch,
-            |il| &w.ropes[w.blocks[il].rope],
-            |cache, placement| w.run(work, batch, cache, placement, out),
-        )
+        let (w, act) = (&self.weights, &mut self.act);
+        self.cpu.interruptible(batch.interrupt(), |cpu| {
+            with_placement(
+                cache,
+                &w.kv_layout,
+                batch,
+                |il| &w.ropes[w.blocks[il].rope],
+                |cache, placement| w.run((cpu, act), batch, cache, placement, out),
+            )
+        })
     }
 }

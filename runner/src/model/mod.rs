@@ -134,8 +134,10 @@ pub enum Output {
     Embeddings,
 }
 
-/// Asks a forward pass to stop between layers, so that a prompt whose caller left stops
-/// within one layer's time instead of one batch's (seconds on a long prompt).
+/// Asks a forward pass to stop before its next matrix product (or layer), so that a prompt
+/// whose caller left stops within one product's time instead of one batch's (seconds on a
+/// long prompt). One layer was not fine enough: 72 ms for SmolLM2 at 512 tokens in exact
+/// numerics on two cores.
 #[derive(Clone)]
 pub struct Interrupt(Arc<dyn Fn() -> bool + Send + Sync>);
 
@@ -196,7 +198,8 @@ impl Batch {
         self.interrupt = None;
     }
 
-    /// Lets `interrupt` stop the pass over this batch between layers (with
+    /// Lets `interrupt` stop the pass over this batch between layers and before each
+    /// matrix product (with
     /// [`ModelError::Interrupted`]).
     pub fn set_interrupt(&mut self, interrupt: Interrupt) {
         self.interrupt = Some(interrupt);
@@ -205,6 +208,11 @@ impl Batch {
     /// Whether the pass over this batch should stop: models check it between layers.
     pub fn interrupted(&self) -> bool {
         self.interrupt.as_ref().is_some_and(Interrupt::is_set)
+    }
+
+    /// The interrupt set on this batch, for [`Cpu::interruptible`](weights::Cpu::interruptible).
+    pub fn interrupt(&self) -> Option<&Interrupt> {
+        self.interrupt.as_ref()
     }
 
     /// Asks for `output` (logits or embeddings) for every token whose flag is set.

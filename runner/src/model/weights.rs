@@ -10,7 +10,7 @@ use kernels::matmul::{self, MatmulScratch, Weights};
 use kernels::ops::gelu_erf_isa;
 use kernels::pool::ThreadPool;
 
-use super::ModelError;
+use super::{Interrupt, ModelError};
 
 /// The CPU a model computes on: its threads, its instruction set, its numerics and the
 /// matmul scratch.
@@ -24,6 +24,9 @@ pub struct Cpu {
     isa: Isa,
     numerics: Numerics,
     scratch: MatmulScratch,
+    /// Set while a pass that may be stopped runs: every product checks it first, so a
+    /// cancelled prompt stops within one product rather than one layer.
+    interrupt: Option<Interrupt>,
 }
 
 impl Cpu {
@@ -40,7 +43,29 @@ impl Cpu {
             isa: Isa::detect()?,
             numerics,
             scratch: MatmulScratch::with_bytes(scratch_bytes),
+            interrupt: None,
         })
+    }
+
+    /// Runs `pass` with `interrupt` checked before every matrix product, which then
+    /// fails with [`ModelError::Interrupted`]. The interrupt is dropped when `pass`
+    /// returns: it holds the callers' channels, which must close when their work ends.
+    pub fn interruptible<R>(
+        &mut self,
+        interrupt: Option<&Interrupt>,
+        pass: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        self.interrupt = interrupt.cloned();
+        let result = pass(self);
+        self.interrupt = None;
+        result
+    }
+
+    fn check_interrupt(&self) -> Result<(), ModelError> {
+        match &self.interrupt {
+            Some(i) if i.is_set() => Err(ModelError::Interrupted),
+            _ => Ok(()),
+        }
     }
 
     /// The instruction set the kernels run on.
@@ -71,6 +96,7 @@ impl Cpu {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        self.check_interrupt()?;
         let product = match self.numerics {
             Numerics::Exact => matmul::matmul,
             Numerics::Fast => matmul::matmul_fast,
@@ -88,6 +114,7 @@ impl Cpu {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        self.check_interrupt()?;
         let (pool, isa, numerics) = (&self.pool, self.isa, self.numerics);
         matmul::matmul_stacked(pool, isa, numerics, parts, x, n, out, &mut self.scratch)?;
         Ok(())
@@ -119,6 +146,7 @@ impl Cpu {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
+        self.check_interrupt()?;
         matmul::matmul_gathered(&self.pool, self.isa, w, x, n, out, &mut self.scratch)?;
         Ok(())
     }
