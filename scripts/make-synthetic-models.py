@@ -37,6 +37,15 @@ and Phi-3 take Gemma 3's SentencePiece vocabulary from the Gemma 3 test model in
           LongRoPE (short and long factors, attn_factor) from an original context of 1024.
   qwen3moe  Qwen3-30B-A3B's routing scaled down: 4 of 16 experts of 256 per token, the
           router kept in F32 as the converter keeps it, Qwen 3's Q/K norms.
+
+Written only when SYNTHETIC_ARCHS names them (they need another vocabulary, or are large):
+
+  nomic-bert  nomic-embed-text's encoder (`NomicBertModel`) at small size: 12 heads of 16,
+          fused QKV without biases, NeoX RoPE (base 1000) instead of position embeddings,
+          SwiGLU feed-forward without biases, post-LayerNorms with biases, two token
+          types, mean pooling; all-MiniLM-L6-v2's WordPiece vocabulary (its vocab.txt,
+          from scripts/fetch-models), in F32 and Q8_0.
+  qwen3moe-bench, qwen3-bench-active  the benchmark models below.
 """
 
 from __future__ import annotations
@@ -113,6 +122,10 @@ class Spec:
     write_rope_dim: bool = False
     write_vocab_size: bool = False
     extra: dict = field(default_factory=dict)
+    # Encoders (nomic-bert): LayerNorm epsilon, token types and pooling type.
+    norm_eps: float = 0.0
+    n_token_types: int = 0
+    pooling: gguf.PoolingType | None = None
 
 
 SPECS = [
@@ -167,11 +180,26 @@ BENCH_SPECS = [
          qk_norm=True, write_head_dim=True, types=("Q4_0",)),
 ]
 
+# Encoders, written only when SYNTHETIC_ARCHS names them: nomic-embed-text-v1.5's layout
+# (NomicBertModel: 12 heads, rotary base 1000, context 2048, LayerNorm epsilon 1e-12) at
+# hidden 192, three layers.
+ENCODER_SPECS = [
+    Spec(arch="nomic-bert", seed=5005, n_layer=3, n_embd=192, n_ff=512, n_head=12,
+         n_head_kv=12, head_dim=16, context_length=2048, rope_theta=1000.0, rms_eps=0.0,
+         pre="default", add_bos=True, tied=True, vocab="wordpiece", types=("F32", "Q8_0"),
+         norm_eps=1e-12, n_token_types=2, pooling=gguf.PoolingType.MEAN),
+]
+
+# all-MiniLM-L6-v2's WordPiece vocabulary, for the encoders.
+WORDPIECE_SOURCE = MODELS / "all-MiniLM-L6-v2" / "vocab.txt"
+
 # Gemma 3's SentencePiece vocabulary, for the families whose own tokenizer is one.
 GEMMA3_SOURCE = MODELS / "gemma-3-270m-q4_k_m.gguf"
 
 # Tensors the converter keeps in F32 whatever the file type (the router).
-KEEP_F32 = ("ffn_gate_inp.weight",)
+# Tensors the converter keeps in F32 whatever the file type (the router, BERT's token
+# types).
+KEEP_F32 = ("ffn_gate_inp.weight", "token_types.weight")
 
 
 def llama3_rope_factors(spec: Spec) -> np.ndarray:
@@ -223,6 +251,76 @@ def read_vocab() -> dict:
         "pad": get("tokenizer.ggml.padding_token_id"),
         "chat_template": get("tokenizer.chat_template"),
     }
+
+
+def read_wordpiece_vocab() -> dict:
+    """MiniLM's WordPiece tokens in llama.cpp's phantom-space form, as its converter
+    writes them (`BertModel.set_vocab`): a control token (`[CLS]`, bracketed but not
+    `[unusedN]`) as it is, a continuation `##ing` as `ing`, a word-initial `play` as
+    `\u2581play`."""
+    if not WORDPIECE_SOURCE.exists():
+        sys.exit(f"{WORDPIECE_SOURCE} is missing: run scripts/fetch-models first")
+    raw = WORDPIECE_SOURCE.read_text(encoding="utf-8").split("\n")
+    if raw and raw[-1] == "":
+        raw.pop()
+    tokens, types = [], []
+    for t in raw:
+        control = len(t) > 2 and t.startswith("[") and t.endswith("]") \
+            and not t.startswith("[unused")
+        types.append(gguf.TokenType.CONTROL if control else gguf.TokenType.NORMAL)
+        tokens.append(t if control else t[2:] if t.startswith("##") else "\u2581" + t)
+    index = {t: i for i, t in enumerate(raw)}
+    return {"tokens": tokens, "token_type": types, "cls": index["[CLS]"],
+            "sep": index["[SEP]"], "pad": index["[PAD]"], "unk": index["[UNK]"],
+            "mask": index["[MASK]"]}
+
+
+def encoder_weights(spec: Spec, n_vocab: int) -> list[tuple[str, np.ndarray]]:
+    """Every tensor of a nomic-bert encoder, with llama.cpp's names, as
+    `NomicBertModel` converts them: no biases but the LayerNorms'."""
+    rng = np.random.default_rng(spec.seed)
+
+    def matrix(rows, cols):
+        return (rng.standard_normal((rows, cols)) / math.sqrt(cols)).astype(np.float32)
+
+    def norm(prefix):
+        return [(f"{prefix}.weight", (1.0 + 0.1 * rng.standard_normal(spec.n_embd)).astype(np.float32)),
+                (f"{prefix}.bias", (0.1 * rng.standard_normal(spec.n_embd)).astype(np.float32))]
+
+    def name(t, bid=None):
+        return (TENSOR_NAMES[t].format(bid=bid) if bid is not None else TENSOR_NAMES[t]) + ".weight"
+
+    d = spec.n_embd
+    out = [(name(MODEL_TENSOR.TOKEN_EMBD), rng.standard_normal((n_vocab, d)).astype(np.float32)),
+           (name(MODEL_TENSOR.TOKEN_TYPES),
+            (0.5 * rng.standard_normal((spec.n_token_types, d))).astype(np.float32))]
+    out += norm(TENSOR_NAMES[MODEL_TENSOR.TOKEN_EMBD_NORM])
+    for il in range(spec.n_layer):
+        out.append((name(MODEL_TENSOR.ATTN_QKV, il), matrix(3 * d, d)))
+        out.append((name(MODEL_TENSOR.ATTN_OUT, il), matrix(d, d)))
+        out += norm(TENSOR_NAMES[MODEL_TENSOR.ATTN_OUT_NORM].format(bid=il))
+        out.append((name(MODEL_TENSOR.FFN_UP, il), matrix(spec.n_ff, d)))
+        out.append((name(MODEL_TENSOR.FFN_GATE, il), matrix(spec.n_ff, d)))
+        out.append((name(MODEL_TENSOR.FFN_DOWN, il), matrix(d, spec.n_ff)))
+        out += norm(TENSOR_NAMES[MODEL_TENSOR.LAYER_OUT_NORM].format(bid=il))
+    return out
+
+
+def add_wordpiece_vocab(w: GGUFWriter, spec: Spec, vocab: dict) -> None:
+    """The WordPiece fields as llama.cpp's `BertModel.set_vocab` writes them."""
+    w.add_tokenizer_model("bert")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(vocab["tokens"])
+    w.add_token_types(vocab["token_type"])
+    w.add_token_type_count(spec.n_token_types)
+    w.add_bos_token_id(vocab["cls"])
+    w.add_eos_token_id(vocab["sep"])
+    w.add_unk_token_id(vocab["unk"])
+    w.add_sep_token_id(vocab["sep"])
+    w.add_pad_token_id(vocab["pad"])
+    w.add_mask_token_id(vocab["mask"])
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(True)
 
 
 def weights(spec: Spec, n_vocab: int) -> list[tuple[str, np.ndarray]]:
@@ -354,9 +452,16 @@ def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
     w.add_embedding_length(spec.n_embd)
     w.add_feed_forward_length(spec.n_ff)
     w.add_head_count(spec.n_head)
-    w.add_head_count_kv(spec.n_head_kv)
+    if spec.pooling is None:
+        w.add_head_count_kv(spec.n_head_kv)
     w.add_rope_freq_base(spec.rope_theta)
-    w.add_layer_norm_rms_eps(spec.rms_eps)
+    if spec.pooling is None:
+        w.add_layer_norm_rms_eps(spec.rms_eps)
+    else:
+        # BertModel.set_gguf_parameters: no head_count_kv, LayerNorm, both ways, pooled.
+        w.add_layer_norm_eps(spec.norm_eps)
+        w.add_causal_attention(False)
+        w.add_pooling_type(spec.pooling)
     if spec.write_head_dim:
         w.add_key_length(spec.head_dim)
         w.add_value_length(spec.head_dim)
@@ -385,6 +490,8 @@ def write(spec: Spec, vocab: dict, tensors, type_name: str, qtype: T,
         w.add_expert_feed_forward_length(spec.n_ff_exp)
     if spec.vocab == "gemma3":
         add_gemma_vocab(w, vocab)
+    elif spec.vocab == "wordpiece":
+        add_wordpiece_vocab(w, spec, vocab)
     else:
         add_bpe_vocab(w, spec, vocab)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -405,12 +512,17 @@ def main() -> None:
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
     out_dir.mkdir(parents=True, exist_ok=True)
     only = os.environ.get("SYNTHETIC_ARCHS")
-    bench = [b for b in BENCH_SPECS if only and b.stem in only.split(",")]
-    for spec in SPECS + bench:
-        if only and (spec.stem or spec.arch) not in only.split(","):
+    asked = only.replace(",", " ").split() if only else []
+    on_request = [s for s in BENCH_SPECS + ENCODER_SPECS if (s.stem or s.arch) in asked]
+    for spec in SPECS + on_request:
+        if only and (spec.stem or spec.arch) not in asked:
             continue
-        vocab = read_gemma_vocab() if spec.vocab == "gemma3" else read_vocab()
-        tensors = weights(spec, vocab_size(vocab))
+        if spec.vocab == "wordpiece":
+            vocab = read_wordpiece_vocab()
+            tensors = encoder_weights(spec, vocab_size(vocab))
+        else:
+            vocab = read_gemma_vocab() if spec.vocab == "gemma3" else read_vocab()
+            tensors = weights(spec, vocab_size(vocab))
         for type_name, qtype, file_type in TYPES:
             if spec.types and type_name not in spec.types:
                 continue

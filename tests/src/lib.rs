@@ -69,9 +69,11 @@ pub fn synthetic_dir() -> PathBuf {
 }
 
 /// The path of the synthetic model `{arch}-synthetic-{ty}.gguf` (tiny random weights, see
-/// `scripts/make-synthetic-models.py`), writing the models first when the file is not
-/// there: the script is deterministic, so a generated file is the one the references were
-/// taken on. Panics, naming the script, when it cannot run.
+/// `scripts/make-synthetic-models.py`), writing that architecture's files first when the
+/// file is not there (`SYNTHETIC_ARCHS={arch}`, which also asks for the models the script
+/// writes only on request, such as `nomic-bert`): the script is deterministic, so a
+/// generated file is the one the references were taken on. Panics, naming the script,
+/// when it cannot run.
 pub fn synthetic_model(arch: &str, ty: &str) -> PathBuf {
     static GENERATED: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let dir = synthetic_dir();
@@ -83,11 +85,13 @@ pub fn synthetic_model(arch: &str, ty: &str) -> PathBuf {
         let status = std::process::Command::new("python3")
             .arg(&script)
             .arg(&dir)
+            .env("SYNTHETIC_ARCHS", arch)
             .status();
         assert!(
             matches!(status, Ok(s) if s.success()) && path.is_file(),
             "synthetic model {} could not be written: run {} by hand (it needs the gguf \
-             package of scripts/requirements.txt and scripts/fetch-models' SmolLM2)",
+             package of scripts/requirements.txt and the vocabulary of scripts/fetch-models' \
+             SmolLM2, Gemma 3 or all-MiniLM-L6-v2)",
             path.display(),
             script.display()
         );

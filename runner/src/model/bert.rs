@@ -1,15 +1,22 @@
-//! BERT encoders (`general.architecture = bert`): sentence-embedding models such as
-//! all-MiniLM-L6-v2, bge and e5, as llama.cpp's converter writes them.
+//! BERT encoders: sentence-embedding models such as all-MiniLM-L6-v2, bge and e5
+//! (`general.architecture = bert`) and nomic-embed-text (`nomic-bert`), as llama.cpp's
+//! converter writes them and its `llama_model_bert` graph runs them.
 //!
-//! Per token: word embedding + absolute position embedding + token-type embedding (type
-//! 0: one segment), LayerNorm. Per layer (post-LayerNorm): Q, K, V projections with
-//! biases → attention scaled by `1/sqrt(head_dim)` over every token of the same sequence
-//! in the batch, both ways (no causal mask; sequences packed in one batch see only
-//! themselves) → output projection + bias → residual add → LayerNorm → up projection +
-//! bias → GELU (erf, as BERT computes it) → down projection + bias → residual add →
-//! LayerNorm. A batch asking for [`Output::Embeddings`] gets the final hidden states of
-//! the tokens that ask for output; [`super::pooling`] pools them (mean, cls) and
-//! normalizes.
+//! Per token (BERT): word embedding + token-type embedding (type 0: one segment) +
+//! absolute position embedding, LayerNorm. Per layer (post-LayerNorm): Q, K, V
+//! projections with biases → attention scaled by `1/sqrt(head_dim)` over every token of
+//! the same sequence in the batch, both ways (no causal mask; sequences packed in one
+//! batch see only themselves) → output projection + bias → residual add → LayerNorm → up
+//! projection + bias → GELU (erf, as BERT computes it) → down projection + bias →
+//! residual add → LayerNorm. A batch asking for [`Output::Embeddings`] gets the final
+//! hidden states of the tokens that ask for output; [`super::pooling`] pools them (mean,
+//! cls) and normalizes.
+//!
+//! nomic-bert is the same encoder with three changes: no position table, but RoPE (NeoX
+//! layout, `rope.freq_base`) on the queries and keys of every layer; the three
+//! projections fused in one matrix (`attn_qkv`) without biases; and a SwiGLU feed-forward
+//! network, `down(silu(gate(x)) · up(x))`, without biases. Its LayerNorms keep their
+//! biases. The token-type table is optional in both, as llama.cpp has it.
 //!
 //! The K/V cache: an encoder keeps nothing between passes, because every token attends to
 //! the ones after it too, so each sequence must be evaluated whole in one batch. The plan
@@ -19,25 +26,30 @@
 //!
 //! The model only embeds: a batch asking for logits is refused (there is no output head).
 //! References: Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for
-//! Language Understanding" (2019); Reimers and Gurevych, "Sentence-BERT" (2019).
+//! Language Understanding" (2019); Reimers and Gurevych, "Sentence-BERT" (2019); Nussbaum
+//! et al., "Nomic Embed: Training a Reproducible Long Context Text Embedder" (2024).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{add_assign, layer_norm_in_place, softmax};
+use kernels::ops::{Rope, RopeLayout, add_assign, layer_norm_in_place, softmax, swiglu};
 use kernels::pool::ThreadPool;
 use plan::arch::bert::HyperParams;
 use plan::compute::matmul_scratch_bytes;
 
 use super::activations::touched;
+use super::layers::{GatedMlp, MlpScratch, rotate};
 use super::weights::{Cpu, Embedding, Linear, vector};
 use super::{Batch, LoadOptions, Logits, Model, ModelError, Output};
 use crate::kvcache::{KvCache, KvError, KvLayout};
 
+/// The encoder architectures this file runs.
+const ENCODERS: [&str; 2] = ["bert", "nomic-bert"];
+
 /// Whether `architecture` is an encoder that only embeds (and cannot generate text).
 pub fn embeds_only(architecture: &str) -> bool {
-    architecture == "bert"
+    ENCODERS.contains(&architecture)
 }
 
 /// Rows per task of a row-wise step over `n` rows: a few tasks per thread.
@@ -70,6 +82,22 @@ impl Norm {
     }
 }
 
+/// How the tokens' positions enter the encoder.
+enum Positions {
+    /// BERT: a learned embedding per position, added to the token's.
+    Absolute(Embedding),
+    /// nomic-bert: RoPE on the queries and keys of every layer.
+    Rotary(Rope),
+}
+
+/// An encoder block's feed-forward network.
+enum Mlp {
+    /// BERT: `down(GELU(up(x)))`, with biases.
+    Gelu { up: Linear, down: Linear },
+    /// nomic-bert: `down(silu(gate(x)) · up(x))`.
+    SwiGlu(GatedMlp),
+}
+
 /// One encoder block's weights.
 struct Layer {
     wq: Linear,
@@ -77,9 +105,49 @@ struct Layer {
     wv: Linear,
     wo: Linear,
     attn_norm: Norm,
-    up: Linear,
-    down: Linear,
+    mlp: Mlp,
     out_norm: Norm,
+}
+
+impl Layer {
+    /// Block `i`: BERT's separate projections, or nomic-bert's fused `attn_qkv` cut into
+    /// its query, key and value rows (llama.cpp takes either in both).
+    fn load(file: &GgufFile, i: usize, hp: &HyperParams) -> Result<Self, ModelError> {
+        let (d, f) = (hp.n_embd, hp.n_ff);
+        let p = format!("blk.{i}");
+        let fused = format!("{p}.attn_qkv.weight");
+        let separate = file.tensor(&format!("{p}.attn_q.weight")).is_some();
+        let [wq, wk, wv] = if file.tensor(&fused).is_some() {
+            Linear::load(file, &format!("{p}.attn_qkv"), d, 3 * d)?.split_rows([d, d, d])
+        } else if hp.rope.is_some() && !separate {
+            // nomic-bert's converter writes the fused matrix: name it, not the others.
+            return Err(ModelError::MissingTensor(format!(
+                "{fused} (or {p}.attn_q, attn_k and attn_v)"
+            )));
+        } else {
+            [
+                Linear::load(file, &format!("{p}.attn_q"), d, d)?,
+                Linear::load(file, &format!("{p}.attn_k"), d, d)?,
+                Linear::load(file, &format!("{p}.attn_v"), d, d)?,
+            ]
+        };
+        let mlp = match hp.rope {
+            Some(_) => Mlp::SwiGlu(GatedMlp::load(file, &format!("{p}.ffn"), d, f)?),
+            None => Mlp::Gelu {
+                up: Linear::load(file, &format!("{p}.ffn_up"), d, f)?,
+                down: Linear::load(file, &format!("{p}.ffn_down"), f, d)?,
+            },
+        };
+        Ok(Self {
+            wq,
+            wk,
+            wv,
+            wo: Linear::load(file, &format!("{p}.attn_output"), d, d)?,
+            attn_norm: Norm::load(file, &format!("{p}.attn_output_norm"), d)?,
+            mlp,
+            out_norm: Norm::load(file, &format!("{p}.layer_output_norm"), d)?,
+        })
+    }
 }
 
 /// The per-pass buffers, sized for `num_batch` tokens at load.
@@ -93,14 +161,21 @@ struct Buffers {
     k: Vec<f32>,
     v: Vec<f32>,
     attn: Vec<f32>,
-    /// The feed-forward rows before and after GELU, `[n, n_ff]`.
+    /// The feed-forward rows before and after GELU, `[n, n_ff]` (BERT; empty for
+    /// nomic-bert).
     up: Vec<f32>,
     act: Vec<f32>,
+    /// The gate and up rows of SwiGLU, `[n, 2 * n_ff]` (nomic-bert; empty for BERT).
+    mlp: MlpScratch,
+    /// RoPE's cos/sin table per token, `[n, n_rot]` (nomic-bert; empty for BERT).
+    cos_sin: Vec<f32>,
 }
 
 impl Buffers {
     fn new(hp: &HyperParams, num_batch: usize) -> Self {
         let (d, f) = (num_batch * hp.n_embd, num_batch * hp.n_ff);
+        let rotary = hp.rope.is_some();
+        let gelu = if rotary { 0 } else { f };
         Self {
             x: touched(d),
             proj: touched(d),
@@ -108,20 +183,36 @@ impl Buffers {
             k: touched(d),
             v: touched(d),
             attn: touched(d),
-            up: touched(f),
-            act: touched(f),
+            up: touched(gelu),
+            act: touched(gelu),
+            mlp: MlpScratch::with_rows(if rotary { f } else { 0 }),
+            cos_sin: touched(hp.rope.map_or(0, |r| num_batch * r.n_rot)),
         }
     }
 
     fn bytes(&self) -> usize {
         let all = [
-            &self.x, &self.proj, &self.q, &self.k, &self.v, &self.attn, &self.up, &self.act,
+            &self.x,
+            &self.proj,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.attn,
+            &self.up,
+            &self.act,
+            &self.cos_sin,
         ];
-        all.iter().map(|b| b.capacity() * 4).sum()
+        all.iter().map(|b| b.capacity() * 4).sum::<usize>() + self.mlp.bytes()
     }
 
     fn resize(&mut self, n: usize, hp: &HyperParams) {
         let (d, f) = (n * hp.n_embd, n * hp.n_ff);
+        if let Some(r) = hp.rope {
+            self.cos_sin.resize(n * r.n_rot, 0.0);
+        } else {
+            self.up.resize(f, 0.0);
+            self.act.resize(f, 0.0);
+        }
         for b in [
             &mut self.x,
             &mut self.proj,
@@ -132,18 +223,17 @@ impl Buffers {
         ] {
             b.resize(d, 0.0);
         }
-        self.up.resize(f, 0.0);
-        self.act.resize(f, 0.0);
     }
 }
 
-/// A loaded BERT encoder.
+/// A loaded BERT encoder (or nomic-bert).
 pub struct Bert {
     file: Arc<GgufFile>,
+    architecture: &'static str,
     hp: HyperParams,
     embd: Embedding,
-    positions: Embedding,
-    token_types: Embedding,
+    positions: Positions,
+    token_types: Option<Embedding>,
     embd_norm: Norm,
     layers: Vec<Layer>,
     cpu: Cpu,
@@ -155,25 +245,30 @@ impl Bert {
     /// Reads the hyper-parameters and finds every tensor; the weights stay in `file`.
     pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Self, ModelError> {
         let hp = HyperParams::read(&file)?;
-        let (d, f) = (hp.n_embd, hp.n_ff);
+        let arch = file.metadata().architecture()?;
+        let architecture = ENCODERS
+            .into_iter()
+            .find(|&name| name == arch)
+            .ok_or_else(|| plan::PlanError::UnknownArchitecture(arch.to_owned()))?;
+        let d = hp.n_embd;
         let embd = Embedding::load(&file, "token_embd.weight", d)?;
-        let positions = Embedding::load(&file, "position_embd.weight", d)?;
-        let token_types = Embedding::load(&file, "token_types.weight", d)?;
+        let positions = match &hp.rope {
+            Some(spec) => Positions::Rotary(super::hparams::rope(
+                spec,
+                hp.attn.head_dim_k,
+                RopeLayout::NeoX,
+                None,
+            )?),
+            None => Positions::Absolute(Embedding::load(&file, "position_embd.weight", d)?),
+        };
+        let token_types = match file.tensor("token_types.weight") {
+            Some(_) => Some(Embedding::load(&file, "token_types.weight", d)?),
+            None => None,
+        };
         let embd_norm = Norm::load(&file, "token_embd_norm", d)?;
-        let mut layers = Vec::with_capacity(hp.n_layer);
-        for i in 0..hp.n_layer {
-            let p = format!("blk.{i}");
-            layers.push(Layer {
-                wq: Linear::load(&file, &format!("{p}.attn_q"), d, d)?,
-                wk: Linear::load(&file, &format!("{p}.attn_k"), d, d)?,
-                wv: Linear::load(&file, &format!("{p}.attn_v"), d, d)?,
-                wo: Linear::load(&file, &format!("{p}.attn_output"), d, d)?,
-                attn_norm: Norm::load(&file, &format!("{p}.attn_output_norm"), d)?,
-                up: Linear::load(&file, &format!("{p}.ffn_up"), d, f)?,
-                down: Linear::load(&file, &format!("{p}.ffn_down"), f, d)?,
-                out_norm: Norm::load(&file, &format!("{p}.layer_output_norm"), d)?,
-            });
-        }
+        let layers = (0..hp.n_layer)
+            .map(|i| Layer::load(&file, i, &hp))
+            .collect::<Result<Vec<_>, _>>()?;
         let compute = options.compute();
         Ok(Self {
             buf: Buffers::new(&hp, compute.num_batch),
@@ -183,6 +278,7 @@ impl Bert {
                 matmul_scratch_bytes(&file, compute.num_batch),
                 options.numerics,
             )?,
+            architecture,
             hp,
             embd,
             positions,
@@ -230,7 +326,7 @@ fn sequences(batch: &Batch, train_ctx: usize) -> Result<BTreeMap<usize, Vec<usiz
 
 impl Model for Bert {
     fn architecture(&self) -> &'static str {
-        "bert"
+        self.architecture
     }
 
     fn n_vocab(&self) -> usize {
@@ -260,9 +356,10 @@ impl Model for Bert {
         out: &mut Logits,
     ) -> Result<(), ModelError> {
         if batch.output() != Output::Embeddings {
-            return Err(ModelError::MissingTensor(
-                "output.weight: bert is an encoder; it gives embeddings, not logits".into(),
-            ));
+            return Err(ModelError::MissingTensor(format!(
+                "output.weight: {} is an encoder; it gives embeddings, not logits",
+                self.architecture
+            )));
         }
         if cache.layout() != &self.kv_layout {
             return Err(KvError::LayoutMismatch.into());
@@ -280,15 +377,28 @@ impl Model for Bert {
         let b = &mut self.buf;
         b.resize(n, hp);
 
+        // The token's embedding, plus type 0's, plus (BERT) its position's: llama.cpp's
+        // order of additions.
         for (t, row) in b.x.chunks_exact_mut(d).enumerate() {
             self.embd.lookup(file, batch.tokens()[t], row)?;
-            let pos = batch.positions()[t] as u32;
-            self.positions.lookup(file, pos, &mut b.proj[..d])?;
-            add_assign(row, &b.proj[..d]);
-            self.token_types.lookup(file, 0, &mut b.proj[..d])?;
-            add_assign(row, &b.proj[..d]);
+            if let Some(types) = &self.token_types {
+                types.lookup(file, 0, &mut b.proj[..d])?;
+                add_assign(row, &b.proj[..d]);
+            }
+            if let Positions::Absolute(positions) = &self.positions {
+                let pos = batch.positions()[t] as u32;
+                positions.lookup(file, pos, &mut b.proj[..d])?;
+                add_assign(row, &b.proj[..d]);
+            }
         }
         self.embd_norm.rows(cpu.pool(), &mut b.x, hp.eps);
+        let rope = match &self.positions {
+            Positions::Rotary(rope) => {
+                rope.cos_sin_batch(batch.positions(), &mut b.cos_sin);
+                Some(rope)
+            }
+            Positions::Absolute(_) => None,
+        };
 
         for layer in &self.layers {
             if batch.interrupted() {
@@ -297,14 +407,25 @@ impl Model for Bert {
             layer.wq.forward(cpu, file, &b.x, n, &mut b.q)?;
             layer.wk.forward(cpu, file, &b.x, n, &mut b.k)?;
             layer.wv.forward(cpu, file, &b.x, n, &mut b.v)?;
+            if let Some(rope) = rope {
+                rotate(rope, &b.cos_sin, &mut b.q, d);
+                rotate(rope, &b.cos_sin, &mut b.k, d);
+            }
             attend(cpu.pool(), hp, &members, b);
             layer.wo.forward(cpu, file, &b.attn, n, &mut b.proj)?;
             add_assign(&mut b.x, &b.proj);
             layer.attn_norm.rows(cpu.pool(), &mut b.x, hp.eps);
 
-            layer.up.forward(cpu, file, &b.x, n, &mut b.up)?;
-            cpu.gelu_erf(&b.up, &mut b.act, rows_per_task(cpu.pool(), n) * hp.n_ff);
-            layer.down.forward(cpu, file, &b.act, n, &mut b.proj)?;
+            match &layer.mlp {
+                Mlp::Gelu { up, down } => {
+                    up.forward(cpu, file, &b.x, n, &mut b.up)?;
+                    cpu.gelu_erf(&b.up, &mut b.act, rows_per_task(cpu.pool(), n) * hp.n_ff);
+                    down.forward(cpu, file, &b.act, n, &mut b.proj)?;
+                }
+                Mlp::SwiGlu(mlp) => {
+                    mlp.forward(cpu, file, swiglu, &b.x, n, &mut b.mlp, &mut b.proj)?;
+                }
+            }
             add_assign(&mut b.x, &b.proj);
             layer.out_norm.rows(cpu.pool(), &mut b.x, hp.eps);
         }

@@ -406,6 +406,7 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
     ("phi3", phi3::load),
     ("qwen3moe", qwen3moe::load),
     ("bert", bert::Bert::load_boxed),
+    ("nomic-bert", bert::Bert::load_boxed),
 ];
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.

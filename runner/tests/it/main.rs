@@ -15,6 +15,7 @@ mod kld;
 mod kv_perplexity;
 mod llama_import;
 mod memory;
+mod nomic_bert;
 mod perplexity_refs;
 mod real_models;
 mod runner_service;

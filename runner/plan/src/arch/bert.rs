@@ -1,6 +1,10 @@
-//! The hyper-parameters of BERT encoders (`general.architecture = bert`), as llama.cpp's
-//! converter writes them: `bert.{block_count, embedding_length, feed_forward_length,
-//! context_length, attention.head_count, attention.layer_norm_epsilon}`.
+//! The hyper-parameters of BERT encoders (`general.architecture = bert`, and
+//! `nomic-bert`: nomic-embed-text), as llama.cpp's converter writes them:
+//! `{arch}.{block_count, embedding_length, feed_forward_length, context_length,
+//! attention.head_count, attention.layer_norm_epsilon}`, and for nomic-bert the rotary
+//! embedding that replaces BERT's position table (`rope.freq_base`; the whole head unless
+//! `rope.dimension_count` says otherwise, NeoX layout, as llama.cpp's `llama_model_bert`
+//! graph applies it).
 //!
 //! An encoder attends within the batch only: every token of a sequence sees every other,
 //! so a sequence is evaluated whole, in one pass, and nothing is kept between passes.
@@ -9,8 +13,8 @@
 
 use gguf::GgufFile;
 
-use super::ArchPlan;
-use super::hparams::{layers, positive, widths};
+use super::hparams::{layers, positive, rope, widths};
+use super::{ArchPlan, RopeSpec};
 use crate::PlanError;
 use crate::compute::{ActivationDims, AttentionShape};
 use crate::kv::KvLayout;
@@ -28,8 +32,12 @@ pub struct HyperParams {
     pub eps: f32,
     /// Attention heads (as many key/value heads), `1/sqrt(head_dim)` on `q·k`.
     pub attn: AttentionShape,
-    /// Positions the position-embedding table holds: the longest input.
+    /// Positions the position-embedding table holds (nomic-bert: the context it was
+    /// trained for): the longest input.
     pub train_ctx: usize,
+    /// nomic-bert's rotary embedding of queries and keys; `None` for BERT, which adds
+    /// absolute position embeddings instead.
+    pub rope: Option<RopeSpec>,
 }
 
 impl HyperParams {
@@ -53,6 +61,10 @@ impl HyperParams {
                 why: "a bert encoder attends both ways",
             });
         }
+        let rope = match md.architecture()? {
+            "nomic-bert" => Some(rope(file, head_dim)?),
+            _ => None,
+        };
         Ok(Self {
             n_layer: layers(file)?,
             n_embd,
@@ -67,6 +79,7 @@ impl HyperParams {
                 softcap: None,
             },
             train_ctx: positive(md.arch_key("context_length")?, md.context_length()?)?,
+            rope,
         })
     }
 
@@ -78,7 +91,7 @@ impl HyperParams {
                 n_embd: self.n_embd,
                 n_ff: self.n_ff,
                 attn: a,
-                n_rot: Vec::new(),
+                n_rot: self.rope.iter().map(|r| r.n_rot).collect(),
                 moe: None,
             },
             kv: KvLayout {
@@ -130,6 +143,25 @@ mod tests {
         let plan = crate::arch::plan(&bert(&[])).unwrap();
         assert!(plan.kv.windows.is_empty());
         assert_eq!(plan, hp.plan());
+    }
+
+    #[test]
+    fn nomic_bert_rotates_the_whole_head_at_its_base() {
+        let mut w = GgufWriter::new();
+        w.set("general.architecture", "nomic-bert")
+            .set("nomic-bert.block_count", 12u32)
+            .set("nomic-bert.context_length", 2048u32)
+            .set("nomic-bert.embedding_length", 768u32)
+            .set("nomic-bert.feed_forward_length", 3072u32)
+            .set("nomic-bert.attention.head_count", 12u32)
+            .set("nomic-bert.attention.layer_norm_epsilon", 1e-12f32)
+            .set("nomic-bert.rope.freq_base", 1000f32);
+        let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+        let hp = HyperParams::read(&file).unwrap();
+        assert_eq!(hp.rope, Some(RopeSpec::new(64, 1000.0)));
+        assert_eq!(hp.train_ctx, 2048);
+        assert_eq!(crate::arch::plan(&file).unwrap().dims.n_rot, vec![64]);
+        assert_eq!(HyperParams::read(&bert(&[])).unwrap().rope, None);
     }
 
     #[test]

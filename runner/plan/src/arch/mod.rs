@@ -110,6 +110,7 @@ const ARCHITECTURES: &[(&str, Planner)] = &[
     ("phi3", phi3::plan),
     ("qwen3moe", qwen3moe::plan),
     ("bert", bert::plan),
+    ("nomic-bert", bert::plan),
 ];
 
 /// The memory plan of the model in `file`, from its metadata alone.
