@@ -9,7 +9,7 @@ use super::lanes::{DecodedRows, LANES, LaneTile, TILE_BLOCK_BYTES, interleave};
 use super::scalar_fast;
 use super::test_data::{AWKWARD_BLOCKS, dequantized, dot_and_bound};
 use super::tests::Case;
-use super::{FastDot, kind};
+use super::{FastDot, ROWS8, kind};
 use crate::arch::cast::as_bytes;
 use crate::cpu::Isa;
 
@@ -121,6 +121,56 @@ fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
     Ok(())
 }
 
+/// The eight-row kernels against the twin, bit for bit: eight random weight rows with
+/// `N` of the first case's activation rows.
+fn rows8_tile<K: FastDot, const N: usize>(n_blocks: usize, seed: u64) -> Result<(), TestCaseError> {
+    let cases: Vec<Case<K>> = (0..ROWS8 as u64)
+        .map(|r| Case::<K>::new(n_blocks, seed.wrapping_add(r)))
+        .collect();
+    let acts = &cases[0].acts;
+    let pick = |i: usize| &acts[i % acts.len()][..];
+    let scales: Vec<(Vec<f32>, Vec<f32>)> = (0..N)
+        .map(|t| pick(t).iter().map(K::act_scales).unzip())
+        .collect();
+    let rows: [&[K::Weight]; ROWS8] = std::array::from_fn(|r| cases[r].w());
+    for isa in Isa::available() {
+        let got = K::dot_rows8::<N>(
+            isa,
+            rows,
+            std::array::from_fn(pick),
+            std::array::from_fn(|t| &scales[t].0[..]),
+            std::array::from_fn(|t| &scales[t].1[..]),
+        );
+        for (t, lanes) in got.iter().enumerate() {
+            for (r, g) in lanes.iter().enumerate() {
+                let want = scalar_fast::dot_fast(rows[r], pick(t));
+                prop_assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "{} rows8 on {}, {} blocks, token {} row {}: got {}, twin {}",
+                    K::TYPE,
+                    isa,
+                    n_blocks,
+                    t,
+                    r,
+                    g,
+                    want
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rows8_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<(), TestCaseError> {
+    match n % 4 {
+        0 => rows8_tile::<K, 4>(n_blocks, seed),
+        1 => rows8_tile::<K, 1>(n_blocks, seed),
+        2 => rows8_tile::<K, 2>(n_blocks, seed),
+        _ => rows8_tile::<K, 3>(n_blocks, seed),
+    }
+}
+
 macro_rules! fast_tests {
     ($($kind:ident => $name:ident;)*) => {
         proptest! {
@@ -130,6 +180,7 @@ macro_rules! fast_tests {
                 fn $name(i in 0..AWKWARD_BLOCKS.len(), seed in any::<u64>(), n in 1..=LANES) {
                     fast_matches_scalar::<kind::$kind>(AWKWARD_BLOCKS[i], seed)?;
                     lanes_match_twin::<kind::$kind>(AWKWARD_BLOCKS[i], seed, n)?;
+                    rows8_match_twin::<kind::$kind>(AWKWARD_BLOCKS[i], seed, n)?;
                 }
             )*
         }

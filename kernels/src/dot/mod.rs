@@ -36,6 +36,9 @@ use crate::blocks::{
     BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
 };
 use crate::cpu::Isa;
+
+/// Weight rows [`FastDot::dot_rows8`] multiplies together, one per register lane.
+pub const ROWS8: usize = 8;
 use crate::quant::{quantize_row_q8_0_isa, quantize_row_q8_1_isa, quantize_row_q8_k_isa};
 
 /// A weight type, its activation partner, and their dot product.
@@ -118,6 +121,16 @@ pub trait FastDot: VecDot<Act: scalar_fast::FastAct, Weight: scalar_fast::FastBl
         sa: &[f32],
         out: &mut [f32],
     );
+    /// The dots of eight weight rows with `N` activation rows (N = 1..=4): element `t`
+    /// holds each row's dot with `ys[t]`, the bits of [`FastDot::dot_fast`]. The eight
+    /// rows share one transposition, so several streams' decode steps pay it once.
+    fn dot_rows8<const N: usize>(
+        isa: Isa,
+        rows: [&[Self::Weight]; ROWS8],
+        ys: [&[Self::Act]; N],
+        da: [&[f32]; N],
+        sa: [&[f32]; N],
+    ) -> [[f32; ROWS8]; N];
     /// Decodes whole weight rows (`x`) into `rows` from row `at`, for
     /// [`FastDot::dot_lanes`] (see [`lanes`]).
     fn decode_rows(isa: Isa, x: &[Self::Weight], at: usize, rows: &mut lanes::DecodedRows);
@@ -192,6 +205,25 @@ macro_rules! block32 {
                     Isa::Avx2(token) => x86::block32_fast_rows_avx2(token, x, y, da, sa, out),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => x86::block32_fast_rows_vnni(token, x, y, da, sa, out),
+                }
+            }
+            fn dot_rows8<const N: usize>(
+                isa: Isa,
+                rows: [&[$w]; ROWS8],
+                ys: [&[$a]; N],
+                da: [&[f32]; N],
+                sa: [&[f32]; N],
+            ) -> [[f32; ROWS8]; N] {
+                match isa {
+                    Isa::Scalar => std::array::from_fn(|t| {
+                        rows.map(|row| scalar_fast::dot_fast(row, ys[t]))
+                    }),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::block32_rows8_avx2(token, rows, ys, da, sa),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => {
+                        x86::block32_rows8_avx2(token.avx2(), rows, ys, da, sa)
+                    }
                 }
             }
             fn decode_rows(isa: Isa, x: &[$w], at: usize, rows: &mut lanes::DecodedRows) {

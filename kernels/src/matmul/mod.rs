@@ -27,7 +27,7 @@ use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks, as_blocks_mut, as_bytes_mut};
 use crate::arch::scoped::Split;
 use crate::cpu::{Isa, Numerics};
-use crate::dot::{FastDot, VecDot, kind};
+use crate::dot::{FastDot, ROWS8, VecDot, kind};
 use crate::pool::ThreadPool;
 
 mod float;
@@ -498,36 +498,64 @@ impl Product<'_> {
             return Ok(());
         }
         let row = |t: usize| t * a_per_row..(t + 1) * a_per_row;
-        self.tiles(out, FAST_TILE, |r, t, tile| {
+        let a = |t: usize| &acts[row(t)];
+        let d = |t: usize| &da[row(t)];
+        let s = |t: usize| &sa[row(t)];
+        let eight = |r: usize, t: usize, tile: usize| {
+            let w: [&[K::Weight]; ROWS8] = std::array::from_fn(|k| weights.row(r + k));
+            match tile {
+                4 => rows8(K::dot_rows8(
+                    isa,
+                    w,
+                    [a(t), a(t + 1), a(t + 2), a(t + 3)],
+                    [d(t), d(t + 1), d(t + 2), d(t + 3)],
+                    [s(t), s(t + 1), s(t + 2), s(t + 3)],
+                )),
+                3 => rows8(K::dot_rows8(
+                    isa,
+                    w,
+                    [a(t), a(t + 1), a(t + 2)],
+                    [d(t), d(t + 1), d(t + 2)],
+                    [s(t), s(t + 1), s(t + 2)],
+                )),
+                2 => rows8(K::dot_rows8(
+                    isa,
+                    w,
+                    [a(t), a(t + 1)],
+                    [d(t), d(t + 1)],
+                    [s(t), s(t + 1)],
+                )),
+                _ => rows8(K::dot_rows8(isa, w, [a(t)], [d(t)], [s(t)])),
+            }
+        };
+        let one = |r: usize, t: usize, tile: usize| {
             let wr = weights.row(r);
-            let a = |k: usize| &acts[row(t + k)];
-            let d = |k: usize| &da[row(t + k)];
-            let s = |k: usize| &sa[row(t + k)];
             match tile {
                 4 => sums(K::dot_fast(
                     isa,
                     wr,
-                    [a(0), a(1), a(2), a(3)],
-                    [d(0), d(1), d(2), d(3)],
-                    [s(0), s(1), s(2), s(3)],
+                    [a(t), a(t + 1), a(t + 2), a(t + 3)],
+                    [d(t), d(t + 1), d(t + 2), d(t + 3)],
+                    [s(t), s(t + 1), s(t + 2), s(t + 3)],
                 )),
                 3 => sums(K::dot_fast(
                     isa,
                     wr,
-                    [a(0), a(1), a(2)],
-                    [d(0), d(1), d(2)],
-                    [s(0), s(1), s(2)],
+                    [a(t), a(t + 1), a(t + 2)],
+                    [d(t), d(t + 1), d(t + 2)],
+                    [s(t), s(t + 1), s(t + 2)],
                 )),
                 2 => sums(K::dot_fast(
                     isa,
                     wr,
-                    [a(0), a(1)],
-                    [d(0), d(1)],
-                    [s(0), s(1)],
+                    [a(t), a(t + 1)],
+                    [d(t), d(t + 1)],
+                    [s(t), s(t + 1)],
                 )),
-                _ => sums(K::dot_fast(isa, wr, [a(0)], [d(0)], [s(0)])),
+                _ => sums(K::dot_fast(isa, wr, [a(t)], [d(t)], [s(t)])),
             }
-        });
+        };
+        self.tiles8(out, FAST_TILE, eight, one);
         Ok(())
     }
 
@@ -591,6 +619,51 @@ impl Product<'_> {
             }
         });
     }
+
+    /// [`Product::tiles`] eight rows at a time: `eight(r, t, tile)` gives rows `r..r + 8`
+    /// with the `tile` activation rows from `t`, token by token; `one(r, t, tile)` the
+    /// rows of a task's last fewer than eight.
+    fn tiles8(
+        &self,
+        out: &mut [f32],
+        max_tile: usize,
+        eight: impl Fn(usize, usize, usize) -> [[f32; ROWS8]; TOKEN_TILE] + Sync,
+        one: impl Fn(usize, usize, usize) -> [f32; TOKEN_TILE] + Sync,
+    ) {
+        let (rows, n_tokens) = (self.w.rows, self.n_tokens);
+        if rows == 0 || n_tokens == 0 || self.w.cols == 0 {
+            out.fill(0.0);
+            return;
+        }
+        let split = Split {
+            outer: n_tokens,
+            inner: rows,
+            per_task: self.rows_per_task(),
+        };
+        self.pool.run_split(out, split, |_, mut part| {
+            let first_row = part.start();
+            let n_rows = part.row(0).len();
+            let mut t = 0;
+            while t < n_tokens {
+                let tile = (n_tokens - t).min(max_tile);
+                let mut i = 0;
+                while i + ROWS8 <= n_rows {
+                    let sums = eight(first_row + i, t, tile);
+                    for (k, s) in sums[..tile].iter().enumerate() {
+                        part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
+                    }
+                    i += ROWS8;
+                }
+                for i in i..n_rows {
+                    let sums = one(first_row + i, t, tile);
+                    for (k, s) in sums[..tile].iter().enumerate() {
+                        part.row(t + k)[i] = *s;
+                    }
+                }
+                t += tile;
+            }
+        });
+    }
 }
 
 /// The rows of up to [`MAX_STACK`] matrices of one type and width, numbered as if they
@@ -637,6 +710,14 @@ impl<B> StackRows<'_, B> {
             start = 0;
         }
     }
+}
+
+/// `N` tokens' eight-row sums in a tile-sized array.
+#[inline(always)]
+fn rows8<const N: usize>(s: [[f32; ROWS8]; N]) -> [[f32; ROWS8]; TOKEN_TILE] {
+    let mut all = [[0.0; ROWS8]; TOKEN_TILE];
+    all[..N].copy_from_slice(&s);
+    all
 }
 
 /// `N` sums in a tile-sized array.

@@ -106,6 +106,8 @@ pub(crate) trait Act32: Copy {
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C.
     unsafe fn quants(&self) -> __m256i;
+    /// Quants `4k..4k + 4` as one little-endian word, to broadcast (`k < 8`).
+    fn quant_word(&self, k: usize) -> i32;
     /// The f16 bits of the scale (low half) and of `d * sum(quants)` (high half; Q8_1
     /// only, 0 for Q8_0).
     fn scale_bits(&self) -> u32;
@@ -218,6 +220,10 @@ impl Act32 for BlockQ8_0 {
         // SAFETY: reads exactly the 32 bytes of `qs`.
         unsafe { _mm256_loadu_si256(self.qs.as_ptr().cast()) }
     }
+    fn quant_word(&self, k: usize) -> i32 {
+        let q = &self.qs[4 * k..4 * k + 4];
+        i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
+    }
     fn scale_bits(&self) -> u32 {
         u32::from(self.d.to_bits())
     }
@@ -229,6 +235,10 @@ impl Act32 for BlockQ8_1 {
     unsafe fn quants(&self) -> __m256i {
         // SAFETY: reads exactly the 32 bytes of `qs`.
         unsafe { _mm256_loadu_si256(self.qs.as_ptr().cast()) }
+    }
+    fn quant_word(&self, k: usize) -> i32 {
+        let q = &self.qs[4 * k..4 * k + 4];
+        i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])
     }
     fn scale_bits(&self) -> u32 {
         u32::from(self.d.to_bits()) | (u32::from(self.s.to_bits()) << 16)

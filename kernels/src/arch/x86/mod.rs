@@ -4,6 +4,7 @@ mod attn_sums;
 pub(crate) mod block32;
 mod block32_fast;
 mod block32_lanes;
+mod block32_rows;
 mod expf;
 pub(crate) mod flash_attn;
 mod float;
@@ -202,6 +203,19 @@ impl KFastRow for BlockQ6K {
         // SAFETY: the caller's contract.
         unsafe { kquants_fast::dot_fast_q6_k(x, y) }
     }
+}
+
+/// The fast-numerics dots of eight weight rows, one per lane, with `N` activation rows
+/// (see [`block32_rows`]); AVX-512 machines run it through [`Avx512Token::avx2`].
+pub(crate) fn block32_rows8_avx2<W: Block32, A: Act32, const N: usize>(
+    _: Avx2Token,
+    rows: [&[W]; block32_rows::ROWS],
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    sa: [&[f32]; N],
+) -> [[f32; block32_rows::ROWS]; N] {
+    // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
+    unsafe { block32_rows::dot_rows8_avx2(rows, ys, da, sa) }
 }
 
 /// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.
