@@ -501,59 +501,48 @@ impl Product<'_> {
         let a = |t: usize| &acts[row(t)];
         let d = |t: usize| &da[row(t)];
         let s = |t: usize| &sa[row(t)];
+        // The `tile` (1..=4) activation rows from `t`, with their two terms, as arrays.
+        macro_rules! by_tile {
+            ($tile:expr, $t:expr, |$ys:ident, $ds:ident, $ss:ident| $call:expr) => {{
+                let t = $t;
+                match $tile {
+                    4 => {
+                        let ($ys, $ds, $ss) = (
+                            [a(t), a(t + 1), a(t + 2), a(t + 3)],
+                            [d(t), d(t + 1), d(t + 2), d(t + 3)],
+                            [s(t), s(t + 1), s(t + 2), s(t + 3)],
+                        );
+                        $call
+                    }
+                    3 => {
+                        let ($ys, $ds, $ss) = (
+                            [a(t), a(t + 1), a(t + 2)],
+                            [d(t), d(t + 1), d(t + 2)],
+                            [s(t), s(t + 1), s(t + 2)],
+                        );
+                        $call
+                    }
+                    2 => {
+                        let ($ys, $ds, $ss) =
+                            ([a(t), a(t + 1)], [d(t), d(t + 1)], [s(t), s(t + 1)]);
+                        $call
+                    }
+                    _ => {
+                        let ($ys, $ds, $ss) = ([a(t)], [d(t)], [s(t)]);
+                        $call
+                    }
+                }
+            }};
+        }
         let eight = |r: usize, t: usize, tile: usize| {
             let w: [&[K::Weight]; ROWS8] = std::array::from_fn(|k| weights.row(r + k));
-            match tile {
-                4 => rows8(K::dot_rows8(
-                    isa,
-                    w,
-                    [a(t), a(t + 1), a(t + 2), a(t + 3)],
-                    [d(t), d(t + 1), d(t + 2), d(t + 3)],
-                    [s(t), s(t + 1), s(t + 2), s(t + 3)],
-                )),
-                3 => rows8(K::dot_rows8(
-                    isa,
-                    w,
-                    [a(t), a(t + 1), a(t + 2)],
-                    [d(t), d(t + 1), d(t + 2)],
-                    [s(t), s(t + 1), s(t + 2)],
-                )),
-                2 => rows8(K::dot_rows8(
-                    isa,
-                    w,
-                    [a(t), a(t + 1)],
-                    [d(t), d(t + 1)],
-                    [s(t), s(t + 1)],
-                )),
-                _ => rows8(K::dot_rows8(isa, w, [a(t)], [d(t)], [s(t)])),
-            }
+            by_tile!(tile, t, |ys, ds, ss| rows8(K::dot_rows8(
+                isa, w, ys, ds, ss
+            )))
         };
         let one = |r: usize, t: usize, tile: usize| {
             let wr = weights.row(r);
-            match tile {
-                4 => sums(K::dot_fast(
-                    isa,
-                    wr,
-                    [a(t), a(t + 1), a(t + 2), a(t + 3)],
-                    [d(t), d(t + 1), d(t + 2), d(t + 3)],
-                    [s(t), s(t + 1), s(t + 2), s(t + 3)],
-                )),
-                3 => sums(K::dot_fast(
-                    isa,
-                    wr,
-                    [a(t), a(t + 1), a(t + 2)],
-                    [d(t), d(t + 1), d(t + 2)],
-                    [s(t), s(t + 1), s(t + 2)],
-                )),
-                2 => sums(K::dot_fast(
-                    isa,
-                    wr,
-                    [a(t), a(t + 1)],
-                    [d(t), d(t + 1)],
-                    [s(t), s(t + 1)],
-                )),
-                _ => sums(K::dot_fast(isa, wr, [a(t)], [d(t)], [s(t)])),
-            }
+            by_tile!(tile, t, |ys, ds, ss| sums(K::dot_fast(isa, wr, ys, ds, ss)))
         };
         self.tiles8(out, FAST_TILE, eight, one);
         Ok(())
