@@ -7,7 +7,7 @@
 //!
 //! - `q·k` always goes through `ggml_vec_dot_f32`: four vectors of 16 partial sums over
 //!   steps of 64, folded `(0 + 2) + (1 + 3)`, then the 16 lanes reduced as
-//!   `_mm512_reduce_add_ps` does; a remainder below 64 is added one product at a time
+//!   `_mm512_reduce_add_ps` does; a remainder below 64 is added one rounded product at a time
 //!   ([`dot_f32_ggml_isa`]);
 //! - the weighted sum of values for a batch of several tokens goes through llamafile's
 //!   `tinyBLAS` (the probabilities are contiguous): for each output value, 16 partial sums
@@ -43,9 +43,11 @@ pub fn dot_f32_ggml_isa(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512(token) => crate::arch::x86::dot_ggml_avx512(token, &a[..body], &b[..body]),
     };
-    // ggml's remainder loop is `sumf += x[i]*y[i]` in `float`, which GCC contracts.
+    // ggml's remainder loop is `sumf += x[i]*y[i]` in `float`; GCC vectorizes its products
+    // and adds them in order, so each product is rounded before its addition (no fused
+    // multiply-add). A head of 32 values (the synthetic qwen2's) is all remainder.
     for (&x, &y) in a[body..].iter().zip(&b[body..]) {
-        sum = x.mul_add(y, sum);
+        sum += x * y;
     }
     sum
 }
