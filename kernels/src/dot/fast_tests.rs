@@ -97,25 +97,37 @@ fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
         d: &d,
         aux: &tile_aux,
     };
+    // A second weight row for the two-row kernels.
+    let other = Case::<K>::new(n_blocks, seed ^ 0x5eed);
+    let weights: Vec<K::Weight> = case.w().iter().chain(other.w()).copied().collect();
     for isa in Isa::available() {
         let mut rows = DecodedRows::default();
-        // Two rows' room, the case's row decoded second: offsets inside the buffer count.
-        rows.reserve(2, n_blocks);
-        K::decode_rows(isa, case.w(), 1, &mut rows);
-        let got = K::dot_lanes(isa, &rows, 1, &tile);
-        for (t, g) in got[..n].iter().enumerate() {
-            let want = scalar_fast::dot_fast(case.w(), &case.acts[t % case.acts.len()]);
-            prop_assert_eq!(
-                g.to_bits(),
-                want.to_bits(),
-                "{} lanes on {}, {} blocks, token {}: got {}, twin {}",
-                K::TYPE,
-                isa,
-                n_blocks,
-                t,
-                g,
-                want
-            );
+        // Three rows' room, the case's rows decoded from the second: offsets inside the
+        // buffer count.
+        rows.reserve(3, n_blocks);
+        K::decode_rows(isa, &weights, 1, &mut rows);
+        let [two_a, two_b] = K::dot_lanes2(isa, &rows, 1, &tile);
+        let runs = [
+            (K::dot_lanes(isa, &rows, 1, &tile), case.w(), "one-row"),
+            (two_a, case.w(), "two-row, first"),
+            (two_b, other.w(), "two-row, second"),
+        ];
+        for (got, w, kernel) in runs {
+            for (t, g) in got[..n].iter().enumerate() {
+                let want = scalar_fast::dot_fast(w, &case.acts[t % case.acts.len()]);
+                prop_assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "{} {} lanes on {}, {} blocks, token {}: got {}, twin {}",
+                    K::TYPE,
+                    kernel,
+                    isa,
+                    n_blocks,
+                    t,
+                    g,
+                    want
+                );
+            }
         }
     }
     Ok(())

@@ -40,14 +40,34 @@ fn fast_k_matches_twin<K: FastKDot>(
     let mut bytes = vec![0u8; n_blocks * K_TILE_BLOCK_BYTES];
     interleave_k(&acts, n_blocks, &mut bytes);
     let tile = KTile { bytes: &bytes };
+    // A second weight row for the two-row kernel.
+    let other = Case::<K>::new(n_blocks, seed ^ 0x5eed);
+    let weights: Vec<K::Weight> = case.w().iter().chain(other.w()).copied().collect();
     for isa in Isa::available() {
         let mut rows = DecodedRows::default();
-        // Two rows' room, the case's row decoded second: offsets inside the buffer count.
-        rows.reserve_k(2, n_blocks);
-        decode_k(case.w(), 1, &mut rows);
+        // Three rows' room, the case's rows decoded from the second: offsets inside the
+        // buffer count.
+        rows.reserve_k(3, n_blocks);
+        decode_k(&weights, 1, &mut rows);
         let lanes = K::dot_lanes_k(isa, &rows, 1, &tile);
         assert_eq!(lanes.len(), LANES);
+        let [two_a, two_b] = K::dot_lanes_k2(isa, &rows, 1, &tile);
         for t in 0..n {
+            let other_twin = dot_fast_k(other.w(), act(t));
+            prop_assert_eq!(
+                two_a[t].to_bits(),
+                twin[t].to_bits(),
+                "{} two-row lanes on {}, first row",
+                K::TYPE,
+                isa
+            );
+            prop_assert_eq!(
+                two_b[t].to_bits(),
+                other_twin.to_bits(),
+                "{} two-row lanes on {}, second row",
+                K::TYPE,
+                isa
+            );
             let row = K::dot_fast_k(isa, case.w(), act(t));
             prop_assert_eq!(
                 row.to_bits(),

@@ -142,6 +142,14 @@ pub trait FastDot: VecDot<Act: scalar_fast::FastAct, Weight: scalar_fast::FastBl
         r: usize,
         tile: &lanes::LaneTile<'_>,
     ) -> [f32; lanes::LANES];
+    /// [`FastDot::dot_lanes`] of rows `r` and `r + 1` in one pass: the SIMD kernels load
+    /// each tile register once for both rows. The bits of two one-row calls.
+    fn dot_lanes2(
+        isa: Isa,
+        rows: &lanes::DecodedRows,
+        r: usize,
+        tile: &lanes::LaneTile<'_>,
+    ) -> [[f32; lanes::LANES]; 2];
 }
 
 macro_rules! block32 {
@@ -244,9 +252,26 @@ macro_rules! block32 {
                 match isa {
                     Isa::Scalar => lanes::dot_lanes_portable::<$w>(rows, r, tile),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w>(token, rows, r, tile),
+                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w, 1>(token, rows, r, tile)[0],
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w>(token, rows, r, tile),
+                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w, 1>(token, rows, r, tile)[0],
+                }
+            }
+            fn dot_lanes2(
+                isa: Isa,
+                rows: &lanes::DecodedRows,
+                r: usize,
+                tile: &lanes::LaneTile<'_>,
+            ) -> [[f32; lanes::LANES]; 2] {
+                match isa {
+                    Isa::Scalar => [
+                        lanes::dot_lanes_portable::<$w>(rows, r, tile),
+                        lanes::dot_lanes_portable::<$w>(rows, r + 1, tile),
+                    ],
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w, 2>(token, rows, r, tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w, 2>(token, rows, r, tile),
                 }
             }
 
@@ -472,6 +497,14 @@ pub trait FastKDot: VecDot<Act = BlockQ8K, Weight: kfast::FastK> {
         r: usize,
         tile: &kfast::KTile<'_>,
     ) -> [f32; lanes::LANES];
+    /// [`FastKDot::dot_lanes_k`] of rows `r` and `r + 1` in one pass: the SIMD kernel
+    /// loads each tile register once for both rows. The bits of two one-row calls.
+    fn dot_lanes_k2(
+        isa: Isa,
+        rows: &lanes::DecodedRows,
+        r: usize,
+        tile: &kfast::KTile<'_>,
+    ) -> [[f32; lanes::LANES]; 2];
 }
 
 macro_rules! fast_k {
@@ -495,10 +528,33 @@ macro_rules! fast_k {
                 match isa {
                     Isa::Scalar => kfast::dot_lanes_k_portable::<Self::Weight>(rows, r, tile),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => x86::dot_lanes_k_avx2::<Self::Weight>(token, rows, r, tile),
+                    Isa::Avx2(token) => {
+                        x86::dot_lanes_k_avx2::<Self::Weight, 1>(token, rows, r, tile)[0]
+                    }
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => {
-                        x86::dot_lanes_k_avx2::<Self::Weight>(token.avx2(), rows, r, tile)
+                        x86::dot_lanes_k_avx2::<Self::Weight, 1>(token.avx2(), rows, r, tile)[0]
+                    }
+                }
+            }
+            fn dot_lanes_k2(
+                isa: Isa,
+                rows: &lanes::DecodedRows,
+                r: usize,
+                tile: &kfast::KTile<'_>,
+            ) -> [[f32; lanes::LANES]; 2] {
+                match isa {
+                    Isa::Scalar => [
+                        kfast::dot_lanes_k_portable::<Self::Weight>(rows, r, tile),
+                        kfast::dot_lanes_k_portable::<Self::Weight>(rows, r + 1, tile),
+                    ],
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => {
+                        x86::dot_lanes_k_avx2::<Self::Weight, 2>(token, rows, r, tile)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => {
+                        x86::dot_lanes_k_avx2::<Self::Weight, 2>(token.avx2(), rows, r, tile)
                     }
                 }
             }

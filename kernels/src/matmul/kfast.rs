@@ -69,6 +69,12 @@ impl Product<'_> {
                     },
                 )
             },
+            |decoded, i, tile| {
+                let tile = KTile {
+                    bytes: as_bytes(tile),
+                };
+                K::dot_lanes_k2(isa, decoded, i, &tile)
+            },
         );
         Ok(())
     }

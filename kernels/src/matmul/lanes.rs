@@ -87,6 +87,7 @@ impl Product<'_> {
                 });
             },
             |decoded, i, tile| K::dot_lanes(isa, decoded, i, &tile_view(tile, per_row)),
+            |decoded, i, tile| K::dot_lanes2(isa, decoded, i, &tile_view(tile, per_row)),
         );
     }
 
@@ -115,7 +116,8 @@ impl Product<'_> {
 
     /// Fills `out` from the tiles in `words` (`tw` words each): each task decodes its
     /// rows [`LANE_ROW_CHUNK`] at a time (`decode(rows, first, chunk)`) and passes every
-    /// tile over them (`dot(rows, i, tile)` for the chunk's row `i`).
+    /// tile over them, two rows at a time (`dot2(rows, i, tile)` for the chunk's rows `i`
+    /// and `i + 1`) and an odd last row alone (`dot`).
     pub(super) fn pass_tiles(
         &self,
         out: &mut [f32],
@@ -123,6 +125,7 @@ impl Product<'_> {
         tw: usize,
         decode: impl Fn(&mut DecodedRows, usize, usize) + Sync,
         dot: impl Fn(&DecodedRows, usize, &[u32]) -> [f32; LANES] + Sync,
+        dot2: impl Fn(&DecodedRows, usize, &[u32]) -> [[f32; LANES]; 2] + Sync,
     ) {
         let (n_tokens, rows) = (self.n_tokens, self.w.rows);
         let tiles = words.len() / tw.max(1);
@@ -141,11 +144,18 @@ impl Product<'_> {
                     for tile in 0..tiles {
                         let words = &words[tile * tw..(tile + 1) * tw];
                         let nt = (n_tokens - tile * LANES).min(LANES);
-                        for i in 0..chunk {
-                            let sums = dot(decoded, i, words);
+                        let mut store = |i: usize, sums: [f32; LANES]| {
                             for (k, &s) in sums[..nt].iter().enumerate() {
                                 part.row(tile * LANES + k)[c0 + i] = s;
                             }
+                        };
+                        for i in (0..chunk - chunk % 2).step_by(2) {
+                            let [a, b] = dot2(decoded, i, words);
+                            store(i, a);
+                            store(i + 1, b);
+                        }
+                        if chunk % 2 == 1 {
+                            store(chunk - 1, dot(decoded, chunk - 1, words));
                         }
                     }
                 }

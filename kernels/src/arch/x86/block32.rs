@@ -30,15 +30,6 @@ pub(super) fn hsum_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
-/// The total of eight i32 lanes.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-pub(super) fn hsum_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
-}
-
 /// 16 packed nibbles as 32 bytes: low nibbles (elements 0..16) then high nibbles.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]

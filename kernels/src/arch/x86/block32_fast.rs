@@ -8,24 +8,23 @@
 //! folded by horizontal additions into one vector of eight block sums (lane `j` is block
 //! `j` of the group, so the lanes are the definition's eight partial sums), converted
 //! once, multiplied by the eight weight scales times the eight activation scales, and
-//! added in one fused multiply-add. A last group of fewer than eight blocks goes block by
-//! block into the lanes it belongs to.
+//! added in one fused multiply-add. A last group of fewer than eight blocks takes the same
+//! path with its missing lanes zero (rows of 576 or 640 values end in such a group).
 
 use std::arch::x86_64::*;
 
-use super::block32::{Act32, Block32, f16_to_f32, hsum_epi32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
-use crate::dot::scalar_fast::tree8;
+use super::block32::{Act32, Block32, hsum_ps, mul_sum_avx2, mul_sum_vnni};
 
 /// The f16 scales of eight blocks as f32, and their minimums (zero for the types without
-/// one). The bits are packed in general registers first, two blocks' `scale_bits` to a
-/// 64-bit word: the shifts and ors run beside the vector work, where sixteen `pinsrw`
-/// would compete with it for the shuffle port. One byte shuffle puts the scales before
-/// the minimums, one lane permute joins the halves.
+/// one), from each block's `scale_bits` (zero for the lanes of a short last group). The
+/// bits are packed in general registers first, two blocks to a 64-bit word: the shifts
+/// and ors run beside the vector work, where sixteen `pinsrw` would compete with it for
+/// the shuffle port. One byte shuffle puts the scales before the minimums, one lane
+/// permute joins the halves.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn scale_min_pairs<W: Block32>(xb: &[W]) -> (__m256, __m256) {
-    let bits = |k: usize| u64::from(xb[k].scale_bits());
-    let pair = |k: usize| bits(2 * k) | (bits(2 * k + 1) << 32);
+fn scale_min_pairs(bits: impl Fn(usize) -> u32) -> (__m256, __m256) {
+    let pair = |k: usize| u64::from(bits(2 * k)) | (u64::from(bits(2 * k + 1)) << 32);
     let v = _mm256_set_epi64x(
         pair(3) as i64,
         pair(2) as i64,
@@ -83,16 +82,20 @@ unsafe fn unsigned<W: Block32>(x: &W) -> (__m256i, __m256i) {
     }
 }
 
-/// The integer sums of eight consecutive weight blocks `xb` with the blocks of each
-/// activation row from `first`: lane `j` of row `t`'s vector is block `j`'s sum.
+/// The integer sums of `count` (at most eight) consecutive weight blocks `xb` with the
+/// blocks of each activation row from `first`: lane `j` of row `t`'s vector is block
+/// `j`'s sum, zero past `count`.
 macro_rules! group_sums {
-    ($mul_sum:ident, $xb:expr, $ys:expr, $first:expr) => {{
-        let (xb, ys, first) = ($xb, $ys, $first);
+    ($mul_sum:ident, $xb:expr, $ys:expr, $first:expr, $count:expr) => {{
+        let (xb, ys, first, count) = ($xb, $ys, $first, $count);
         let mut quads = [[_mm256_setzero_si256(); 2]; N];
         for (half, quad) in [0usize, 4].into_iter().enumerate() {
             let mut s = [[_mm256_setzero_si256(); 4]; N];
             for k in 0..4 {
                 let b = quad + k;
+                if b >= count {
+                    break;
+                }
                 // SAFETY: this function's target features include AVX2, FMA and F16C.
                 let (u, q) = unsafe { unsigned::<W>(&xb[b]) };
                 for t in 0..N {
@@ -161,66 +164,53 @@ macro_rules! block32_fast {
             assert!(sign_trick::<W>() || aux.iter().all(|s| s.len() == n));
             let mut acc = [_mm256_setzero_ps(); N];
             let mut macc = [_mm256_setzero_ps(); N];
+            // One group of `count` blocks from `first` into the lanes. A short last group
+            // reads its activation terms through a mask; its missing lanes add 0 × 0,
+            // which leaves the sums' bits as they are.
+            macro_rules! group {
+                ($first:expr, $count:expr) => {{
+                    let (first, count): (usize, usize) = ($first, $count);
+                    let xb = &x[first..first + count];
+                    super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
+                    let sums = group_sums!($mul_sum, xb, ys, first, count);
+                    let (dw, mw) =
+                        scale_min_pairs(|k| if k < count { xb[k].scale_bits() } else { 0 });
+                    let lanes = _mm256_cmpgt_epi32(
+                        _mm256_set1_epi32(count as i32),
+                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                    );
+                    for t in 0..N {
+                        let load = |v: &[f32]| {
+                            if count == 8 {
+                                // SAFETY: `v` holds `n` values (asserted), 8 of them from
+                                // `first`.
+                                unsafe { _mm256_loadu_ps(v.as_ptr().add(first)) }
+                            } else {
+                                // SAFETY: `v` holds `n` values; the mask reads only the
+                                // `count` of them from `first`.
+                                unsafe { _mm256_maskload_ps(v.as_ptr().add(first), lanes) }
+                            }
+                        };
+                        let mut s = _mm256_cvtepi32_ps(sums[t]);
+                        if offset::<W>() {
+                            s = _mm256_sub_ps(s, load(aux[t]));
+                        }
+                        acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, load(da[t])), acc[t]);
+                        if !W::SIGNED {
+                            macc[t] = _mm256_fmadd_ps(mw, load(aux[t]), macc[t]);
+                        }
+                    }
+                }};
+            }
             let groups = n / 8;
             for g in 0..groups {
-                let first = g * 8;
-                let xb = &x[first..first + 8];
-                super::prefetch_ahead(xb.as_ptr(), size_of::<[W; 8]>());
-                let sums = group_sums!($mul_sum, xb, ys, first);
-                let (dw, mw) = scale_min_pairs(xb);
-                for t in 0..N {
-                    // SAFETY: `v` holds `n` values (asserted), 8 of them from `first`.
-                    let load = |v: &[f32]| unsafe { _mm256_loadu_ps(v.as_ptr().add(first)) };
-                    let mut s = _mm256_cvtepi32_ps(sums[t]);
-                    if offset::<W>() {
-                        s = _mm256_sub_ps(s, load(aux[t]));
-                    }
-                    acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, load(da[t])), acc[t]);
-                    if !W::SIGNED {
-                        macc[t] = _mm256_fmadd_ps(mw, load(aux[t]), macc[t]);
-                    }
-                }
+                group!(g * 8, 8);
             }
-            if n % 8 == 0 {
-                return std::array::from_fn(|t| {
-                    if W::SIGNED { hsum_ps(acc[t]) } else { hsum_ps(acc[t]) + hsum_ps(macc[t]) }
-                });
-            }
-            // A short last group block by block into the lanes it belongs to: a group's
-            // worth of folding and padding would cost rows of 18 blocks (576 values) a
-            // third of their time.
-            let mut p = [[0.0f32; 8]; N];
-            let mut m = [[0.0f32; 8]; N];
-            for t in 0..N {
-                // SAFETY: `p[t]` and `m[t]` hold eight f32.
-                unsafe {
-                    _mm256_storeu_ps(p[t].as_mut_ptr(), acc[t]);
-                    _mm256_storeu_ps(m[t].as_mut_ptr(), macc[t]);
-                }
-            }
-            for b in groups * 8..n {
-                let j = b - groups * 8;
-                let bits = x[b].scale_bits();
-                let dw = f16_to_f32(half::f16::from_bits(bits as u16));
-                let mw = f16_to_f32(half::f16::from_bits((bits >> 16) as u16));
-                // SAFETY: this function's target features include AVX2, FMA and F16C.
-                let (u, q) = unsafe { unsigned::<W>(&x[b]) };
-                for t in 0..N {
-                    // SAFETY: as above.
-                    let a = unsafe { ys[t][b].quants() };
-                    let a = if sign_trick::<W>() { _mm256_sign_epi8(a, q) } else { a };
-                    let mut sum = hsum_epi32($mul_sum(u, a)) as f32;
-                    if offset::<W>() {
-                        sum -= aux[t][b];
-                    }
-                    p[t][j] = sum.mul_add(dw * da[t][b], p[t][j]);
-                    if !W::SIGNED {
-                        m[t][j] = mw.mul_add(aux[t][b], m[t][j]);
-                    }
-                }
+            if n % 8 != 0 {
+                group!(groups * 8, n % 8);
             }
             std::array::from_fn(|t| {
-                if W::SIGNED { tree8(&p[t]) } else { tree8(&p[t]) + tree8(&m[t]) }
+                if W::SIGNED { hsum_ps(acc[t]) } else { hsum_ps(acc[t]) + hsum_ps(macc[t]) }
             })
         }
     };

@@ -73,20 +73,20 @@ pub(super) fn tree8(v: &[__m256; 8]) -> __m256 {
 
 /// One group's products: into the i32 sums directly (VNNI) or into the i16 sums (AVX2).
 macro_rules! multiply {
-    (true, $acc:ident, $p16:ident, $u:expr, $a:expr) => {
+    (true, $acc:expr, $p16:expr, $u:expr, $a:expr) => {
         $acc = _mm256_dpbusd_epi32($acc, $u, $a)
     };
-    (false, $acc:ident, $p16:ident, $u:expr, $a:expr) => {
+    (false, $acc:expr, $p16:expr, $u:expr, $a:expr) => {
         $p16 = _mm256_add_epi16($p16, _mm256_maddubs_epi16($u, $a))
     };
 }
 
 /// The i16 sums into the i32 sums (AVX2; nothing to do with VNNI).
 macro_rules! fold {
-    (true, $acc:ident, $p16:ident, $ones:expr) => {
+    (true, $acc:expr, $p16:expr, $ones:expr) => {
         let _ = ($p16, $ones);
     };
-    (false, $acc:ident, $p16:ident, $ones:expr) => {
+    (false, $acc:expr, $p16:expr, $ones:expr) => {
         $acc = _mm256_add_epi32($acc, _mm256_madd_epi16($p16, $ones))
     };
 }
@@ -95,17 +95,23 @@ macro_rules! lanes_kernel {
     ($(#[$doc:meta])* $name:ident, $features:literal, $vnni:tt) => {
         $(#[$doc])*
         ///
+        /// Rows `r..r + R` at once: each tile load serves the `R` rows, which halves the
+        /// loads per product at `R = 2` (the one-row kernel waits on them); each row's
+        /// sums are the one-row kernel's.
+        ///
         /// # Safety
         /// The CPU must have the features this function enables.
         #[target_feature(enable = $features)]
-        pub(super) unsafe fn $name<W: Block32>(
+        pub(super) unsafe fn $name<W: Block32, const R: usize>(
             rows: &DecodedRows,
             r: usize,
             tile: &LaneTile<'_>,
-        ) -> [f32; LANES] {
+        ) -> [[f32; LANES]; R] {
             let per_row = rows.per_row;
             let first = r * per_row;
-            assert!(rows.dw.len() >= first + per_row && rows.u.len() >= (first + per_row) * 32);
+            let end = (r + R) * per_row;
+            assert!(rows.dw.len() >= end && rows.mw.len() >= end && rows.u.len() >= end * 32);
+            assert!(!sign_trick::<W>() || rows.w.len() >= end * 32);
             assert!(tile.q.len() >= per_row * TILE_BLOCK_BYTES);
             assert!(tile.d.len() >= per_row * LANES && tile.aux.len() >= per_row * LANES);
             let ones = _mm256_set1_epi16(1);
@@ -116,33 +122,38 @@ macro_rules! lanes_kernel {
                 5 => 4,
                 _ => 1,
             };
-            // The integer sums of block `b` for the eight tokens.
-            let block_sums = |b: usize| -> __m256i {
-                let u = rows.u[(first + b) * 32..].as_ptr();
-                let w = rows.w[(first + b) * 32..].as_ptr();
+            // The integer sums of block `b` for the eight tokens, row by row.
+            let block_sums = |b: usize| -> [__m256i; R] {
+                let at = |i: usize| (first + i * per_row + b) * 32;
                 let q = tile.q[b * TILE_BLOCK_BYTES..].as_ptr();
-                let mut acc = _mm256_setzero_si256();
+                let mut acc = [_mm256_setzero_si256(); R];
                 let mut g = 0;
                 while g < 8 {
                     // Unused by VNNI, which adds into `acc` directly.
                     #[allow(unused_mut)]
-                    let mut p16 = _mm256_setzero_si256();
+                    let mut p16 = [_mm256_setzero_si256(); R];
                     for k in g..g + per_madd {
-                        // SAFETY: `u` and `w` hold 32 bytes from the block's start and `q`
-                        // 256 (asserted above), so offsets 4k..4k + 4 and 32k..32k + 32
-                        // for k < 8 are in bounds.
-                        let (uv, a) = unsafe {
-                            (broadcast4(u.add(4 * k)), _mm256_loadu_si256(q.add(32 * k).cast()))
-                        };
-                        let a = if sign_trick::<W>() {
-                            // SAFETY: as above.
-                            _mm256_sign_epi8(a, unsafe { broadcast4(w.add(4 * k).cast()) })
-                        } else {
-                            a
-                        };
-                        multiply!($vnni, acc, p16, uv, a);
+                        // SAFETY: `q` holds 256 bytes from the block's start (asserted
+                        // above), so 32k..32k + 32 for k < 8 is in bounds.
+                        let a = unsafe { _mm256_loadu_si256(q.add(32 * k).cast()) };
+                        for i in 0..R {
+                            // SAFETY: `u` (and `w` for the sign trick) hold 32 bytes from
+                            // each row's block start (asserted above), so 4k..4k + 4 for
+                            // k < 8 is in bounds.
+                            let uv = unsafe { broadcast4(rows.u.as_ptr().add(at(i) + 4 * k)) };
+                            let a = if sign_trick::<W>() {
+                                // SAFETY: as above.
+                                let w = unsafe { broadcast4(rows.w.as_ptr().add(at(i) + 4 * k).cast()) };
+                                _mm256_sign_epi8(a, w)
+                            } else {
+                                a
+                            };
+                            multiply!($vnni, acc[i], p16[i], uv, a);
+                        }
                     }
-                    fold!($vnni, acc, p16, ones);
+                    for i in 0..R {
+                        fold!($vnni, acc[i], p16[i], ones);
+                    }
                     g += per_madd;
                 }
                 acc
@@ -151,14 +162,18 @@ macro_rules! lanes_kernel {
                 // SAFETY: `v` holds `per_row * 8` values (asserted), 8 of them from `b * 8`.
                 unsafe { _mm256_loadu_ps(v.as_ptr().add(b * LANES)) }
             };
-            let mut p = [_mm256_setzero_ps(); 8];
+            let mut p = [[_mm256_setzero_ps(); 8]; R];
             let mut step = |b: usize, j: usize| {
-                let mut s = _mm256_cvtepi32_ps(block_sums(b));
-                if W::SIGNED && W::OFFSET != 0 {
-                    s = _mm256_sub_ps(s, terms(tile.aux, b));
+                let sums = block_sums(b);
+                let d = terms(tile.d, b);
+                for i in 0..R {
+                    let mut s = _mm256_cvtepi32_ps(sums[i]);
+                    if W::SIGNED && W::OFFSET != 0 {
+                        s = _mm256_sub_ps(s, terms(tile.aux, b));
+                    }
+                    let c = _mm256_mul_ps(d, _mm256_set1_ps(rows.dw[first + i * per_row + b]));
+                    p[i][j] = _mm256_fmadd_ps(s, c, p[i][j]);
                 }
-                let c = _mm256_mul_ps(terms(tile.d, b), _mm256_set1_ps(rows.dw[first + b]));
-                p[j] = _mm256_fmadd_ps(s, c, p[j]);
             };
             let groups = per_row / 8;
             for g in 0..groups {
@@ -169,32 +184,34 @@ macro_rules! lanes_kernel {
             for j in 0..per_row % 8 {
                 step(groups * 8 + j, j);
             }
-            let mut result = tree8(&p);
-            if !W::SIGNED {
-                let mut m = [_mm256_setzero_ps(); 8];
-                for b in 0..per_row {
-                    let mw = _mm256_set1_ps(rows.mw[first + b]);
-                    m[b % 8] = _mm256_fmadd_ps(mw, terms(tile.aux, b), m[b % 8]);
+            std::array::from_fn(|i| {
+                let mut result = tree8(&p[i]);
+                if !W::SIGNED {
+                    let mut m = [_mm256_setzero_ps(); 8];
+                    for b in 0..per_row {
+                        let mw = _mm256_set1_ps(rows.mw[first + i * per_row + b]);
+                        m[b % 8] = _mm256_fmadd_ps(mw, terms(tile.aux, b), m[b % 8]);
+                    }
+                    result = _mm256_add_ps(result, tree8(&m));
                 }
-                result = _mm256_add_ps(result, tree8(&m));
-            }
-            let mut out = [0.0f32; LANES];
-            // SAFETY: `out` holds 8 f32.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), result) };
-            out
+                let mut out = [0.0f32; LANES];
+                // SAFETY: `out` holds 8 f32.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), result) };
+                out
+            })
         }
     };
 }
 
 lanes_kernel!(
-    /// The fast dots of decoded row `r` with the eight tokens of `tile`, AVX2.
+    /// The fast dots of decoded rows `r..r + R` with the eight tokens of `tile`, AVX2.
     dot_lanes_avx2,
     "avx2,fma,f16c",
     false
 );
 lanes_kernel!(
-    /// The fast dots of decoded row `r` with the eight tokens of `tile`, AVX-512 VNNI on
-    /// 256-bit vectors.
+    /// The fast dots of decoded rows `r..r + R` with the eight tokens of `tile`, AVX-512
+    /// VNNI on 256-bit vectors.
     dot_lanes_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     true

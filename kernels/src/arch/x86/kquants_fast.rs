@@ -116,19 +116,20 @@ fn pair16(lo: i16, hi: i16) -> __m256i {
     _mm256_set1_epi32(i32::from(lo as u16) | (i32::from(hi) << 16))
 }
 
-/// The fast dots of decoded k-quant row `r` with the eight tokens of `tile`, AVX2.
+/// The fast dots of decoded k-quant rows `r..r + R` with the eight tokens of `tile`, AVX2:
+/// each tile load serves the `R` rows (the one-row kernel waits on its loads), and each
+/// row's sums are the one-row kernel's.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_lanes_k_avx2<W: FastK>(
+pub(super) unsafe fn dot_lanes_k_avx2<W: FastK, const R: usize>(
     rows: &DecodedRows,
     r: usize,
     tile: &KTile<'_>,
-) -> [f32; LANES] {
+) -> [[f32; LANES]; R] {
     let per_row = rows.per_row;
-    let first = r * per_row;
-    let end = first + per_row;
+    let end = (r + R) * per_row;
     assert!(rows.u.len() >= end * QK_K && rows.sc.len() >= end * 16 && rows.mn.len() >= end * 16);
     assert!(rows.dw.len() >= end && rows.mw.len() >= end);
     assert!(tile.bytes.len() >= per_row * K_TILE_BLOCK_BYTES);
@@ -139,11 +140,11 @@ pub(super) unsafe fn dot_lanes_k_avx2<W: FastK>(
         _ => 2,
     }
     .min(W::SUB / 4);
-    let mut p = [_mm256_setzero_ps(); 8];
-    let mut m = [_mm256_setzero_ps(); 8];
+    let mut p = [[_mm256_setzero_ps(); 8]; R];
+    let mut m = [[_mm256_setzero_ps(); 8]; R];
     for b in 0..per_row {
-        let sb = first + b;
-        let u = rows.u[sb * QK_K..].as_ptr();
+        // Row `i`'s super-block `b`.
+        let sb = |i: usize| (r + i) * per_row + b;
         let block = &tile.bytes[b * K_TILE_BLOCK_BYTES..(b + 1) * K_TILE_BLOCK_BYTES];
         let q = block.as_ptr();
         let load = |at: usize| {
@@ -151,53 +152,64 @@ pub(super) unsafe fn dot_lanes_k_avx2<W: FastK>(
             // SAFETY: `block` holds K_TILE_BLOCK_BYTES bytes; every `at` below leaves 32.
             unsafe { _mm256_loadu_si256(q.add(at).cast()) }
         };
-        let mut acc = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_si256(); R];
         for k in 0..QK_K / W::SUB {
-            let scale = _mm256_set1_epi16(rows.sc[sb * 16 + k]);
+            let scale: [__m256i; R] =
+                std::array::from_fn(|i| _mm256_set1_epi16(rows.sc[sb(i) * 16 + k]));
             let mut g = k * W::SUB / 4;
             while g < (k + 1) * W::SUB / 4 {
-                let mut p16 = _mm256_setzero_si256();
+                let mut p16 = [_mm256_setzero_si256(); R];
                 for gg in g..g + per_madd {
-                    // SAFETY: `u` holds QK_K bytes from the super-block's start (asserted)
-                    // and `4 * gg + 4 <= QK_K`.
-                    let uv = unsafe { broadcast4(u.add(4 * gg)) };
-                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(uv, load(32 * gg)));
+                    let a = load(32 * gg);
+                    for (i, p16) in p16.iter_mut().enumerate() {
+                        // SAFETY: `u` holds QK_K bytes from each super-block's start
+                        // (asserted) and `4 * gg + 4 <= QK_K`.
+                        let uv = unsafe { broadcast4(rows.u.as_ptr().add(sb(i) * QK_K + 4 * gg)) };
+                        *p16 = _mm256_add_epi16(*p16, _mm256_maddubs_epi16(uv, a));
+                    }
                 }
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, scale));
+                for i in 0..R {
+                    acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(p16[i], scale[i]));
+                }
                 g += per_madd;
             }
         }
         // Vector `j` of the sums holds each token's bsums 2j and 2j + 1.
         let sums = |j: usize| load(QK_K * LANES + 32 * j);
-        if W::OFFSET != 0 {
-            debug_assert_eq!(W::OFFSET, 32);
-            let mut off = _mm256_setzero_si256();
-            for j in 0..8 {
-                let sc = pair16(rows.sc[sb * 16 + 2 * j], rows.sc[sb * 16 + 2 * j + 1]);
-                off = _mm256_add_epi32(off, _mm256_madd_epi16(sums(j), sc));
-            }
-            acc = _mm256_sub_epi32(acc, _mm256_slli_epi32::<5>(off));
-        }
         // SAFETY: the scales are the last 32 bytes of `block`.
         let da = unsafe { _mm256_loadu_ps(q.add(K_TILE_BLOCK_BYTES - 32).cast()) };
-        let c1 = _mm256_mul_ps(da, _mm256_set1_ps(rows.dw[sb]));
-        p[b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), c1, p[b % 8]);
-        if W::HAS_MIN {
-            let mut s2 = _mm256_setzero_si256();
-            for j in 0..8 {
-                let mn = rows.mn[sb * 16 + j];
-                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(sums(j), pair16(mn, mn)));
+        for i in 0..R {
+            let sb = sb(i);
+            if W::OFFSET != 0 {
+                debug_assert_eq!(W::OFFSET, 32);
+                let mut off = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let sc = pair16(rows.sc[sb * 16 + 2 * j], rows.sc[sb * 16 + 2 * j + 1]);
+                    off = _mm256_add_epi32(off, _mm256_madd_epi16(sums(j), sc));
+                }
+                acc[i] = _mm256_sub_epi32(acc[i], _mm256_slli_epi32::<5>(off));
             }
-            let c2 = _mm256_mul_ps(da, _mm256_set1_ps(rows.mw[sb]));
-            m[b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), c2, m[b % 8]);
+            let c1 = _mm256_mul_ps(da, _mm256_set1_ps(rows.dw[sb]));
+            p[i][b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), c1, p[i][b % 8]);
+            if W::HAS_MIN {
+                let mut s2 = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let mn = rows.mn[sb * 16 + j];
+                    s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(sums(j), pair16(mn, mn)));
+                }
+                let c2 = _mm256_mul_ps(da, _mm256_set1_ps(rows.mw[sb]));
+                m[i][b % 8] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s2), c2, m[i][b % 8]);
+            }
         }
     }
-    let mut result = tree8(&p);
-    if W::HAS_MIN {
-        result = _mm256_sub_ps(result, tree8(&m));
-    }
-    let mut out = [0.0f32; LANES];
-    // SAFETY: `out` holds 8 f32.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), result) };
-    out
+    std::array::from_fn(|i| {
+        let mut result = tree8(&p[i]);
+        if W::HAS_MIN {
+            result = _mm256_sub_ps(result, tree8(&m[i]));
+        }
+        let mut out = [0.0f32; LANES];
+        // SAFETY: `out` holds 8 f32.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), result) };
+        out
+    })
 }

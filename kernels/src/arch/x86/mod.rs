@@ -135,26 +135,28 @@ pub(crate) fn decode_lanes_avx2<W: Block32>(
     unsafe { block32_lanes::decode_avx2(x, at, rows) }
 }
 
-/// The token-lane fast dots of one decoded row with a tile of eight tokens, AVX2.
-pub(crate) fn dot_lanes_avx2<W: Block32>(
+/// The token-lane fast dots of `R` decoded rows from `r` with a tile of eight tokens,
+/// AVX2.
+pub(crate) fn dot_lanes_avx2<W: Block32, const R: usize>(
     _: Avx2Token,
     rows: &crate::dot::lanes::DecodedRows,
     r: usize,
     tile: &crate::dot::lanes::LaneTile<'_>,
-) -> [f32; crate::dot::lanes::LANES] {
+) -> [[f32; crate::dot::lanes::LANES]; R] {
     // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
-    unsafe { block32_lanes::dot_lanes_avx2::<W>(rows, r, tile) }
+    unsafe { block32_lanes::dot_lanes_avx2::<W, R>(rows, r, tile) }
 }
 
-/// The token-lane fast dots of one decoded row with a tile of eight tokens, AVX-512 VNNI.
-pub(crate) fn dot_lanes_vnni<W: Block32>(
+/// The token-lane fast dots of `R` decoded rows from `r` with a tile of eight tokens,
+/// AVX-512 VNNI.
+pub(crate) fn dot_lanes_vnni<W: Block32, const R: usize>(
     _: Avx512Token,
     rows: &crate::dot::lanes::DecodedRows,
     r: usize,
     tile: &crate::dot::lanes::LaneTile<'_>,
-) -> [f32; crate::dot::lanes::LANES] {
+) -> [[f32; crate::dot::lanes::LANES]; R] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
-    unsafe { block32_lanes::dot_lanes_vnni::<W>(rows, r, tile) }
+    unsafe { block32_lanes::dot_lanes_vnni::<W, R>(rows, r, tile) }
 }
 
 /// The fast-numerics dot of one k-quant row with one activation row, AVX2 (see
@@ -164,15 +166,16 @@ pub(crate) fn dot_fast_k_avx2<W: KFastRow>(_: Avx2Token, x: &[W], y: &[BlockQ8K]
     unsafe { W::dot_fast_row(x, y) }
 }
 
-/// The token-lane fast dots of one decoded k-quant row with a tile of eight tokens, AVX2.
-pub(crate) fn dot_lanes_k_avx2<W: crate::dot::kfast::FastK>(
+/// The token-lane fast dots of `R` decoded k-quant rows from `r` with a tile of eight
+/// tokens, AVX2.
+pub(crate) fn dot_lanes_k_avx2<W: crate::dot::kfast::FastK, const R: usize>(
     _: Avx2Token,
     rows: &crate::dot::lanes::DecodedRows,
     r: usize,
     tile: &crate::dot::kfast::KTile<'_>,
-) -> [f32; crate::dot::lanes::LANES] {
+) -> [[f32; crate::dot::lanes::LANES]; R] {
     // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
-    unsafe { kquants_fast::dot_lanes_k_avx2::<W>(rows, r, tile) }
+    unsafe { kquants_fast::dot_lanes_k_avx2::<W, R>(rows, r, tile) }
 }
 
 /// The k-quant blocks with a fast one-row kernel.
