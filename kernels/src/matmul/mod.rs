@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks, as_blocks_mut, as_bytes_mut};
-use crate::arch::scoped::Split;
+use crate::arch::scoped::{Split, SplitPart};
 use crate::cpu::{Isa, Numerics};
 use crate::dot::{FastDot, ROWS8, VecDot, kind};
 use crate::pool::ThreadPool;
@@ -581,30 +581,12 @@ impl Product<'_> {
         max_tile: usize,
         dot: impl Fn(usize, usize, usize) -> [f32; TOKEN_TILE] + Sync,
     ) {
-        let (rows, n_tokens) = (self.w.rows, self.n_tokens);
-        if rows == 0 || n_tokens == 0 || self.w.cols == 0 {
-            out.fill(0.0);
-            return;
-        }
-        let per_task = self.rows_per_task();
-        let split = Split {
-            outer: n_tokens,
-            inner: rows,
-            per_task,
-        };
-        self.pool.run_split(out, split, |_, mut part| {
-            let first_row = part.start();
-            let n_rows = part.row(0).len();
-            let mut t = 0;
-            while t < n_tokens {
-                let tile = (n_tokens - t).min(max_tile);
-                for i in 0..n_rows {
-                    let sums = dot(first_row + i, t, tile);
-                    for (k, s) in sums[..tile].iter().enumerate() {
-                        part.row(t + k)[i] = *s;
-                    }
+        self.token_tiles(out, max_tile, |part, first_row, t, tile| {
+            for i in 0..part.row(0).len() {
+                let sums = dot(first_row + i, t, tile);
+                for (k, s) in sums[..tile].iter().enumerate() {
+                    part.row(t + k)[i] = *s;
                 }
-                t += tile;
             }
         });
     }
@@ -619,6 +601,34 @@ impl Product<'_> {
         eight: impl Fn(usize, usize, usize) -> [[f32; ROWS8]; TOKEN_TILE] + Sync,
         one: impl Fn(usize, usize, usize) -> [f32; TOKEN_TILE] + Sync,
     ) {
+        self.token_tiles(out, max_tile, |part, first_row, t, tile| {
+            let n_rows = part.row(0).len();
+            let mut i = 0;
+            while i + ROWS8 <= n_rows {
+                let sums = eight(first_row + i, t, tile);
+                for (k, s) in sums[..tile].iter().enumerate() {
+                    part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
+                }
+                i += ROWS8;
+            }
+            for i in i..n_rows {
+                let sums = one(first_row + i, t, tile);
+                for (k, s) in sums[..tile].iter().enumerate() {
+                    part.row(t + k)[i] = *s;
+                }
+            }
+        });
+    }
+
+    /// The task split [`Product::tiles`] and [`Product::tiles8`] share: each task takes a
+    /// run of rows and calls `fill(part, first_row, t, tile)` for each tile of up to
+    /// `max_tile` tokens from `t`, in order.
+    fn token_tiles(
+        &self,
+        out: &mut [f32],
+        max_tile: usize,
+        fill: impl Fn(&mut SplitPart<'_, f32>, usize, usize, usize) + Sync,
+    ) {
         let (rows, n_tokens) = (self.w.rows, self.n_tokens);
         if rows == 0 || n_tokens == 0 || self.w.cols == 0 {
             out.fill(0.0);
@@ -631,24 +641,10 @@ impl Product<'_> {
         };
         self.pool.run_split(out, split, |_, mut part| {
             let first_row = part.start();
-            let n_rows = part.row(0).len();
             let mut t = 0;
             while t < n_tokens {
                 let tile = (n_tokens - t).min(max_tile);
-                let mut i = 0;
-                while i + ROWS8 <= n_rows {
-                    let sums = eight(first_row + i, t, tile);
-                    for (k, s) in sums[..tile].iter().enumerate() {
-                        part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
-                    }
-                    i += ROWS8;
-                }
-                for i in i..n_rows {
-                    let sums = one(first_row + i, t, tile);
-                    for (k, s) in sums[..tile].iter().enumerate() {
-                        part.row(t + k)[i] = *s;
-                    }
-                }
+                fill(&mut part, first_row, t, tile);
                 t += tile;
             }
         });
