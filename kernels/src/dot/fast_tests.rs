@@ -106,9 +106,13 @@ fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
         // buffer count.
         rows.reserve(3, n_blocks);
         K::decode_rows(isa, &weights, 1, &mut rows);
-        let [two_a, two_b] = K::dot_lanes2(isa, &rows, 1, &tile);
+        let [two_a, two_b] = K::dot_lanes::<2>(isa, &rows, 1, &tile);
         let runs = [
-            (K::dot_lanes(isa, &rows, 1, &tile), case.w(), "one-row"),
+            (
+                K::dot_lanes::<1>(isa, &rows, 1, &tile)[0],
+                case.w(),
+                "one-row",
+            ),
             (two_a, case.w(), "two-row, first"),
             (two_b, other.w(), "two-row, second"),
         ];

@@ -49,9 +49,9 @@ fn fast_k_matches_twin<K: FastKDot>(
         // buffer count.
         rows.reserve_k(3, n_blocks);
         decode_k(&weights, 1, &mut rows);
-        let lanes = K::dot_lanes_k(isa, &rows, 1, &tile);
+        let [lanes] = K::dot_lanes_k::<1>(isa, &rows, 1, &tile);
         assert_eq!(lanes.len(), LANES);
-        let [two_a, two_b] = K::dot_lanes_k2(isa, &rows, 1, &tile);
+        let [two_a, two_b] = K::dot_lanes_k::<2>(isa, &rows, 1, &tile);
         for t in 0..n {
             let other_twin = dot_fast_k(other.w(), act(t));
             prop_assert_eq!(

@@ -134,22 +134,18 @@ pub trait FastDot: VecDot<Act: scalar_fast::FastAct, Weight: scalar_fast::FastBl
     /// Decodes whole weight rows (`x`) into `rows` from row `at`, for
     /// [`FastDot::dot_lanes`] (see [`lanes`]).
     fn decode_rows(isa: Isa, x: &[Self::Weight], at: usize, rows: &mut lanes::DecodedRows);
-    /// The fast dots of decoded row `r` with the eight tokens of `tile`, each the bits of
-    /// [`FastDot::dot_fast`] of its token.
-    fn dot_lanes(
+    /// The fast dots of decoded rows with the eight tokens of `tile`, each the bits of
+    /// [`FastDot::dot_fast`] of its row and token.
+    ///
+    /// Rows `r..r + R` in one pass (`R` of 1 or 2): the SIMD kernels load each tile
+    /// register once for all of them, and each row's sums are the bits of its one-row
+    /// call.
+    fn dot_lanes<const R: usize>(
         isa: Isa,
         rows: &lanes::DecodedRows,
         r: usize,
         tile: &lanes::LaneTile<'_>,
-    ) -> [f32; lanes::LANES];
-    /// [`FastDot::dot_lanes`] of rows `r` and `r + 1` in one pass: the SIMD kernels load
-    /// each tile register once for both rows. The bits of two one-row calls.
-    fn dot_lanes2(
-        isa: Isa,
-        rows: &lanes::DecodedRows,
-        r: usize,
-        tile: &lanes::LaneTile<'_>,
-    ) -> [[f32; lanes::LANES]; 2];
+    ) -> [[f32; lanes::LANES]; R];
 }
 
 macro_rules! block32 {
@@ -243,35 +239,20 @@ macro_rules! block32 {
                     Isa::Avx512(token) => x86::decode_lanes_avx2(token.avx2(), x, at, rows),
                 }
             }
-            fn dot_lanes(
+            fn dot_lanes<const R: usize>(
                 isa: Isa,
                 rows: &lanes::DecodedRows,
                 r: usize,
                 tile: &lanes::LaneTile<'_>,
-            ) -> [f32; lanes::LANES] {
+            ) -> [[f32; lanes::LANES]; R] {
                 match isa {
-                    Isa::Scalar => lanes::dot_lanes_portable::<$w>(rows, r, tile),
+                    Isa::Scalar => std::array::from_fn(|i| {
+                        lanes::dot_lanes_portable::<$w>(rows, r + i, tile)
+                    }),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w, 1>(token, rows, r, tile)[0],
+                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w, R>(token, rows, r, tile),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w, 1>(token, rows, r, tile)[0],
-                }
-            }
-            fn dot_lanes2(
-                isa: Isa,
-                rows: &lanes::DecodedRows,
-                r: usize,
-                tile: &lanes::LaneTile<'_>,
-            ) -> [[f32; lanes::LANES]; 2] {
-                match isa {
-                    Isa::Scalar => [
-                        lanes::dot_lanes_portable::<$w>(rows, r, tile),
-                        lanes::dot_lanes_portable::<$w>(rows, r + 1, tile),
-                    ],
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => x86::dot_lanes_avx2::<$w, 2>(token, rows, r, tile),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w, 2>(token, rows, r, tile),
+                    Isa::Avx512(token) => x86::dot_lanes_vnni::<$w, R>(token, rows, r, tile),
                 }
             }
 
@@ -490,21 +471,15 @@ fn copy_row(_: Isa, x: &[f32], y: &mut [f32]) {
 pub trait FastKDot: VecDot<Act = BlockQ8K, Weight: kfast::FastK> {
     /// The fast dot of one weight row with one activation row.
     fn dot_fast_k(isa: Isa, x: &[Self::Weight], y: &[BlockQ8K]) -> f32;
-    /// The fast dots of decoded row `r` with the eight tokens of `tile`.
-    fn dot_lanes_k(
+    /// The fast dots of decoded rows `r..r + R` (`R` of 1 or 2) with the eight tokens of
+    /// `tile`: the SIMD kernel loads each tile register once for all of them, and each
+    /// row's sums are the bits of its one-row call.
+    fn dot_lanes_k<const R: usize>(
         isa: Isa,
         rows: &lanes::DecodedRows,
         r: usize,
         tile: &kfast::KTile<'_>,
-    ) -> [f32; lanes::LANES];
-    /// [`FastKDot::dot_lanes_k`] of rows `r` and `r + 1` in one pass: the SIMD kernel
-    /// loads each tile register once for both rows. The bits of two one-row calls.
-    fn dot_lanes_k2(
-        isa: Isa,
-        rows: &lanes::DecodedRows,
-        r: usize,
-        tile: &kfast::KTile<'_>,
-    ) -> [[f32; lanes::LANES]; 2];
+    ) -> [[f32; lanes::LANES]; R];
 }
 
 macro_rules! fast_k {
@@ -519,42 +494,23 @@ macro_rules! fast_k {
                     Isa::Avx512(token) => x86::dot_fast_k_avx2(token.avx2(), x, y),
                 }
             }
-            fn dot_lanes_k(
+            fn dot_lanes_k<const R: usize>(
                 isa: Isa,
                 rows: &lanes::DecodedRows,
                 r: usize,
                 tile: &kfast::KTile<'_>,
-            ) -> [f32; lanes::LANES] {
+            ) -> [[f32; lanes::LANES]; R] {
                 match isa {
-                    Isa::Scalar => kfast::dot_lanes_k_portable::<Self::Weight>(rows, r, tile),
+                    Isa::Scalar => std::array::from_fn(|i| {
+                        kfast::dot_lanes_k_portable::<Self::Weight>(rows, r + i, tile)
+                    }),
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2(token) => {
-                        x86::dot_lanes_k_avx2::<Self::Weight, 1>(token, rows, r, tile)[0]
+                        x86::dot_lanes_k_avx2::<Self::Weight, R>(token, rows, r, tile)
                     }
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => {
-                        x86::dot_lanes_k_avx2::<Self::Weight, 1>(token.avx2(), rows, r, tile)[0]
-                    }
-                }
-            }
-            fn dot_lanes_k2(
-                isa: Isa,
-                rows: &lanes::DecodedRows,
-                r: usize,
-                tile: &kfast::KTile<'_>,
-            ) -> [[f32; lanes::LANES]; 2] {
-                match isa {
-                    Isa::Scalar => [
-                        kfast::dot_lanes_k_portable::<Self::Weight>(rows, r, tile),
-                        kfast::dot_lanes_k_portable::<Self::Weight>(rows, r + 1, tile),
-                    ],
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => {
-                        x86::dot_lanes_k_avx2::<Self::Weight, 2>(token, rows, r, tile)
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512(token) => {
-                        x86::dot_lanes_k_avx2::<Self::Weight, 2>(token.avx2(), rows, r, tile)
+                        x86::dot_lanes_k_avx2::<Self::Weight, R>(token.avx2(), rows, r, tile)
                     }
                 }
             }

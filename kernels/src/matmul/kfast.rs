@@ -59,23 +59,16 @@ impl Product<'_> {
                     decode_k(blocks, done, decoded)
                 });
             },
-            |decoded, i, tile| {
-                K::dot_lanes_k(
-                    isa,
-                    decoded,
-                    i,
-                    &KTile {
-                        bytes: as_bytes(tile),
-                    },
-                )
-            },
-            |decoded, i, tile| {
-                let tile = KTile {
-                    bytes: as_bytes(tile),
-                };
-                K::dot_lanes_k2(isa, decoded, i, &tile)
-            },
+            |decoded, i, tile| K::dot_lanes_k::<1>(isa, decoded, i, &k_tile(tile))[0],
+            |decoded, i, tile| K::dot_lanes_k::<2>(isa, decoded, i, &k_tile(tile)),
         );
         Ok(())
+    }
+}
+
+/// A tile's words as the k-quant kernels read them.
+fn k_tile(words: &[u32]) -> KTile<'_> {
+    KTile {
+        bytes: as_bytes(words),
     }
 }

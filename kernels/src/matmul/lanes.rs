@@ -86,8 +86,8 @@ impl Product<'_> {
                     K::decode_rows(isa, blocks, done, decoded);
                 });
             },
-            |decoded, i, tile| K::dot_lanes(isa, decoded, i, &tile_view(tile, per_row)),
-            |decoded, i, tile| K::dot_lanes2(isa, decoded, i, &tile_view(tile, per_row)),
+            |decoded, i, tile| K::dot_lanes::<1>(isa, decoded, i, &tile_view(tile, per_row))[0],
+            |decoded, i, tile| K::dot_lanes::<2>(isa, decoded, i, &tile_view(tile, per_row)),
         );
     }
 
