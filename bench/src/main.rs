@@ -152,7 +152,8 @@ fn main() -> anyhow::Result<()> {
             pool_overhead(&pool, effort)
         );
         let (small_rows, small_cols) = SMALL;
-        let small = Matrix::random(GgmlType::Q4_1, small_rows, small_cols, 5);
+        let small =
+            Matrix::random(GgmlType::Q4_1, small_rows, small_cols, 5).loaded_for(numerics, isa);
         println!(
             "One {small_rows}x{small_cols} q4_1 matvec (SmolLM2's attention projection), per call: **{:.1} µs**\n",
             matvec_call(&pool, isa, &small, effort)
@@ -165,19 +166,20 @@ fn main() -> anyhow::Result<()> {
         for &ty in &options.types {
             let row_bytes = cols / ty.block_size() * ty.type_size();
             let rows_for = |bytes: usize| (bytes / row_bytes).max(threads * 8);
-            let l2 = [Matrix::random(ty, rows_for(machine.l2 / 2), cols, 1)];
-            let l3 = [Matrix::random(ty, rows_for(machine.l3 / 2), cols, 2)];
+            let loaded = |rows: usize, seed: u64| {
+                Matrix::random(ty, rows, cols, seed).loaded_for(numerics, isa)
+            };
+            let l2 = [loaded(rows_for(machine.l2 / 2).next_multiple_of(8), 1)];
+            let l3 = [loaded(rows_for(machine.l3 / 2).next_multiple_of(8), 2)];
             let large_bytes = LARGE.0 * row_bytes;
             let copies = (4 * machine.l3).div_ceil(large_bytes).max(2);
-            let large: Vec<Matrix> = (0..copies)
-                .map(|i| Matrix::random(ty, LARGE.0, cols, 3 + i as u64))
-                .collect();
+            let large: Vec<Matrix> = (0..copies).map(|i| loaded(LARGE.0, 3 + i as u64)).collect();
             let g_l2 = matvec(&pool, isa, &l2, effort);
             let g_l3 = matvec(&pool, isa, &l3, effort);
             let g_large = matvec(&pool, isa, &large, effort);
             drop(large);
             let flops = if options.batched {
-                let batch = Matrix::random(ty, BATCH_ROWS, cols, 9);
+                let batch = loaded(BATCH_ROWS, 9);
                 let batch_effort = Effort {
                     runs: effort.runs.min(3),
                     ..effort

@@ -8,7 +8,7 @@ use std::time::Instant;
 use kernels::GgmlType;
 use kernels::arch::cast::as_bytes_mut;
 use kernels::cpu::{Isa, Numerics};
-use kernels::matmul::{MatmulScratch, Weights, matmul, matmul_fast};
+use kernels::matmul::{Layout, MatmulScratch, Weights, matmul, matmul_fast};
 use kernels::pool::ThreadPool;
 
 /// How long and how often to time.
@@ -103,9 +103,27 @@ pub struct Matrix {
     pub rows: usize,
     /// Columns.
     pub cols: usize,
+    layout: Layout,
 }
 
 impl Matrix {
+    /// The matrix repacked as the runner repacks its weights for `numerics` on `isa`
+    /// (`ollama_runner`'s `model::repack`): in groups of eight rows for the fast SIMD
+    /// kernels when the type has that layout, else as it is.
+    pub fn loaded_for(mut self, numerics: Numerics, isa: Isa) -> Self {
+        let packs = numerics == Numerics::Fast
+            && isa != Isa::Scalar
+            && kernels::repack::packable(self.ty)
+            && self.rows.is_multiple_of(kernels::repack::ROWS);
+        if packs {
+            let raw = &mut as_bytes_mut(&mut self.words)[..self.bytes];
+            kernels::repack::repack_rows8(self.ty, self.rows, self.cols, raw)
+                .expect("a packable matrix of whole groups repacks");
+            self.layout = Layout::Rows8;
+        }
+        self
+    }
+
     /// A random `rows x cols` matrix of `ty`.
     pub fn random(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Self {
         let bytes = rows * cols / ty.block_size() * ty.type_size();
@@ -138,6 +156,7 @@ impl Matrix {
             ty,
             rows,
             cols,
+            layout: Layout::Rows,
         }
     }
 
@@ -149,6 +168,7 @@ impl Matrix {
             ty: self.ty,
             rows: self.rows,
             cols: self.cols,
+            layout: self.layout,
         }
     }
 

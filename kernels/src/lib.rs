@@ -20,6 +20,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod quant;
+pub mod repack;
 
 /// The GGML types, a crate of their own so the GGUF reader and the memory plan share them
 /// without linking the kernels; re-exported so kernel code names them `crate::ggml_type`.

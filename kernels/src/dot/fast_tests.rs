@@ -9,9 +9,10 @@ use super::lanes::{DecodedRows, LANES, LaneTile, TILE_BLOCK_BYTES, interleave};
 use super::scalar_fast;
 use super::test_data::{AWKWARD_BLOCKS, dequantized, dot_and_bound};
 use super::tests::Case;
-use super::{FastDot, ROWS8, kind};
+use super::{FastDot, PackedDot, ROWS8, kind};
 use crate::arch::cast::as_bytes;
 use crate::cpu::Isa;
+use crate::repack::Packed8;
 
 /// The error budget of a reordered dot, in units of the sum of the products' magnitudes:
 /// a few ulps, times the 23 = 15 + 8 by which Q4_0's stored values and the offset taken
@@ -137,6 +138,34 @@ fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
     Ok(())
 }
 
+/// Each lane of the eight-row sums `got` (token `t`, row `r`) against the twin's dot of
+/// `rows[r]` with `pick(t)`, bit for bit.
+fn eight_rows_match_twin<'a, K: FastDot>(
+    got: &[[f32; ROWS8]],
+    rows: [&[K::Weight]; ROWS8],
+    pick: impl Fn(usize) -> &'a [K::Act],
+    kernel: &str,
+) -> Result<(), TestCaseError> {
+    for (t, lanes) in got.iter().enumerate() {
+        for (r, g) in lanes.iter().enumerate() {
+            let want = scalar_fast::dot_fast(rows[r], pick(t));
+            prop_assert_eq!(
+                g.to_bits(),
+                want.to_bits(),
+                "{} {}, {} blocks, token {} row {}: got {}, twin {}",
+                K::TYPE,
+                kernel,
+                rows[r].len(),
+                t,
+                r,
+                g,
+                want
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The eight-row kernels against the twin, bit for bit: eight random weight rows with
 /// `N` of the first case's activation rows.
 fn rows8_tile<K: FastDot, const N: usize>(n_blocks: usize, seed: u64) -> Result<(), TestCaseError> {
@@ -157,23 +186,7 @@ fn rows8_tile<K: FastDot, const N: usize>(n_blocks: usize, seed: u64) -> Result<
             std::array::from_fn(|t| &scales[t].0[..]),
             std::array::from_fn(|t| &scales[t].1[..]),
         );
-        for (t, lanes) in got.iter().enumerate() {
-            for (r, g) in lanes.iter().enumerate() {
-                let want = scalar_fast::dot_fast(rows[r], pick(t));
-                prop_assert_eq!(
-                    g.to_bits(),
-                    want.to_bits(),
-                    "{} rows8 on {}, {} blocks, token {} row {}: got {}, twin {}",
-                    K::TYPE,
-                    isa,
-                    n_blocks,
-                    t,
-                    r,
-                    g,
-                    want
-                );
-            }
-        }
+        eight_rows_match_twin::<K>(&got, rows, pick, &format!("rows8 on {isa}"))?;
     }
     Ok(())
 }
@@ -185,6 +198,63 @@ fn rows8_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
         2 => rows8_tile::<K, 2>(n_blocks, seed),
         _ => rows8_tile::<K, 3>(n_blocks, seed),
     }
+}
+
+/// The kernels over repacked weights ([`crate::repack`]) against the twin on the rows as
+/// the file stores them, bit for bit, on every path (the scalar one unpacks each block).
+fn packed8_tile<K: PackedDot, const N: usize>(
+    n_blocks: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let cases: Vec<Case<K>> = (0..ROWS8 as u64)
+        .map(|r| Case::<K>::new(n_blocks, seed.wrapping_add(r)))
+        .collect();
+    let rows: [&[K::Weight]; ROWS8] = std::array::from_fn(|r| cases[r].w());
+    let group: Vec<K::Packed> = (0..n_blocks)
+        .map(|b| K::Packed::pack(rows.map(|r| &r[b])))
+        .collect();
+    let acts = &cases[0].acts;
+    let pick = |i: usize| &acts[i % acts.len()][..];
+    let scales: Vec<(Vec<f32>, Vec<f32>)> = (0..N)
+        .map(|t| pick(t).iter().map(K::act_scales).unzip())
+        .collect();
+    for isa in Isa::available() {
+        let got = K::dot_packed8::<N>(
+            isa,
+            &group,
+            std::array::from_fn(pick),
+            std::array::from_fn(|t| &scales[t].0[..]),
+            std::array::from_fn(|t| &scales[t].1[..]),
+        );
+        eight_rows_match_twin::<K>(&got, rows, pick, &format!("packed8 on {isa}"))?;
+    }
+    Ok(())
+}
+
+macro_rules! packed_tests {
+    ($($kind:ident => $name:ident;)*) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+            $(
+                #[test]
+                fn $name(i in 0..AWKWARD_BLOCKS.len(), seed in any::<u64>(), n in 1..=4usize) {
+                    let blocks = AWKWARD_BLOCKS[i];
+                    match n {
+                        1 => packed8_tile::<kind::$kind, 1>(blocks, seed)?,
+                        2 => packed8_tile::<kind::$kind, 2>(blocks, seed)?,
+                        3 => packed8_tile::<kind::$kind, 3>(blocks, seed)?,
+                        _ => packed8_tile::<kind::$kind, 4>(blocks, seed)?,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+packed_tests! {
+    Q4_0 => q4_0_packed_matches_twin;
+    Q4_1 => q4_1_packed_matches_twin;
+    Q8_0 => q8_0_packed_matches_twin;
 }
 
 macro_rules! fast_tests {

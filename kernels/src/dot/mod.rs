@@ -36,6 +36,7 @@ use crate::blocks::{
     BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
 };
 use crate::cpu::Isa;
+use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q8_0};
 
 /// Weight rows [`FastDot::dot_rows8`] multiplies together, one per register lane.
 pub const ROWS8: usize = 8;
@@ -148,6 +149,55 @@ pub trait FastDot: VecDot<Act: scalar_fast::FastAct, Weight: scalar_fast::FastBl
     ) -> [[f32; lanes::LANES]; R];
 }
 
+/// A fast weight type with an eight-row layout repacked at load ([`crate::repack`]).
+pub trait PackedDot: FastDot {
+    /// Block `b` of eight rows.
+    type Packed: Packed8<Block = Self::Weight>;
+    /// The dots of the eight rows of a repacked group (`group[b]` is their block `b`) with
+    /// `N` activation rows (N = 1..=4): element `t` lane `j` is row `j`'s dot with
+    /// `ys[t]`, the bits of [`FastDot::dot_fast`] of that row.
+    fn dot_packed8<const N: usize>(
+        isa: Isa,
+        group: &[Self::Packed],
+        ys: [&[Self::Act]; N],
+        da: [&[f32]; N],
+        sa: [&[f32]; N],
+    ) -> [[f32; ROWS8]; N];
+}
+
+macro_rules! packed_dot {
+    ($kind:ident, $packed:ty) => {
+        impl PackedDot for kind::$kind {
+            type Packed = $packed;
+            fn dot_packed8<const N: usize>(
+                isa: Isa,
+                group: &[$packed],
+                ys: [&[Self::Act]; N],
+                da: [&[f32]; N],
+                sa: [&[f32]; N],
+            ) -> [[f32; ROWS8]; N] {
+                match isa {
+                    Isa::Scalar => std::array::from_fn(|t| {
+                        std::array::from_fn(|j| scalar_fast::dot_fast_packed(group, j, ys[t]))
+                    }),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2(token) => {
+                        x86::block32_rows8_avx2(token, &x86::Packed(group), ys, da, sa)
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512(token) => {
+                        x86::block32_rows8_vnni(token, &x86::Packed(group), ys, da, sa)
+                    }
+                }
+            }
+        }
+    };
+}
+
+packed_dot!(Q4_0, Rows8Q4_0);
+packed_dot!(Q4_1, Rows8Q4_1);
+packed_dot!(Q8_0, Rows8Q8_0);
+
 macro_rules! block32 {
     ($kind:ident, $w:ty, $a:ty, $act:ident, $quantize:path, $scalar:ident, $name:ident) => {
         impl VecDot for kind::$kind {
@@ -223,10 +273,12 @@ macro_rules! block32 {
                         rows.map(|row| scalar_fast::dot_fast(row, ys[t]))
                     }),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2(token) => x86::block32_rows8_avx2(token, rows, ys, da, sa),
+                    Isa::Avx2(token) => {
+                        x86::block32_rows8_avx2(token, &x86::Transposed(rows), ys, da, sa)
+                    }
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512(token) => {
-                        x86::block32_rows8_avx2(token.avx2(), rows, ys, da, sa)
+                        x86::block32_rows8_vnni(token, &x86::Transposed(rows), ys, da, sa)
                     }
                 }
             }

@@ -18,6 +18,7 @@
 
 use crate::blocks::{BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use crate::quant::KVALUES_IQ4NL;
+use crate::repack::Packed8;
 
 /// A weight block of 32 elements as the fast dot reads it.
 pub trait FastBlock {
@@ -183,9 +184,29 @@ pub fn dot_fast<W: FastBlock, A: FastAct>(x: &[W], y: &[A]) -> f32 {
         y.len(),
         "weight and activation rows differ in blocks"
     );
+    dot_blocks(x.iter(), y)
+}
+
+/// [`dot_fast`] of row `j` (0..8) of a group of eight rows repacked together
+/// ([`crate::repack`]): the scalar twin of the kernels over repacked weights.
+pub fn dot_fast_packed<P, A>(group: &[P], j: usize, y: &[A]) -> f32
+where
+    P: Packed8<Block: FastBlock>,
+    A: FastAct,
+{
+    assert_eq!(
+        group.len(),
+        y.len(),
+        "weight and activation rows differ in blocks"
+    );
+    let blocks: Vec<P::Block> = group.iter().map(|g| g.unpack(j)).collect();
+    dot_blocks(blocks.iter(), y)
+}
+
+fn dot_blocks<'w, W: FastBlock + 'w, A: FastAct>(x: impl Iterator<Item = &'w W>, y: &[A]) -> f32 {
     let mut p = [0.0f32; 8];
     let mut m = [0.0f32; 8];
-    for (b, (xb, yb)) in x.iter().zip(y).enumerate() {
+    for (b, (xb, yb)) in x.zip(y).enumerate() {
         let qs = yb.qs();
         let s: i32 = (0..32).map(|j| xb.quant(j) * i32::from(qs[j])).sum();
         let c = xb.scale() * yb.scale();

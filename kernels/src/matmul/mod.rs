@@ -17,7 +17,9 @@
 //! tokens through one-row kernels, more through the token-lane kernels
 //! ([`crate::dot::lanes`]), which give the same bits. F32 and F16 weights take
 //! [`crate::dot::float_tile`]'s tiles of several rows by several tokens; the other types
-//! take the exact kernels.
+//! take the exact kernels. Weights repacked at load in groups of eight rows
+//! ([`Layout::Rows8`], [`crate::repack`]) go through the eight-row kernels for every batch
+//! size, up to [`FAST_TILE`] tokens at a time, with the same bits.
 //!
 //! A call allocates nothing once the scratch has grown to the largest shape it has seen.
 
@@ -30,11 +32,48 @@ use crate::cpu::{Isa, Numerics};
 use crate::dot::{FastDot, ROWS8, VecDot, kind};
 use crate::pool::ThreadPool;
 
+/// The `tile` (1..=4) activation rows from `t` (`$a(t)`), with their two terms (`$d(t)`
+/// and `$s(t)`), as arrays, for a kernel call that takes `N` rows.
+macro_rules! by_tile {
+    ($tile:expr, $t:expr, ($a:ident, $d:ident, $s:ident), |$ys:ident, $ds:ident, $ss:ident| $call:expr) => {{
+        let t = $t;
+        match $tile {
+            4 => {
+                let ($ys, $ds, $ss) = (
+                    [$a(t), $a(t + 1), $a(t + 2), $a(t + 3)],
+                    [$d(t), $d(t + 1), $d(t + 2), $d(t + 3)],
+                    [$s(t), $s(t + 1), $s(t + 2), $s(t + 3)],
+                );
+                $call
+            }
+            3 => {
+                let ($ys, $ds, $ss) = (
+                    [$a(t), $a(t + 1), $a(t + 2)],
+                    [$d(t), $d(t + 1), $d(t + 2)],
+                    [$s(t), $s(t + 1), $s(t + 2)],
+                );
+                $call
+            }
+            2 => {
+                let ($ys, $ds, $ss) = ([$a(t), $a(t + 1)], [$d(t), $d(t + 1)], [$s(t), $s(t + 1)]);
+                $call
+            }
+            _ => {
+                let ($ys, $ds, $ss) = ([$a(t)], [$d(t)], [$s(t)]);
+                $call
+            }
+        }
+    }};
+}
+
 mod float;
 mod kfast;
 mod lanes;
+mod packed;
 
 pub use float::WIDE_MAX;
+pub use packed::Layout;
+use packed::check_layout;
 
 /// Activation rows per tile of the batched product.
 pub const TOKEN_TILE: usize = 8;
@@ -78,9 +117,17 @@ pub enum MatmulError {
     /// A stacked product's matrices cannot be stacked.
     #[error("cannot stack these matrices into one product: {0}")]
     Stack(&'static str),
+    /// The weights were repacked into a layout this product cannot read.
+    #[error("{ty} weights repacked into eight-row groups cannot be multiplied here: {why}")]
+    Layout {
+        /// The weight type.
+        ty: GgmlType,
+        /// What does not fit.
+        why: &'static str,
+    },
 }
 
-/// A weight matrix: `rows` rows of `cols` values of type `ty`, row after row.
+/// A weight matrix: `rows` rows of `cols` values of type `ty`, in `layout`.
 #[derive(Debug, Clone, Copy)]
 pub struct Weights<'a> {
     /// The tensor's bytes.
@@ -91,6 +138,8 @@ pub struct Weights<'a> {
     pub rows: usize,
     /// Values per row (input features).
     pub cols: usize,
+    /// How the rows are laid out.
+    pub layout: Layout,
 }
 
 /// Reusable space for the quantized activations of [`matmul`].
@@ -272,6 +321,7 @@ fn product(
     let Some(act) = partner(w.ty) else {
         return Err(MatmulError::UnsupportedType(w.ty));
     };
+    check_layout(parts, order)?;
     if !w.cols.is_multiple_of(w.ty.block_size()) || !w.cols.is_multiple_of(act.block_size()) {
         return Err(MatmulError::PartialBlock {
             ty: w.ty,
@@ -314,6 +364,14 @@ impl Product<'_> {
     /// [`Product::run`] for the weight type, through [`VecDot::dot`].
     fn run_any(&self, out: &mut [f32], scratch: &mut MatmulScratch) -> Result<(), MatmulError> {
         let product = self;
+        if self.w.layout == Layout::Rows8 {
+            // `check_layout` let only the packable types through.
+            return match self.w.ty {
+                GgmlType::Q4_0 => product.run_packed::<kind::Q4_0>(out, scratch),
+                GgmlType::Q4_1 => product.run_packed::<kind::Q4_1>(out, scratch),
+                _ => product.run_packed::<kind::Q8_0>(out, scratch),
+            };
+        }
         // Every batch size takes the fast kernels, so that a token's bits do not depend on
         // the batch it came in (a decode step beside another request's prompt).
         if self.order == Order::Fast && self.isa != Isa::Scalar {
@@ -469,20 +527,7 @@ impl Product<'_> {
     ) -> Result<(), MatmulError> {
         let weights = self.stack_rows::<K::Weight>()?;
         let a_per_row = self.w.cols / K::ACT_TYPE.block_size();
-        let n_acts = self.n_tokens * a_per_row;
-        // The activations, then (from the next whole word) their f32 scales: `d` of every
-        // block, then `d * sum(q)` of every block (see `activation_bytes`).
-        let act_words = (n_acts * size_of::<K::Act>()).div_ceil(size_of::<u32>());
-        let (act_words, scale_words) = scratch.words.split_at_mut(act_words);
-        let acts = self.quantize::<K>(act_words);
-        let (scale_words, lane_words) = scale_words.split_at_mut(2 * n_acts);
-        let scales = as_blocks_mut::<f32>(as_bytes_mut(scale_words))
-            .expect("u32 storage is aligned for f32");
-        let (da, sa) = scales.split_at_mut(n_acts);
-        for ((y, d), s) in acts.iter().zip(da.iter_mut()).zip(sa.iter_mut()) {
-            (*d, *s) = K::act_scales(y);
-        }
-        let (da, sa) = (&*da, &*sa);
+        let (acts, da, sa, lane_words) = self.fast_acts::<K>(&mut scratch.words);
         let isa = self.isa;
         if self.n_tokens >= LANES_FROM {
             self.run_lanes::<K>(&weights, acts, (da, sa), lane_words, out);
@@ -501,51 +546,43 @@ impl Product<'_> {
         let a = |t: usize| &acts[row(t)];
         let d = |t: usize| &da[row(t)];
         let s = |t: usize| &sa[row(t)];
-        // The `tile` (1..=4) activation rows from `t`, with their two terms, as arrays.
-        macro_rules! by_tile {
-            ($tile:expr, $t:expr, |$ys:ident, $ds:ident, $ss:ident| $call:expr) => {{
-                let t = $t;
-                match $tile {
-                    4 => {
-                        let ($ys, $ds, $ss) = (
-                            [a(t), a(t + 1), a(t + 2), a(t + 3)],
-                            [d(t), d(t + 1), d(t + 2), d(t + 3)],
-                            [s(t), s(t + 1), s(t + 2), s(t + 3)],
-                        );
-                        $call
-                    }
-                    3 => {
-                        let ($ys, $ds, $ss) = (
-                            [a(t), a(t + 1), a(t + 2)],
-                            [d(t), d(t + 1), d(t + 2)],
-                            [s(t), s(t + 1), s(t + 2)],
-                        );
-                        $call
-                    }
-                    2 => {
-                        let ($ys, $ds, $ss) =
-                            ([a(t), a(t + 1)], [d(t), d(t + 1)], [s(t), s(t + 1)]);
-                        $call
-                    }
-                    _ => {
-                        let ($ys, $ds, $ss) = ([a(t)], [d(t)], [s(t)]);
-                        $call
-                    }
-                }
-            }};
-        }
         let eight = |r: usize, t: usize, tile: usize| {
             let w: [&[K::Weight]; ROWS8] = std::array::from_fn(|k| weights.row(r + k));
-            by_tile!(tile, t, |ys, ds, ss| rows8(K::dot_rows8(
+            by_tile!(tile, t, (a, d, s), |ys, ds, ss| rows8(K::dot_rows8(
                 isa, w, ys, ds, ss
             )))
         };
         let one = |r: usize, t: usize, tile: usize| {
             let wr = weights.row(r);
-            by_tile!(tile, t, |ys, ds, ss| sums(K::dot_fast(isa, wr, ys, ds, ss)))
+            by_tile!(tile, t, (a, d, s), |ys, ds, ss| sums(K::dot_fast(
+                isa, wr, ys, ds, ss
+            )))
         };
         self.tiles8(out, FAST_TILE, eight, one);
         Ok(())
+    }
+
+    /// The activations quantized for the fast kernels, in `words`: the blocks, then
+    /// (from the next whole word) their f32 scales, `d` of every block, then the second
+    /// term of every block ([`FastDot::act_scales`]; see `activation_bytes`), and the
+    /// words left for the token-lane kernels.
+    #[allow(clippy::type_complexity)]
+    fn fast_acts<'s, K: FastDot>(
+        &self,
+        words: &'s mut [u32],
+    ) -> (&'s [K::Act], &'s [f32], &'s [f32], &'s mut [u32]) {
+        let n_acts = self.n_tokens * (self.w.cols / K::ACT_TYPE.block_size());
+        let act_words = (n_acts * size_of::<K::Act>()).div_ceil(size_of::<u32>());
+        let (act_words, scale_words) = words.split_at_mut(act_words);
+        let acts = self.quantize::<K>(act_words);
+        let (scale_words, lane_words) = scale_words.split_at_mut(2 * n_acts);
+        let scales = as_blocks_mut::<f32>(as_bytes_mut(scale_words))
+            .expect("u32 storage is aligned for f32");
+        let (da, sa) = scales.split_at_mut(n_acts);
+        for ((y, d), s) in acts.iter().zip(da.iter_mut()).zip(sa.iter_mut()) {
+            (*d, *s) = K::act_scales(y);
+        }
+        (acts, da, sa, lane_words)
     }
 
     /// Fills the one token's `out` by `fill(first, part)`: each task's run of rows from
@@ -570,7 +607,12 @@ impl Product<'_> {
     /// Rows per task: enough tasks to balance the threads, few enough that a task's rows
     /// stay in cache while the token tiles pass.
     fn rows_per_task(&self) -> usize {
-        self.w.rows.div_ceil(self.pool.threads() * 4).clamp(1, 64)
+        let rows = self.w.rows.div_ceil(self.pool.threads() * 4).clamp(1, 64);
+        match self.w.layout {
+            Layout::Rows => rows,
+            // A task takes whole groups.
+            Layout::Rows8 => rows.next_multiple_of(ROWS8),
+        }
     }
 
     /// Fills `out` with `dot(r, t, tile)`: the dots of weight row `r` with the `tile`
@@ -713,6 +755,8 @@ fn sums<const N: usize>(s: [f32; N]) -> [f32; TOKEN_TILE] {
     all
 }
 
+#[cfg(test)]
+mod packed_tests;
 #[cfg(test)]
 mod stacked_tests;
 #[cfg(test)]

@@ -33,6 +33,7 @@ fn a_stacked_product_gives_each_matrix_its_own_products_bits() {
                 ty,
                 rows,
                 cols,
+                layout: Layout::Rows,
             })
             .collect();
         let total: usize = rows.iter().sum();
@@ -95,6 +96,7 @@ fn matrices_that_cannot_stack_are_refused() {
             ty,
             rows: 4,
             cols,
+            layout: Layout::Rows,
         }
     }
     let x = random_activations(cols, 3);
@@ -140,6 +142,7 @@ fn matrices_that_cannot_stack_are_refused() {
         ty: GgmlType::F32,
         rows: 4,
         cols,
+        layout: Layout::Rows,
     }];
     assert!(matches!(
         stack(&floats, &mut out[..4]),

@@ -37,6 +37,7 @@ fn every_type_matches_the_dequantized_product_on_every_path_and_pool() {
             ty,
             rows,
             cols,
+            layout: Layout::Rows,
         };
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads).unwrap();
@@ -77,6 +78,7 @@ fn a_batch_equals_its_tokens_one_at_a_time() {
             ty,
             rows,
             cols,
+            layout: Layout::Rows,
         };
         let isa = Isa::best();
         let mut scratch = MatmulScratch::new();
@@ -108,6 +110,7 @@ fn the_fast_product_is_the_exact_one_up_to_the_order_of_its_additions() {
             ty,
             rows,
             cols,
+            layout: Layout::Rows,
         };
         let wd = dequantized(ty, w.get(), rows * cols);
         // 33 tokens: F16 rows are widened to f32 from 32 on.
@@ -157,6 +160,7 @@ fn shapes_and_types_are_checked() {
         ty: GgmlType::Q8_0,
         rows: 2,
         cols: 64,
+        layout: Layout::Rows,
     };
     let mut scratch = MatmulScratch::new();
     let x = vec![0.5; 64];
@@ -194,6 +198,7 @@ fn shapes_and_types_are_checked() {
     ));
     let partial = Weights {
         cols: 48,
+        layout: Layout::Rows,
         ..weights
     };
     let err = matmul(&pool, isa, partial, &x[..48], 1, &mut out, &mut scratch);
@@ -232,6 +237,7 @@ fn the_scratch_stops_growing_once_sized() {
         ty: GgmlType::Q4_K,
         rows,
         cols,
+        layout: Layout::Rows,
     };
     let mut scratch = MatmulScratch::for_shape(GgmlType::Q4_K, cols, 4);
     let before = scratch.bytes();

@@ -3,15 +3,18 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use std::collections::HashSet;
+
+use memmap2::MmapMut;
 
 use crate::error::GgufError;
 use crate::header::GgufHeader;
 use crate::tensor::TensorInfo;
 
-/// Where the file's bytes live.
+/// Where the file's bytes live. The map is private and copy-on-write, so a tensor
+/// rewritten in place ([`GgufFile::tensor_data_mut`]) changes this process's view only.
 enum Bytes {
-    Mapped(Mmap),
+    Mapped(MmapMut),
     Owned(Vec<u8>),
 }
 
@@ -26,12 +29,23 @@ impl Deref for Bytes {
     }
 }
 
+impl Bytes {
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Bytes::Mapped(map) => map,
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
 /// An open GGUF file: its parsed [`GgufHeader`] (reachable through `Deref`) and its
 /// bytes, from which tensor data is borrowed without copying.
 pub struct GgufFile {
     path: Option<PathBuf>,
     bytes: Bytes,
     header: GgufHeader,
+    /// Tensors whose data a reader rewrote in a layout of its own.
+    rewritten: HashSet<String>,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -51,12 +65,13 @@ impl GgufFile {
     /// read; tensor data stays on disk until used.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
-        let map = crate::MappedFile::open(path)?.into_map();
+        let map = crate::mapped::map_private(path)?;
         let header = GgufHeader::parse(&map).map_err(|e| e.with_path(path.to_path_buf()))?;
         Ok(Self {
             path: Some(path.to_path_buf()),
             bytes: Bytes::Mapped(map),
             header,
+            rewritten: HashSet::new(),
         })
     }
 
@@ -73,6 +88,7 @@ impl GgufFile {
             path: Some(path.to_path_buf()),
             bytes: Bytes::Owned(bytes),
             header,
+            rewritten: HashSet::new(),
         })
     }
 
@@ -83,6 +99,7 @@ impl GgufFile {
             path: None,
             bytes: Bytes::Owned(bytes),
             header,
+            rewritten: HashSet::new(),
         })
     }
 
@@ -121,6 +138,29 @@ impl GgufFile {
     /// another file.
     pub fn tensor_data(&self, tensor: &TensorInfo) -> Result<&[u8], GgufError> {
         self.header.tensor_data(&self.bytes, tensor)
+    }
+
+    /// The data of the tensor `name`, writable, for a reader that rewrites it in a layout
+    /// of its own once, at load (and then calls [`GgufFile::mark_rewritten`]). The file on
+    /// disk never changes: a mapped file is mapped copy-on-write, and each page written
+    /// becomes this process's own (the same memory the mapped page took). `None` when the
+    /// file has no such tensor or its record lies outside the file.
+    pub fn tensor_data_mut(&mut self, name: &str) -> Option<&mut [u8]> {
+        let info = self.header.tensor(name)?;
+        let start = usize::try_from(info.absolute_offset).ok()?;
+        let end = start.checked_add(usize::try_from(info.byte_len).ok()?)?;
+        self.bytes.as_mut().get_mut(start..end)
+    }
+
+    /// Records that the data of `name` no longer lies as the file stores it, so readers
+    /// that expect the file's layout can refuse it ([`GgufFile::is_rewritten`]).
+    pub fn mark_rewritten(&mut self, name: &str) {
+        self.rewritten.insert(name.to_owned());
+    }
+
+    /// Whether [`GgufFile::mark_rewritten`] was called for `name`.
+    pub fn is_rewritten(&self, name: &str) -> bool {
+        self.rewritten.contains(name)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use crate::error::GgufError;
 
@@ -25,11 +25,6 @@ impl std::fmt::Debug for MappedFile {
 }
 
 impl MappedFile {
-    /// The map itself, for a reader that keeps it under another type (`GgufFile`).
-    pub(crate) fn into_map(self) -> Mmap {
-        self.map
-    }
-
     /// Maps the file at `path`; its pages are read from disk when first touched.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref();
@@ -59,4 +54,21 @@ impl MappedFile {
     pub fn bytes(&self) -> &[u8] {
         &self.map
     }
+}
+
+/// Maps the file at `path` private and copy-on-write: reads come from the file's pages,
+/// and a page written (a tensor repacked at load) becomes this process's own copy; the
+/// file never changes.
+pub(crate) fn map_private(path: &Path) -> Result<MmapMut, GgufError> {
+    let io_error = |source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_error)?;
+    // SAFETY: as in `MappedFile::open`: we assume nobody truncates or rewrites the file
+    // while it is open. The map is private, so our writes never reach the file or other
+    // processes, and nothing else holds a reference into it yet.
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapOptions::new().map_copy(&file) }.map_err(io_error)?;
+    Ok(map)
 }

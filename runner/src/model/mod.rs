@@ -23,6 +23,7 @@ pub mod pooling;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
+pub mod repack;
 pub mod weights;
 
 use std::sync::Arc;
@@ -113,6 +114,20 @@ pub enum ModelError {
     /// Flash attention could not read the cache.
     #[error(transparent)]
     Attention(#[from] FlashAttnError),
+    /// A weight matrix could not be repacked for the fast kernels.
+    #[error("tensor '{name}' could not be repacked for the fast kernels: {source}")]
+    Repack {
+        /// The tensor.
+        name: String,
+        /// Why.
+        source: kernels::repack::RepackError,
+    },
+    /// A tensor read row by row (an embedding table, a vector) was repacked as a matrix:
+    /// a bug in the repacking rule, reported rather than read in the wrong layout.
+    #[error(
+        "tensor '{0}' was repacked for the matrix kernels but is read row by row; run with OLLAMA_NUMERICS=exact and report this"
+    )]
+    Repacked(String),
 }
 
 impl From<PlanError> for ModelError {
@@ -408,6 +423,14 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
     ("bert", bert::Bert::load_boxed),
     ("nomic-bert", bert::Bert::load_boxed),
 ];
+
+/// The file made ready to load for `options`, then shared: its weight matrices repacked
+/// for the fast kernels ([`repack`]) when those will multiply them. A file loaded without
+/// it computes the same, its matrices read as the file stores them.
+pub fn prepare(mut file: GgufFile, options: &LoadOptions) -> Result<Arc<GgufFile>, ModelError> {
+    repack::repack_weights(&mut file, options.numerics, kernels::cpu::Isa::detect()?)?;
+    Ok(Arc::new(file))
+}
 
 /// Loads the model in `file` with the implementation its `general.architecture` names.
 pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {

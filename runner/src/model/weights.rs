@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use gguf::{GgmlType, GgufFile, TensorInfo};
 use kernels::cpu::{Isa, Numerics};
-use kernels::matmul::{self, MatmulScratch, Weights};
+use kernels::matmul::{self, Layout, MatmulScratch, Weights};
 use kernels::ops::gelu_erf_isa;
 use kernels::pool::ThreadPool;
 
@@ -179,6 +179,9 @@ fn byte_range(file: &GgufFile, info: &TensorInfo) -> Result<Range<usize>, ModelE
 /// A vector tensor of `len` values (a norm weight, a bias), dequantized to `f32`.
 pub fn vector(file: &GgufFile, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
     let info = tensor(file, name)?;
+    if file.is_rewritten(name) {
+        return Err(ModelError::Repacked(name.to_owned()));
+    }
     check_shape(info, &[len as u64])?;
     let mut out = vec![0.0; len];
     kernels::quant::dequantize_row(info.ggml_type(), file.tensor_data(info)?, &mut out)?;
@@ -198,6 +201,9 @@ pub fn vector_opt(file: &GgufFile, name: &str, len: usize) -> Result<Option<Vec<
 #[derive(Debug, Clone)]
 pub struct Linear {
     range: Range<usize>,
+    /// How the rows lie: as the file stores them, or repacked at load
+    /// ([`super::repack`]).
+    layout: Layout,
     ty: GgmlType,
     rows: usize,
     cols: usize,
@@ -247,8 +253,14 @@ impl Linear {
                 ty,
             });
         }
+        let layout = if file.is_rewritten(info.name()) {
+            Layout::Rows8
+        } else {
+            Layout::Rows
+        };
         Ok(Self {
             range: byte_range(file, info)?,
+            layout,
             ty,
             rows,
             cols,
@@ -282,6 +294,7 @@ impl Linear {
                 let start = range.start + e * bytes;
                 Self {
                     range: start..start + bytes,
+                    layout: Layout::Rows,
                     ty,
                     rows,
                     cols,
@@ -351,6 +364,7 @@ impl Linear {
             ty: self.ty,
             rows: self.rows,
             cols: self.cols,
+            layout: self.layout,
         }
     }
 
@@ -364,8 +378,11 @@ impl Linear {
         let mut first = 0;
         parts.map(|rows| {
             let start = self.range.start + first * row_bytes;
+            // A repacked matrix's groups of eight rows are split whole when the parts are
+            // whole groups; the product refuses any other cut with a clear error.
             let part = Linear {
                 range: start..start + rows * row_bytes,
+                layout: self.layout,
                 ty: self.ty,
                 rows,
                 cols: self.cols,
@@ -415,6 +432,9 @@ impl Embedding {
     /// The table `name`, ggml dims `[n_embd, n_vocab]`.
     pub fn load(file: &GgufFile, name: &str, n_embd: usize) -> Result<Self, ModelError> {
         let info = tensor(file, name)?;
+        if file.is_rewritten(name) {
+            return Err(ModelError::Repacked(name.to_owned()));
+        }
         let n_vocab = info.dims().get(1).copied().unwrap_or(0);
         check_shape(info, &[n_embd as u64, n_vocab])?;
         let ty = info.ggml_type();
@@ -463,6 +483,8 @@ impl Embedding {
         }
         Ok(Linear {
             range: self.range.clone(),
+            // The table is read row by row too, so it stays as the file stores it.
+            layout: Layout::Rows,
             ty: self.ty,
             rows: self.n_vocab,
             cols: self.n_embd,

@@ -131,10 +131,10 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
     } else {
         GgufFile::read(&path)
     };
-    let file = Arc::new(file.map_err(|source| LoadError::File {
+    let file = file.map_err(|source| LoadError::File {
         path: path.clone(),
         source,
-    })?);
+    })?;
     let model_error = |source| LoadError::Model {
         path: path.clone(),
         source,
@@ -160,6 +160,7 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
         numerics,
     };
     let heap_tokenizer = heap_live_bytes();
+    let file = model::prepare(file, &options).map_err(model_error)?;
     let model = model::load(Arc::clone(&file), &options).map_err(model_error)?;
     let heap_model = heap_live_bytes();
     let cache = model::new_cache(model.as_ref(), config.kv).map_err(model_error)?;

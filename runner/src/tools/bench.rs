@@ -160,7 +160,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.reps > 0, "--reps must be at least 1");
     let rss_before = rss_bytes();
-    let file = Arc::new(GgufFile::open(&args.model)?);
+    let file = GgufFile::open(&args.model)?;
     let needed = (args.depth + args.prompt.max(args.gen_tokens)).max(1);
     let num_ctx = args.num_ctx.unwrap_or(needed);
     anyhow::ensure!(
@@ -176,6 +176,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         kv,
         numerics: args.cache.numerics()?,
     };
+    let file = model::prepare(file, &options)?;
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut cache = model::new_cache(model.as_ref(), kv)?;
     if !args.json {

@@ -150,7 +150,7 @@ fn per_second(n: usize, time: Duration) -> f64 {
 
 /// Generates and prints the continuation of the prompt.
 pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let file = Arc::new(GgufFile::open(&args.model)?);
+    let file = GgufFile::open(&args.model)?;
     let tokenizer = Tokenizer::from_metadata(file.metadata())?;
     let kv = args.cache.config(args.num_ctx, 1, args.batch);
     let options = LoadOptions {
@@ -158,6 +158,7 @@ pub fn run(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         kv,
         numerics: args.cache.numerics()?,
     };
+    let file = model::prepare(file, &options)?;
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut sampler = Sampler::new(SamplerOptions {
         temperature: args.temperature,

@@ -401,7 +401,7 @@ fn score(
 pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let file = Arc::new(GgufFile::open(&args.model)?);
+    let file = GgufFile::open(&args.model)?;
     let tokenizer = Tokenizer::from_metadata(file.metadata())?;
     let bos = if tokenizer.adds_bos() {
         let bos = tokenizer.vocab().bos();
@@ -423,6 +423,7 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         kv,
         numerics: args.cache.numerics()?,
     };
+    let file = model::prepare(file, &options)?;
     let mut model = model::load(Arc::clone(&file), &options)?;
     let mut cache = model::new_cache(model.as_ref(), kv)?;
     eprintln!("{}", describe(&cache));

@@ -18,6 +18,7 @@ mod memory;
 mod nomic_bert;
 mod perplexity_refs;
 mod real_models;
+mod repacked;
 mod runner_service;
 mod served;
 mod structured;

@@ -1,20 +1,22 @@
 //! Fast-numerics dots of eight weight rows at once, one row in each lane, with one to a
-//! few activation rows: decode steps of several streams, in the order
-//! [`crate::dot::scalar_fast`] defines.
+//! few activation rows, in the order [`crate::dot::scalar_fast`] defines: every product
+//! over weights repacked at load ([`crate::repack`]), and decode steps of several streams
+//! over rows as the file stores them.
 //!
 //! The one-row kernels ([`super::block32_fast`]) fold each block's 32 products across a
-//! register with horizontal additions, once per activation row. Here the eight rows'
-//! blocks are transposed once (lane `j` holds row `j`'s four bytes `4k..4k + 4` in
-//! register `k`), and each activation row's four bytes are broadcast against them: a
-//! block's integer sums for the eight rows come out in the lanes, with no horizontal
-//! work, and the transposition is shared by every activation row. Lane `j` of partial
-//! sum `b mod 8` is row `j`'s partial, so the eight partials of the definition are eight
+//! register with horizontal additions, once per activation row. Here lane `j` holds row
+//! `j`'s four bytes `4k..4k + 4` in register `k`, and each activation row's four bytes
+//! are broadcast against them: a block's integer sums for the eight rows come out in the
+//! lanes, with no horizontal work. Repacked weights load in that form; rows as stored
+//! are transposed per block (shared by the activation rows). Lane `j` of partial sum
+//! `b mod 8` is row `j`'s partial, so the eight partials of the definition are eight
 //! registers, added at the end in its tree, vertically.
 
 use std::arch::x86_64::*;
 
 use super::block32::{Act32, Block32};
 use super::block32_lanes::tree8;
+use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q8_0};
 
 /// Rows multiplied together, one per lane.
 pub(crate) const ROWS: usize = crate::dot::ROWS8;
@@ -83,93 +85,254 @@ fn scales<W: Block32>(blocks: [&W; 8]) -> (__m256, __m256) {
     (_mm256_cvtph_ps(d), _mm256_cvtph_ps(m))
 }
 
-/// The fast dots of the eight weight rows `rows` with the `N` activation rows `ys`:
-/// element `t` lane `j` is row `j`'s dot with `ys[t]`, the bits of
-/// [`crate::dot::scalar_fast::dot_fast`].
-///
-/// `da[t]` holds the f32 scale of each block of `ys[t]`; `aux[t]` its second term
-/// ([`crate::dot::scalar_fast::act_terms`]), read for the weight types with a minimum or
-/// an offset.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn dot_rows8_avx2<W: Block32, A: Act32, const N: usize>(
-    rows: [&[W]; ROWS],
-    ys: [&[A]; N],
-    da: [&[f32]; N],
-    aux: [&[f32]; N],
-) -> [[f32; ROWS]; N] {
-    let n = ys.first().map_or(0, |y| y.len());
-    assert!(rows.iter().all(|r| r.len() == n));
-    assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
-    let signed_plain = W::SIGNED && W::OFFSET == 0;
-    assert!(signed_plain || aux.iter().all(|s| s.len() == n));
-    // How many i16 `maddubs` sums add without overflow: 8·2·15·127 and 4·2·31·127 stay
-    // below 2^15; 8-bit magnitudes take one each.
-    let per_madd = match W::RAW_BITS {
-        4 => 8,
-        5 => 4,
-        _ => 1,
-    };
-    let ones = _mm256_set1_epi16(1);
-    let mut p = [[_mm256_setzero_ps(); 8]; N];
-    let mut m = [[_mm256_setzero_ps(); 8]; N];
-    for b in 0..n {
-        let j = b % 8;
-        let blocks = rows.map(|r| &r[b]);
-        super::prefetch_ahead(std::ptr::from_ref(blocks[0]), size_of::<W>());
-        // The signed quants for the sign trick, else the stored unsigned values.
+/// Where the eight rows' blocks come from: rows as the file stores them, transposed per
+/// block, or rows repacked at load ([`crate::repack`]), whose registers load as they are.
+pub(crate) trait Rows8Source<W: Block32> {
+    /// Blocks per row.
+    fn blocks(&self) -> usize;
+    /// The address of block `b`'s bytes, for the prefetch.
+    fn at(&self, b: usize) -> *const u8;
+    /// Block `b`'s quant words (register `k`, lane `j`: row `j`'s quants `4k..4k + 4`,
+    /// signed for the sign-trick types, else the stored unsigned values) and the eight
+    /// scales and minimums (zero for the types without one).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    unsafe fn block(&self, b: usize) -> ([__m256i; 8], __m256, __m256);
+}
+
+/// Eight rows as the file stores them.
+pub(crate) struct Transposed<'a, W>(pub(crate) [&'a [W]; ROWS]);
+
+impl<W: Block32> Rows8Source<W> for Transposed<'_, W> {
+    fn blocks(&self) -> usize {
+        self.0[0].len()
+    }
+    fn at(&self, b: usize) -> *const u8 {
+        std::ptr::from_ref(&self.0[0][b]).cast()
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn block(&self, b: usize) -> ([__m256i; 8], __m256, __m256) {
+        let blocks = self.0.map(|r| &r[b]);
         let words = transpose8(blocks.map(|w| {
             // SAFETY: this function's target features include AVX2, FMA and F16C.
             unsafe {
-                if signed_plain {
+                if W::SIGNED && W::OFFSET == 0 {
                     w.quants()
                 } else {
                     w.raw_quants()
                 }
             }
         }));
-        let unsigned = if signed_plain {
-            words.map(|q| _mm256_sign_epi8(q, q))
-        } else {
-            words
-        };
-        let (dw, mw) = scales(blocks);
-        for t in 0..N {
-            let y = &ys[t][b];
-            let mut acc = _mm256_setzero_si256();
-            let mut k = 0;
-            while k < 8 {
-                let mut p16 = _mm256_setzero_si256();
-                for kk in k..k + per_madd {
-                    let a = _mm256_set1_epi32(y.quant_word(kk));
-                    let a = if signed_plain {
-                        _mm256_sign_epi8(a, words[kk])
-                    } else {
-                        a
-                    };
-                    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(unsigned[kk], a));
-                }
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
-                k += per_madd;
-            }
-            let mut s = _mm256_cvtepi32_ps(acc);
-            if W::SIGNED && W::OFFSET != 0 {
-                s = _mm256_sub_ps(s, _mm256_set1_ps(aux[t][b]));
-            }
-            let c = _mm256_mul_ps(dw, _mm256_set1_ps(da[t][b]));
-            p[t][j] = _mm256_fmadd_ps(s, c, p[t][j]);
-            if !W::SIGNED {
-                m[t][j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(aux[t][b]), m[t][j]);
-            }
-        }
+        let (d, m) = scales(blocks);
+        (words, d, m)
     }
-    std::array::from_fn(|t| {
-        let mut total = tree8(&p[t]);
-        if !W::SIGNED {
-            total = _mm256_add_ps(total, tree8(&m[t]));
+}
+
+/// A group of eight rows repacked at load: block `b` of the group is `self.0[b]`.
+pub(crate) struct Packed<'a, P>(pub(crate) &'a [P]);
+
+/// The eight nibble words of a packed Q4_0/Q4_1 block's four registers: low nibbles are
+/// words `0..4`, high nibbles words `4..8`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn nibble_words(qs: &[[u8; 4]; 32]) -> [__m256i; 8] {
+    let mask = _mm256_set1_epi8(0x0f);
+    // SAFETY: register `m` reads the 32 bytes `qs[8m..8m + 8]`, inside `qs`.
+    let v: [__m256i; 4] =
+        std::array::from_fn(|m| unsafe { _mm256_loadu_si256(qs[8 * m..].as_ptr().cast()) });
+    std::array::from_fn(|k| {
+        if k < 4 {
+            _mm256_and_si256(v[k], mask)
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(v[k - 4]), mask)
         }
-        let mut out = [0.0f32; ROWS];
-        // SAFETY: `out` holds eight f32.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), total) };
-        out
     })
 }
+
+/// Eight f16 values as f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn halves(h: &[half::f16; ROWS]) -> __m256 {
+    // SAFETY: reads the 16 bytes of `h`.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(h.as_ptr().cast()) })
+}
+
+/// A packed block's registers, as [`Rows8Source::block`] gives them.
+pub(crate) trait PackedWords: Packed8<Block: Block32> {
+    /// The quant words, scales and minimums of this block of eight rows.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256);
+}
+
+impl PackedWords for Rows8Q4_0 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256) {
+        (nibble_words(&self.qs), halves(&self.d), _mm256_setzero_ps())
+    }
+}
+
+impl PackedWords for Rows8Q4_1 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256) {
+        (nibble_words(&self.qs), halves(&self.d), halves(&self.m))
+    }
+}
+
+impl PackedWords for Rows8Q8_0 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256) {
+        // SAFETY: register `k` reads the 32 bytes `qs[8k..8k + 8]`, inside `qs`.
+        let words = std::array::from_fn(|k| unsafe {
+            _mm256_loadu_si256(self.qs[8 * k..].as_ptr().cast())
+        });
+        (words, halves(&self.d), _mm256_setzero_ps())
+    }
+}
+
+impl<P: PackedWords> Rows8Source<P::Block> for Packed<'_, P> {
+    fn blocks(&self) -> usize {
+        self.0.len()
+    }
+    fn at(&self, b: usize) -> *const u8 {
+        std::ptr::from_ref(&self.0[b]).cast()
+    }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn block(&self, b: usize) -> ([__m256i; 8], __m256, __m256) {
+        // SAFETY: the caller's contract is this one's.
+        unsafe { self.0[b].words() }
+    }
+}
+
+/// One block's products of the eight rows' words `unsigned` (signed `words` for the sign
+/// trick) with an activation block: into the i32 sums directly (VNNI), or through the i16
+/// sums of `maddubs`, as many as cannot overflow (AVX2). Either way the sum is exact.
+macro_rules! block_sums {
+    (true, $w:ty, $words:expr, $unsigned:expr, $y:expr) => {{
+        let (words, unsigned, y) = ($words, $unsigned, $y);
+        let mut acc = _mm256_setzero_si256();
+        for k in 0..8 {
+            let a = _mm256_set1_epi32(y.quant_word(k));
+            let a = if sign_trick::<$w>() {
+                _mm256_sign_epi8(a, words[k])
+            } else {
+                a
+            };
+            acc = _mm256_dpbusd_epi32(acc, unsigned[k], a);
+        }
+        acc
+    }};
+    (false, $w:ty, $words:expr, $unsigned:expr, $y:expr) => {{
+        let (words, unsigned, y) = ($words, $unsigned, $y);
+        // How many i16 `maddubs` sums add without overflow: 8·2·15·127 and 4·2·31·127 stay
+        // below 2^15; 8-bit magnitudes take one each.
+        let per_madd = match <$w>::RAW_BITS {
+            4 => 8,
+            5 => 4,
+            _ => 1,
+        };
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_si256();
+        let mut k = 0;
+        while k < 8 {
+            let mut p16 = _mm256_setzero_si256();
+            for kk in k..k + per_madd {
+                let a = _mm256_set1_epi32(y.quant_word(kk));
+                let a = if sign_trick::<$w>() {
+                    _mm256_sign_epi8(a, words[kk])
+                } else {
+                    a
+                };
+                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(unsigned[kk], a));
+            }
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
+            k += per_madd;
+        }
+        acc
+    }};
+}
+
+/// Signed quants without an offset (Q8_0, IQ4_NL) multiply by the sign trick.
+const fn sign_trick<W: Block32>() -> bool {
+    W::SIGNED && W::OFFSET == 0
+}
+
+macro_rules! rows8 {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $vnni:tt) => {
+        $(#[$doc])*
+        ///
+        /// Element `t` lane `j` is row `j`'s dot with `ys[t]`, the bits of
+        /// [`crate::dot::scalar_fast::dot_fast`]. `da[t]` holds the f32 scale of each block
+        /// of `ys[t]`; `aux[t]` its second term
+        /// ([`crate::dot::scalar_fast::act_terms`]), read for the weight types with a
+        /// minimum or an offset.
+        #[target_feature(enable = $features)]
+        pub(crate) fn $name<W: Block32, A: Act32, S: Rows8Source<W>, const N: usize>(
+            rows: &S,
+            ys: [&[A]; N],
+            da: [&[f32]; N],
+            aux: [&[f32]; N],
+        ) -> [[f32; ROWS]; N] {
+            let n = rows.blocks();
+            assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
+            assert!(sign_trick::<W>() || aux.iter().all(|s| s.len() == n));
+            let mut p = [[_mm256_setzero_ps(); 8]; N];
+            let mut m = [[_mm256_setzero_ps(); 8]; N];
+            for b in 0..n {
+                let j = b % 8;
+                super::prefetch_ahead(rows.at(b), size_of::<W>() * ROWS);
+                // SAFETY: this function's target features include AVX2, FMA and F16C.
+                let (words, dw, mw) = unsafe { rows.block(b) };
+                let unsigned = if sign_trick::<W>() {
+                    words.map(|q| _mm256_sign_epi8(q, q))
+                } else {
+                    words
+                };
+                for t in 0..N {
+                    let y = &ys[t][b];
+                    let acc = block_sums!($vnni, W, &words, &unsigned, y);
+                    let mut s = _mm256_cvtepi32_ps(acc);
+                    if W::SIGNED && W::OFFSET != 0 {
+                        s = _mm256_sub_ps(s, _mm256_set1_ps(aux[t][b]));
+                    }
+                    let c = _mm256_mul_ps(dw, _mm256_set1_ps(da[t][b]));
+                    p[t][j] = _mm256_fmadd_ps(s, c, p[t][j]);
+                    if !W::SIGNED {
+                        m[t][j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(aux[t][b]), m[t][j]);
+                    }
+                }
+            }
+            std::array::from_fn(|t| {
+                let mut total = tree8(&p[t]);
+                if !W::SIGNED {
+                    total = _mm256_add_ps(total, tree8(&m[t]));
+                }
+                let mut out = [0.0f32; ROWS];
+                // SAFETY: `out` holds eight f32.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), total) };
+                out
+            })
+        }
+    };
+}
+
+rows8!(
+    /// The fast dots of eight weight rows with `N` activation rows, AVX2.
+    dot_rows8_avx2,
+    "avx2,fma,f16c",
+    false
+);
+rows8!(
+    /// The fast dots of eight weight rows with `N` activation rows, AVX-512 VNNI on
+    /// 256-bit vectors (`vpdpbusd` in place of `maddubs` + `madd`).
+    dot_rows8_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    true
+);

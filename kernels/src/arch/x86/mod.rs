@@ -18,6 +18,7 @@ use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use half::f16;
 
 use self::block32::{Act32, Block32};
+pub(crate) use self::block32_rows::{Packed, Rows8Source, Transposed};
 use crate::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 /// Proof that the CPU has AVX2, FMA and F16C. Only [`Avx2Token::new`] makes one.
@@ -209,16 +210,28 @@ impl KFastRow for BlockQ6K {
 }
 
 /// The fast-numerics dots of eight weight rows, one per lane, with `N` activation rows
-/// (see [`block32_rows`]); AVX-512 machines run it through [`Avx512Token::avx2`].
-pub(crate) fn block32_rows8_avx2<W: Block32, A: Act32, const N: usize>(
+/// (see [`block32_rows`]), AVX2.
+pub(crate) fn block32_rows8_avx2<W: Block32, A: Act32, S: Rows8Source<W>, const N: usize>(
     _: Avx2Token,
-    rows: [&[W]; block32_rows::ROWS],
+    rows: &S,
     ys: [&[A]; N],
     da: [&[f32]; N],
     sa: [&[f32]; N],
 ) -> [[f32; block32_rows::ROWS]; N] {
     // SAFETY: the token proves the CPU has the AVX2, FMA and F16C the kernel enables.
     unsafe { block32_rows::dot_rows8_avx2(rows, ys, da, sa) }
+}
+
+/// [`block32_rows8_avx2`] with AVX-512 VNNI's `vpdpbusd`.
+pub(crate) fn block32_rows8_vnni<W: Block32, A: Act32, S: Rows8Source<W>, const N: usize>(
+    _: Avx512Token,
+    rows: &S,
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    sa: [&[f32]; N],
+) -> [[f32; block32_rows::ROWS]; N] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32_rows::dot_rows8_vnni(rows, ys, da, sa) }
 }
 
 /// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.

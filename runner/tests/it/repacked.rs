@@ -1,0 +1,77 @@
+//! Weights repacked at load for the fast kernels (`model::repack`) compute what the same
+//! weights compute as the file stores them: the same logits, bit for bit, after a prompt
+//! (the many-token kernels) and over a greedy decode (the one-token kernels); and the
+//! file on disk is left as it was.
+
+use std::sync::Arc;
+
+use e2e::TestModel;
+use gguf::GgufFile;
+use kernels::cpu::Isa;
+use runner::kvcache::KvConfig;
+use runner::model::{self, LoadOptions, Numerics};
+
+use crate::support::generate;
+
+fn options() -> LoadOptions {
+    LoadOptions {
+        threads: 2,
+        kv: KvConfig::reference(256),
+        numerics: Numerics::Fast,
+    }
+}
+
+#[test]
+fn smollm2_repacked_gives_the_bits_of_its_rows() {
+    let isa = Isa::detect().unwrap();
+    if isa == Isa::Scalar {
+        eprintln!("skipped: the scalar kernels never read repacked weights");
+        return;
+    }
+    let path = TestModel::SmolLm2.path();
+    let bytes_before = std::fs::read(&path).unwrap();
+    let mut packed = GgufFile::open(&path).unwrap();
+    let done = model::repack::repack_weights(&mut packed, Numerics::Fast, isa).unwrap();
+    // SmolLM2's layers are Q4_1, 30 layers of seven matrices; its head is the Q8_0 token
+    // table, read row by row too, so it stays as stored.
+    assert_eq!(done.tensors, 30 * 7, "{done:?}");
+    assert!(packed.is_rewritten("blk.0.attn_q.weight"));
+    assert!(!packed.is_rewritten("token_embd.weight"));
+    let plain = GgufFile::open(&path).unwrap();
+    let tokenizer = crate::support::tokenizer(TestModel::SmolLm2);
+    let prompt = tokenizer.encode(
+        "The quick brown fox jumps over the lazy dog because",
+        true,
+        true,
+    );
+    let runs = [Arc::new(packed), Arc::new(plain)].map(|file| {
+        let mut m = model::load(file, &options()).unwrap();
+        generate(m.as_mut(), &tokenizer, &prompt, 12, options().kv)
+    });
+    assert_eq!(
+        runs[0]
+            .first_logits
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        runs[1]
+            .first_logits
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        "the prompt's logits differ"
+    );
+    assert_eq!(runs[0].generated, runs[1].generated, "the decode differs");
+    assert!(
+        std::fs::read(&path).unwrap() == bytes_before,
+        "repacking wrote to the model file"
+    );
+}
+
+#[test]
+fn exact_numerics_leave_the_file_as_stored() {
+    let mut file = GgufFile::open(TestModel::SmolLm2.path()).unwrap();
+    let done = model::repack::repack_weights(&mut file, Numerics::Exact, Isa::best()).unwrap();
+    assert_eq!(done.tensors, 0);
+    assert!(!file.is_rewritten("blk.0.attn_q.weight"));
+}
