@@ -1,6 +1,7 @@
 //! The one way GPU tests get a device, here and in the runner: tests must run (or say
 //! loudly that they did not) on machines with and without a Vulkan adapter.
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use crate::device::{DeviceSpec, Gpu};
@@ -11,7 +12,8 @@ use crate::error::GpuError;
 pub const REQUIRE_VAR: &str = "OLLAMA_GPU_TESTS";
 
 /// A device shared by the tests of one binary (`OLLAMA_DEVICE=gpu`'s choice), or `None`
-/// after printing `skipped: no GPU adapter ...` to stderr when there is none.
+/// after printing `skipped: no GPU adapter ...` to stderr (past the harness's capture)
+/// when there is none.
 ///
 /// # Panics
 /// When no adapter exists and `OLLAMA_GPU_TESTS=require`, or when an adapter exists but
@@ -29,7 +31,12 @@ pub fn gpu_or_skip() -> Option<&'static Gpu> {
         if std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "require") {
             panic!("no GPU adapter, and {REQUIRE_VAR}=require: install mesa-vulkan-drivers");
         }
-        eprintln!("skipped: no GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        // Straight to the stream, not `eprintln!`, which the test harness captures and
+        // hides for passing tests: a skip must show in the log.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: no GPU adapter (install mesa-vulkan-drivers for lavapipe)"
+        );
     }
     gpu
 }
