@@ -6,7 +6,7 @@
 //!   the device memory its buffers hold.
 //! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
-//! - [`ops`]: RMSNorm, RoPE, SwiGLU/GeGLU and softmax.
+//! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
 //!
 //! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
 //! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.

@@ -1,4 +1,5 @@
-//! The layer math between the matrix products: RMSNorm, RoPE, SwiGLU/GeGLU and softmax,
+//! The layer math between the matrix products: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and
+//! softmax,
 //! each a WGSL kernel over f32 buffers with the CPU twin in `kernels::ops`.
 
 use crate::buffer::GpuBuffer;
@@ -7,6 +8,7 @@ use crate::error::{GpuError, Result};
 use crate::kernel::{Dispatch, Params, WORKGROUP, to_u32};
 
 const RMS_NORM: &str = include_str!("shaders/rms_norm.wgsl");
+const LAYER_NORM: &str = include_str!("shaders/layer_norm.wgsl");
 const SOFTMAX: &str = include_str!("shaders/softmax.wgsl");
 const GLU: &str = include_str!("shaders/glu.wgsl");
 const ROPE: &str = include_str!("shaders/rope.wgsl");
@@ -101,6 +103,46 @@ impl Gpu {
             Dispatch {
                 kernel: KERNEL,
                 buffers: &[x, weight, out],
+                params: Params::default()
+                    .u32(rows)
+                    .u32(to_u32(KERNEL, "n", n)?)
+                    .f32(eps),
+                workgroups: [gx, gy, 1],
+            },
+        )
+    }
+
+    /// LayerNorm of `rows` rows of `n` values with a weight and a bias of `n` values:
+    /// `out = (x - mean) / sqrt(var + eps) * weight + bias` (as `kernels::ops::layer_norm`;
+    /// BERT's encoders).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "ggml's norm operands and sizes; a struct would only rename them"
+    )]
+    pub fn layer_norm(
+        &self,
+        x: &GpuBuffer,
+        weight: &GpuBuffer,
+        bias: &GpuBuffer,
+        out: &GpuBuffer,
+        rows: usize,
+        n: usize,
+        eps: f32,
+    ) -> Result<()> {
+        const KERNEL: &str = "layer_norm";
+        check_len(KERNEL, rows * n, &[("x", x), ("out", out)])?;
+        check_len(KERNEL, n, &[("weight", weight), ("bias", bias)])?;
+        if n == 0 {
+            return Ok(());
+        }
+        let rows = to_u32(KERNEL, "rows", rows)?;
+        let pipeline = self.pipeline(KERNEL, || LAYER_NORM.to_owned())?;
+        let [gx, gy] = self.grid(rows);
+        self.dispatch(
+            &pipeline,
+            Dispatch {
+                kernel: KERNEL,
+                buffers: &[x, weight, bias, out],
                 params: Params::default()
                     .u32(rows)
                     .u32(to_u32(KERNEL, "n", n)?)

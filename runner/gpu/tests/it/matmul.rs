@@ -195,3 +195,32 @@ fn matmul_refuses_short_buffers() {
             .is_err()
     );
 }
+
+/// More rows than one grid dimension holds (65535 workgroups): the rows continue on the
+/// grid's second dimension, as Gemma 3's 262144-row output matrix needs.
+#[test]
+fn matmul_past_one_grid_dimension() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (rows, cols, n_tokens) = (70_000, 32, 2);
+    let (w, dequantized) = upload(gpu, WeightType::Q8_0, rows, cols, 9);
+    let x = values(&mut rng(10), n_tokens * cols, 1.0);
+    let y = gpu.zeros_f32("y", n_tokens * rows).unwrap();
+    gpu.matmul(&w, &gpu.upload_f32("x", &x).unwrap(), n_tokens, &y)
+        .unwrap();
+    let got = gpu.read_f32(&y).unwrap();
+    for t in 0..n_tokens {
+        for r in [0, 1, 65_534, 65_535, 65_536, rows - 1] {
+            let products = dequantized[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(&x[t * cols..(t + 1) * cols])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b));
+            let want = products.clone().sum::<f64>();
+            let tol = 1e-4 * products.map(f64::abs).sum::<f64>();
+            let g = f64::from(got[t * rows + r]);
+            assert!(
+                (g - want).abs() <= tol,
+                "token {t} row {r}: gpu {g} vs cpu {want}"
+            );
+        }
+    }
+}

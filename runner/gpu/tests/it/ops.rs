@@ -2,7 +2,9 @@
 
 use gpu::ops::{RopeConfig, RopeLayout};
 use gpu::testing::gpu_or_skip;
-use kernels::ops::{Rope, RopeParams, rms_norm, rope_yarn_corr_dims, softmax_scaled_masked};
+use kernels::ops::{
+    Rope, RopeParams, layer_norm, rms_norm, rope_yarn_corr_dims, softmax_scaled_masked,
+};
 
 use crate::support::{assert_close, rng, values};
 
@@ -29,6 +31,37 @@ fn rms_norm_matches_the_cpu() {
             }
             assert_close(&format!("rms_norm rows {rows} n {n}"), &got, &want, |i| {
                 1e-5 * f64::from(want[i].abs()) + 1e-6
+            });
+        }
+    }
+}
+
+#[test]
+fn layer_norm_matches_the_cpu() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let mut rng = rng(15);
+    for n in WIDTHS {
+        for rows in [1, 3, 7] {
+            // An offset, so the centring matters.
+            let x: Vec<f32> = values(&mut rng, rows * n, 3.0)
+                .iter()
+                .map(|v| v + 5.0)
+                .collect();
+            let weight = values(&mut rng, n, 2.0);
+            let bias = values(&mut rng, n, 1.0);
+            let out = gpu.zeros_f32("out", rows * n).unwrap();
+            let upload = |name, v: &[f32]| gpu.upload_f32(name, v).unwrap();
+            let (x_gpu, w_gpu, b_gpu) = (upload("x", &x), upload("w", &weight), upload("b", &bias));
+            gpu.layer_norm(&x_gpu, &w_gpu, &b_gpu, &out, rows, n, 1e-12)
+                .unwrap();
+            let got = gpu.read_f32(&out).unwrap();
+            let mut want = vec![0.0; rows * n];
+            for (xr, wr) in x.chunks_exact(n).zip(want.chunks_exact_mut(n)) {
+                layer_norm(xr, Some(&weight), Some(&bias), 1e-12, wr);
+            }
+            // A row of one value is 0 / sqrt(0 + eps) on both sides: only the bias is left.
+            assert_close(&format!("layer_norm rows {rows} n {n}"), &got, &want, |i| {
+                1e-5 * (f64::from(want[i].abs()) + f64::from(weight[i % n].abs())) + 1e-6
             });
         }
     }
