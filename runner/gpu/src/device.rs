@@ -339,6 +339,7 @@ impl Gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::gpu_or_skip;
 
     #[test]
     fn specs_parse() {
@@ -363,5 +364,20 @@ mod tests {
         kinds.sort_by_key(|k| k.rank());
         assert_eq!(kinds[0], DeviceKind::Discrete);
         assert_eq!(kinds[4], DeviceKind::Cpu);
+    }
+
+    #[test]
+    fn a_lost_device_fails_every_later_call_with_device_lost() {
+        if gpu_or_skip().is_none() {
+            return;
+        }
+        let gpu = Gpu::open(DeviceSpec::Gpu).unwrap().unwrap();
+        let before = gpu.upload_f32("before", &[1.0]).unwrap();
+        gpu.device.destroy();
+        let error = gpu.read_f32(&before).unwrap_err();
+        assert!(matches!(error, GpuError::DeviceLost { .. }), "{error}");
+        let error = gpu.zeros_f32("after", 4).unwrap_err();
+        assert!(matches!(error, GpuError::DeviceLost { .. }), "{error}");
+        assert!(error.to_string().contains("OLLAMA_DEVICE=cpu"), "{error}");
     }
 }
