@@ -108,12 +108,24 @@ impl WeightType {
 }
 
 /// A weight matrix of `rows` rows of `cols` values on the device, in its GGUF blocks.
+///
+/// A matrix larger than the device binds at once (lavapipe: 128 MiB; Gemma 3 270M's Q8_0
+/// embedding table is 178 MB) is held in parts of whole rows, each its own buffer; the
+/// kernels run once per part.
 #[derive(Debug)]
 pub struct GpuMatrix {
-    buffer: GpuBuffer,
+    parts: Vec<MatrixPart>,
     ty: WeightType,
     rows: usize,
     cols: usize,
+}
+
+/// Rows `first_row..first_row + rows` of a matrix, in one buffer.
+#[derive(Debug)]
+struct MatrixPart {
+    buffer: GpuBuffer,
+    first_row: usize,
+    rows: usize,
 }
 
 impl GpuMatrix {
@@ -132,9 +144,14 @@ impl GpuMatrix {
         self.cols
     }
 
-    /// The device buffer holding its blocks.
-    pub fn buffer(&self) -> &GpuBuffer {
-        &self.buffer
+    /// Buffers it is held in (one unless it is larger than one binding).
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Bytes of device memory its buffers take.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buffer.allocated_bytes()).sum()
     }
 }
 
@@ -143,7 +160,8 @@ fn shape_error(kernel: &'static str, detail: String) -> GpuError {
 }
 
 impl Gpu {
-    /// Uploads a GGUF tensor of `rows × cols` values of type `ty`, its bytes unchanged.
+    /// Uploads a GGUF tensor of `rows × cols` values of type `ty`, its bytes unchanged,
+    /// in as few buffers as the device's binding limit allows.
     pub fn upload_matrix(
         &self,
         what: &str,
@@ -151,6 +169,19 @@ impl Gpu {
         rows: usize,
         cols: usize,
         bytes: &[u8],
+    ) -> Result<GpuMatrix> {
+        self.upload_matrix_in_parts(what, (ty, rows, cols), bytes, self.max_binding_bytes())
+    }
+
+    /// [`Gpu::upload_matrix`] with parts of at most `part_bytes` (tests split small
+    /// matrices this way).
+    #[doc(hidden)]
+    pub fn upload_matrix_in_parts(
+        &self,
+        what: &str,
+        (ty, rows, cols): (GgmlType, usize, usize),
+        bytes: &[u8],
+        part_bytes: u64,
     ) -> Result<GpuMatrix> {
         let wt = WeightType::from_ggml(ty)?;
         if cols == 0 || !cols.is_multiple_of(wt.row_multiple()) {
@@ -173,8 +204,36 @@ impl Gpu {
                 ),
             ));
         }
+        let rows_per_part = usize::try_from(part_bytes / row_bytes as u64)
+            .unwrap_or(usize::MAX)
+            .min(rows);
+        if rows_per_part == 0 {
+            return Err(GpuError::TooLarge {
+                what: format!("one row of {what}"),
+                bytes: row_bytes as u64,
+                limit: part_bytes,
+            });
+        }
+        let parts = bytes
+            .chunks(rows_per_part * row_bytes)
+            .zip((0..rows).step_by(rows_per_part))
+            .map(|(chunk, first_row)| {
+                Ok(MatrixPart {
+                    buffer: self.upload_bytes(what, chunk)?,
+                    first_row,
+                    rows: chunk.len() / row_bytes,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if parts.len() > 1 {
+            tracing::debug!(
+                what,
+                parts = parts.len(),
+                "matrix split by rows over buffers"
+            );
+        }
         Ok(GpuMatrix {
-            buffer: self.upload_bytes(what, bytes)?,
+            parts,
             ty: wt,
             rows,
             cols,
@@ -207,24 +266,28 @@ impl Gpu {
                 ),
             ));
         }
-        let rows = to_u32(KERNEL, "rows", w.rows)?;
         let n = to_u32(KERNEL, "tokens", n_tokens)?;
         let name = format!("matmul_{:?}", w.ty);
         let pipeline = self.pipeline(&name, || [COMMON, w.ty.decoder(), MATMUL].join("\n"))?;
-        let [gx, gy] = self.grid(rows);
-        self.dispatch(
-            &pipeline,
-            Dispatch {
-                kernel: KERNEL,
-                buffers: &[&w.buffer, x, y],
-                params: Params::default()
-                    .u32(rows)
-                    .u32(to_u32(KERNEL, "cols", w.cols)?)
-                    .u32(n)
-                    .u32(0),
-                workgroups: [gx, gy, n.div_ceil(MATMUL_TOKENS)],
-            },
-        )
+        for part in &w.parts {
+            let rows = to_u32(KERNEL, "rows", part.rows)?;
+            let [gx, gy] = self.grid(rows);
+            self.dispatch(
+                &pipeline,
+                Dispatch {
+                    kernel: KERNEL,
+                    buffers: &[&part.buffer, x, y],
+                    params: Params::default()
+                        .u32(rows)
+                        .u32(to_u32(KERNEL, "cols", w.cols)?)
+                        .u32(n)
+                        .u32(to_u32(KERNEL, "first row", part.first_row)?)
+                        .u32(to_u32(KERNEL, "rows", w.rows)?),
+                    workgroups: [gx, gy, n.div_ceil(MATMUL_TOKENS)],
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// `out[t] = W[ids[t]]` dequantized to f32: the embedding lookup. `out` receives
@@ -256,18 +319,21 @@ impl Gpu {
         let name = format!("get_rows_{:?}", w.ty);
         let pipeline = self.pipeline(&name, || [COMMON, w.ty.decoder(), GET_ROWS].join("\n"))?;
         let [gx, gy] = self.grid(n);
-        self.dispatch(
-            &pipeline,
-            Dispatch {
-                kernel: KERNEL,
-                buffers: &[&w.buffer, &ids, out],
-                params: Params::default()
-                    .u32(to_u32(KERNEL, "rows", w.rows)?)
-                    .u32(to_u32(KERNEL, "cols", w.cols)?)
-                    .u32(n)
-                    .u32(0),
-                workgroups: [gx, gy, 1],
-            },
-        )
+        for part in &w.parts {
+            self.dispatch(
+                &pipeline,
+                Dispatch {
+                    kernel: KERNEL,
+                    buffers: &[&part.buffer, &ids, out],
+                    params: Params::default()
+                        .u32(to_u32(KERNEL, "rows", part.rows)?)
+                        .u32(to_u32(KERNEL, "cols", w.cols)?)
+                        .u32(n)
+                        .u32(to_u32(KERNEL, "first row", part.first_row)?),
+                    workgroups: [gx, gy, 1],
+                },
+            )?;
+        }
+        Ok(())
     }
 }

@@ -2,14 +2,16 @@
 //
 // Appended to common.wgsl and one weight-type file. One workgroup per token id (grid x
 // and y together number the token); its invocations take the row's runs of 32 values in
-// turn.
+// turn. A matrix in several parts (see matmul.wgsl) is read by one dispatch per part,
+// each writing the tokens whose rows it holds.
 
 struct Params {
+    // Rows in this part of the matrix.
     rows: u32,
     cols: u32,
     n_ids: u32,
-    // Byte offset of row 0 in `w`.
-    w_offset: u32,
+    // The matrix row this part starts at.
+    first_row: u32,
 }
 
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -28,11 +30,15 @@ fn main(
     if (t >= p.n_ids) {
         return;
     }
-    // The wrapper checks ids on the CPU; clamp anyway so a bad id never reads past `w`.
-    let row = min(ids[t], p.rows - 1u);
+    // Ids of other parts (and ids past the end, which the wrapper refuses) are skipped.
+    let id = ids[t];
+    if (id < p.first_row || id - p.first_row >= p.rows) {
+        return;
+    }
+    let row = id - p.first_row;
     let runs = p.cols / 32u;
     let runs_per_block = BLOCK_VALUES / 32u;
-    let row_base = p.w_offset + row * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
+    let row_base = row * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
     var vals: array<f32, 32>;
     for (var u = lid; u < runs; u += WG) {
         dequant32(row_base + (u / runs_per_block) * BLOCK_BYTES, u % runs_per_block, &vals);

@@ -1,18 +1,23 @@
 // y[t][r] = sum_i W[r][i] * x[t][i]: a quantized weight matrix times f32 activations.
 //
 // Appended to common.wgsl and one weight-type file, which define `w`, BLOCK_VALUES,
-// BLOCK_BYTES and dequant32. One workgroup computes one row for up to TOKENS tokens
+// BLOCK_BYTES and dequant32. A matrix too large for one binding comes in parts of whole
+// rows, one dispatch each, writing its rows at y_row0 of rows y_stride wide.
+// One workgroup computes one row for up to TOKENS tokens
 // (grid: x and y together number the row, z the group of tokens): each invocation
 // dequantizes runs of 32 weights once and multiplies them into the accumulators of every
 // token, then a tree reduction in workgroup memory (no subgroup operations, so it runs
 // anywhere) sums the 64 partial sums of each token. Accumulation is f32.
 
 struct Params {
+    // Rows in this part of the matrix.
     rows: u32,
     cols: u32,
     n_tokens: u32,
-    // Byte offset of row 0 in `w`.
-    w_offset: u32,
+    // Index in y of this part's first row.
+    y_row0: u32,
+    // Rows of the whole matrix: the length of one token's output in y.
+    y_stride: u32,
 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -38,7 +43,7 @@ fn main(
     let n_t = min(TOKENS, p.n_tokens - t0);
     let runs = p.cols / 32u;
     let runs_per_block = BLOCK_VALUES / 32u;
-    let row_base = p.w_offset + row * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
+    let row_base = row * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
 
     var acc = array<f32, TOKENS>();
     var vals: array<f32, 32>;
@@ -66,6 +71,6 @@ fn main(
         workgroupBarrier();
     }
     if (lid < n_t) {
-        y[(t0 + lid) * p.rows + row] = partial[lid][0];
+        y[(t0 + lid) * p.y_stride + p.y_row0 + row] = partial[lid][0];
     }
 }

@@ -224,3 +224,57 @@ fn matmul_past_one_grid_dimension() {
         }
     }
 }
+
+/// A matrix in parts (as one larger than a binding is held): every part's rows land in
+/// their place, for matmul and get_rows.
+#[test]
+fn a_matrix_in_parts_multiplies_and_looks_up_as_one() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    for ty in [WeightType::Q8_0, WeightType::Q6K] {
+        let (rows, cols) = (33, widths(ty)[1]);
+        let (bytes, dequantized) = random_matrix(ty.ggml(), rows, cols, 21);
+        let row_bytes = (bytes.len() / rows) as u64;
+        let w = gpu
+            .upload_matrix_in_parts("parts", (ty.ggml(), rows, cols), &bytes, 5 * row_bytes + 7)
+            .unwrap();
+        assert_eq!(w.parts(), 7);
+        let n_tokens = 3;
+        let x = values(&mut rng(22), n_tokens * cols, 1.0);
+        let y = gpu.zeros_f32("y", n_tokens * rows).unwrap();
+        gpu.matmul(&w, &gpu.upload_f32("x", &x).unwrap(), n_tokens, &y)
+            .unwrap();
+        let got = gpu.read_f32(&y).unwrap();
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                let products = dequantized[r * cols..(r + 1) * cols]
+                    .iter()
+                    .zip(&x[t * cols..(t + 1) * cols])
+                    .map(|(&a, &b)| f64::from(a) * f64::from(b));
+                let want = products.clone().sum::<f64>();
+                let tol = 1e-4 * products.map(f64::abs).sum::<f64>();
+                let g = f64::from(got[t * rows + r]);
+                assert!(
+                    (g - want).abs() <= tol,
+                    "{ty:?} token {t} row {r}: gpu {g} vs cpu {want}"
+                );
+            }
+        }
+        let ids = [32u32, 0, 4, 5, 31];
+        let out = gpu.zeros_f32("rows", ids.len() * cols).unwrap();
+        gpu.get_rows(&w, &ids, &out).unwrap();
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| dequantized[id as usize * cols..(id as usize + 1) * cols].to_vec())
+            .collect();
+        assert_close(
+            &format!("get_rows in parts {ty:?}"),
+            &gpu.read_f32(&out).unwrap(),
+            &want,
+            |i| 1e-6 * f64::from(want[i].abs()).max(1e-3),
+        );
+    }
+    let error = gpu
+        .upload_matrix_in_parts("tiny", (GgmlType::Q8_0, 2, 32), &[0; 68], 33)
+        .unwrap_err();
+    assert!(matches!(error, gpu::GpuError::TooLarge { .. }), "{error}");
+}
