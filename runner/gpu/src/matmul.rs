@@ -16,7 +16,7 @@ const COMMON: &str = include_str!("shaders/common.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 /// Tokens per workgroup in `matmul.wgsl` (its `TOKENS`).
-const MATMUL_TOKENS: u32 = 4;
+const MATMUL_TOKENS: u32 = 8;
 
 /// The GGML weight types the GPU kernels read, each with its WGSL block decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

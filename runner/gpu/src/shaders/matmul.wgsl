@@ -25,7 +25,7 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 const WG: u32 = 64u;
-const TOKENS: u32 = 4u;
+const TOKENS: u32 = 8u;
 
 var<workgroup> partial: array<array<f32, WG>, TOKENS>;
 

@@ -14,7 +14,8 @@ use rand::Rng;
 use crate::support::{assert_close, rng, values};
 
 const ROWS: [usize; 4] = [1, 7, 33, 100];
-const TOKENS: [usize; 3] = [1, 3, 5];
+/// Token counts: fewer than, and more than, the 8 tokens one workgroup takes.
+const TOKENS: [usize; 4] = [1, 3, 5, 9];
 
 /// Row lengths for a type: awkward multiples of its block (one block, three, 576 or
 /// nine super-blocks).
@@ -277,4 +278,36 @@ fn a_matrix_in_parts_multiplies_and_looks_up_as_one() {
         .upload_matrix_in_parts("tiny", (GgmlType::Q8_0, 2, 32), &[0; 68], 33)
         .unwrap_err();
     assert!(matches!(error, gpu::GpuError::TooLarge { .. }), "{error}");
+}
+
+/// Throughput on this device, for planning (a model's forward pass on lavapipe): run with
+/// `cargo test -p gpu --release -- --ignored --nocapture throughput`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn throughput() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let (rows, cols) = (2048, 2048);
+    for ty in [WeightType::Q8_0, WeightType::Q4K] {
+        let (w, _) = upload(gpu, ty, rows, cols, 30);
+        for n_tokens in [1, 64] {
+            let x = gpu
+                .upload_f32("x", &values(&mut rng(31), n_tokens * cols, 1.0))
+                .unwrap();
+            let y = gpu.zeros_f32("y", n_tokens * rows).unwrap();
+            gpu.matmul(&w, &x, n_tokens, &y).unwrap();
+            gpu.read_f32(&y).unwrap();
+            let runs = 5;
+            let start = std::time::Instant::now();
+            for _ in 0..runs {
+                gpu.matmul(&w, &x, n_tokens, &y).unwrap();
+            }
+            gpu.read_f32(&y).unwrap();
+            let seconds = start.elapsed().as_secs_f64() / f64::from(runs);
+            let gflops = 2.0 * (rows * cols * n_tokens) as f64 / seconds / 1e9;
+            eprintln!(
+                "{ty:?} {rows}x{cols} x {n_tokens} tokens: {:.2} ms, {gflops:.2} GFLOP/s",
+                seconds * 1e3
+            );
+        }
+    }
 }
