@@ -11,8 +11,9 @@
 //! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
 //! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.
 //!
-//! Kernels are written for correctness and portability first: one workgroup of 64 per
-//! output row with a tree reduction in workgroup memory, no subgroup operations, no
+//! Kernels are written for correctness and portability first: workgroups of 64 (8 per
+//! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
+//! reductions in workgroup memory, no subgroup operations, no
 //! `shader-f16`, each call its own submission.
 
 pub mod buffer;

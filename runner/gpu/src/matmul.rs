@@ -17,6 +17,8 @@ const MATMUL: &str = include_str!("shaders/matmul.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 /// Tokens per workgroup in `matmul.wgsl` (its `TOKENS`).
 const MATMUL_TOKENS: u32 = 8;
+/// Rows per workgroup in `matmul.wgsl` (its `ROWS`).
+const MATMUL_ROWS: u32 = 8;
 
 /// The GGML weight types the GPU kernels read, each with its WGSL block decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,7 +273,7 @@ impl Gpu {
         let pipeline = self.pipeline(&name, || [COMMON, w.ty.decoder(), MATMUL].join("\n"))?;
         for part in &w.parts {
             let rows = to_u32(KERNEL, "rows", part.rows)?;
-            let [gx, gy] = self.grid(rows);
+            let [gx, gy] = self.grid(rows.div_ceil(MATMUL_ROWS));
             self.dispatch(
                 &pipeline,
                 Dispatch {
