@@ -287,6 +287,15 @@ impl Gpu {
         self.allocated.load(Ordering::Relaxed)
     }
 
+    /// Bytes of device memory wgpu's allocator holds in its blocks, free space included
+    /// (at least [`Gpu::allocated_bytes`]), or `None` where the backend keeps no report.
+    /// The runner reports the larger of the two: memory accounting is honest.
+    pub fn reserved_bytes(&self) -> Option<u64> {
+        self.device
+            .generate_allocator_report()
+            .map(|report| report.total_reserved_bytes)
+    }
+
     /// Fails once the device has been lost or has raised an error no scope caught.
     pub(crate) fn check_fault(&self) -> Result<()> {
         match &*self.fault.lock().unwrap_or_else(PoisonError::into_inner) {

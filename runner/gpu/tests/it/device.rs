@@ -46,6 +46,11 @@ fn allocations_are_counted_until_dropped() {
     let b = gpu.zeros_f32("zeros", 1000).unwrap();
     assert_eq!(gpu.allocated_bytes(), 4008);
     assert_eq!(gpu.read_f32(&b).unwrap(), vec![0.0; 1000]);
+    let reserved = gpu.reserved_bytes();
+    eprintln!("allocated {} reserved {reserved:?}", gpu.allocated_bytes());
+    if let Some(reserved) = reserved {
+        assert!(reserved >= gpu.allocated_bytes(), "{reserved}");
+    }
     drop(a);
     assert_eq!(gpu.allocated_bytes(), 4000);
     drop(b);
