@@ -1,0 +1,31 @@
+//! GPU compute for the runner through [`wgpu`]: Vulkan on NVIDIA, AMD and Intel GPUs,
+//! Metal on Apple, and Mesa's lavapipe (Vulkan on the CPU) in CI.
+//!
+//! - [`device`]: the adapters, the `OLLAMA_DEVICE` spec (`cpu`, `gpu` or an index) and
+//!   the opened [`Gpu`], which turns every wgpu failure into a [`GpuError`] and counts
+//!   the device memory its buffers hold.
+//! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
+//! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
+//! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
+//!
+//! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
+//! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.
+//!
+//! Kernels are written for correctness and portability first: workgroups of 64 (8 per
+//! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
+//! reductions in workgroup memory, no subgroup operations, no
+//! `shader-f16`, each call its own submission.
+
+pub mod buffer;
+pub mod device;
+mod error;
+mod kernel;
+pub mod matmul;
+pub mod ops;
+#[doc(hidden)]
+pub mod testing;
+
+pub use buffer::GpuBuffer;
+pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, list_adapters};
+pub use error::{GpuError, Result};
+pub use matmul::{GpuMatrix, WeightType};

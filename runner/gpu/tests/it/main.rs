@@ -1,0 +1,8 @@
+//! The `gpu` crate's kernels against their CPU twins in `kernels`, on whatever Vulkan
+//! adapter exists (lavapipe in CI). Without one each test prints a skip line, or fails
+//! when `OLLAMA_GPU_TESTS=require`.
+
+mod device;
+mod matmul;
+mod ops;
+mod support;
