@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks_mut};
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ8_0};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0};
 
 /// Rows interleaved in one packed block.
 pub const ROWS: usize = 8;
@@ -46,6 +46,21 @@ pub struct Rows8Q4_1 {
     pub qs: [[u8; 4]; 4 * ROWS],
 }
 
+/// Block `b` of eight Q5_0 rows side by side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct Rows8Q5_0 {
+    /// The eight rows' scales.
+    pub d: [f16; ROWS],
+    /// The fifth bits, one byte per row and element pair: bit `m` of `qh[j][i]` is the
+    /// fifth bit of row `j`'s element `4 m + i`, bit `4 + m` that of element
+    /// `16 + 4 m + i` (`m` in 0..4), so one shift and one mask put word `k`'s fifth bits
+    /// in place.
+    pub qh: [[u8; 4]; ROWS],
+    /// As in [`Rows8Q4_0::qs`].
+    pub qs: [[u8; 4]; 4 * ROWS],
+}
+
 /// Block `b` of eight Q8_0 rows side by side.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
@@ -58,6 +73,7 @@ pub struct Rows8Q8_0 {
 
 const _: () = assert!(size_of::<Rows8Q4_0>() == ROWS * size_of::<BlockQ4_0>());
 const _: () = assert!(size_of::<Rows8Q4_1>() == ROWS * size_of::<BlockQ4_1>());
+const _: () = assert!(size_of::<Rows8Q5_0>() == ROWS * size_of::<BlockQ5_0>());
 const _: () = assert!(size_of::<Rows8Q8_0>() == ROWS * size_of::<BlockQ8_0>());
 
 /// A packed block of eight rows of the weight block `Block`.
@@ -117,6 +133,41 @@ packed8!(Rows8Q4_0, BlockQ4_0, Q4_0, d);
 packed8!(Rows8Q4_1, BlockQ4_1, Q4_1, d, m);
 packed8!(Rows8Q8_0, BlockQ8_0, Q8_0, d);
 
+impl Packed8 for Rows8Q5_0 {
+    type Block = BlockQ5_0;
+    const TYPE: GgmlType = GgmlType::Q5_0;
+    fn pack(rows: [&BlockQ5_0; ROWS]) -> Self {
+        let spread = |qh: [u8; 4]| -> [u8; 4] {
+            let bits = u32::from_le_bytes(qh);
+            let bit = |e: usize| ((bits >> e) & 1) as u8;
+            std::array::from_fn(|i| {
+                (0..4).fold(0, |byte, m| {
+                    byte | (bit(4 * m + i) << m) | (bit(16 + 4 * m + i) << (4 + m))
+                })
+            })
+        };
+        Self {
+            d: rows.map(|b| b.d),
+            qh: rows.map(|b| spread(b.qh)),
+            qs: interleave(rows.map(|b| &b.qs)),
+        }
+    }
+    fn unpack(&self, j: usize) -> BlockQ5_0 {
+        let mut bits = 0u32;
+        for (i, &byte) in self.qh[j].iter().enumerate() {
+            for m in 0..4 {
+                bits |= u32::from((byte >> m) & 1) << (4 * m + i);
+                bits |= u32::from((byte >> (4 + m)) & 1) << (16 + 4 * m + i);
+            }
+        }
+        BlockQ5_0 {
+            d: self.d[j],
+            qh: bits.to_le_bytes(),
+            qs: deinterleave(&self.qs, j),
+        }
+    }
+}
+
 /// Why a matrix cannot be repacked.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RepackError {
@@ -145,7 +196,10 @@ pub enum RepackError {
 
 /// True for the weight types with an eight-row layout.
 pub fn packable(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+    matches!(
+        ty,
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0
+    )
 }
 
 /// Repacks `rows` rows of `cols` values of type `ty`, stored row after row in `bytes`,
@@ -160,6 +214,7 @@ pub fn repack_rows8(
     match ty {
         GgmlType::Q4_0 => repack::<Rows8Q4_0>(rows, cols, bytes),
         GgmlType::Q4_1 => repack::<Rows8Q4_1>(rows, cols, bytes),
+        GgmlType::Q5_0 => repack::<Rows8Q5_0>(rows, cols, bytes),
         GgmlType::Q8_0 => repack::<Rows8Q8_0>(rows, cols, bytes),
         other => Err(RepackError::UnsupportedType(other)),
     }
@@ -175,6 +230,7 @@ pub fn unpack_rows8(
     match ty {
         GgmlType::Q4_0 => unpack::<Rows8Q4_0>(rows, cols, bytes),
         GgmlType::Q4_1 => unpack::<Rows8Q4_1>(rows, cols, bytes),
+        GgmlType::Q5_0 => unpack::<Rows8Q5_0>(rows, cols, bytes),
         GgmlType::Q8_0 => unpack::<Rows8Q8_0>(rows, cols, bytes),
         other => Err(RepackError::UnsupportedType(other)),
     }
@@ -260,7 +316,12 @@ mod tests {
 
     #[test]
     fn repack_then_unpack_gives_the_rows_back() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
             roundtrip(ty, 8, 32);
             roundtrip(ty, 24, 576);
         }
@@ -296,8 +357,8 @@ mod tests {
             Err(RepackError::Bytes { .. })
         ));
         assert_eq!(
-            repack_rows8(GgmlType::Q5_0, 8, 64, bytes),
-            Err(RepackError::UnsupportedType(GgmlType::Q5_0))
+            repack_rows8(GgmlType::Q5_1, 8, 64, bytes),
+            Err(RepackError::UnsupportedType(GgmlType::Q5_1))
         );
     }
 }

@@ -9,7 +9,7 @@ use crate::blocks::{
     BlockIQ4NL, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K,
     BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
 };
-use crate::repack::{Rows8Q4_0, Rows8Q4_1, Rows8Q8_0};
+use crate::repack::{Rows8Q4_0, Rows8Q4_1, Rows8Q5_0, Rows8Q8_0};
 use half::{bf16, f16};
 
 mod sealed {
@@ -38,7 +38,7 @@ macro_rules! pod {
 pod!(
     u8, i8, u16, i16, u32, i32, u64, i64, f32, f64, f16, bf16, BlockQ4_0, BlockQ4_1, BlockQ5_0,
     BlockQ5_1, BlockQ8_0, BlockQ8_1, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
-    BlockIQ4NL, Rows8Q4_0, Rows8Q4_1, Rows8Q8_0,
+    BlockIQ4NL, Rows8Q4_0, Rows8Q4_1, Rows8Q5_0, Rows8Q8_0,
 );
 
 /// True when `bytes` can be viewed as a slice of `T`: aligned and a whole number of `T`s.

@@ -254,6 +254,7 @@ macro_rules! packed_tests {
 packed_tests! {
     Q4_0 => q4_0_packed_matches_twin;
     Q4_1 => q4_1_packed_matches_twin;
+    Q5_0 => q5_0_packed_matches_twin;
     Q8_0 => q8_0_packed_matches_twin;
 }
 

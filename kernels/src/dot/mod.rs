@@ -36,7 +36,7 @@ use crate::blocks::{
     BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
 };
 use crate::cpu::Isa;
-use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q8_0};
+use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q5_0, Rows8Q8_0};
 
 /// Weight rows [`FastDot::dot_rows8`] multiplies together, one per register lane.
 pub const ROWS8: usize = 8;
@@ -196,6 +196,7 @@ macro_rules! packed_dot {
 
 packed_dot!(Q4_0, Rows8Q4_0);
 packed_dot!(Q4_1, Rows8Q4_1);
+packed_dot!(Q5_0, Rows8Q5_0);
 packed_dot!(Q8_0, Rows8Q8_0);
 
 macro_rules! block32 {

@@ -369,6 +369,7 @@ impl Product<'_> {
             return match self.w.ty {
                 GgmlType::Q4_0 => product.run_packed::<kind::Q4_0>(out, scratch),
                 GgmlType::Q4_1 => product.run_packed::<kind::Q4_1>(out, scratch),
+                GgmlType::Q5_0 => product.run_packed::<kind::Q5_0>(out, scratch),
                 _ => product.run_packed::<kind::Q8_0>(out, scratch),
             };
         }

@@ -7,7 +7,12 @@ use crate::arch::cast::as_bytes;
 use crate::dot::test_data::{Bytes, random_activations, random_weights};
 use crate::repack::repack_rows8;
 
-const PACKABLE: [GgmlType; 3] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0];
+const PACKABLE: [GgmlType; 4] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+];
 
 /// Random rows of `ty`, and a copy repacked in groups of eight.
 fn rows_and_packed(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> (Bytes, Bytes) {
@@ -162,8 +167,8 @@ fn layouts_a_product_cannot_read_are_refused() {
         &mut scratch
     )));
     // A type without the layout.
-    let q5 = random_weights(GgmlType::Q5_0, 8, 2, 1);
-    let q5 = weights(&q5, GgmlType::Q5_0, 8, cols, Layout::Rows8);
+    let q5 = random_weights(GgmlType::Q5_1, 8, 2, 1);
+    let q5 = weights(&q5, GgmlType::Q5_1, 8, cols, Layout::Rows8);
     assert!(layout_error(matmul_fast(
         &pool,
         isa,

@@ -1,6 +1,6 @@
 //! The weight matrices repacked once, at load, into the layout the fast kernels read
 //! fastest ([`kernels::repack`]): eight rows interleaved block by block, for the types
-//! that have such a layout (Q4_0, Q4_1, Q8_0).
+//! that have such a layout (Q4_0, Q4_1, Q5_0, Q8_0).
 //!
 //! The matrices are rewritten in place in the file's private copy-on-write map, so the
 //! model takes the same memory as before: a repacked page is the process's own instead

@@ -21,24 +21,16 @@ fn options() -> LoadOptions {
     }
 }
 
-#[test]
-fn smollm2_repacked_gives_the_bits_of_its_rows() {
-    let isa = Isa::detect().unwrap();
-    if isa == Isa::Scalar {
-        eprintln!("skipped: the scalar kernels never read repacked weights");
-        return;
-    }
-    let path = TestModel::SmolLm2.path();
+/// Loads `model` repacked and as stored, in fast numerics, and asserts the same logits
+/// after a prompt and the same greedy decode; returns what was repacked.
+fn repacked_gives_the_bits_of_its_rows(model: TestModel, isa: Isa) -> model::repack::Repacked {
+    let path = model.path();
     let bytes_before = std::fs::read(&path).unwrap();
     let mut packed = GgufFile::open(&path).unwrap();
     let done = model::repack::repack_weights(&mut packed, Numerics::Fast, isa).unwrap();
-    // SmolLM2's layers are Q4_1, 30 layers of seven matrices; its head is the Q8_0 token
-    // table, read row by row too, so it stays as stored.
-    assert_eq!(done.tensors, 30 * 7, "{done:?}");
-    assert!(packed.is_rewritten("blk.0.attn_q.weight"));
     assert!(!packed.is_rewritten("token_embd.weight"));
     let plain = GgufFile::open(&path).unwrap();
-    let tokenizer = crate::support::tokenizer(TestModel::SmolLm2);
+    let tokenizer = crate::support::tokenizer(model);
     let prompt = tokenizer.encode(
         "The quick brown fox jumps over the lazy dog because",
         true,
@@ -48,24 +40,37 @@ fn smollm2_repacked_gives_the_bits_of_its_rows() {
         let mut m = model::load(file, &options()).unwrap();
         generate(m.as_mut(), &tokenizer, &prompt, 12, options().kv)
     });
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(
-        runs[0]
-            .first_logits
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>(),
-        runs[1]
-            .first_logits
-            .iter()
-            .map(|v| v.to_bits())
-            .collect::<Vec<_>>(),
-        "the prompt's logits differ"
+        bits(&runs[0].first_logits),
+        bits(&runs[1].first_logits),
+        "{model:?}: the prompt's logits differ"
     );
-    assert_eq!(runs[0].generated, runs[1].generated, "the decode differs");
+    assert_eq!(
+        runs[0].generated, runs[1].generated,
+        "{model:?}: the decode differs"
+    );
     assert!(
         std::fs::read(&path).unwrap() == bytes_before,
-        "repacking wrote to the model file"
+        "{model:?}: repacking wrote to the model file"
     );
+    done
+}
+
+#[test]
+fn repacked_models_give_the_bits_of_their_rows() {
+    let isa = Isa::detect().unwrap();
+    if isa == Isa::Scalar {
+        eprintln!("skipped: the scalar kernels never read repacked weights");
+        return;
+    }
+    // SmolLM2's layers are Q4_1, 30 layers of seven matrices; its head is the Q8_0 token
+    // table, read row by row too, so it stays as stored.
+    let done = repacked_gives_the_bits_of_its_rows(TestModel::SmolLm2, isa);
+    assert_eq!(done.tensors, 30 * 7, "SmolLM2: {done:?}");
+    // Gemma 3's rows of 640 values are Q5_0 and Q8_0 (not whole K-quant blocks).
+    let done = repacked_gives_the_bits_of_its_rows(TestModel::Gemma3, isa);
+    assert!(done.tensors > 0, "Gemma 3: {done:?}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 
 use super::block32::{Act32, Block32};
 use super::block32_lanes::tree8;
-use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q8_0};
+use crate::repack::{Packed8, Rows8Q4_0, Rows8Q4_1, Rows8Q5_0, Rows8Q8_0};
 
 /// Rows multiplied together, one per lane.
 pub(crate) const ROWS: usize = crate::dot::ROWS8;
@@ -181,6 +181,32 @@ impl PackedWords for Rows8Q4_1 {
     #[inline]
     unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256) {
         (nibble_words(&self.qs), halves(&self.d), halves(&self.m))
+    }
+}
+
+impl PackedWords for Rows8Q5_0 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn words(&self) -> ([__m256i; 8], __m256, __m256) {
+        // SAFETY: reads the 32 bytes of `qh`.
+        let qh = unsafe { _mm256_loadu_si256(self.qh.as_ptr().cast()) };
+        let fifth = _mm256_set1_epi8(0x10);
+        let nibbles = nibble_words(&self.qs);
+        // Word `k`'s fifth bits are bit `k` of each byte: moved to bit 4 (a 16-bit shift
+        // keeps each byte's bit 4 within its byte for shifts of at most 4).
+        let bits = |k: usize| match k {
+            0 => _mm256_slli_epi16::<4>(qh),
+            1 => _mm256_slli_epi16::<3>(qh),
+            2 => _mm256_slli_epi16::<2>(qh),
+            3 => _mm256_slli_epi16::<1>(qh),
+            4 => qh,
+            5 => _mm256_srli_epi16::<1>(qh),
+            6 => _mm256_srli_epi16::<2>(qh),
+            _ => _mm256_srli_epi16::<3>(qh),
+        };
+        let words =
+            std::array::from_fn(|k| _mm256_or_si256(nibbles[k], _mm256_and_si256(bits(k), fifth)));
+        (words, halves(&self.d), _mm256_setzero_ps())
     }
 }
 
