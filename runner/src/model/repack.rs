@@ -76,7 +76,7 @@ pub fn repack_weights(
             source: e,
         })?;
         done.tensors += 1;
-        done.bytes += bytes_len(rows, cols, ty);
+        done.bytes += bytes.len();
         file.mark_rewritten(&name);
     }
     tracing::debug!(
@@ -85,10 +85,6 @@ pub fn repack_weights(
         "weights repacked in groups of eight rows"
     );
     Ok(done)
-}
-
-fn bytes_len(rows: usize, cols: usize, ty: gguf::GgmlType) -> usize {
-    rows * (cols / ty.block_size()) * ty.type_size()
 }
 
 #[cfg(test)]
