@@ -142,13 +142,29 @@ impl Gpu {
     /// Copies an f32 buffer back to the CPU (logits for the sampler; test results),
     /// after every kernel submitted before has finished.
     pub fn read_f32(&self, buffer: &GpuBuffer) -> Result<Vec<f32>> {
-        let size = buffer.len_words() as u64 * 4;
-        if size == 0 {
+        let mut bytes = self.read_words("readback", buffer)?;
+        bytes.truncate(buffer.len_words() * 4);
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes))
+    }
+
+    /// Copies a buffer's bytes back to the CPU (`len_bytes` of them), after every kernel
+    /// submitted before has finished: how tests compare a quantized K/V cache with the
+    /// CPU's bytes.
+    pub fn read_bytes(&self, buffer: &GpuBuffer) -> Result<Vec<u8>> {
+        let mut bytes = self.read_words("read_bytes", buffer)?;
+        bytes.truncate(buffer.len_bytes() as usize);
+        Ok(bytes)
+    }
+
+    /// Every allocated byte of `buffer` (whole words), through a mapped staging buffer.
+    fn read_words(&self, what: &str, buffer: &GpuBuffer) -> Result<Vec<u8>> {
+        let size = buffer.allocated_bytes();
+        if buffer.len_bytes() == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.scoped("readback", size, || {
+        let staging = self.scoped(what, size, || {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
+                label: Some(what),
                 size,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
@@ -172,16 +188,14 @@ impl Gpu {
             .map_err(|e| GpuError::DeviceLost {
                 reason: format!("mapping the readback buffer failed: {e}"),
             })?;
-        let values = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Validation {
-                    what: "readback".to_owned(),
-                    message: e.to_string(),
-                })?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-        };
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Validation {
+                what: what.to_owned(),
+                message: e.to_string(),
+            })?
+            .to_vec();
         staging.unmap();
-        Ok(values)
+        Ok(bytes)
     }
 }

@@ -58,6 +58,18 @@ pub(crate) fn to_u32(kernel: &'static str, what: &str, value: usize) -> Result<u
     })
 }
 
+/// Refuses the same buffer as two operands: wgpu forbids binding one buffer both
+/// writable and read-only in a dispatch.
+pub(crate) fn check_distinct(kernel: &'static str, a: &GpuBuffer, b: &GpuBuffer) -> Result<()> {
+    if std::ptr::eq(a, b) {
+        return Err(crate::GpuError::Shape {
+            kernel,
+            detail: "the same buffer is given as input and output".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 impl Gpu {
     /// The pipeline named `kernel`, compiled from `source()` on first use.
     pub(crate) fn pipeline(

@@ -7,6 +7,9 @@
 //! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
 //! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
+//! - [`elementwise`]: residual and bias adds, scaling, and gathering rows.
+//! - [`attention`]: the K/V cache's cell table, storing K/V rows into cells (converted
+//!   to F16, Q8_0 or Q4_0 as ggml does) and flash attention over the cells a token sees.
 //!
 //! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
 //! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.
@@ -16,8 +19,10 @@
 //! reductions in workgroup memory, no subgroup operations, no
 //! `shader-f16`, each call its own submission.
 
+pub mod attention;
 pub mod buffer;
 pub mod device;
+pub mod elementwise;
 mod error;
 mod kernel;
 pub mod matmul;
@@ -25,6 +30,7 @@ pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 
+pub use attention::{AttentionParams, CellTable, KvType};
 pub use buffer::GpuBuffer;
 pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, list_adapters};
 pub use error::{GpuError, Result};
