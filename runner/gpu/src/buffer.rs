@@ -113,10 +113,8 @@ impl Gpu {
     /// A buffer of `len` f32 zeros, for a kernel's output.
     pub fn zeros_f32(&self, what: &str, len: usize) -> Result<GpuBuffer> {
         let buffer = self.storage_buffer(what, 4 * len as u64)?;
-        self.scoped(what, 0, || {
-            let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.record("zeros_f32", |encoder| {
             encoder.clear_buffer(&buffer.buffer, 0, None);
-            self.queue.submit([encoder.finish()]);
         })?;
         Ok(buffer)
     }
@@ -133,6 +131,9 @@ impl Gpu {
                 ),
             });
         }
+        // The write runs before the next submission: kernels recorded before it must be
+        // submitted first, or they would see the new values.
+        self.flush()?;
         self.scoped("write_f32", 0, || {
             self.queue
                 .write_buffer(&buffer.buffer, 0, bytemuck::cast_slice(values));
@@ -140,7 +141,7 @@ impl Gpu {
     }
 
     /// Copies an f32 buffer back to the CPU (logits for the sampler; test results),
-    /// after every kernel submitted before has finished.
+    /// after every kernel recorded before has finished.
     pub fn read_f32(&self, buffer: &GpuBuffer) -> Result<Vec<f32>> {
         let mut bytes = self.read_words("readback", buffer)?;
         bytes.truncate(buffer.len_words() * 4);
@@ -163,16 +164,15 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let staging = self.scoped(what, size, || {
-            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            });
-            let mut encoder = self.device.create_command_encoder(&Default::default());
+            })
+        })?;
+        self.submit_with(what, |encoder| {
             encoder.copy_buffer_to_buffer(&buffer.buffer, 0, &staging, 0, size);
-            self.queue.submit([encoder.finish()]);
-            staging
         })?;
         let (sender, receiver) = mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {

@@ -16,10 +16,14 @@
 //!
 //! Kernels are written for correctness and portability first: workgroups of 64 (8 per
 //! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
-//! reductions in workgroup memory, no subgroup operations, no
-//! `shader-f16`, each call its own submission.
+//! reductions in workgroup memory, no subgroup operations, no `shader-f16`.
+//!
+//! Kernel calls are recorded into one command encoder and submitted together (batch.rs):
+//! by [`Gpu::flush`], by every readback and write into an existing buffer, and every 256
+//! commands. A kernel that wgpu rejects while recording is reported at that submission.
 
 pub mod attention;
+mod batch;
 pub mod buffer;
 pub mod device;
 pub mod elementwise;
