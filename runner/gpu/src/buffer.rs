@@ -113,10 +113,8 @@ impl Gpu {
     /// A buffer of `len` f32 zeros, for a kernel's output.
     pub fn zeros_f32(&self, what: &str, len: usize) -> Result<GpuBuffer> {
         let buffer = self.storage_buffer(what, 4 * len as u64)?;
-        self.scoped(what, 0, || {
-            let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.record("zeros_f32", |encoder| {
             encoder.clear_buffer(&buffer.buffer, 0, None);
-            self.queue.submit([encoder.finish()]);
         })?;
         Ok(buffer)
     }
@@ -133,6 +131,9 @@ impl Gpu {
                 ),
             });
         }
+        // The write runs before the next submission: kernels recorded before it must be
+        // submitted first, or they would see the new values.
+        self.flush()?;
         self.scoped("write_f32", 0, || {
             self.queue
                 .write_buffer(&buffer.buffer, 0, bytemuck::cast_slice(values));
@@ -140,23 +141,38 @@ impl Gpu {
     }
 
     /// Copies an f32 buffer back to the CPU (logits for the sampler; test results),
-    /// after every kernel submitted before has finished.
+    /// after every kernel recorded before has finished.
     pub fn read_f32(&self, buffer: &GpuBuffer) -> Result<Vec<f32>> {
-        let size = buffer.len_words() as u64 * 4;
-        if size == 0 {
+        let mut bytes = self.read_words("readback", buffer)?;
+        bytes.truncate(buffer.len_words() * 4);
+        Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes))
+    }
+
+    /// Copies a buffer's bytes back to the CPU (`len_bytes` of them), after every kernel
+    /// submitted before has finished: how tests compare a quantized K/V cache with the
+    /// CPU's bytes.
+    pub fn read_bytes(&self, buffer: &GpuBuffer) -> Result<Vec<u8>> {
+        let mut bytes = self.read_words("read_bytes", buffer)?;
+        bytes.truncate(buffer.len_bytes() as usize);
+        Ok(bytes)
+    }
+
+    /// Every allocated byte of `buffer` (whole words), through a mapped staging buffer.
+    fn read_words(&self, what: &str, buffer: &GpuBuffer) -> Result<Vec<u8>> {
+        let size = buffer.allocated_bytes();
+        if buffer.len_bytes() == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.scoped("readback", size, || {
-            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
+        let staging = self.scoped(what, size, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
                 size,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            });
-            let mut encoder = self.device.create_command_encoder(&Default::default());
+            })
+        })?;
+        self.submit_with(what, |encoder| {
             encoder.copy_buffer_to_buffer(&buffer.buffer, 0, &staging, 0, size);
-            self.queue.submit([encoder.finish()]);
-            staging
         })?;
         let (sender, receiver) = mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -172,16 +188,14 @@ impl Gpu {
             .map_err(|e| GpuError::DeviceLost {
                 reason: format!("mapping the readback buffer failed: {e}"),
             })?;
-        let values = {
-            let view = staging
-                .get_mapped_range(..)
-                .map_err(|e| GpuError::Validation {
-                    what: "readback".to_owned(),
-                    message: e.to_string(),
-                })?;
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-        };
+        let bytes = staging
+            .get_mapped_range(..)
+            .map_err(|e| GpuError::Validation {
+                what: what.to_owned(),
+                message: e.to_string(),
+            })?
+            .to_vec();
         staging.unmap();
-        Ok(values)
+        Ok(bytes)
     }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::batch::Pending;
 use crate::error::{GpuError, Result};
 use crate::kernel::Pipelines;
 
@@ -181,6 +182,8 @@ pub struct Gpu {
     /// with it.
     fault: Arc<Mutex<Option<String>>>,
     pub(crate) pipelines: Pipelines,
+    /// Kernels recorded and not yet submitted (see `batch.rs`).
+    pub(crate) pending: Mutex<Pending>,
 }
 
 impl fmt::Debug for Gpu {
@@ -266,6 +269,7 @@ impl Gpu {
             allocated: Arc::new(AtomicU64::new(0)),
             fault,
             pipelines: Pipelines::default(),
+            pending: Mutex::default(),
         })
     }
 

@@ -1,5 +1,5 @@
 //! What every kernel wrapper shares: compiling WGSL once per device, packing the small
-//! uniform block of sizes, splitting a large grid over two dimensions and submitting one
+//! uniform block of sizes, splitting a large grid over two dimensions and recording one
 //! dispatch inside error scopes.
 
 use std::collections::HashMap;
@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::Result;
+use wgpu::util::DeviceExt;
 
 /// Workgroup size of every kernel here (a power of two for the tree reductions).
 pub(crate) const WORKGROUP: u32 = 64;
@@ -44,7 +45,7 @@ impl Params {
 /// One dispatch: a kernel, its storage buffers (bindings 0, 1, ... in order), its uniform
 /// block (the binding after them) and its grid of workgroups.
 pub(crate) struct Dispatch<'a> {
-    pub(crate) kernel: &'a str,
+    pub(crate) kernel: &'static str,
     pub(crate) buffers: &'a [&'a GpuBuffer],
     pub(crate) params: Params,
     pub(crate) workgroups: [u32; 3],
@@ -56,6 +57,18 @@ pub(crate) fn to_u32(kernel: &'static str, what: &str, value: usize) -> Result<u
         kernel,
         detail: format!("{what} = {value} exceeds the kernels' 32-bit indices"),
     })
+}
+
+/// Refuses the same buffer as two operands: wgpu forbids binding one buffer both
+/// writable and read-only in a dispatch.
+pub(crate) fn check_distinct(kernel: &'static str, a: &GpuBuffer, b: &GpuBuffer) -> Result<()> {
+    if std::ptr::eq(a, b) {
+        return Err(crate::GpuError::Shape {
+            kernel,
+            detail: "the same buffer is given as input and output".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 impl Gpu {
@@ -104,20 +117,23 @@ impl Gpu {
         [x, n.div_ceil(x).max(1)]
     }
 
-    /// Records and submits one dispatch of a compiled pipeline.
+    /// Records one dispatch of a compiled pipeline into the pending encoder, as its own
+    /// compute pass; it runs at the next submission (see `batch.rs`).
     pub(crate) fn dispatch(&self, pipeline: &wgpu::ComputePipeline, d: Dispatch<'_>) -> Result<()> {
         if d.workgroups.contains(&0) {
             return Ok(());
         }
         let params = d.params.bytes();
-        self.scoped(d.kernel, params.len() as u64, || {
-            let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(d.kernel),
-                size: params.len() as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            self.queue.write_buffer(&uniform, 0, &params);
+        let bind_group = self.scoped(d.kernel, params.len() as u64, || {
+            // Filled at creation, not by a queue write, which would run before every
+            // pending dispatch instead of in order with them.
+            let uniform = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(d.kernel),
+                    contents: &params,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
             let mut entries: Vec<wgpu::BindGroupEntry<'_>> = d
                 .buffers
                 .iter()
@@ -131,20 +147,18 @@ impl Gpu {
                 binding: d.buffers.len() as u32,
                 resource: uniform.as_entire_binding(),
             });
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(d.kernel),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
-            });
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                let [x, y, z] = d.workgroups;
-                pass.dispatch_workgroups(x, y, z);
-            }
-            self.queue.submit([encoder.finish()]);
+            })
+        })?;
+        self.record(d.kernel, |encoder| {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let [x, y, z] = d.workgroups;
+            pass.dispatch_workgroups(x, y, z);
         })
     }
 }

@@ -7,17 +7,26 @@
 //! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
 //! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
+//! - [`elementwise`]: residual and bias adds, scaling, and gathering rows.
+//! - [`attention`]: the K/V cache's cell table, storing K/V rows into cells (converted
+//!   to F16, Q8_0 or Q4_0 as ggml does) and flash attention over the cells a token sees.
 //!
 //! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
 //! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.
 //!
 //! Kernels are written for correctness and portability first: workgroups of 64 (8 per
 //! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
-//! reductions in workgroup memory, no subgroup operations, no
-//! `shader-f16`, each call its own submission.
+//! reductions in workgroup memory, no subgroup operations, no `shader-f16`.
+//!
+//! Kernel calls are recorded into one command encoder and submitted together (batch.rs):
+//! by [`Gpu::flush`], by every readback and write into an existing buffer, and every 256
+//! commands. A kernel that wgpu rejects while recording is reported at that submission.
 
+pub mod attention;
+mod batch;
 pub mod buffer;
 pub mod device;
+pub mod elementwise;
 mod error;
 mod kernel;
 pub mod matmul;
@@ -25,6 +34,7 @@ pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 
+pub use attention::{AttentionParams, CellTable, KvType};
 pub use buffer::GpuBuffer;
 pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, list_adapters};
 pub use error::{GpuError, Result};

@@ -60,12 +60,16 @@ impl RopeConfig {
     }
 }
 
-fn shape(kernel: &'static str, detail: String) -> GpuError {
+pub(crate) fn shape(kernel: &'static str, detail: String) -> GpuError {
     GpuError::Shape { kernel, detail }
 }
 
 /// Checks that each buffer holds at least `need` f32 values.
-fn check_len(kernel: &'static str, need: usize, buffers: &[(&str, &GpuBuffer)]) -> Result<()> {
+pub(crate) fn check_len(
+    kernel: &'static str,
+    need: usize,
+    buffers: &[(&str, &GpuBuffer)],
+) -> Result<()> {
     for (name, buffer) in buffers {
         if buffer.len_words() < need {
             return Err(shape(

@@ -2,7 +2,9 @@
 //! adapter exists (lavapipe in CI). Without one each test prints a skip line, or fails
 //! when `OLLAMA_GPU_TESTS=require`.
 
+mod attention;
 mod device;
+mod elementwise;
 mod matmul;
 mod ops;
 mod support;
