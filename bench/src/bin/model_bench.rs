@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p bench --bin model-bench -- [--model PATH]... [--threads 2]
-//!     [--prompt 512] [--gen 128] [--depth 0] [--reps 3] [--numerics fast|exact] [--ctk f16] [--ctv f16]
+//!     [--prompt 512] [--gen 128] [--depth 0] [--reps 3] [--numerics fast|exact] [--device cpu|gpu|N] [--ctk f16] [--ctv f16]
 //!     [--fa on] [--llama-bench PATH]
 //! ```
 //!
@@ -52,6 +52,7 @@ fn parse_args() -> anyhow::Result<Options> {
             type_v: CacheType::F16,
             flash_attention: true,
             numerics: None,
+            device: None,
         },
         llama_bench: None,
     };
@@ -66,6 +67,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--reps" => o.reps = value()?.parse()?,
             "--depth" => o.depth = value()?.parse()?,
             "--numerics" => o.cache.numerics = Some(value()?.parse()?),
+            "--device" => o.cache.device = Some(value()?.parse()?),
             "--ctk" => o.cache.type_k = value()?.parse()?,
             "--ctv" => o.cache.type_v = value()?.parse()?,
             "--fa" => o.cache.flash_attention = on_off(&value()?).map_err(anyhow::Error::msg)?,
@@ -185,6 +187,7 @@ fn main() -> anyhow::Result<()> {
                 threads: o.threads,
                 kv,
                 numerics: o.cache.numerics()?,
+                device: o.cache.device()?,
             },
         )?;
         let (pp, tg) = ours(model.as_mut(), kv, &o)?;

@@ -249,6 +249,13 @@ impl Rope {
         &self.params
     }
 
+    /// The per-pair frequency divisors (Llama 3.1's `rope_freqs`, Phi-3's long and short
+    /// factors), when the model has them: what another backend's RoPE needs besides
+    /// [`Rope::params`].
+    pub fn freq_factors(&self) -> Option<&[f32]> {
+        self.freq_factors.as_deref()
+    }
+
     /// Writes the table for position `pos` into `cos_sin` (`n_dims` values): pair `i`
     /// is `cos_sin[2i] = cos_i`, `cos_sin[2i + 1] = sin_i`, both already multiplied by
     /// the magnitude scale. One table serves every head of a token.

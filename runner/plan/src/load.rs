@@ -52,6 +52,9 @@ pub struct LoadParams {
     pub multi_user_cache: bool,
     /// `exact` or `fast` (empty: the runner's default).
     pub numerics: String,
+    /// `cpu`, `gpu` or an adapter index (empty: the runner's `OLLAMA_DEVICE`, else the
+    /// best GPU present, else the CPU).
+    pub device: String,
 }
 
 /// Why the options of a load are refused.
@@ -71,6 +74,9 @@ pub enum LoadConfigError {
     /// The numerics is neither `exact` nor `fast`.
     #[error("numerics {0:?} is not exact or fast")]
     Numerics(String),
+    /// The device is not `cpu`, `gpu` or an adapter index.
+    #[error("device {0:?} is not cpu, gpu or an adapter index (ollama-runner devices lists them)")]
+    Device(String),
     /// A cache type is not one we store.
     #[error("{name}: {source}")]
     CacheType {
@@ -99,6 +105,9 @@ pub struct LoadConfig {
     /// `Some(true)` for exact numerics, `Some(false)` for fast, `None` for the runner's
     /// default (`OLLAMA_NUMERICS`, else fast).
     pub exact_numerics: Option<bool>,
+    /// The device asked for (`cpu`, `gpu` or an index, lowercase), or `None` for the
+    /// runner's default (`OLLAMA_DEVICE`, else the best GPU present, else the CPU).
+    pub device: Option<String>,
 }
 
 impl LoadConfig {
@@ -133,6 +142,11 @@ impl LoadConfig {
             "fast" => Some(false),
             _ => return Err(LoadConfigError::Numerics(p.numerics.clone())),
         };
+        let device = match p.device.trim().to_ascii_lowercase() {
+            d if d.is_empty() => None,
+            d if d == "cpu" || d == "gpu" || d.parse::<usize>().is_ok() => Some(d),
+            _ => return Err(LoadConfigError::Device(p.device.clone())),
+        };
         let threads = match p.num_threads {
             0 => default_threads(),
             n => n as usize,
@@ -145,6 +159,7 @@ impl LoadConfig {
             num_keep: p.num_keep.unwrap_or(DEFAULT_NUM_KEEP) as usize,
             multi_user_cache: p.multi_user_cache,
             exact_numerics,
+            device,
         })
     }
 }

@@ -39,6 +39,8 @@ enum Command {
     /// Write a copy of a model with every tensor in F32, for perplexity comparisons that
     /// 8-bit activation rounding would blur.
     Dequantize(runner::tools::dequantize::DequantizeArgs),
+    /// List the GPUs a model can run on, with the index `OLLAMA_DEVICE` takes.
+    Devices(runner::tools::devices::DevicesArgs),
     /// Import a Hugging Face model directory (config.json, safetensors, tokenizer) into a
     /// GGUF file.
     Convert(runner::tools::convert::ConvertArgs),
@@ -83,6 +85,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dequantize(args) => runner::tools::dequantize::run(&args)?,
         Command::Convert(args) => runner::tools::convert::run(&args)?,
+        Command::Devices(args) => {
+            runner::tools::devices::run(&args, &mut std::io::stdout().lock())?
+        }
     }
     Ok(())
 }

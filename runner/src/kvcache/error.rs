@@ -86,4 +86,22 @@ pub enum KvError {
     /// A row could not be converted to or from its storage type.
     #[error(transparent)]
     Quant(#[from] QuantError),
+    /// The GPU holding the cache failed (out of memory, device lost); the message is the
+    /// device's error.
+    #[error("the K/V cache on the GPU: {0}")]
+    Device(String),
+    /// The GPU kernels do not store this cache type.
+    #[error(
+        "the GPU K/V cache stores f32, f16, q8_0 and q4_0, not {ty}; set OLLAMA_KV_CACHE_TYPE (or the K and V types) to one of those, or run this model on the CPU with OLLAMA_DEVICE=cpu"
+    )]
+    DeviceType {
+        /// The refused type's name.
+        ty: &'static str,
+    },
+}
+
+impl From<gpu::GpuError> for KvError {
+    fn from(e: gpu::GpuError) -> Self {
+        Self::Device(e.to_string())
+    }
 }

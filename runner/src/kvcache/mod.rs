@@ -14,6 +14,7 @@
 //! shift, which re-rotates the moved keys) and clearing are the operations a server needs.
 
 mod cells;
+mod device;
 mod error;
 mod layer_view;
 mod placement;
@@ -23,6 +24,7 @@ use kernels::ops::hadamard_in_place;
 use kernels::quant::{dequantize_row, quantize_row};
 use plan::kv::KvPlan;
 
+pub use device::DeviceLayer;
 pub use error::KvError;
 pub use layer_view::{Gathered, LayerView};
 pub use placement::Placement;
@@ -43,9 +45,33 @@ struct Table {
 #[derive(Debug)]
 struct LayerRows {
     table: usize,
+    k: Rows,
+    v: Rows,
+}
+
+/// Where a layer's rows live: in memory here, or on the GPU the model computes on.
+#[derive(Debug)]
+enum Rows {
     // f32 words keep every row 4-byte aligned, so f32 rows can be read in place.
-    k: Vec<f32>,
-    v: Vec<f32>,
+    Host(Vec<f32>),
+    Device(gpu::GpuBuffer),
+}
+
+impl Rows {
+    /// The rows in host memory; a device cache has none (its attention runs on the GPU).
+    fn host(&self) -> &[f32] {
+        match self {
+            Self::Host(words) => words,
+            Self::Device(_) => &[],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Host(words) => words.capacity() * 4,
+            Self::Device(buffer) => usize::try_from(buffer.allocated_bytes()).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Keys and values of up to `num_parallel` sequences, in cells; see the module docs.
@@ -57,6 +83,8 @@ pub struct KvCache {
     layers: Vec<LayerRows>,
     k_row: usize,
     v_row: usize,
+    /// The GPU holding the rows, for a cache made by [`KvCache::new_on_device`].
+    device: Option<std::sync::Arc<gpu::Gpu>>,
 }
 
 /// A zero whose value the optimiser cannot see, so that filling a fresh allocation with it
@@ -76,6 +104,14 @@ impl KvCache {
 
     /// Allocates (and touches) the whole cache now, as [`KvPlan`] sizes it.
     pub fn new(layout: KvLayout, config: KvConfig) -> Result<Self, KvError> {
+        Self::allocate(layout, config, None)
+    }
+
+    fn allocate(
+        layout: KvLayout,
+        config: KvConfig,
+        device: Option<std::sync::Arc<gpu::Gpu>>,
+    ) -> Result<Self, KvError> {
         let plan = KvPlan::new(&layout, &config)?;
         let tables = plan
             .tables
@@ -92,13 +128,20 @@ impl KvCache {
         let layers = (plan.layer_table.iter().enumerate())
             .map(|(il, &t)| {
                 let (k, v) = plan.layer_words(il).ok_or(too_large.clone())?;
+                let rows = |words: usize, what: &str| match &device {
+                    None => Ok(Rows::Host(touched(words))),
+                    Some(gpu) => gpu
+                        .zeros_f32(&format!("K/V cache layer {il} {what}"), words)
+                        .map(Rows::Device)
+                        .map_err(KvError::from),
+                };
                 Ok(LayerRows {
                     table: t,
-                    k: touched(k),
-                    v: touched(v),
+                    k: rows(k, "keys")?,
+                    v: rows(v, "values")?,
                 })
             })
-            .collect::<Result<_, KvConfigError>>()?;
+            .collect::<Result<_, KvError>>()?;
         Ok(Self {
             config,
             layout,
@@ -106,6 +149,7 @@ impl KvCache {
             layers,
             k_row: plan.k_row,
             v_row: plan.v_row,
+            device,
         })
     }
 
@@ -126,7 +170,7 @@ impl KvCache {
     /// loses much less of.
     pub fn k_rotation(&self) -> Option<usize> {
         let d = self.layout.head_dim_k;
-        if !self.config.type_k.is_quantized() || !d.is_multiple_of(64) {
+        if self.device.is_some() || !self.config.type_k.is_quantized() || !d.is_multiple_of(64) {
             return None;
         }
         let mut n = 64;
@@ -139,14 +183,14 @@ impl KvCache {
     /// The rotation applied to values (and undone on the attention output) when values
     /// are quantized: runs of 64, llama.cpp's choice.
     pub fn v_rotation(&self) -> Option<usize> {
-        let quantized = self.config.type_v.is_quantized();
+        let quantized = self.config.type_v.is_quantized() && self.device.is_none();
         (quantized && self.layout.head_dim_v.is_multiple_of(64)).then_some(64)
     }
 
     /// Bytes held, as allocated.
     pub fn bytes(&self) -> KvBytes {
-        let k = self.layers.iter().map(|l| l.k.capacity() * 4).sum();
-        let v = self.layers.iter().map(|l| l.v.capacity() * 4).sum();
+        let k = self.layers.iter().map(|l| l.k.bytes()).sum();
+        let v = self.layers.iter().map(|l| l.v.bytes()).sum();
         let cells = self.tables.iter().map(|t| t.cells.bytes()).sum();
         KvBytes { k, v, cells }
     }
@@ -215,7 +259,7 @@ impl KvCache {
                 })?;
                 for (&from, &to) in shared.iter().zip(&free) {
                     self.tables[t].cells.move_seq(seq, from, to);
-                    self.copy_cell(t, from, to);
+                    self.copy_cell(t, from, to)?;
                 }
             }
             self.tables[t].cells.shift(seq, range.clone(), delta);
@@ -223,14 +267,20 @@ impl KvCache {
         Ok(())
     }
 
-    fn copy_cell(&mut self, table: usize, from: usize, to: usize) {
+    fn copy_cell(&mut self, table: usize, from: usize, to: usize) -> Result<(), KvError> {
         let (kr, vr) = (self.k_row, self.v_row);
+        let device = self.device.as_ref();
         for l in self.layers.iter_mut().filter(|l| l.table == table) {
-            let k = as_bytes_mut(&mut l.k);
-            k.copy_within(from * kr..(from + 1) * kr, to * kr);
-            let v = as_bytes_mut(&mut l.v);
-            v.copy_within(from * vr..(from + 1) * vr, to * vr);
+            device::edit_rows(device, &mut l.k, |k| {
+                k.copy_within(from * kr..(from + 1) * kr, to * kr);
+                Ok::<(), KvError>(())
+            })?;
+            device::edit_rows(device, &mut l.v, |v| {
+                v.copy_within(from * vr..(from + 1) * vr, to * vr);
+                Ok::<(), KvError>(())
+            })?;
         }
+        Ok(())
     }
 
     /// The context shift: keeps the first `num_keep` positions of `seq`, drops the
@@ -275,6 +325,7 @@ impl KvCache {
         let ty = self.config.type_k.ggml();
         let k_rot = self.k_rotation();
         let kr = self.k_row;
+        let device = self.device.as_ref();
         for (t, table) in self.tables.iter_mut().enumerate() {
             if !table.cells.has_pending() {
                 continue;
@@ -284,26 +335,29 @@ impl KvCache {
                 if l.table != t {
                     continue;
                 }
-                let k = as_bytes_mut(&mut l.k);
-                for &(c, delta) in &shifts {
-                    let bytes = &mut k[c * kr..(c + 1) * kr];
-                    dequantize_row(ty, bytes, &mut row).map_err(KvError::from)?;
-                    if let Some(n) = k_rot {
-                        hadamard_in_place(&mut row, n);
+                device::edit_rows(device, &mut l.k, |k: &mut [u8]| -> Result<(), E> {
+                    for &(c, delta) in &shifts {
+                        let bytes = &mut k[c * kr..(c + 1) * kr];
+                        dequantize_row(ty, bytes, &mut row).map_err(KvError::from)?;
+                        if let Some(n) = k_rot {
+                            hadamard_in_place(&mut row, n);
+                        }
+                        rotate(il, delta, &mut row)?;
+                        if let Some(n) = k_rot {
+                            hadamard_in_place(&mut row, n);
+                        }
+                        quantize_row(ty, &row, bytes).map_err(KvError::from)?;
                     }
-                    rotate(il, delta, &mut row)?;
-                    if let Some(n) = k_rot {
-                        hadamard_in_place(&mut row, n);
-                    }
-                    quantize_row(ty, &row, bytes).map_err(KvError::from)?;
-                }
+                    Ok(())
+                })?;
             }
             table.cells.shifts_applied();
         }
         Ok(())
     }
 
-    /// What attention in `layer` reads: the cells, their rows and the window.
+    /// What attention in `layer` reads: the cells, their rows and the window. A cache
+    /// on a GPU has no rows here (see [`KvCache::device_layer`]).
     pub fn layer(&self, layer: usize) -> LayerView<'_> {
         let l = &self.layers[layer];
         let table = &self.tables[l.table];
@@ -314,8 +368,12 @@ impl KvCache {
             window: table.window,
             type_k: self.config.type_k,
             type_v: self.config.type_v,
-            k: &as_bytes(&l.k)[..table.cells.len() * self.k_row],
-            v: &as_bytes(&l.v)[..table.cells.len() * self.v_row],
+            k: as_bytes(l.k.host())
+                .get(..table.cells.len() * self.k_row)
+                .unwrap_or_default(),
+            v: as_bytes(l.v.host())
+                .get(..table.cells.len() * self.v_row)
+                .unwrap_or_default(),
             k_row: self.k_row,
             v_row: self.v_row,
             head_dim_k: self.layout.head_dim_k,
@@ -337,11 +395,17 @@ impl KvCache {
         let (tk, tv) = (self.config.type_k.ggml(), self.config.type_v.ggml());
         let l = &mut self.layers[layer];
         let cells = placement.cells(l.table);
-        let kb = as_bytes_mut(&mut l.k);
+        let (Rows::Host(kw), Rows::Host(vw)) = (&mut l.k, &mut l.v) else {
+            return Err(KvError::Device(
+                "rows on the GPU are written by the GPU forward pass, not from host memory"
+                    .to_owned(),
+            ));
+        };
+        let kb = as_bytes_mut(kw);
         for (t, &c) in cells.iter().enumerate() {
             quantize_row(tk, &k[t * kd..(t + 1) * kd], &mut kb[c * kr..(c + 1) * kr])?;
         }
-        let vb = as_bytes_mut(&mut l.v);
+        let vb = as_bytes_mut(vw);
         for (t, &c) in cells.iter().enumerate() {
             quantize_row(tv, &v[t * vd..(t + 1) * vd], &mut vb[c * vr..(c + 1) * vr])?;
         }

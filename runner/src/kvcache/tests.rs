@@ -301,3 +301,108 @@ fn impossible_configurations_say_what_to_change() {
     let msg = err(layout(vec![None]), config(0, 1, 8));
     assert!(msg.contains("num_ctx is 0"), "{msg}");
 }
+
+/// The GPU for the device-cache tests, or `None` after a printed skip.
+fn gpu() -> Option<std::sync::Arc<gpu::Gpu>> {
+    gpu::testing::gpu_or_skip()?;
+    Some(std::sync::Arc::new(
+        gpu::Gpu::open(gpu::DeviceSpec::Gpu).unwrap().unwrap(),
+    ))
+}
+
+/// [`feed`] for a cache on either side: rows written through `device::edit_rows`, as
+/// the GPU pass would have stored them.
+fn feed_any(kv: &mut KvCache, seq: usize, first: i32, n: usize) {
+    let seqs = vec![seq; n];
+    let positions: Vec<i32> = (first..first + n as i32).collect();
+    let placement = kv.place(&seqs, &positions).unwrap();
+    let (kr, vr) = (kv.k_row, kv.v_row);
+    let (tk, tv) = (kv.config.type_k.ggml(), kv.config.type_v.ggml());
+    let device = kv.device.clone();
+    for l in &mut kv.layers {
+        let cells = placement.cells(l.table).to_vec();
+        for (rows, row_bytes, ty, sign) in [(&mut l.k, kr, tk, 1.0), (&mut l.v, vr, tv, -1.0)] {
+            device::edit_rows(device.as_ref(), rows, |bytes: &mut [u8]| {
+                for (&c, &p) in cells.iter().zip(&positions) {
+                    let row: Vec<f32> = (0..64)
+                        .map(|i| sign * (p as f32 + i as f32 / 64.0))
+                        .collect();
+                    quantize_row(ty, &row, &mut bytes[c * row_bytes..(c + 1) * row_bytes])?;
+                }
+                Ok::<(), KvError>(())
+            })
+            .unwrap();
+        }
+    }
+}
+
+/// Every layer's key and value bytes, read back from wherever they live.
+fn all_rows(kv: &mut KvCache) -> Vec<Vec<u8>> {
+    let device = kv.device.clone();
+    let mut out = Vec::new();
+    for l in &mut kv.layers {
+        for rows in [&mut l.k, &mut l.v] {
+            device::edit_rows(device.as_ref(), rows, |bytes: &mut [u8]| {
+                out.push(bytes.to_vec());
+                Ok::<(), KvError>(())
+            })
+            .unwrap();
+        }
+    }
+    out
+}
+
+/// A cache on the GPU copies shared cells and re-rotates shifted keys as the host cache
+/// does: the same operations leave the same bytes, for a plain and a quantized type.
+#[test]
+fn a_device_cache_shifts_and_copies_cells_as_the_host_cache_does() {
+    let Some(gpu) = gpu() else { return };
+    for ty in [CacheType::F16, CacheType::Q8_0] {
+        let kv_config = KvConfig {
+            type_k: ty,
+            type_v: ty,
+            ..config(32, 2, 64)
+        };
+        let mut host = KvCache::new(layout(vec![None, Some(8)]), kv_config).unwrap();
+        let mut device =
+            KvCache::new_on_device(layout(vec![None, Some(8)]), kv_config, gpu.clone()).unwrap();
+        assert!(device.device().is_some() && device.device_layer(0).is_some());
+        assert!(host.device_layer(0).is_none());
+        assert_eq!(device.k_rotation(), None, "the GPU stores keys unrotated");
+        for kv in [&mut host, &mut device] {
+            feed_any(kv, 0, 0, 20);
+            kv.seq_cp(0, 1, 0..20);
+            kv.seq_shift(1, 10..20, 2).unwrap();
+            kv.context_shift(0, 4).unwrap();
+            kv.apply_shifts(|layer, delta, row: &mut [f32]| {
+                for (i, x) in row.iter_mut().enumerate() {
+                    *x += (delta * (layer as i32 + 1)) as f32 + i as f32 * 0.01;
+                }
+                Ok::<(), KvError>(())
+            })
+            .unwrap();
+        }
+        assert_eq!(all_rows(&mut host), all_rows(&mut device), "{ty:?}");
+        let error = device
+            .write(0, &host.place(&[0], &[12]).unwrap(), &[0.0; 64], &[0.0; 64])
+            .unwrap_err();
+        assert!(matches!(error, KvError::Device(_)), "{error}");
+    }
+}
+
+/// A type the GPU kernels do not store is refused when the cache is made, with the way
+/// out in the message.
+#[test]
+fn a_device_cache_refuses_types_the_gpu_does_not_store() {
+    let Some(gpu) = gpu() else { return };
+    let kv_config = KvConfig {
+        type_v: CacheType::Iq4Nl,
+        ..config(32, 1, 8)
+    };
+    let error = KvCache::new_on_device(layout(vec![None]), kv_config, gpu).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("iq4_nl") && message.contains("OLLAMA_DEVICE=cpu"),
+        "{message}"
+    );
+}

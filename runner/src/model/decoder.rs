@@ -16,12 +16,13 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{Rope, add_assign, scale_assign, softcap, swiglu};
+use kernels::ops::{Rope, add_assign, geglu, scale_assign, softcap, swiglu};
 use plan::ArchPlan;
 use plan::compute::{AttentionShape, matmul_scratch_bytes};
 
 use super::activations::Activations;
 use super::attention::attention;
+use super::gpu_pass::GpuPass;
 use super::head::{OutputHead, keep_output_rows, norm_rows, with_placement};
 use super::layers::{GatedMlp, norm_rows_in_place, rotate};
 use super::moe::FeedForward;
@@ -31,6 +32,26 @@ use crate::kvcache::{KvCache, KvLayout, Placement};
 
 /// The gated activation of a feed-forward network: `act(gate, up, out)`.
 pub type GatedActivation = fn(&[f32], &[f32], &mut [f32]);
+
+/// Which gated activation a feed-forward network applies, named so that every backend
+/// can pick its own kernel for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gated {
+    /// `silu(gate) * up` (llama, Qwen, Phi-3).
+    SwiGlu,
+    /// `gelu_tanh(gate) * up` (Gemma).
+    GeGlu,
+}
+
+impl Gated {
+    /// The CPU kernel.
+    pub fn cpu(self) -> GatedActivation {
+        match self {
+            Self::SwiGlu => swiglu,
+            Self::GeGlu => geglu,
+        }
+    }
+}
 
 /// The knobs of an architecture that are not weights.
 #[derive(Debug, Clone)]
@@ -50,7 +71,7 @@ pub struct Recipe {
     /// A factor on the queries after RoPE (Gemma, Phi-3), applied before attention.
     pub query_scale: Option<f32>,
     /// The feed-forward network's gated activation (SwiGLU, GeGLU).
-    pub act: GatedActivation,
+    pub act: Gated,
     /// Soft-capping of the logits (`final_logit_softcapping`).
     pub final_softcap: Option<f32>,
 }
@@ -73,7 +94,7 @@ impl Recipe {
             attn,
             embd_scale: None,
             query_scale: None,
-            act: swiglu,
+            act: Gated::SwiGlu,
             final_softcap: None,
         }
     }
@@ -256,23 +277,34 @@ impl Block {
     }
 }
 
-/// A loaded decoder: its weights and the buffers of a forward pass.
+/// A loaded decoder: its weights and where its forward pass runs.
 pub struct Decoder {
-    weights: Weights,
-    cpu: Cpu,
-    act: Activations,
+    weights: DecoderWeights,
+    exec: Exec,
+}
+
+/// The backend of a decoder's forward pass: the one place that knows where it runs.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per loaded model, made once and never moved on a hot path"
+)]
+enum Exec {
+    /// The CPU engine, in the numerics the options chose, and its buffers.
+    Cpu { cpu: Cpu, act: Activations },
+    /// A GPU: the weights uploaded, the device buffers of a pass.
+    Gpu(Box<GpuPass>),
 }
 
 /// What a forward pass reads and never changes.
-struct Weights {
-    recipe: Recipe,
-    file: Arc<GgufFile>,
-    embd: Embedding,
-    blocks: Vec<Block>,
-    output_norm: Vec<f32>,
-    output: Linear,
-    ropes: Vec<Rope>,
-    kv_layout: KvLayout,
+pub(crate) struct DecoderWeights {
+    pub(crate) recipe: Recipe,
+    pub(crate) file: Arc<GgufFile>,
+    pub(crate) embd: Embedding,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) output: Linear,
+    pub(crate) ropes: Vec<Rope>,
+    pub(crate) kv_layout: KvLayout,
 }
 
 /// What an architecture's loader hands to [`Decoder::new`].
@@ -304,28 +336,37 @@ impl Decoder {
         };
         debug_assert!(parts.blocks.iter().all(|b| b.rope < parts.ropes.len()));
         let compute = options.compute();
-        Ok(Self {
-            cpu: Cpu::new(
-                options.threads,
-                matmul_scratch_bytes(&file, compute.num_batch),
-                options.numerics,
-            )?,
-            act: Activations::new(&parts.plan.dims, &compute),
-            weights: Weights {
-                embd,
-                blocks: parts.blocks,
-                output_norm,
-                output,
-                ropes: parts.ropes,
-                kv_layout: parts.plan.kv,
-                recipe,
-                file,
+        let weights = DecoderWeights {
+            embd,
+            blocks: parts.blocks,
+            output_norm,
+            output,
+            ropes: parts.ropes,
+            kv_layout: parts.plan.kv,
+            recipe,
+            file,
+        };
+        let exec = match &options.device {
+            Some(gpu) => Exec::Gpu(Box::new(GpuPass::new(
+                std::sync::Arc::clone(gpu),
+                &weights,
+                &parts.plan.dims,
+                compute.num_batch,
+            )?)),
+            None => Exec::Cpu {
+                cpu: Cpu::new(
+                    options.threads,
+                    matmul_scratch_bytes(&weights.file, compute.num_batch),
+                    options.numerics,
+                )?,
+                act: Activations::new(&parts.plan.dims, &compute),
             },
-        })
+        };
+        Ok(Self { weights, exec })
     }
 }
 
-impl Weights {
+impl DecoderWeights {
     /// The pass itself, with the batch's cells placed.
     fn run(
         &self,
@@ -402,7 +443,7 @@ impl Weights {
             norm_rows(&s.x[..rows], &b.ffn_norm, r.eps, &mut s.xn[..rows]);
             let (x, proj) = (&s.xn[..rows], &mut s.proj[..rows]);
             let scratch = (&mut s.mlp, &mut s.moe);
-            b.mlp.forward(cpu, file, r.act, x, n, scratch, proj)?;
+            b.mlp.forward(cpu, file, r.act.cpu(), x, n, scratch, proj)?;
             if let Some(w) = &b.ffn_post_norm {
                 norm_rows_in_place(&mut s.proj[..rows], w, r.eps);
             }
@@ -444,7 +485,17 @@ impl Model for Decoder {
     }
 
     fn scratch_bytes(&self) -> usize {
-        self.act.bytes() + self.cpu.scratch_bytes()
+        match &self.exec {
+            Exec::Cpu { cpu, act } => act.bytes() + cpu.scratch_bytes(),
+            Exec::Gpu(pass) => pass.host_bytes(),
+        }
+    }
+
+    fn device(&self) -> Option<Arc<gpu::Gpu>> {
+        match &self.exec {
+            Exec::Cpu { .. } => None,
+            Exec::Gpu(pass) => Some(pass.gpu()),
+        }
     }
 
     fn forward(
@@ -453,15 +504,19 @@ impl Model for Decoder {
         cache: &mut KvCache,
         out: &mut Logits,
     ) -> Result<(), ModelError> {
-        let (w, act) = (&self.weights, &mut self.act);
-        self.cpu.interruptible(batch.interrupt(), |cpu| {
-            with_placement(
-                cache,
-                &w.kv_layout,
-                batch,
-                |il| &w.ropes[w.blocks[il].rope],
-                |cache, placement| w.run((cpu, act), batch, cache, placement, out),
-            )
-        })
+        let w = &self.weights;
+        let rope_of = |il: usize| &w.ropes[w.blocks[il].rope];
+        match &mut self.exec {
+            Exec::Cpu { cpu, act } => cpu.interruptible(batch.interrupt(), |cpu| {
+                with_placement(cache, &w.kv_layout, batch, rope_of, |cache, placement| {
+                    w.run((cpu, act), batch, cache, placement, out)
+                })
+            }),
+            Exec::Gpu(pass) => {
+                with_placement(cache, &w.kv_layout, batch, rope_of, |cache, placement| {
+                    pass.run(w, batch, cache, placement, out)
+                })
+            }
+        }
     }
 }

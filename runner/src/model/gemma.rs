@@ -24,10 +24,10 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use kernels::ops::{RopeLayout, geglu};
+use kernels::ops::RopeLayout;
 use plan::arch::gemma::{Generation, HyperParams};
 
-use super::decoder::{Block, Decoder, Parts, Recipe};
+use super::decoder::{Block, Decoder, Gated, Parts, Recipe};
 use super::hparams::rope;
 use super::{LoadOptions, Model, ModelError};
 
@@ -69,7 +69,7 @@ pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>
         attn: a,
         embd_scale: Some((n_embd as f32).sqrt()),
         query_scale: Some(hp.query_scale),
-        act: geglu,
+        act: Gated::GeGlu,
         final_softcap: hp.softcap,
     };
     let ropes = vec![

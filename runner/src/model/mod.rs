@@ -12,7 +12,9 @@ pub mod activations;
 pub mod attention;
 pub mod bert;
 pub mod decoder;
+pub mod device;
 pub mod gemma;
+mod gpu_pass;
 mod head;
 mod hparams;
 pub mod layers;
@@ -128,6 +130,13 @@ pub enum ModelError {
         "tensor '{0}' was repacked for the matrix kernels but is read row by row; run with OLLAMA_NUMERICS=exact and report this"
     )]
     Repacked(String),
+    /// The GPU failed: it could not be opened, ran out of memory or was lost. The error
+    /// says which, and that `OLLAMA_DEVICE=cpu` runs the model on the CPU instead.
+    #[error(transparent)]
+    Gpu(#[from] gpu::GpuError),
+    /// The model has a part the GPU forward pass does not run yet.
+    #[error("{0} do not run on the GPU yet; run this model on the CPU with OLLAMA_DEVICE=cpu")]
+    NotOnGpu(&'static str),
 }
 
 impl From<PlanError> for ModelError {
@@ -361,6 +370,8 @@ pub struct LoadOptions {
     pub kv: KvConfig,
     /// How the products add: llama.cpp's reference order (exact) or the fast kernels'.
     pub numerics: Numerics,
+    /// The GPU to run on ([`device::open`]), or `None` for the CPU.
+    pub device: Option<Arc<gpu::Gpu>>,
 }
 
 impl LoadOptions {
@@ -391,6 +402,12 @@ pub trait Model: Send {
     /// Bytes of the model's own buffers (activations, attention and matmul scratch).
     fn scratch_bytes(&self) -> usize;
 
+    /// The GPU the model computes on, or `None` on the CPU: its cache is made there too
+    /// ([`new_cache`]).
+    fn device(&self) -> Option<Arc<gpu::Gpu>> {
+        None
+    }
+
     /// Runs `batch`, storing its keys and values in `cache` and writing the logits (or the
     /// embeddings, when the batch asks for [`Output::Embeddings`]) of the tokens that
     /// asked for them into `out`. Keys whose positions were
@@ -403,9 +420,13 @@ pub trait Model: Send {
     ) -> Result<(), ModelError>;
 }
 
-/// A cache for `model` with `config`, allocated now.
+/// A cache for `model` with `config`, allocated now, where the model computes: in
+/// memory here, or on its GPU.
 pub fn new_cache(model: &dyn Model, config: KvConfig) -> Result<KvCache, ModelError> {
-    Ok(KvCache::new(model.kv_layout(), config)?)
+    Ok(match model.device() {
+        Some(gpu) => KvCache::new_on_device(model.kv_layout(), config, gpu)?,
+        None => KvCache::new(model.kv_layout(), config)?,
+    })
 }
 
 type Loader = fn(Arc<GgufFile>, &LoadOptions) -> Result<Box<dyn Model>, ModelError>;
@@ -428,7 +449,10 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
 /// for the fast kernels ([`repack`]) when those will multiply them. A file loaded without
 /// it computes the same, its matrices read as the file stores them.
 pub fn prepare(mut file: GgufFile, options: &LoadOptions) -> Result<Arc<GgufFile>, ModelError> {
-    repack::repack_weights(&mut file, options.numerics, kernels::cpu::Isa::detect()?)?;
+    // A GPU uploads the blocks as the file stores them.
+    if options.device.is_none() {
+        repack::repack_weights(&mut file, options.numerics, kernels::cpu::Isa::detect()?)?;
+    }
     Ok(Arc::new(file))
 }
 

@@ -398,6 +398,33 @@ impl Linear {
         self.rows
     }
 
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The matrix as the file stores it, for uploading to another device: its bytes
+    /// (refused when repacked for the CPU kernels) and type.
+    pub fn file_bytes<'f>(&self, file: &'f GgufFile) -> Result<(&'f [u8], GgmlType), ModelError> {
+        if self.layout != Layout::Rows {
+            return Err(ModelError::Repacked(format!(
+                "a {}x{} matrix",
+                self.rows, self.cols
+            )));
+        }
+        Ok((&file.bytes()[self.range.clone()], self.ty))
+    }
+
+    /// The bias added after the product, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// Whether this matrix is `other` (an output head tied to the embeddings).
+    pub fn same_bytes(&self, other: &Embedding) -> bool {
+        self.range == other.range
+    }
+
     /// `out[t] = W x[t] (+ b)` for `n` tokens.
     pub fn forward(
         &self,
@@ -456,6 +483,11 @@ impl Embedding {
     /// Vocabulary size.
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
+    }
+
+    /// The table's bytes in `file` and their type, for uploading to another device.
+    pub fn file_bytes<'f>(&self, file: &'f GgufFile) -> (&'f [u8], GgmlType) {
+        (&file.bytes()[self.range.clone()], self.ty)
     }
 
     /// Writes the embedding of `token` into `out` (`n_embd` values).

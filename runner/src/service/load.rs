@@ -34,6 +34,7 @@ pub fn from_request(r: &pb::LoadRequest) -> Result<LoadConfig, Status> {
         num_keep: r.num_keep,
         multi_user_cache: r.multi_user_cache,
         numerics: r.numerics.clone(),
+        device: r.device.clone(),
     };
     LoadConfig::check(&params).map_err(|e| Status::invalid_argument(e.to_string()))
 }
@@ -52,6 +53,8 @@ pub struct Loaded {
     pub mapped_bytes: usize,
     /// How long the load took.
     pub load_duration: Duration,
+    /// The GPU the model runs on, whose live buffers are reported as `device_bytes`.
+    pub device: Option<Arc<gpu::Gpu>>,
     /// `general.architecture`.
     pub architecture: &'static str,
     /// The context the model was trained for.
@@ -158,6 +161,11 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
         threads: config.threads,
         kv: config.kv,
         numerics,
+        device: match &config.device {
+            Some(device) => model::device::open(Some(device)),
+            None => model::device::open_from_env(),
+        }
+        .map_err(model_error)?,
     };
     let heap_tokenizer = heap_live_bytes();
     let file = model::prepare(file, &options).map_err(model_error)?;
@@ -177,6 +185,7 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
     let compute_bytes = model.scratch_bytes() + model.n_vocab() * config.kv.num_parallel * 4;
     let architecture = model.architecture();
     let train_ctx = model.train_ctx();
+    let device = model.device();
     let load_duration = start.elapsed();
     let engine = Engine::start(
         model,
@@ -210,7 +219,9 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
             total_bytes: estimate.total_bytes as u64,
             rss_bytes: 0,
             allocated_bytes: (heap_after + mapped_bytes) as u64,
+            device_bytes: device_bytes(device.as_deref()),
         },
+        device,
         mapped_bytes,
         config,
         load_duration,
@@ -223,4 +234,12 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
 /// as in a test binary: the figures are then left out rather than wrong).
 pub fn heap_live_bytes() -> usize {
     kernels::alloc::live_bytes().unwrap_or(0)
+}
+
+/// Device memory `gpu` holds for this runner: the live buffers, or what wgpu's allocator
+/// reserved when it reports more (memory accounting is honest); 0 on the CPU.
+pub fn device_bytes(gpu: Option<&gpu::Gpu>) -> u64 {
+    gpu.map_or(0, |g| {
+        g.allocated_bytes().max(g.reserved_bytes().unwrap_or(0))
+    })
 }

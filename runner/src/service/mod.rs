@@ -141,6 +141,10 @@ impl pb::runner_server::Runner for RunnerService {
                     load_duration_ns: loaded.load_duration.as_nanos() as u64,
                     architecture: loaded.architecture.to_owned(),
                     train_ctx: loaded.train_ctx as u32,
+                    device: loaded
+                        .device
+                        .as_ref()
+                        .map_or_else(String::new, |g| g.description().name.clone()),
                 };
                 tracing::info!(
                     architecture = loaded.architecture,
@@ -186,6 +190,7 @@ impl pb::runner_server::Runner for RunnerService {
         if let Some(memory) = response.memory.as_mut() {
             memory.rss_bytes = rss;
             memory.allocated_bytes = (load::heap_live_bytes() + loaded.mapped_bytes) as u64;
+            memory.device_bytes = load::device_bytes(loaded.device.as_deref());
         }
         Ok(Response::new(response))
     }

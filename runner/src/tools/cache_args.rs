@@ -28,6 +28,10 @@ pub struct CacheArgs {
     /// `OLLAMA_NUMERICS` says otherwise).
     #[arg(long)]
     pub numerics: Option<Numerics>,
+    /// `cpu`, `gpu` or an adapter index (`ollama-runner devices` lists them); by default
+    /// `OLLAMA_DEVICE`, else the best real GPU present, else the CPU.
+    #[arg(long)]
+    pub device: Option<gpu::DeviceSpec>,
 }
 
 /// Parses `on`/`off` (and `true`/`false`, `1`/`0`).
@@ -54,6 +58,14 @@ impl CacheArgs {
 }
 
 impl CacheArgs {
+    /// The GPU `--device` (or `OLLAMA_DEVICE`) picks, opened, or `None` for the CPU.
+    pub fn device(&self) -> anyhow::Result<Option<std::sync::Arc<gpu::Gpu>>> {
+        Ok(match self.device {
+            Some(spec) => crate::model::device::open_spec(Some(spec))?,
+            None => crate::model::device::open_from_env()?,
+        })
+    }
+
     /// The numerics asked for: the flag, else `OLLAMA_NUMERICS`, else fast.
     pub fn numerics(&self) -> anyhow::Result<Numerics> {
         Ok(match self.numerics {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cache_args;
 pub mod convert;
 pub mod dequantize;
+pub mod devices;
 pub mod dump_tensor;
 pub mod estimate;
 pub mod generate;

@@ -422,6 +422,7 @@ pub fn run(args: &PerplexityArgs, out: &mut impl Write) -> anyhow::Result<()> {
         threads: args.threads,
         kv,
         numerics: args.cache.numerics()?,
+        device: args.cache.device()?,
     };
     let file = model::prepare(file, &options)?;
     let mut model = model::load(Arc::clone(&file), &options)?;

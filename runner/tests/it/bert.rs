@@ -127,6 +127,7 @@ fn load(path: &Path, numerics: Numerics) -> Box<dyn Model> {
             threads: 2,
             kv,
             numerics,
+            device: None,
         },
     )
     .unwrap()

@@ -16,6 +16,7 @@ mod kv_perplexity;
 mod llama_import;
 mod memory;
 mod nomic_bert;
+mod on_gpu;
 mod perplexity_refs;
 mod real_models;
 mod repacked;

@@ -76,6 +76,7 @@ fn options(numerics: Numerics) -> LoadOptions {
             ..KvConfig::new(512)
         },
         numerics,
+        device: None,
     }
 }
 

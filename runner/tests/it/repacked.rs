@@ -18,6 +18,7 @@ fn options() -> LoadOptions {
         threads: 2,
         kv: KvConfig::reference(256),
         numerics: Numerics::Fast,
+        device: None,
     }
 }
 

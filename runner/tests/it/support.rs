@@ -37,6 +37,7 @@ pub fn load_path(path: &std::path::Path, threads: usize) -> (Tokenizer, Box<dyn 
             threads,
             kv,
             numerics: Numerics::Exact,
+            device: None,
         },
     )
     .unwrap();

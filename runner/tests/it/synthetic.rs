@@ -94,6 +94,7 @@ fn load(arch: &str, ty: &str, kv: KvConfig) -> (Tokenizer, Box<dyn Model>) {
         threads: THREADS,
         kv,
         numerics: Numerics::Exact,
+        device: None,
     };
     (tokenizer, model::load(file, &options).unwrap())
 }

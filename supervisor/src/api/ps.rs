@@ -1,6 +1,11 @@
 //! `GET /api/ps`: the loaded models, in Ollama's shape plus what an admin of this server
 //! needs (runner pid, K/V types, flash attention, slots, estimated and measured memory,
-//! state, restarts). `ollamactl ps` reads the same rows through the gRPC `Ps`.
+//! the GPU, state, restarts). `ollamactl ps` reads the same rows through the gRPC `Ps`.
+//!
+//! A model on a GPU is wholly there (runners offload all layers or none), so its row
+//! reads as Ollama's for a fully offloaded model: `size` and `size_vram` are both the
+//! device memory its runner reports, which `ollama ps` shows as "100% GPU". The runner's
+//! host memory stays in `estimated_bytes` and `measured_bytes`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,7 +27,8 @@ pub struct PsModel {
     pub name: String,
     /// Ollama: the model's name again.
     pub model: String,
-    /// Ollama: bytes in memory (the larger of estimate and measurement).
+    /// Ollama: bytes in memory: on the CPU the larger of estimate and measurement, on a
+    /// GPU the device memory held.
     pub size: u64,
     /// Ollama: the manifest digest.
     pub digest: String,
@@ -30,7 +36,7 @@ pub struct PsModel {
     pub details: serde_json::Value,
     /// Ollama: when it will be unloaded (RFC 3339; far future when kept forever).
     pub expires_at: String,
-    /// Ollama: bytes in GPU memory (0: runners compute on the CPU).
+    /// Ollama: bytes in GPU memory (0 on the CPU).
     pub size_vram: u64,
     /// Ollama: the context length.
     pub context_length: u32,
@@ -42,6 +48,8 @@ pub struct PsModel {
     pub estimated_bytes: u64,
     /// Bytes measured since loading.
     pub measured_bytes: Option<u64>,
+    /// The GPU the model computes on, by name; `None` on the CPU.
+    pub device: Option<String>,
     /// K cache type.
     pub kv_cache_type_k: String,
     /// V cache type.
@@ -84,6 +92,15 @@ fn rfc3339(at: Option<SystemTime>) -> String {
     chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// Ollama's `size` and `size_vram` for `info`: on a GPU that reported its memory, the
+/// device bytes for both; otherwise the accounted host bytes and no VRAM.
+fn sizes(info: &RunnerInfo) -> (u64, u64) {
+    match info.device {
+        Some(_) if info.device_bytes > 0 => (info.device_bytes, info.device_bytes),
+        _ => (info.accounted_bytes(), 0),
+    }
+}
+
 fn row(info: RunnerInfo, store: &Store, models: &Models) -> PsModel {
     let entry = ModelName::parse(&info.name)
         .ok()
@@ -96,18 +113,20 @@ fn row(info: RunnerInfo, store: &Store, models: &Models) -> PsModel {
         None => (String::new(), serde_json::Value::Null),
     };
     let settings = info.settings;
+    let (size, size_vram) = sizes(&info);
     PsModel {
         model: info.name.clone(),
-        size: info.accounted_bytes(),
+        size,
         digest,
         details,
         expires_at: rfc3339(info.expires_at),
-        size_vram: 0,
+        size_vram,
         context_length: settings.map_or(0, |s| s.num_ctx),
         state: info.state,
         pid: info.pid,
         estimated_bytes: info.estimated_bytes,
         measured_bytes: info.measured_bytes,
+        device: info.device,
         kv_cache_type_k: settings.map_or(String::new(), |s| s.type_k.name().to_string()),
         kv_cache_type_v: settings.map_or(String::new(), |s| s.type_v.name().to_string()),
         flash_attention: settings.is_some_and(|s| s.flash_attention),

@@ -6,10 +6,11 @@ use ollama_proto::runner as pb;
 use super::ApiError;
 use crate::config::Config;
 use crate::options::Options;
-use crate::sched::LoadSettings;
+use crate::sched::{DeviceChoice, LoadSettings};
 
 /// The runner settings for `options` over the server's defaults. `kv_cache_type` sets
-/// both types; `kv_cache_type_k` / `_v` override it.
+/// both types; `kv_cache_type_k` / `_v` override it; `num_gpu` 0 puts the runner on the
+/// CPU.
 pub fn load_settings(config: &Config, options: &Options) -> Result<LoadSettings, ApiError> {
     let mut s = LoadSettings::defaults(config);
     if let Some(n) = options.num_ctx {
@@ -32,6 +33,9 @@ pub fn load_settings(config: &Config, options: &Options) -> Result<LoadSettings,
     }
     if let Some(n) = options.numerics {
         s.numerics = n;
+    }
+    if let Some(n) = options.num_gpu {
+        s.device = DeviceChoice::from_num_gpu(n);
     }
     if let Some(t) = options.kv_cache_type {
         (s.type_k, s.type_v) = (t, t);

@@ -183,6 +183,12 @@ pub const VARIABLES: &[Variable] = &[
         default: "the best the CPU has",
         accepts: "scalar, avx2, avx512 (a runner refuses what the CPU lacks)",
     },
+    Variable {
+        name: "OLLAMA_DEVICE",
+        meaning: "device the runners compute on (passed to each runner; a request's num_gpu 0 still picks the CPU)",
+        default: "the best GPU present (not a software one), else the CPU",
+        accepts: "cpu, gpu, or an adapter index as `ollama-runner devices` lists them",
+    },
 ];
 
 /// The K/V cache types a user may choose.
@@ -264,6 +270,9 @@ pub struct Config {
     pub runner: Option<PathBuf>,
     /// `OLLAMA_KERNELS`, passed to runners as it is (they check it).
     pub kernels: Option<String>,
+    /// `OLLAMA_DEVICE`, passed to runners as it is; its form is checked here so that a
+    /// typo stops the server at start-up rather than failing every load.
+    pub device: Option<String>,
     /// `XDG_RUNTIME_DIR`, where runner sockets go (else the temporary directory).
     pub runtime_dir: Option<PathBuf>,
     /// `OLLAMA_SCHED_SPREAD`.
@@ -422,6 +431,14 @@ impl Config {
             sched_spread: r.bool("OLLAMA_SCHED_SPREAD")?,
             runner: r.raw("OLLAMA_RUNNER").map(PathBuf::from),
             kernels: r.raw("OLLAMA_KERNELS"),
+            device: r.get("OLLAMA_DEVICE", None, |s| {
+                let s = s.to_ascii_lowercase();
+                if s == "cpu" || s == "gpu" || s.parse::<usize>().is_ok() {
+                    Ok(Some(s))
+                } else {
+                    Err("not cpu, gpu or an adapter index".into())
+                }
+            })?,
             runtime_dir: r.raw("XDG_RUNTIME_DIR").map(PathBuf::from),
         })
     }
@@ -469,6 +486,7 @@ impl Config {
                         .as_ref()
                         .map_or("beside ollamad".into(), |p| p.display().to_string()),
                     "OLLAMA_KERNELS" => self.kernels.clone().unwrap_or_else(|| "auto".into()),
+                    "OLLAMA_DEVICE" => self.device.clone().unwrap_or_else(|| "auto".into()),
                     other => unreachable!("{other} is in the registry but not described"),
                 };
                 let set = env.var(v.name).is_some_and(|s| !s.trim().is_empty());

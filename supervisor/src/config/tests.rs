@@ -75,6 +75,7 @@ fn every_bad_value_names_variable_value_and_what_is_accepted() {
         ("OLLAMA_MULTIUSER_CACHE", "maybe"),
         ("OLLAMA_NOPRUNE", "2"),
         ("OLLAMA_SCHED_SPREAD", "on"),
+        ("OLLAMA_DEVICE", "tpu"),
     ];
     for (name, value) in cases {
         let err = Config::from_env(&env(&[(name, value)])).unwrap_err();
@@ -100,6 +101,19 @@ fn keep_alive_forms() {
         .unwrap()
         .load_timeout;
     assert_eq!(lt, None);
+}
+
+#[test]
+fn device_forms() {
+    let device = |v| {
+        Config::from_env(&env(&[("OLLAMA_DEVICE", v)]))
+            .unwrap()
+            .device
+    };
+    assert_eq!(device("GPU"), Some("gpu".to_owned()));
+    assert_eq!(device("cpu"), Some("cpu".to_owned()));
+    assert_eq!(device("1"), Some("1".to_owned()));
+    assert_eq!(device(""), None);
 }
 
 #[test]

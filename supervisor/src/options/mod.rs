@@ -66,8 +66,9 @@ pub struct Options {
     pub num_keep: Option<i32>,
     /// `use_mmap`: map the model file instead of reading it into memory.
     pub use_mmap: Option<bool>,
-    /// `num_gpu`: layers to offload to GPUs (-1: decided from memory, 0: none). Kept for
-    /// the scheduler; on a machine without a usable GPU it has no effect.
+    /// `num_gpu`: layers to offload to GPUs (-1: decided from memory, 0: none). Runners
+    /// offload all layers or none, so 0 runs the model on the CPU and any other count
+    /// leaves the device to the runner (`OLLAMA_DEVICE`, else the best GPU present).
     pub num_gpu: Option<i32>,
     /// `main_gpu`: the GPU for small tensors and scratch. No effect without a GPU.
     pub main_gpu: Option<u32>,

@@ -51,6 +51,11 @@ pub const RUNNER_ENV: &[&str] = &[
     "OLLAMA_KERNELS",
     // The runners' numerics, exact or fast (kernels::cpu::NUMERICS_ENV).
     "OLLAMA_NUMERICS",
+    // The runners' default device: cpu, gpu or an adapter index (runner::model::device).
+    "OLLAMA_DEVICE",
+    // The Vulkan drivers a runner may load, as the admin restricted them.
+    "VK_DRIVER_FILES",
+    "VK_ICD_FILENAMES",
 ];
 
 /// The part of `vars` a runner gets: the names in [`RUNNER_ENV`].

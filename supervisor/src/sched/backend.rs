@@ -43,6 +43,19 @@ pub struct Usage {
     pub allocated_bytes: u64,
     /// Its resident set as it sees it.
     pub rss_bytes: u64,
+    /// Device memory its GPU buffers hold (0 on the CPU): what `/api/ps` shows as
+    /// `size_vram`.
+    pub device_bytes: u64,
+}
+
+/// Where a runner computes, as its load answer says: `/api/ps` shows a model on a GPU
+/// as Ollama shows a fully offloaded one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The GPU's name; `None` on the CPU.
+    pub device: Option<String>,
+    /// Device memory its GPU buffers held once loaded (0 on the CPU).
+    pub device_bytes: u64,
 }
 
 /// Starts runners and estimates what they will take.
@@ -65,6 +78,9 @@ pub trait Backend: Send + Sync + 'static {
 pub trait RunnerHandle: Send + Sync + 'static {
     /// Its process id.
     fn pid(&self) -> u32;
+
+    /// Where it computes, as its load answer said.
+    fn placement(&self) -> Placement;
 
     /// Sees how it ended, once it has.
     fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>>;
@@ -149,6 +165,7 @@ pub fn estimate_with(
         num_keep: r.num_keep,
         multi_user_cache: r.multi_user_cache,
         numerics: r.numerics,
+        device: r.device,
     })
     .map_err(|e| EstimateError::Settings(e.to_string()))?;
     plan::estimate(file, &load.kv, load.threads).map_err(|e| EstimateError::Model(e.to_string()))
@@ -171,6 +188,7 @@ fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
         num_keep: None,
         multi_user_cache,
         numerics: s.numerics.name().to_owned(),
+        device: s.device.name().to_owned(),
     }
 }
 
@@ -194,6 +212,14 @@ impl RunnerHandle for Runner {
         Runner::pid(self)
     }
 
+    fn placement(&self) -> Placement {
+        let loaded = self.loaded();
+        Placement {
+            device: Some(loaded.device.clone()).filter(|d| !d.is_empty()),
+            device_bytes: loaded.memory.as_ref().map_or(0, |m| m.device_bytes),
+        }
+    }
+
     fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
         Runner::exit_watch(self)
     }
@@ -204,6 +230,7 @@ impl RunnerHandle for Runner {
         Ok(Usage {
             allocated_bytes: memory.total_bytes,
             rss_bytes: memory.rss_bytes,
+            device_bytes: memory.device_bytes,
         })
     }
 

@@ -24,14 +24,15 @@ mod snapshot;
 mod spec;
 
 pub use backend::{
-    Backend, EstimateError, Generation, RunnerBackend, RunnerHandle, Usage, estimate_with,
+    Backend, EstimateError, Generation, Placement, RunnerBackend, RunnerHandle, Usage,
+    estimate_with,
 };
 pub use event::{EVENT_BACKLOG, EventKind, SchedEvent};
 pub use failure::{CrashHistory, RunnerFailure, SchedError};
 pub use lease::Lease;
 pub use policy::Phase;
 pub use snapshot::{RunnerInfo, RunnerState};
-pub use spec::{Acquire, LoadSettings, LoadSpec, Policy};
+pub use spec::{Acquire, DeviceChoice, LoadSettings, LoadSpec, Policy};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -44,7 +44,8 @@ pub(super) async fn watch<B: Backend>(
                         last_answer = Instant::now();
                         let rss = probe.process_bytes(runner.pid()).unwrap_or(0);
                         let bytes = usage.allocated_bytes.max(usage.rss_bytes).max(rss);
-                        if !send(Command::Measured { id, bytes }) {
+                        let device_bytes = usage.device_bytes;
+                        if !send(Command::Measured { id, bytes, device_bytes }) {
                             return;
                         }
                     }

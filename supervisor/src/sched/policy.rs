@@ -51,6 +51,11 @@ pub struct RunnerView {
     pub estimate: u64,
     /// Bytes measured since (the largest of its report and its resident set).
     pub measured: Option<u64>,
+    /// The GPU it computes on, once loaded; `None` on the CPU.
+    pub device: Option<String>,
+    /// Device memory it holds on that GPU, as last reported. Not budgeted here: the
+    /// policy places models in the memory its probe sees.
+    pub device_bytes: u64,
 }
 
 impl RunnerView {
@@ -244,6 +249,7 @@ pub fn changed_settings(old: &LoadSpec, new: &LoadSpec) -> Vec<&'static str> {
         ("flash_attention", a.flash_attention != b.flash_attention),
         ("use_mmap", a.use_mmap != b.use_mmap),
         ("numerics", a.numerics != b.numerics),
+        ("num_gpu", a.device != b.device),
     ];
     fields
         .into_iter()

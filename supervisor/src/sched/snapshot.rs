@@ -43,6 +43,10 @@ pub struct RunnerInfo {
     pub estimated_bytes: u64,
     /// Bytes measured since (the larger of its own report and its resident set).
     pub measured_bytes: Option<u64>,
+    /// The GPU it computes on (its name); `None` on the CPU and before it loaded.
+    pub device: Option<String>,
+    /// Device memory it holds on that GPU, as last reported (0 on the CPU).
+    pub device_bytes: u64,
     /// Requests using it now.
     pub busy: usize,
     /// Requests it can serve at once.
@@ -107,6 +111,8 @@ pub(super) fn take(
                 pid: r.pid,
                 estimated_bytes: r.estimate,
                 measured_bytes: r.measured,
+                device: r.device.clone(),
+                device_bytes: r.device_bytes,
                 busy: r.refs,
                 slots: r.slots(),
                 waiting: waiting_for(&r.spec.name),
@@ -130,6 +136,8 @@ pub(super) fn take(
             pid: None,
             estimated_bytes: 0,
             measured_bytes: None,
+            device: None,
+            device_bytes: 0,
             busy: 0,
             slots: 0,
             keep_alive: KeepAlive::For(std::time::Duration::ZERO),

@@ -29,12 +29,41 @@ pub struct LoadSettings {
     pub use_mmap: bool,
     /// How the runner's kernels add.
     pub numerics: Numerics,
+    /// Where the runner computes (`num_gpu`).
+    pub device: DeviceChoice,
+}
+
+/// Where a request asks its model to run, as Ollama's `num_gpu` says it: 0 layers on a
+/// GPU means the CPU; any other count (our runners offload all layers or none) leaves
+/// the choice to the runner (`OLLAMA_DEVICE`, else the best GPU present, else the CPU).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DeviceChoice {
+    /// The runner's own choice.
+    #[default]
+    Auto,
+    /// The CPU, even where a GPU is present.
+    Cpu,
+}
+
+impl DeviceChoice {
+    /// The choice for a request's `num_gpu`.
+    pub fn from_num_gpu(num_gpu: i32) -> Self {
+        if num_gpu == 0 { Self::Cpu } else { Self::Auto }
+    }
+
+    /// The runner's `LoadRequest.device` for it (empty: the runner's default).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "",
+            Self::Cpu => "cpu",
+        }
+    }
 }
 
 impl LoadSettings {
     /// The server's defaults (`OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
-    /// `OLLAMA_KV_CACHE_TYPE*`, `OLLAMA_FLASH_ATTENTION`, `OLLAMA_NUMERICS`), before model
-    /// and request options.
+    /// `OLLAMA_KV_CACHE_TYPE*`, `OLLAMA_FLASH_ATTENTION`, `OLLAMA_NUMERICS`; the device
+    /// left to the runner), before model and request options.
     pub fn defaults(config: &Config) -> Self {
         Self {
             num_ctx: config.context_length,
@@ -46,6 +75,7 @@ impl LoadSettings {
             flash_attention: config.flash_attention,
             use_mmap: true,
             numerics: config.numerics,
+            device: DeviceChoice::Auto,
         }
     }
 }

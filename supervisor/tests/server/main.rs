@@ -17,5 +17,6 @@ mod harness;
 mod import;
 mod lifecycle;
 mod ollama_layout;
+mod on_gpu;
 mod openai;
 mod tools;

@@ -18,6 +18,7 @@ fn eval(
         type_v: crate::kvcache::CacheType::F32,
         flash_attention: false,
         numerics: None,
+        device: None,
     };
     let kv = cache_config(tokens.len(), num_ctx, batch, &args)?;
     let mut cache = KvCache::new(model.kv_layout(), kv)?;

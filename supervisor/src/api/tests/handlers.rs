@@ -456,6 +456,51 @@ async fn ps_lists_what_is_loaded_with_the_runners_settings() {
     assert_eq!(row["slots_busy"], 0);
     assert_eq!(row["pid"], 1000);
     assert_eq!(row["details"]["family"], "llama");
+    assert_eq!(
+        (&row["size_vram"], &row["device"]),
+        (&json!(0), &Value::Null)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ps_shows_a_model_on_a_gpu_in_device_memory_and_num_gpu_0_keeps_one_on_the_cpu() {
+    let app = app();
+    app.create("tiny").await;
+    *app.backend().gpu.lock().unwrap() = Some("Fake GPU".to_owned());
+    let row = || async {
+        let ps = app.call("GET", "/api/ps", Body::empty()).await.json();
+        ps["models"][0].clone()
+    };
+    app.post("/api/generate", json!({"model": "tiny", "prompt": "Hi"}))
+        .await;
+    let gpu = row().await;
+    assert_eq!(gpu["device"], "Fake GPU");
+    assert!(gpu["estimated_bytes"].as_u64().unwrap() > 0, "{gpu}");
+    assert_eq!(gpu["size_vram"], gpu["estimated_bytes"], "{gpu}");
+    assert_eq!(gpu["size"], gpu["size_vram"], "{gpu}");
+    // Status checks keep the figure current.
+    let pid = gpu["pid"].as_u64().unwrap() as u32;
+    let control = app.backend().control(pid);
+    control
+        .device_bytes
+        .store(3 * GIB, std::sync::atomic::Ordering::Relaxed);
+    eventually!(
+        "the new device bytes in ps",
+        row().await["size_vram"] == json!(3 * GIB)
+    );
+    assert_eq!(row().await["size"], json!(3 * GIB));
+
+    let body = json!({"model": "tiny", "prompt": "Hi", "options": {"num_gpu": 0}});
+    let answer = app.post("/api/generate", body).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(!app.backend().alive(pid), "num_gpu 0 reloads the model");
+    let cpu = row().await;
+    assert_eq!(
+        (&cpu["device"], &cpu["size_vram"]),
+        (&Value::Null, &json!(0))
+    );
+    assert!(cpu["size"].as_u64().unwrap() > 0, "{cpu}");
+    assert_ne!(cpu["pid"], gpu["pid"]);
 }
 
 #[tokio::test(start_paused = true)]

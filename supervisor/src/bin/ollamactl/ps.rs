@@ -142,7 +142,7 @@ pub fn departed_table(ps: &PsResponse, now: DateTime<Utc>) -> Table {
 }
 
 /// Where the model sits, as `ollama ps` says it: "100% GPU", "100% CPU", "48%/52% CPU/GPU".
-fn processor(m: &RunningModel) -> String {
+pub fn processor(m: &RunningModel) -> String {
     if m.size_vram == 0 {
         "100% CPU".into()
     } else if m.size_vram == m.size {

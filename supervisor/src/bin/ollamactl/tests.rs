@@ -99,6 +99,22 @@ fn ps_on_a_colour_terminal_colours_the_state_after_padding() {
 }
 
 #[test]
+fn processor_splits_size_between_cpu_and_gpu_as_ollama() {
+    let at = |size, size_vram| {
+        crate::ps::processor(&RunningModel {
+            size,
+            size_vram,
+            ..RunningModel::default()
+        })
+    };
+    assert_eq!(at(230_400_000, 0), "100% CPU");
+    // A runner on a GPU reports its device memory as both sizes.
+    assert_eq!(at(1_500_000_000, 1_500_000_000), "100% GPU");
+    assert_eq!(at(1_000, 520), "48%/52% CPU/GPU");
+    assert_eq!(at(100, 200), "Unknown");
+}
+
+#[test]
 fn ps_with_nothing_loaded_is_the_header() {
     let text = crate::ps::render(&PsResponse::default(), now(), PLAIN);
     assert_eq!(text.lines().count(), 1, "{text}");

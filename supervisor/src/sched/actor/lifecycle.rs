@@ -107,6 +107,7 @@ impl<B: Backend> Actor<B> {
         };
         handle.runner = Some(Arc::clone(&runner));
         let pid = runner.pid();
+        let placement = runner.placement();
         let seq = self.uses.next();
         tokio::spawn(monitor::watch(
             id,
@@ -119,6 +120,8 @@ impl<B: Backend> Actor<B> {
             return;
         };
         view.pid = Some(pid);
+        view.device_bytes = placement.device_bytes;
+        view.device.clone_from(&placement.device);
         let name = view.spec.name.clone();
         if view.phase == Phase::Stopping {
             // Stopped while loading (shutdown): it goes now, and its request with it.
@@ -131,7 +134,8 @@ impl<B: Backend> Actor<B> {
         view.phase = Phase::Ready;
         view.loaded_at = Some(now);
         view.last_used = seq;
-        tracing::info!(model = %name, pid, ?load_time, "loaded");
+        let device = placement.device.as_deref().unwrap_or("cpu");
+        tracing::info!(model = %name, pid, ?load_time, device, "loaded");
         self.emit(&name, EventKind::Loaded { pid, load_time });
         match loader {
             Some(p) => self.lease(id, p, Some(load_time), now),

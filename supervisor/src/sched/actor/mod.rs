@@ -73,8 +73,13 @@ pub(super) enum Command<B: Backend> {
         result: Result<B::Runner, RunnerError>,
         load_time: Duration,
     },
-    /// A runner's monitor measured its memory.
-    Measured { id: u64, bytes: u64 },
+    /// A runner's monitor measured its memory: `bytes` on the host, `device_bytes` on its
+    /// GPU.
+    Measured {
+        id: u64,
+        bytes: u64,
+        device_bytes: u64,
+    },
     /// A runner's monitor got no answer for `after`.
     Hung { id: u64, after: Duration },
     /// A runner's process exited.
@@ -251,9 +256,14 @@ impl<B: Backend> Actor<B> {
                 result,
                 load_time,
             } => self.loaded(id, result, load_time, now),
-            Command::Measured { id, bytes } => {
+            Command::Measured {
+                id,
+                bytes,
+                device_bytes,
+            } => {
                 if let Some(view) = self.view_mut(id) {
                     view.measured = Some(bytes);
+                    view.device_bytes = device_bytes;
                 }
             }
             Command::Hung { id, after } => self.kill_hung(id, after),
@@ -462,6 +472,8 @@ impl<B: Backend> Actor<B> {
             expires: None,
             estimate,
             measured: None,
+            device: None,
+            device_bytes: 0,
         });
         let (failure, _) = watch::channel(None);
         self.handles.insert(

@@ -2,7 +2,7 @@
 //! [`FakeProbe`], answering `Generate` from a script.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use tokio::sync::watch;
 
 use crate::memory::FakeProbe;
 use crate::runners::{ExitInfo, RunnerError};
-use crate::sched::{Backend, EstimateError, Generation, LoadSpec, RunnerHandle, Usage};
+use crate::sched::{
+    Backend, DeviceChoice, EstimateError, Generation, LoadSpec, Placement, RunnerHandle, Usage,
+};
 
 /// A fake runner's answer to a generation: the messages of its stream, or a refusal.
 pub type Scripted = Result<Vec<Result<pb::GenerateResponse, RunnerError>>, RunnerError>;
@@ -107,6 +109,9 @@ pub struct FakeBackend {
     pub embed_script: Arc<Mutex<Arc<EmbedScript>>>,
     /// Every `Embed` request runners received, in order.
     pub embed_requests: Arc<Mutex<Vec<pb::EmbedRequest>>>,
+    /// A GPU by name: runners whose device is left to them load there, holding their
+    /// size in device memory. `None`: every runner is on the CPU.
+    pub gpu: Mutex<Option<String>>,
     next_pid: AtomicU32,
 }
 
@@ -125,6 +130,7 @@ impl FakeBackend {
             requests: Arc::default(),
             embed_script: Arc::new(Mutex::new(Arc::new(lengths))),
             embed_requests: Arc::default(),
+            gpu: Mutex::default(),
             next_pid: AtomicU32::new(1000),
         }
     }
@@ -193,6 +199,10 @@ pub struct FakeControl {
     pub hung: AtomicBool,
     /// What it "wrote" to stderr.
     pub stderr: Mutex<Vec<String>>,
+    /// The GPU it loaded on (`None`: the CPU).
+    pub device: Option<String>,
+    /// The device memory its status checks report.
+    pub device_bytes: AtomicU64,
     probe: Arc<FakeProbe>,
     events: Arc<Mutex<Vec<Event>>>,
 }
@@ -242,6 +252,11 @@ impl Backend for FakeBackend {
             reason: e.to_string(),
         })?;
         self.probe.add_process(pid, bytes);
+        let device = match spec.settings.device {
+            DeviceChoice::Auto => self.gpu.lock().unwrap().clone(),
+            DeviceChoice::Cpu => None,
+        };
+        let device_bytes = if device.is_some() { bytes } else { 0 };
         let (exit, _) = watch::channel(None);
         let control = Arc::new(FakeControl {
             pid,
@@ -249,6 +264,8 @@ impl Backend for FakeBackend {
             exit,
             hung: AtomicBool::new(false),
             stderr: Mutex::default(),
+            device,
+            device_bytes: AtomicU64::new(device_bytes),
             probe: Arc::clone(&self.probe),
             events: Arc::clone(&self.events),
         });
@@ -273,6 +290,13 @@ impl RunnerHandle for FakeRunner {
         self.control.pid
     }
 
+    fn placement(&self) -> Placement {
+        Placement {
+            device: self.control.device.clone(),
+            device_bytes: self.control.device_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
         self.control.exit.subscribe()
     }
@@ -281,7 +305,10 @@ impl RunnerHandle for FakeRunner {
         if self.control.hung.load(Ordering::Relaxed) {
             std::future::pending::<()>().await;
         }
-        Ok(Usage::default())
+        Ok(Usage {
+            device_bytes: self.control.device_bytes.load(Ordering::Relaxed),
+            ..Usage::default()
+        })
     }
 
     async fn stop(&self, _grace: Duration) -> ExitInfo {

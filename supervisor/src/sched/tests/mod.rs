@@ -49,6 +49,7 @@ fn settings(num_ctx: u32) -> LoadSettings {
         flash_attention: true,
         use_mmap: true,
         numerics: crate::config::Numerics::Fast,
+        device: crate::sched::DeviceChoice::Auto,
     }
 }
 
@@ -444,4 +445,26 @@ async fn a_request_arriving_as_a_slot_frees_does_not_overtake_the_queue() {
     drop(late);
     first.await.unwrap();
     assert_eq!(*order.lock().unwrap(), ["queued", "late"]);
+}
+
+#[test]
+fn num_gpu_0_asks_the_runner_for_the_cpu_and_any_other_count_leaves_it_the_choice() {
+    let backend = RunnerBackend {
+        config: crate::runners::RunnerConfig {
+            bin: PathBuf::from("ollama-runner"),
+            socket_root: std::env::temp_dir(),
+            load_timeout: Duration::from_secs(1),
+        },
+        multi_user_cache: false,
+    };
+    let mut spec = req("a").spec;
+    assert_eq!(backend.load_request(&spec).device, "");
+    for (num_gpu, device) in [(0, "cpu"), (-1, ""), (1, ""), (999, "")] {
+        spec.settings.device = DeviceChoice::from_num_gpu(num_gpu);
+        assert_eq!(
+            backend.load_request(&spec).device,
+            device,
+            "num_gpu {num_gpu}"
+        );
+    }
 }

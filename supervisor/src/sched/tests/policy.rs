@@ -35,6 +35,8 @@ fn runner(id: u64, name: &str, phase: Phase, refs: usize, last_used: u64) -> Run
         expires: None,
         estimate: GIB,
         measured: None,
+        device: None,
+        device_bytes: 0,
     }
 }
 
@@ -124,13 +126,14 @@ fn changed_settings_reload_an_idle_runner_and_name_what_changed() {
     wanted.settings.num_ctx = 8192;
     wanted.settings.type_k = super::GgmlType::Q8_0;
     wanted.settings.numerics = crate::config::Numerics::Exact;
+    wanted.settings.device = crate::sched::DeviceChoice::Cpu;
     let m = memory(16 * GIB, 16 * GIB);
     let d = decide(&runners, &wanted, None, facts(GIB, &m), &test_policy(), now);
     assert_eq!(
         d,
         Decision::Reload {
             id: 3,
-            changed: vec!["num_ctx", "kv_cache_type_k", "numerics"]
+            changed: vec!["num_ctx", "kv_cache_type_k", "numerics", "num_gpu"]
         }
     );
     // While busy, the request waits instead.

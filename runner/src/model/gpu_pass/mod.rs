@@ -1,0 +1,349 @@
+//! The decoder's forward pass on a GPU: the same steps as the CPU pass
+//! ([`super::decoder`]), in the same order, each a kernel of the `gpu` crate over device
+//! buffers. The weights are uploaded once, in the file's blocks; the keys and values are
+//! written into the cache's device rows ([`crate::kvcache::DeviceLayer`]) and attended
+//! over in place; only the logits (or embeddings) of the tokens that asked for them come
+//! back, to be sampled here.
+//!
+//! The arithmetic is f32 with the weights dequantized inside the kernels, in the kernels'
+//! order of additions: what the fast CPU numerics promise (a KL divergence within
+//! llama.cpp's own fast-path figures), not the exact path's bits.
+
+mod upload;
+
+use std::sync::Arc;
+
+use gpu::ops::{RopeConfig, RopeLayout as GpuRopeLayout};
+use gpu::{AttentionParams, Gpu, GpuBuffer, GpuMatrix};
+use kernels::ops::{Rope, RopeLayout, softcap};
+use plan::compute::ActivationDims;
+
+use super::decoder::{DecoderWeights, Gated};
+use super::{Batch, Logits, ModelError, Output};
+use crate::kvcache::{KvCache, Placement};
+use upload::{GpuLinear, GpuWeights};
+
+/// Output rows multiplied by the vocabulary projection at a time, so the logits of a
+/// long prompt (every row wanted, as perplexity asks) stay within one binding.
+const HEAD_ROWS: usize = 16;
+
+/// The device buffers of one pass, for up to `num_batch` tokens.
+struct Buffers {
+    x: GpuBuffer,
+    x_kept: GpuBuffer,
+    xn: GpuBuffer,
+    q: GpuBuffer,
+    q_normed: GpuBuffer,
+    k: GpuBuffer,
+    k_normed: GpuBuffer,
+    v: GpuBuffer,
+    attn: GpuBuffer,
+    proj: GpuBuffer,
+    proj_kept: GpuBuffer,
+    gate: GpuBuffer,
+    up: GpuBuffer,
+    hidden: GpuBuffer,
+}
+
+impl Buffers {
+    fn new(gpu: &Gpu, dims: &ActivationDims, num_batch: usize) -> Result<Self, ModelError> {
+        let a = &dims.attn;
+        let f = |what: &str, per_token: usize| gpu.zeros_f32(what, num_batch * per_token.max(1));
+        Ok(Self {
+            x: f("hidden states", dims.n_embd)?,
+            x_kept: f("hidden states kept", dims.n_embd)?,
+            xn: f("normalized states", dims.n_embd)?,
+            q: f("queries", a.q_dim())?,
+            q_normed: f("queries normed", a.q_dim())?,
+            k: f("keys", a.k_dim())?,
+            k_normed: f("keys normed", a.k_dim())?,
+            v: f("values", a.v_dim())?,
+            attn: f("attention output", a.out_dim())?,
+            proj: f("projections", dims.n_embd)?,
+            proj_kept: f("projections kept", dims.n_embd)?,
+            gate: f("gate", dims.n_ff)?,
+            up: f("up", dims.n_ff)?,
+            hidden: f("hidden", dims.n_ff)?,
+        })
+    }
+}
+
+/// A decoder's weights and buffers on one GPU.
+pub(crate) struct GpuPass {
+    gpu: Arc<Gpu>,
+    weights: GpuWeights,
+    buffers: Buffers,
+    ropes: Vec<(RopeConfig, Option<Vec<f32>>)>,
+    act: Gated,
+    num_batch: usize,
+}
+
+fn rope_config(rope: &Rope) -> (RopeConfig, Option<Vec<f32>>) {
+    let p = rope.params();
+    let layout = match rope.layout() {
+        RopeLayout::Normal => GpuRopeLayout::Normal,
+        RopeLayout::NeoX => GpuRopeLayout::NeoX,
+    };
+    let config = RopeConfig {
+        n_dims: rope.n_dims(),
+        head_dim: rope.head_dim(),
+        layout,
+        freq_base: p.freq_base,
+        freq_scale: p.freq_scale,
+        ext_factor: p.ext_factor,
+        attn_factor: p.attn_factor,
+        corr_dims: p.corr_dims,
+    };
+    (config, rope.freq_factors().map(<[f32]>::to_vec))
+}
+
+impl GpuPass {
+    /// Uploads `w` to `gpu` and allocates the buffers of a pass of up to `num_batch`
+    /// tokens.
+    pub(crate) fn new(
+        gpu: Arc<Gpu>,
+        w: &DecoderWeights,
+        dims: &ActivationDims,
+        num_batch: usize,
+    ) -> Result<Self, ModelError> {
+        let weights = GpuWeights::upload(&gpu, w)?;
+        let buffers = Buffers::new(&gpu, dims, num_batch)?;
+        tracing::info!(
+            adapter = %gpu.description(),
+            allocated = gpu.allocated_bytes(),
+            "decoder uploaded to the GPU"
+        );
+        Ok(Self {
+            ropes: w.ropes.iter().map(rope_config).collect(),
+            act: w.recipe.act,
+            weights,
+            buffers,
+            gpu,
+            num_batch,
+        })
+    }
+
+    /// The device.
+    pub(crate) fn gpu(&self) -> Arc<Gpu> {
+        Arc::clone(&self.gpu)
+    }
+
+    /// Host memory the pass holds besides the weights (its device memory is the GPU's
+    /// [`Gpu::allocated_bytes`]).
+    pub(crate) fn host_bytes(&self) -> usize {
+        0
+    }
+
+    fn linear(
+        &self,
+        l: &GpuLinear,
+        x: &GpuBuffer,
+        n: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), ModelError> {
+        self.gpu.matmul(&l.w, x, n, out)?;
+        if let Some(b) = &l.bias {
+            self.gpu.add_assign(out, b, n * l.rows(), l.rows())?;
+        }
+        Ok(())
+    }
+
+    /// The pass over `batch`, whose cells in `cache` are `placement`.
+    pub(crate) fn run(
+        &mut self,
+        w: &DecoderWeights,
+        batch: &Batch,
+        cache: &mut KvCache,
+        placement: &Placement,
+        out: &mut Logits,
+    ) -> Result<(), ModelError> {
+        let n = batch.len();
+        if n > self.num_batch {
+            return Err(crate::kvcache::KvError::BatchTooLarge {
+                len: n,
+                num_batch: self.num_batch,
+            }
+            .into());
+        }
+        let (gpu, b, r) = (&*self.gpu, &self.buffers, &w.recipe);
+        let (d, a) = (r.n_embd, &r.attn);
+        gpu.get_rows(&self.weights.embd, batch.tokens(), &b.x)?;
+        if let Some(f) = r.embd_scale {
+            gpu.scale_assign(&b.x, n * d, f)?;
+        }
+        let seqs: Vec<u32> = batch.seqs().iter().map(|&s| s as u32).collect();
+        let positions = batch.positions();
+        // The cells of each table, uploaded once for every layer that reads it.
+        let mut tables: Vec<Option<gpu::CellTable>> = Vec::new();
+
+        let n_layer = self.weights.blocks.len();
+        let mut x = &b.x;
+        let mut rows = n;
+        for (il, gb) in self.weights.blocks.iter().enumerate() {
+            if batch.interrupted() {
+                return Err(ModelError::Interrupted);
+            }
+            let block = &w.blocks[il];
+            gpu.rms_norm(x, &gb.attn_norm, &b.xn, n, d, r.eps)?;
+            self.linear(&gb.q, &b.xn, n, &b.q)?;
+            self.linear(&gb.k, &b.xn, n, &b.k)?;
+            self.linear(&gb.v, &b.xn, n, &b.v)?;
+            let (mut q, mut k) = (&b.q, &b.k);
+            if let Some((q_norm, k_norm)) = &gb.qk_norm {
+                gpu.rms_norm(q, q_norm, &b.q_normed, n * a.n_head, a.head_dim_k, r.eps)?;
+                gpu.rms_norm(k, k_norm, &b.k_normed, n * a.n_head_kv, a.head_dim_k, r.eps)?;
+                (q, k) = (&b.q_normed, &b.k_normed);
+            }
+            let (rope, factors) = &self.ropes[block.rope];
+            gpu.rope(q, a.n_head, positions, rope, factors.as_deref())?;
+            gpu.rope(k, a.n_head_kv, positions, rope, factors.as_deref())?;
+            if let Some(f) = r.query_scale {
+                gpu.scale_assign(q, n * a.q_dim(), f)?;
+            }
+
+            let view = cache.device_layer(il).ok_or_else(|| {
+                ModelError::Kv(crate::kvcache::KvError::Device(
+                    "the cache is not on the model's GPU; make it with model::new_cache".to_owned(),
+                ))
+            })?;
+            let cells: Vec<u32> = placement
+                .cells(view.table)
+                .iter()
+                .map(|&c| c as u32)
+                .collect();
+            gpu.store_kv_rows(k, &cells, a.k_dim(), view.k_type, view.k)?;
+            gpu.store_kv_rows(&b.v, &cells, a.v_dim(), view.v_type, view.v)?;
+            if tables.len() <= view.table {
+                tables.resize_with(view.table + 1, || None);
+            }
+            let table = match &mut tables[view.table] {
+                Some(t) => t,
+                slot => slot.insert(gpu.upload_cells(view.pos, view.seqs)?),
+            };
+            let params = AttentionParams {
+                n_head: a.n_head,
+                n_head_kv: a.n_head_kv,
+                head_dim_k: a.head_dim_k,
+                head_dim_v: a.head_dim_v,
+                scale: a.scale,
+                softcap: a.softcap,
+                window: view.window,
+                k_type: view.k_type,
+                v_type: view.v_type,
+            };
+            let n_cells = placement.active(view.table);
+            gpu.flash_attention(
+                q, view.k, view.v, table, n_cells, positions, &seqs, &params, &b.attn,
+            )?;
+            self.linear(&gb.wo, &b.attn, n, &b.proj)?;
+
+            let mut proj = &b.proj;
+            // The last layer goes on with the rows that give output only.
+            if il + 1 == n_layer {
+                let kept: Vec<u32> = (0..n)
+                    .filter(|&t| batch.wants_logits()[t])
+                    .map(|t| t as u32)
+                    .collect();
+                if kept.len() < n {
+                    gpu.copy_rows(x, &kept, d, &b.x_kept)?;
+                    gpu.copy_rows(proj, &kept, d, &b.proj_kept)?;
+                    (x, proj) = (&b.x_kept, &b.proj_kept);
+                }
+                rows = kept.len();
+            }
+            if rows == 0 {
+                break;
+            }
+            self.residual(x, proj, gb.attn_post_norm.as_ref(), rows * d, d, r.eps)?;
+
+            gpu.rms_norm(x, &gb.ffn_norm, &b.xn, rows, d, r.eps)?;
+            self.linear(&gb.gate, &b.xn, rows, &b.gate)?;
+            self.linear(&gb.up, &b.xn, rows, &b.up)?;
+            let n_ff = gb.gate.rows();
+            match self.act {
+                Gated::SwiGlu => gpu.swiglu(&b.gate, &b.up, &b.hidden, rows * n_ff)?,
+                Gated::GeGlu => gpu.geglu(&b.gate, &b.up, &b.hidden, rows * n_ff)?,
+            }
+            self.linear(&gb.down, &b.hidden, rows, &b.proj)?;
+            self.residual(x, &b.proj, gb.ffn_post_norm.as_ref(), rows * d, d, r.eps)?;
+        }
+        self.head(w, batch, x, rows, out)
+    }
+
+    /// `x += post_norm(proj)` (or `x += proj` without a post-norm) over `len` values of
+    /// rows of `d`.
+    fn residual(
+        &self,
+        x: &GpuBuffer,
+        proj: &GpuBuffer,
+        post_norm: Option<&GpuBuffer>,
+        len: usize,
+        d: usize,
+        eps: f32,
+    ) -> Result<(), ModelError> {
+        let gpu = &*self.gpu;
+        match post_norm {
+            Some(wn) => {
+                gpu.rms_norm(proj, wn, &self.buffers.xn, len / d, d, eps)?;
+                gpu.add_assign(x, &self.buffers.xn, len, len)?;
+            }
+            None => gpu.add_assign(x, proj, len, len)?,
+        }
+        Ok(())
+    }
+
+    /// The final norm of the `m` kept rows of `x`, then the vocabulary projection (or,
+    /// for embeddings, the normalized rows), read back into `out`.
+    fn head(
+        &self,
+        w: &DecoderWeights,
+        batch: &Batch,
+        x: &GpuBuffer,
+        m: usize,
+        out: &mut Logits,
+    ) -> Result<(), ModelError> {
+        let (gpu, b, r) = (&*self.gpu, &self.buffers, &w.recipe);
+        let d = r.n_embd;
+        let wanted: Vec<usize> = (0..batch.len())
+            .filter(|&t| batch.wants_logits()[t])
+            .collect();
+        if m > 0 {
+            gpu.rms_norm(x, &self.weights.output_norm, &b.xn, m, d, r.eps)?;
+        }
+        if batch.output() == Output::Embeddings {
+            let rows = out.prepare_output(Output::Embeddings, d, wanted.into_iter());
+            if m > 0 {
+                let normed = gpu.read_f32(&b.xn)?;
+                rows.copy_from_slice(&normed[..m * d]);
+            }
+            return Ok(());
+        }
+        let output: &GpuMatrix = match &self.weights.output {
+            Some(l) => &l.w,
+            None => &self.weights.embd,
+        };
+        let n_vocab = output.rows();
+        let logits = out.prepare(n_vocab, wanted.into_iter());
+        for (chunk, dst) in logits.chunks_mut(HEAD_ROWS * n_vocab).enumerate() {
+            let rows = dst.len() / n_vocab;
+            let first = chunk * HEAD_ROWS;
+            let input = if first == 0 {
+                None
+            } else {
+                let ids: Vec<u32> = (first..first + rows).map(|t| t as u32).collect();
+                gpu.copy_rows(&b.xn, &ids, d, &b.x_kept)?;
+                Some(&b.x_kept)
+            };
+            let result = gpu.zeros_f32("logits", rows * n_vocab)?;
+            gpu.matmul(output, input.unwrap_or(&b.xn), rows, &result)?;
+            if let Some(bias) = self.weights.output.as_ref().and_then(|l| l.bias.as_ref()) {
+                gpu.add_assign(&result, bias, rows * n_vocab, n_vocab)?;
+            }
+            dst.copy_from_slice(&gpu.read_f32(&result)?);
+        }
+        if let Some(cap) = r.final_softcap {
+            softcap(logits, cap);
+        }
+        Ok(())
+    }
+}

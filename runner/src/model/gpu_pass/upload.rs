@@ -1,0 +1,125 @@
+//! The decoder's weights on the GPU: matrices uploaded once in the file's blocks (the
+//! kernels dequantize them), norm weights and biases as f32.
+
+use gguf::GgufFile;
+use gpu::{Gpu, GpuBuffer, GpuMatrix};
+
+use crate::model::ModelError;
+use crate::model::decoder::{Block, DecoderWeights};
+use crate::model::moe::FeedForward;
+use crate::model::weights::Linear;
+
+/// A matrix and its bias on the device.
+pub(super) struct GpuLinear {
+    pub(super) w: GpuMatrix,
+    pub(super) bias: Option<GpuBuffer>,
+}
+
+impl GpuLinear {
+    fn upload(gpu: &Gpu, file: &GgufFile, name: &str, l: &Linear) -> Result<Self, ModelError> {
+        let (bytes, ty) = l.file_bytes(file)?;
+        let w = gpu.upload_matrix(name, ty, l.rows(), l.cols(), bytes)?;
+        let bias = match l.bias() {
+            Some(b) => Some(gpu.upload_f32(&format!("{name} bias"), b)?),
+            None => None,
+        };
+        Ok(Self { w, bias })
+    }
+
+    /// Output features.
+    pub(super) fn rows(&self) -> usize {
+        self.w.rows()
+    }
+}
+
+/// One block's weights on the device.
+pub(super) struct GpuBlock {
+    pub(super) attn_norm: GpuBuffer,
+    pub(super) q: GpuLinear,
+    pub(super) k: GpuLinear,
+    pub(super) v: GpuLinear,
+    pub(super) qk_norm: Option<(GpuBuffer, GpuBuffer)>,
+    pub(super) wo: GpuLinear,
+    pub(super) attn_post_norm: Option<GpuBuffer>,
+    pub(super) ffn_norm: GpuBuffer,
+    pub(super) gate: GpuLinear,
+    pub(super) up: GpuLinear,
+    pub(super) down: GpuLinear,
+    pub(super) ffn_post_norm: Option<GpuBuffer>,
+}
+
+fn vector(gpu: &Gpu, name: String, v: &[f32]) -> Result<GpuBuffer, ModelError> {
+    Ok(gpu.upload_f32(&name, v)?)
+}
+
+fn optional(
+    gpu: &Gpu,
+    name: String,
+    v: Option<&Vec<f32>>,
+) -> Result<Option<GpuBuffer>, ModelError> {
+    v.map(|v| vector(gpu, name, v)).transpose()
+}
+
+impl GpuBlock {
+    fn upload(gpu: &Gpu, file: &GgufFile, il: usize, b: &Block) -> Result<Self, ModelError> {
+        let FeedForward::Dense(mlp) = &b.mlp else {
+            return Err(ModelError::NotOnGpu("mixture-of-experts networks"));
+        };
+        let name = |part: &str| format!("blk.{il}.{part}");
+        let linear = |part: &str, l: &Linear| GpuLinear::upload(gpu, file, &name(part), l);
+        let qk_norm = match &b.qk_norm {
+            Some((q, k)) => Some((
+                vector(gpu, name("attn_q_norm"), q)?,
+                vector(gpu, name("attn_k_norm"), k)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            attn_norm: vector(gpu, name("attn_norm"), &b.attn_norm)?,
+            q: linear("attn_q", &b.qkv.q)?,
+            k: linear("attn_k", &b.qkv.k)?,
+            v: linear("attn_v", &b.qkv.v)?,
+            qk_norm,
+            wo: linear("attn_output", &b.wo)?,
+            attn_post_norm: optional(gpu, name("post_attention_norm"), b.attn_post_norm.as_ref())?,
+            ffn_norm: vector(gpu, name("ffn_norm"), &b.ffn_norm)?,
+            gate: linear("ffn_gate", &mlp.gate)?,
+            up: linear("ffn_up", &mlp.up)?,
+            down: linear("ffn_down", &mlp.down)?,
+            ffn_post_norm: optional(gpu, name("post_ffw_norm"), b.ffn_post_norm.as_ref())?,
+        })
+    }
+}
+
+/// Every weight of a decoder on the device.
+pub(super) struct GpuWeights {
+    pub(super) embd: GpuMatrix,
+    pub(super) blocks: Vec<GpuBlock>,
+    pub(super) output_norm: GpuBuffer,
+    /// The vocabulary projection, or `None` when it is the embedding table.
+    pub(super) output: Option<GpuLinear>,
+}
+
+impl GpuWeights {
+    /// Uploads the weights `w` describes.
+    pub(super) fn upload(gpu: &Gpu, w: &DecoderWeights) -> Result<Self, ModelError> {
+        let file = &*w.file;
+        let (bytes, ty) = w.embd.file_bytes(file);
+        let (n_vocab, n_embd) = (w.embd.n_vocab(), w.recipe.n_embd);
+        let embd = gpu.upload_matrix("token_embd", ty, n_vocab, n_embd, bytes)?;
+        let blocks = (w.blocks.iter().enumerate())
+            .map(|(il, b)| GpuBlock::upload(gpu, file, il, b))
+            .collect::<Result<_, _>>()?;
+        let output = if w.output.same_bytes(&w.embd) {
+            None
+        } else {
+            Some(GpuLinear::upload(gpu, file, "output", &w.output)?)
+        };
+        Ok(Self {
+            embd,
+            blocks,
+            output_norm: vector(gpu, "output_norm".to_owned(), &w.output_norm)?,
+            output,
+        })
+    }
+}
