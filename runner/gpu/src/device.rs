@@ -198,6 +198,11 @@ impl fmt::Debug for Gpu {
 impl Gpu {
     /// Opens the device `spec` names, or returns `None` for [`DeviceSpec::Cpu`].
     pub fn open(spec: DeviceSpec) -> Result<Option<Self>> {
+        // Before any enumeration: looking at the adapters loads every Vulkan driver
+        // present (lavapipe maps LLVM), memory a CPU runner must not pay.
+        if spec == DeviceSpec::Cpu {
+            return Ok(None);
+        }
         let adapters = adapters();
         let index = match spec {
             DeviceSpec::Cpu => return Ok(None),

@@ -159,6 +159,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Loads the model, runs the benchmark and prints speeds and memory.
 pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.reps > 0, "--reps must be at least 1");
+    // Finding the device loads the Vulkan drivers present (lavapipe maps LLVM): memory
+    // the process takes whatever it runs, not the model's, so it is not counted below.
+    let device = args.cache.device()?;
     let rss_before = rss_bytes();
     let file = GgufFile::open(&args.model)?;
     let needed = (args.depth + args.prompt.max(args.gen_tokens)).max(1);
@@ -175,7 +178,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         threads: args.threads,
         kv,
         numerics: args.cache.numerics()?,
-        device: args.cache.device()?,
+        device,
     };
     let file = model::prepare(file, &options)?;
     let mut model = model::load(Arc::clone(&file), &options)?;

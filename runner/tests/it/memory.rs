@@ -117,6 +117,9 @@ async fn measure(model: TestModel, num_ctx: u32, cache: &str) -> Row {
         num_ctx: Some(num_ctx),
         cache_type_k: cache.into(),
         cache_type_v: cache.into(),
+        // The CPU runner's memory: looking for a GPU would load the Vulkan drivers
+        // present (lavapipe maps LLVM), which no estimate of the model holds.
+        device: "cpu".into(),
         ..Default::default()
     };
     let config = runner::service::load::from_request(&load_request(model, load.clone())).unwrap();
