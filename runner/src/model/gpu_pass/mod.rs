@@ -173,8 +173,9 @@ impl GpuPass {
         }
         let seqs: Vec<u32> = batch.seqs().iter().map(|&s| s as u32).collect();
         let positions = batch.positions();
-        // The cells of each table, uploaded once for every layer that reads it.
-        let mut tables: Vec<Option<gpu::CellTable>> = Vec::new();
+        // Each table's cells (uploaded) and the batch's cells in it, made once for every
+        // layer that reads it.
+        let mut tables: Vec<Option<(gpu::CellTable, Vec<u32>)>> = Vec::new();
 
         let n_layer = self.weights.blocks.len();
         let mut x = &b.x;
@@ -206,20 +207,19 @@ impl GpuPass {
                     "the cache is not on the model's GPU; make it with model::new_cache".to_owned(),
                 ))
             })?;
-            let cells: Vec<u32> = placement
-                .cells(view.table)
-                .iter()
-                .map(|&c| c as u32)
-                .collect();
-            gpu.store_kv_rows(k, &cells, a.k_dim(), view.k_type, view.k)?;
-            gpu.store_kv_rows(&b.v, &cells, a.v_dim(), view.v_type, view.v)?;
             if tables.len() <= view.table {
                 tables.resize_with(view.table + 1, || None);
             }
-            let table = match &mut tables[view.table] {
+            let (table, cells) = match &mut tables[view.table] {
                 Some(t) => t,
-                slot => slot.insert(gpu.upload_cells(view.pos, view.seqs)?),
+                slot => {
+                    let cells = placement.cells(view.table).iter().map(|&c| c as u32);
+                    let table = gpu.upload_cells(view.pos, view.seqs)?;
+                    slot.insert((table, cells.collect()))
+                }
             };
+            gpu.store_kv_rows(k, cells, a.k_dim(), view.k_type, view.k)?;
+            gpu.store_kv_rows(&b.v, cells, a.v_dim(), view.v_type, view.v)?;
             let params = AttentionParams {
                 n_head: a.n_head,
                 n_head_kv: a.n_head_kv,
