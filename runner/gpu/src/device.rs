@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::batch::Pending;
+use crate::budget::{self, DeviceMemory};
 use crate::error::{GpuError, Result};
 use crate::kernel::Pipelines;
 
@@ -101,12 +102,20 @@ pub struct AdapterDescription {
     pub backend: String,
     /// Discrete, integrated, virtual or CPU.
     pub kind: DeviceKind,
+    /// The PCI vendor ID the driver reports (`0x10de` NVIDIA, `0x1002` AMD, `0x8086`
+    /// Intel, `0x10005` Mesa for lavapipe).
+    pub vendor_id: u32,
+    /// The vendor's device ID.
+    pub device_id: u32,
     /// Driver name and version, as the driver reports them.
     pub driver: String,
     /// Whether WGSL's `f16` type (the `shader-f16` feature) is available.
     pub shader_f16: bool,
     /// Whether subgroup operations are available.
     pub subgroups: bool,
+    /// The device-local heap's size and what is free of it (Vulkan only; see
+    /// [`crate::budget`]), or `None` where the backend or the driver does not say.
+    pub memory: Option<DeviceMemory>,
 }
 
 impl fmt::Display for AdapterDescription {
@@ -145,12 +154,16 @@ fn describe(index: usize, adapter: &wgpu::Adapter) -> AdapterDescription {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
+    let kind = DeviceKind::from_wgpu(info.device_type);
     AdapterDescription {
         index,
         name: info.name,
         backend: info.backend.to_string(),
-        kind: DeviceKind::from_wgpu(info.device_type),
+        kind,
+        vendor_id: info.vendor,
+        device_id: info.device,
         driver,
+        memory: budget::device_memory(adapter, kind),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
         subgroups: features.contains(wgpu::Features::SUBGROUP),
     }
@@ -164,6 +177,16 @@ pub fn list_adapters() -> Vec<AdapterDescription> {
         .enumerate()
         .map(|(index, adapter)| describe(index, adapter))
         .collect()
+}
+
+/// The adapter a runner uses when `OLLAMA_DEVICE` is unset: the best one by
+/// [`DeviceKind::rank`] that is not Vulkan on the CPU (lavapipe is for tests, slower than
+/// the CPU engine), or `None` for the CPU.
+pub fn default_adapter(adapters: &[AdapterDescription]) -> Option<&AdapterDescription> {
+    adapters
+        .iter()
+        .filter(|a| a.kind != DeviceKind::Cpu)
+        .min_by_key(|a| a.kind.rank())
 }
 
 /// An opened GPU: device, queue, the adapter's limits, a count of the bytes allocated

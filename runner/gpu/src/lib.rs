@@ -4,6 +4,7 @@
 //! - [`device`]: the adapters, the `OLLAMA_DEVICE` spec (`cpu`, `gpu` or an index) and
 //!   the opened [`Gpu`], which turns every wgpu failure into a [`GpuError`] and counts
 //!   the device memory its buffers hold.
+//! - [`budget`]: each adapter's device memory, total and free (`VK_EXT_memory_budget`).
 //! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
 //! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
@@ -24,6 +25,7 @@
 
 pub mod attention;
 mod batch;
+pub mod budget;
 pub mod buffer;
 pub mod device;
 pub mod elementwise;
@@ -35,7 +37,8 @@ pub mod ops;
 pub mod testing;
 
 pub use attention::{AttentionParams, CellTable, KvType};
+pub use budget::DeviceMemory;
 pub use buffer::GpuBuffer;
-pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, list_adapters};
+pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, default_adapter, list_adapters};
 pub use error::{GpuError, Result};
 pub use matmul::{GpuMatrix, WeightType};

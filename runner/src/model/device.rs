@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use gpu::{DeviceKind, DeviceSpec, Gpu};
+use gpu::{DeviceSpec, Gpu};
 
 use super::ModelError;
 
@@ -27,11 +27,8 @@ pub fn open_spec(spec: Option<DeviceSpec>) -> Result<Option<Arc<Gpu>>, ModelErro
     let spec = match spec {
         Some(spec) => spec,
         None => {
-            let best = gpu::list_adapters()
-                .into_iter()
-                .filter(|a| a.kind != DeviceKind::Cpu)
-                .min_by_key(|a| a.kind.rank());
-            match best {
+            let adapters = gpu::list_adapters();
+            match gpu::default_adapter(&adapters) {
                 Some(adapter) => DeviceSpec::Index(adapter.index),
                 None => DeviceSpec::Cpu,
             }

@@ -2,6 +2,7 @@
 //! on the real test models (fetched by `scripts/fetch-models`).
 
 mod bert;
+mod devices_cli;
 mod embeddings;
 mod estimate;
 mod fast_numerics;
