@@ -64,6 +64,19 @@ impl Gpu {
         self.submit_locked(&mut pending, "flush", |_| {})
     }
 
+    /// Submits every pending command and buffer write and waits for the device, so wgpu
+    /// releases the staging memory of the uploads so far. Uploads stage their bytes in
+    /// memory that, on a device sharing one memory type for everything (lavapipe,
+    /// integrated GPUs), is carved out of the same blocks as the buffers; settling after
+    /// each group of uploads lets the next buffers fill the staging's place instead of
+    /// leaving holes in reserved blocks.
+    pub fn settle(&self) -> Result<()> {
+        self.flush()?;
+        // Queued buffer writes go with the next submission, even an empty one.
+        self.queue.submit(std::iter::empty::<wgpu::CommandBuffer>());
+        self.wait()
+    }
+
     /// Records `last` after the pending commands and submits them together: a readback's
     /// copy runs after every kernel before it.
     pub(crate) fn submit_with(

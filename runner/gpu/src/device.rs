@@ -189,6 +189,20 @@ pub fn default_adapter(adapters: &[AdapterDescription]) -> Option<&AdapterDescri
         .min_by_key(|a| a.kind.rank())
 }
 
+/// The size of the memory blocks wgpu's allocator carves small buffers out of (both
+/// device-local and host-visible ones); a buffer larger than this gets a block of its
+/// own, of its size.
+///
+/// wgpu's default (128 to 256 MiB device blocks, 64 to 128 MiB host ones) leaves up to a
+/// block of reserved but unused memory, which the runner reports (its `device_bytes` is
+/// the larger of its live buffers and the allocator's reserve) and which is no function
+/// of the model: a 135M-parameter model's 160 MiB of buffers reserved 320 MiB on
+/// lavapipe. With 4 MiB blocks (wgpu's smallest) the reserve is the buffers plus at most
+/// a few MiB, which the estimate (`plan::device::ALLOCATOR_SLACK_BYTES`) can hold; the
+/// weights' large matrices, the K/V rows and the pass's buffers each get their own
+/// allocation, as drivers prefer for large buffers.
+pub const SUBALLOCATION_BLOCK_BYTES: u64 = 4 << 20;
+
 /// An opened GPU: device, queue, the adapter's limits, a count of the bytes allocated
 /// through this crate, and the compiled kernels.
 ///
@@ -252,9 +266,13 @@ impl Gpu {
         // The adapter's own limits, not wgpu's portable defaults (a 128 MiB binding, a
         // 256 MiB buffer): weight tensors are large.
         let limits = adapter.limits();
+        let block = SUBALLOCATION_BLOCK_BYTES;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("ollama-runner"),
             required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Manual {
+                suballocated_device_memory_block_size: block..block,
+            },
             ..Default::default()
         };
         let (device, queue) =

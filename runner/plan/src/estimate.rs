@@ -17,15 +17,22 @@ use crate::arch;
 use crate::compute::{
     ComputeConfig, activations_bytes, decoded_rows_bytes, matmul_scratch_bytes, widening_bytes,
 };
+use crate::device;
 use crate::heap::{grammar_heap_bytes, header_heap_bytes, tokenizer_heap_bytes};
 use crate::kv::{KvBytes, KvConfig, KvPlan};
 
 /// The bytes a load will take, by kind.
 ///
-/// Every term but `process_bytes` is something the runner's counting allocator or its
-/// file map holds, so their sum, `allocated_bytes`, is what the runner's own count
+/// Every host term but `process_bytes` is something the runner's counting allocator or
+/// its file map holds, so their sum, `allocated_bytes`, is what the runner's own count
 /// (`allocated_bytes` in its `Status`) comes to; `total_bytes` adds the process's
-/// resident memory outside both and is what the supervisor budgets with.
+/// resident memory outside both and is what the supervisor budgets system memory with.
+///
+/// For a load on a GPU (`on_device` in [`estimate`]) those are the host side only: the
+/// mapped file (read once to upload the weights, and kept), the tables, the cache's
+/// cells, the rows of logits sampled here; the K/V rows and the pass's buffers are not
+/// allocated in host memory. What the device holds is `device_bytes`, with its parts in
+/// the `device_*` terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Estimate {
     /// Tensor data in the file (memory-mapped; resident once read).
@@ -42,13 +49,15 @@ pub struct Estimate {
     pub tokenizer_bytes: usize,
     /// Small tensors (norm weights, biases) the model copies out of the file as `f32`.
     pub vectors_bytes: usize,
-    /// The K/V cache: key rows, value rows and cell metadata.
+    /// The K/V cache in host memory: key rows, value rows and cell metadata; on a GPU
+    /// the cell metadata alone (the rows are in `device_kv_bytes`).
     pub kv_bytes: usize,
-    /// Key rows alone.
+    /// Key rows alone, wherever they are (on a GPU, part of `device_kv_bytes`).
     pub k_bytes: usize,
-    /// Value rows alone.
+    /// Value rows alone, wherever they are.
     pub v_bytes: usize,
-    /// Activations, attention and matmul scratch, and one row of logits per sequence.
+    /// Activations, attention and matmul scratch, and one row of logits per sequence; on
+    /// a GPU the rows of logits alone (the pass's buffers are in `device_compute_bytes`).
     pub compute_bytes: usize,
     /// What the sampler holds while a sequence generates: an (id, logit) candidate per
     /// vocabulary entry per sequence (freed when the request ends).
@@ -67,8 +76,29 @@ pub struct Estimate {
     /// Everything the runner's count holds (all but `process_bytes`): live heap plus the
     /// mapped file, once a grammar has been built and while a sequence samples.
     pub allocated_bytes: usize,
-    /// Everything: what the supervisor budgets with.
+    /// Everything in host memory: what the supervisor budgets system memory with.
     pub total_bytes: usize,
+    /// On a GPU, the weights as uploaded: matrices in the file's blocks, norm weights
+    /// and biases as f32 ([`device::weights_bytes`]); 0 on the CPU.
+    pub device_weights_bytes: usize,
+    /// On a GPU, the K/V cache's key and value rows; 0 on the CPU.
+    pub device_kv_bytes: usize,
+    /// On a GPU, the forward pass's buffers ([`device::pass_buffers_bytes`]), the output
+    /// head's logits buffer and the cache's cell tables uploaded for a pass; 0 on the CPU.
+    pub device_compute_bytes: usize,
+    /// On a GPU, what wgpu's allocator reserves beyond the buffers: wgpu's own zeroing
+    /// buffer and the unused space of its memory blocks once the model's buffers are
+    /// packed into them ([`device::reserved_bytes`]); 0 on the CPU.
+    pub device_allocator_bytes: usize,
+    /// The part of `device_compute_bytes` that lives only while a pass runs: the output
+    /// head's logits buffer at its largest and the cell tables. A runner between
+    /// requests holds `device_bytes` less this; the budget keeps room for it.
+    pub device_transient_bytes: usize,
+    /// Device memory a GPU load allocates, the sum of the `device_*` terms but
+    /// `device_transient_bytes` (part of `device_compute_bytes`): what the
+    /// runner reports as `device_bytes` in its `Status` and what the supervisor budgets
+    /// the device's free memory with; 0 for a load on the CPU.
+    pub device_bytes: usize,
 }
 
 /// Heap bytes a runner holds whatever its model, beyond the terms computed from the file:
@@ -134,8 +164,16 @@ fn n_vocab(file: &GgufFile) -> usize {
         .unwrap_or(0) as usize
 }
 
-/// The estimate for the model in `file` run with cache `kv` on `threads` threads.
-pub fn estimate(file: &GgufFile, kv: &KvConfig, threads: usize) -> Result<Estimate, PlanError> {
+/// The estimate for the model in `file` run with cache `kv` on `threads` threads, on the
+/// CPU or, with `on_device`, on a GPU (`OLLAMA_DEVICE` or the load's `device` naming one
+/// that is not `cpu`): then the cache's rows and the pass's buffers are device memory,
+/// counted in `device_bytes` and not in `total_bytes`.
+pub fn estimate(
+    file: &GgufFile,
+    kv: &KvConfig,
+    threads: usize,
+    on_device: bool,
+) -> Result<Estimate, PlanError> {
     let plan = arch::plan(file)?;
     let weights_bytes = file
         .tensors()
@@ -143,12 +181,57 @@ pub fn estimate(file: &GgufFile, kv: &KvConfig, threads: usize) -> Result<Estima
         .map(|t| file.tensor_data(t).map(<[u8]>::len))
         .sum::<Result<usize, _>>()?;
     let KvBytes { k, v, cells } = KvPlan::bytes_for(&plan.kv, kv)?;
-    let compute_bytes = activations_bytes(&plan.dims, &ComputeConfig::new(kv, threads))
-        + matmul_scratch_bytes(file, kv.num_batch)
-        + widening_bytes(file, kv.num_batch, threads)
-        + decoded_rows_bytes(file, kv.num_batch, threads)
-        + logits_bytes(file, kv.num_parallel);
-    let kv_bytes = k + v + cells;
+    let logits_bytes = logits_bytes(file, kv.num_parallel);
+    let mut device_allocator_bytes = 0;
+    let mut device_transient_bytes = 0;
+    let (kv_bytes, compute_bytes, device_weights_bytes, device_kv_bytes, device_compute_bytes) =
+        if on_device {
+            let kv_plan = KvPlan::new(&plan.kv, kv)?;
+            let tables = kv_plan
+                .tables
+                .iter()
+                .map(|&(n, _)| device::cell_table_bytes(n))
+                .sum::<usize>();
+            device_transient_bytes =
+                device::head_logits_bytes(n_vocab(file), kv.num_batch) + tables;
+            let device_compute =
+                device::pass_buffers_bytes(&plan.dims, kv.num_batch) + device_transient_bytes;
+            // The buffers kept for the model's life, in the order the runner makes them,
+            // packed into the allocator's blocks: what it reserves beyond them.
+            let mut kept = vec![device::WGPU_INTERNAL_BYTES];
+            kept.extend(device::weight_allocations(file)?);
+            kept.extend(
+                device::pass_buffer_widths(&plan.dims)
+                    .iter()
+                    .map(|&(_, w)| device::buffer_bytes(kv.num_batch * w.max(1) * 4)),
+            );
+            for layer in 0..kv_plan.layer_table.len() {
+                let (kw, vw) = kv_plan.layer_words(layer).ok_or(PlanError::Kv(
+                    crate::KvConfigError::TooLarge {
+                        num_ctx: kv.num_ctx,
+                        num_parallel: kv.num_parallel,
+                    },
+                ))?;
+                kept.extend([device::buffer_bytes(kw * 4), device::buffer_bytes(vw * 4)]);
+            }
+            let kept_bytes: usize = kept.iter().sum();
+            device_allocator_bytes = device::WGPU_INTERNAL_BYTES
+                + device::reserved_bytes(kept).saturating_sub(kept_bytes);
+            (
+                cells,
+                logits_bytes,
+                device::weights_bytes(file)?,
+                k + v,
+                device_compute,
+            )
+        } else {
+            let compute = activations_bytes(&plan.dims, &ComputeConfig::new(kv, threads))
+                + matmul_scratch_bytes(file, kv.num_batch)
+                + widening_bytes(file, kv.num_batch, threads)
+                + decoded_rows_bytes(file, kv.num_batch, threads)
+                + logits_bytes;
+            (k + v + cells, compute, 0, 0, 0)
+        };
     let header_bytes = (file.len() as usize).saturating_sub(weights_bytes);
     let metadata_bytes = header_heap_bytes(file);
     let tokenizer_bytes = tokenizer_heap_bytes(file);
@@ -184,6 +267,15 @@ pub fn estimate(file: &GgufFile, kv: &KvConfig, threads: usize) -> Result<Estima
         process_bytes,
         allocated_bytes,
         total_bytes: allocated_bytes + process_bytes,
+        device_weights_bytes,
+        device_kv_bytes,
+        device_compute_bytes,
+        device_allocator_bytes,
+        device_transient_bytes,
+        device_bytes: device_weights_bytes
+            + device_kv_bytes
+            + device_compute_bytes
+            + device_allocator_bytes,
     })
 }
 
@@ -231,7 +323,7 @@ mod tests {
             type_v: CacheType::F16,
             ..KvConfig::reference(16)
         };
-        let e = estimate(&tiny_llama(2), &kv, 1).unwrap();
+        let e = estimate(&tiny_llama(2), &kv, 1, false).unwrap();
         assert_eq!(e.weights_bytes, 2560 + 2304);
         // 2 layers × 16 cells × 32 values × 2 bytes, for keys and for values; 16 cells of
         // metadata.
@@ -261,21 +353,63 @@ mod tests {
                 + e.runtime_bytes
         );
         assert_eq!(e.total_bytes, e.allocated_bytes + e.process_bytes);
+        assert_eq!(e.device_bytes, 0);
+    }
+
+    #[test]
+    fn on_a_gpu_the_rows_and_the_pass_are_device_memory() {
+        let kv = KvConfig {
+            num_batch: 4,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            ..KvConfig::reference(16)
+        };
+        let cpu = estimate(&tiny_llama(2), &kv, 1, false).unwrap();
+        let e = estimate(&tiny_llama(2), &kv, 1, true).unwrap();
+        // The weights as uploaded: both matrices in their blocks.
+        assert_eq!(e.device_weights_bytes, 2560 + 2304);
+        assert_eq!(e.device_kv_bytes, 2048 * 2);
+        // The pass: 992 floats a token (3 × 64 hidden, 2 × 64 queries, 2 × 32 keys, 32
+        // values, 64 attention output, 2 × 64 projections, 3 × 128 feed-forward) × 4
+        // tokens; 4 rows of 10 logits; a cell table of 16 cells of 12 bytes.
+        assert_eq!(e.device_compute_bytes, 992 * 4 * 4 + 4 * 10 * 4 + 16 * 12);
+        assert_eq!(e.device_transient_bytes, 4 * 10 * 4 + 16 * 12);
+        // wgpu's zeroing buffer, and the rest of the one 4 MiB block every buffer (the
+        // zeroing buffer, the weights, the pass's buffers, the rows) fits in.
+        let kept = (512 << 10) + (2560 + 2304) + 992 * 4 * 4 + 2048 * 2;
+        assert_eq!(e.device_allocator_bytes, (512 << 10) + (4 << 20) - kept);
+        assert_eq!(
+            e.device_bytes,
+            e.device_weights_bytes
+                + e.device_kv_bytes
+                + e.device_compute_bytes
+                + e.device_allocator_bytes
+        );
+        // The host keeps the mapped file and the tables, the cells and the logits row.
+        assert_eq!(e.weights_bytes, cpu.weights_bytes);
+        assert_eq!(e.kv_bytes, 16 * 16);
+        assert_eq!((e.k_bytes, e.v_bytes), (cpu.k_bytes, cpu.v_bytes));
+        assert_eq!(e.compute_bytes, 40);
+        assert_eq!(
+            cpu.allocated_bytes - e.allocated_bytes,
+            (cpu.kv_bytes - e.kv_bytes) + (cpu.compute_bytes - e.compute_bytes)
+        );
+        assert_eq!(e.total_bytes, e.allocated_bytes + e.process_bytes);
     }
 
     #[test]
     fn a_bad_file_or_configuration_is_named() {
-        let err = estimate(&tiny_llama(3), &KvConfig::new(16), 1).unwrap_err();
+        let err = estimate(&tiny_llama(3), &KvConfig::new(16), 1, false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "metadata key 'llama.attention.head_count_kv' is 3: must divide the query head count"
         );
-        let err = estimate(&tiny_llama(2), &KvConfig::new(0), 1).unwrap_err();
+        let err = estimate(&tiny_llama(2), &KvConfig::new(0), 1, false).unwrap_err();
         assert!(matches!(err, PlanError::Kv(_)), "{err}");
         let mut w = GgufWriter::new();
         w.set("general.architecture", "mamba");
         let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
-        let err = estimate(&file, &KvConfig::new(16), 1).unwrap_err();
+        let err = estimate(&file, &KvConfig::new(16), 1, false).unwrap_err();
         assert_eq!(err.to_string(), "unknown model architecture 'mamba'");
     }
 }

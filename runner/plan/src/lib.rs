@@ -9,7 +9,10 @@
 //! - [`kv`]: the K/V cache configuration ([`KvConfig`], [`CacheType`]) and the sizes of
 //!   its tables and rows ([`KvPlan`]);
 //! - [`compute`]: the sizes of the activations and of the attention and matmul scratch;
-//! - [`estimate`](mod@estimate): the bytes a load takes, by kind;
+//! - [`device`]: the sizes of a GPU load's device buffers (weights as uploaded, the
+//!   pass's buffers);
+//! - [`estimate`](mod@estimate): the bytes a load takes, by kind, in host memory and on
+//!   a GPU;
 //! - [`heap`]: the heap sizes of the tables built from a file's metadata (the parsed
 //!   header, the tokenizer, the grammar engine);
 //! - [`load`]: a load's options checked into a [`LoadConfig`];
@@ -24,6 +27,7 @@
 
 pub mod arch;
 pub mod compute;
+pub mod device;
 mod error;
 pub mod estimate;
 pub mod heap;

@@ -173,8 +173,8 @@ pub fn load(config: LoadConfig) -> Result<Loaded, LoadError> {
     let heap_model = heap_live_bytes();
     let cache = model::new_cache(model.as_ref(), config.kv).map_err(model_error)?;
     let heap_cache = heap_live_bytes();
-    let estimate =
-        estimate::estimate(&file, &config.kv, config.threads).map_err(|e| model_error(e.into()))?;
+    let estimate = estimate::estimate(&file, &config.kv, config.threads, options.device.is_some())
+        .map_err(|e| model_error(e.into()))?;
     let weights_bytes = estimate.weights_bytes;
     let mapped_bytes = if file.is_mapped() {
         file.bytes().len()

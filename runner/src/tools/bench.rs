@@ -173,7 +173,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         args.prompt.max(args.gen_tokens)
     );
     let kv = args.cache.config(num_ctx, 1, args.num_batch);
-    let estimate = estimate(&file, &kv, args.threads)?;
+    let estimate = estimate(&file, &kv, args.threads, device.is_some())?;
     let options = LoadOptions {
         threads: args.threads,
         kv,

@@ -66,6 +66,25 @@ impl CacheArgs {
         })
     }
 
+    /// Whether a model would run on a GPU with these flags, as [`CacheArgs::device`]
+    /// decides, without opening it (for the estimate): `--device` or `OLLAMA_DEVICE` naming
+    /// a GPU, or by default a real GPU present.
+    pub fn on_device(&self) -> anyhow::Result<bool> {
+        let spec = match self.device {
+            Some(spec) => Some(spec),
+            None => match std::env::var(crate::model::device::DEVICE_ENV) {
+                Ok(v) if !v.trim().is_empty() => Some(v.parse::<gpu::DeviceSpec>()?),
+                _ => None,
+            },
+        };
+        Ok(match spec {
+            Some(gpu::DeviceSpec::Cpu) => false,
+            Some(gpu::DeviceSpec::Index(_)) => true,
+            Some(gpu::DeviceSpec::Gpu) => !gpu::list_adapters().is_empty(),
+            None => gpu::default_adapter(&gpu::list_adapters()).is_some(),
+        })
+    }
+
     /// The numerics asked for: the flag, else `OLLAMA_NUMERICS`, else fast.
     pub fn numerics(&self) -> anyhow::Result<Numerics> {
         Ok(match self.numerics {

@@ -42,7 +42,7 @@ pub fn run(args: &EstimateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let kv = args
         .cache
         .config(args.num_ctx, args.num_parallel, args.num_batch);
-    let e = estimate(&file, &kv, args.threads)?;
+    let e = estimate(&file, &kv, args.threads, args.cache.on_device()?)?;
     if args.json {
         let mut value = serde_json::to_value(e)?;
         value["type_k"] = kv.type_k.name().into();
@@ -79,6 +79,10 @@ pub fn run(args: &EstimateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         ("runtime", e.runtime_bytes),
         ("process", e.process_bytes),
         ("total", e.total_bytes),
+        ("device", e.device_bytes),
+        ("  weights", e.device_weights_bytes),
+        ("  K/V cache", e.device_kv_bytes),
+        ("  compute", e.device_compute_bytes),
     ] {
         writeln!(out, "{name:<11} {:>12.1} MiB  ({bytes} bytes)", mib(bytes))?;
     }

@@ -16,6 +16,7 @@ mod kld;
 mod kv_perplexity;
 mod llama_import;
 mod memory;
+mod memory_gpu;
 mod nomic_bert;
 mod on_gpu;
 mod perplexity_refs;

@@ -124,7 +124,7 @@ async fn measure(model: TestModel, num_ctx: u32, cache: &str) -> Row {
     };
     let config = runner::service::load::from_request(&load_request(model, load.clone())).unwrap();
     let file = GgufFile::open(model.path()).unwrap();
-    let estimate = estimate(&file, &config.kv, config.threads).unwrap();
+    let estimate = estimate(&file, &config.kv, config.threads, false).unwrap();
 
     let mut served = Served::with_model(model, load).await;
     let loaded = served.status().await.memory.unwrap();

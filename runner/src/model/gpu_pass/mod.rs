@@ -17,15 +17,12 @@ use gpu::ops::{RopeConfig, RopeLayout as GpuRopeLayout};
 use gpu::{AttentionParams, Gpu, GpuBuffer, GpuMatrix};
 use kernels::ops::{Rope, RopeLayout, softcap};
 use plan::compute::ActivationDims;
+use plan::device::{HEAD_ROWS, pass_buffer_widths};
 
 use super::decoder::{DecoderWeights, Gated};
 use super::{Batch, Logits, ModelError, Output};
 use crate::kvcache::{KvCache, Placement};
 use upload::{GpuLinear, GpuWeights};
-
-/// Output rows multiplied by the vocabulary projection at a time, so the logits of a
-/// long prompt (every row wanted, as perplexity asks) stay within one binding.
-const HEAD_ROWS: usize = 16;
 
 /// The device buffers of one pass, for up to `num_batch` tokens.
 struct Buffers {
@@ -46,24 +43,41 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// The buffers as [`plan::device::pass_buffer_widths`] sizes them, so the estimate's
+    /// `device_compute_bytes` is this allocation.
     fn new(gpu: &Gpu, dims: &ActivationDims, num_batch: usize) -> Result<Self, ModelError> {
-        let a = &dims.attn;
-        let f = |what: &str, per_token: usize| gpu.zeros_f32(what, num_batch * per_token.max(1));
+        let [
+            x,
+            x_kept,
+            xn,
+            q,
+            q_normed,
+            k,
+            k_normed,
+            v,
+            attn,
+            proj,
+            proj_kept,
+            gate,
+            up,
+            hidden,
+        ] = pass_buffer_widths(dims)
+            .map(|(what, per_token)| gpu.zeros_f32(what, num_batch * per_token.max(1)));
         Ok(Self {
-            x: f("hidden states", dims.n_embd)?,
-            x_kept: f("hidden states kept", dims.n_embd)?,
-            xn: f("normalized states", dims.n_embd)?,
-            q: f("queries", a.q_dim())?,
-            q_normed: f("queries normed", a.q_dim())?,
-            k: f("keys", a.k_dim())?,
-            k_normed: f("keys normed", a.k_dim())?,
-            v: f("values", a.v_dim())?,
-            attn: f("attention output", a.out_dim())?,
-            proj: f("projections", dims.n_embd)?,
-            proj_kept: f("projections kept", dims.n_embd)?,
-            gate: f("gate", dims.n_ff)?,
-            up: f("up", dims.n_ff)?,
-            hidden: f("hidden", dims.n_ff)?,
+            x: x?,
+            x_kept: x_kept?,
+            xn: xn?,
+            q: q?,
+            q_normed: q_normed?,
+            k: k?,
+            k_normed: k_normed?,
+            v: v?,
+            attn: attn?,
+            proj: proj?,
+            proj_kept: proj_kept?,
+            gate: gate?,
+            up: up?,
+            hidden: hidden?,
         })
     }
 }
@@ -108,6 +122,7 @@ impl GpuPass {
     ) -> Result<Self, ModelError> {
         let weights = GpuWeights::upload(&gpu, w)?;
         let buffers = Buffers::new(&gpu, dims, num_batch)?;
+        gpu.settle()?;
         tracing::info!(
             adapter = %gpu.description(),
             allocated = gpu.allocated_bytes(),
@@ -345,5 +360,16 @@ impl GpuPass {
             softcap(logits, cap);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_estimate_packs_buffers_into_the_blocks_the_device_was_opened_with() {
+        assert_eq!(
+            gpu::SUBALLOCATION_BLOCK_BYTES,
+            plan::device::ALLOCATOR_BLOCK_BYTES as u64
+        );
     }
 }

@@ -19,6 +19,7 @@ impl GpuLinear {
     fn upload(gpu: &Gpu, file: &GgufFile, name: &str, l: &Linear) -> Result<Self, ModelError> {
         let (bytes, ty) = l.file_bytes(file)?;
         let w = gpu.upload_matrix(name, ty, l.rows(), l.cols(), bytes)?;
+        gpu.settle()?;
         let bias = match l.bias() {
             Some(b) => Some(gpu.upload_f32(&format!("{name} bias"), b)?),
             None => None,
@@ -49,7 +50,9 @@ pub(super) struct GpuBlock {
 }
 
 fn vector(gpu: &Gpu, name: String, v: &[f32]) -> Result<GpuBuffer, ModelError> {
-    Ok(gpu.upload_f32(&name, v)?)
+    let buffer = gpu.upload_f32(&name, v)?;
+    gpu.settle()?;
+    Ok(buffer)
 }
 
 fn optional(
@@ -107,6 +110,11 @@ impl GpuWeights {
         let (bytes, ty) = w.embd.file_bytes(file);
         let (n_vocab, n_embd) = (w.embd.n_vocab(), w.recipe.n_embd);
         let embd = gpu.upload_matrix("token_embd", ty, n_vocab, n_embd, bytes)?;
+        // Settled after each upload (here and in `GpuLinear::upload` and `vector`): its
+        // staging memory is freed before the next buffer is made, which takes its place
+        // (see `Gpu::settle`), so the device memory reserved stays the buffers' own
+        // packed in order, as the estimate's `device_bytes` packs them.
+        gpu.settle()?;
         let blocks = (w.blocks.iter().enumerate())
             .map(|(il, b)| GpuBlock::upload(gpu, file, il, b))
             .collect::<Result<_, _>>()?;
@@ -115,10 +123,12 @@ impl GpuWeights {
         } else {
             Some(GpuLinear::upload(gpu, file, "output", &w.output)?)
         };
+        let output_norm = vector(gpu, "output_norm".to_owned(), &w.output_norm)?;
+        gpu.settle()?;
         Ok(Self {
             embd,
             blocks,
-            output_norm: vector(gpu, "output_norm".to_owned(), &w.output_norm)?,
+            output_norm,
             output,
         })
     }
