@@ -39,6 +39,9 @@ pub mod testing;
 pub use attention::{AttentionParams, CellTable, KvType};
 pub use budget::DeviceMemory;
 pub use buffer::GpuBuffer;
-pub use device::{AdapterDescription, DeviceKind, DeviceSpec, Gpu, default_adapter, list_adapters};
+pub use device::{
+    AdapterDescription, DeviceKind, DeviceSpec, Gpu, SUBALLOCATION_BLOCK_BYTES, default_adapter,
+    list_adapters,
+};
 pub use error::{GpuError, Result};
 pub use matmul::{GpuMatrix, WeightType};
