@@ -6,9 +6,9 @@
 //!
 //! ```json
 //! {"devices":[{"index":0,"name":"llvmpipe (LLVM 15.0.6, 256 bits)","backend":"vulkan",
-//!   "kind":"cpu","vendor_id":65541,"device_id":0,"driver":"llvmpipe Mesa 23.0.4",
-//!   "shader_f16":true,"subgroups":true,
-//!   "memory":{"total_bytes":33554432000,"free_bytes":33554432000,"unified":true}}],
+//!   "kind":"cpu","vendor_id":65541,"device_id":0,
+//!   "driver":"llvmpipe Mesa 22.3.6 (LLVM 15.0.6)","shader_f16":true,"subgroups":true,
+//!   "memory":{"total_bytes":2147483648,"free_bytes":2147483648,"unified":true}}],
 //!  "default":null}
 //! ```
 //!
