@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod devices;
 pub mod memory;
 pub mod modelfile;
 pub mod options;

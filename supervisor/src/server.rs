@@ -10,8 +10,9 @@ use thiserror::Error;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::memory::{self, MemoryError};
-use crate::runners::RunnerConfig;
+use crate::devices::{self, DeviceError, Target};
+use crate::memory::{self, DevicePool, MemoryError};
+use crate::runners::{RunnerConfig, runner_env};
 use crate::sched::{Policy, RunnerBackend, Scheduler};
 use crate::store::{Store, StoreError};
 
@@ -34,6 +35,9 @@ pub enum ServerError {
     /// Memory cannot be measured.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// The device `OLLAMA_DEVICE` asks for cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     /// The address is taken or not ours.
     #[error("cannot listen on {addr} (OLLAMA_HOST): {source}; is another server running?")]
     Bind {
@@ -93,6 +97,26 @@ pub async fn serve(
         }
     }
     let probe: Arc<dyn memory::MemoryProbe> = Arc::from(memory::detect()?);
+    let target = devices::discover(
+        &runner_bin,
+        runner_env(std::env::vars_os()),
+        config.device.as_deref(),
+    )
+    .await?;
+    let device_pool = DevicePool::for_target(&target, &probe.snapshot()?);
+    match &target {
+        Target::Cpu => tracing::info!("device: the CPU; {}", device_pool.describe()),
+        Target::Gpu(adapter) => tracing::info!(
+            index = adapter.index,
+            kind = %adapter.kind,
+            "device: {}; {}",
+            adapter.name,
+            device_pool.describe()
+        ),
+    }
+    let mut policy = Policy::from_config(&config);
+    policy.target = target.clone();
+    policy.device_pool = device_pool;
     let backend = RunnerBackend {
         config: RunnerConfig {
             bin: runner_bin,
@@ -102,8 +126,9 @@ pub async fn serve(
                 .unwrap_or(Duration::from_secs(u64::MAX >> 2)),
         },
         multi_user_cache: config.multiuser_cache,
+        target,
     };
-    let sched = Scheduler::new(backend, probe, Policy::from_config(&config));
+    let sched = Scheduler::new(backend, probe, policy);
     let listener = tokio::net::TcpListener::bind(config.host)
         .await
         .map_err(|source| ServerError::Bind {

@@ -185,9 +185,15 @@ pub const VARIABLES: &[Variable] = &[
     },
     Variable {
         name: "OLLAMA_DEVICE",
-        meaning: "device the runners compute on (passed to each runner; a request's num_gpu 0 still picks the CPU)",
+        meaning: "device the runners compute on, chosen at start and sent with every load (a request's num_gpu 0 still picks the CPU)",
         default: "the best GPU present (not a software one), else the CPU",
         accepts: "cpu, gpu, or an adapter index as `ollama-runner devices` lists them",
+    },
+    Variable {
+        name: "OLLAMA_CPU_FALLBACK",
+        meaning: "load a model on the CPU when it fails to load on the GPU (logged as a warning) instead of failing its requests",
+        default: "false",
+        accepts: "a Go boolean",
     },
 ];
 
@@ -270,9 +276,12 @@ pub struct Config {
     pub runner: Option<PathBuf>,
     /// `OLLAMA_KERNELS`, passed to runners as it is (they check it).
     pub kernels: Option<String>,
-    /// `OLLAMA_DEVICE`, passed to runners as it is; its form is checked here so that a
-    /// typo stops the server at start-up rather than failing every load.
+    /// `OLLAMA_DEVICE`: which device the server's runners use (see `crate::devices`);
+    /// its form is checked here so that a typo stops the server at start-up rather
+    /// than failing every load.
     pub device: Option<String>,
+    /// `OLLAMA_CPU_FALLBACK`.
+    pub cpu_fallback: bool,
     /// `XDG_RUNTIME_DIR`, where runner sockets go (else the temporary directory).
     pub runtime_dir: Option<PathBuf>,
     /// `OLLAMA_SCHED_SPREAD`.
@@ -429,6 +438,7 @@ impl Config {
             multiuser_cache: r.bool("OLLAMA_MULTIUSER_CACHE")?,
             noprune: r.bool("OLLAMA_NOPRUNE")?,
             sched_spread: r.bool("OLLAMA_SCHED_SPREAD")?,
+            cpu_fallback: r.bool("OLLAMA_CPU_FALLBACK")?,
             runner: r.raw("OLLAMA_RUNNER").map(PathBuf::from),
             kernels: r.raw("OLLAMA_KERNELS"),
             device: r.get("OLLAMA_DEVICE", None, |s| {
@@ -487,6 +497,7 @@ impl Config {
                         .map_or("beside ollamad".into(), |p| p.display().to_string()),
                     "OLLAMA_KERNELS" => self.kernels.clone().unwrap_or_else(|| "auto".into()),
                     "OLLAMA_DEVICE" => self.device.clone().unwrap_or_else(|| "auto".into()),
+                    "OLLAMA_CPU_FALLBACK" => self.cpu_fallback.to_string(),
                     other => unreachable!("{other} is in the registry but not described"),
                 };
                 let set = env.var(v.name).is_some_and(|s| !s.trim().is_empty());

@@ -12,10 +12,13 @@
 //!
 //! [`detect`] picks one at start: NVML when the library loads and sees a GPU, otherwise
 //! system RAM. A machine without a GPU is normal: that is logged once at info level.
+//! Which memory a model's device buffers take is the [`DevicePool`] of the device the
+//! runners use (see `crate::devices`).
 
 pub mod cgroup;
 mod fake;
 mod nvidia;
+mod pool;
 mod system;
 
 #[cfg(test)]
@@ -23,6 +26,7 @@ mod tests;
 
 pub use fake::FakeProbe;
 pub use nvidia::NvmlProbe;
+pub use pool::{DevicePool, PoolMemory};
 pub use system::SystemProbe;
 
 use thiserror::Error;
@@ -87,56 +91,7 @@ impl SystemMemory {
     }
 }
 
-/// Where models are placed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pool {
-    /// On the GPU with this index.
-    Gpu {
-        /// The driver's index of the device.
-        index: u32,
-    },
-    /// In system RAM.
-    System,
-}
-
-/// The pool models are placed in, with its size and free memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Placement {
-    /// The pool.
-    pub pool: Pool,
-    /// Its size (for system RAM, capped by the cgroup limit).
-    pub total_bytes: u64,
-    /// Its free memory now.
-    pub free_bytes: u64,
-}
-
 impl MemorySnapshot {
-    /// The pool a model is placed in, and how much of it is free.
-    ///
-    /// When there is any GPU, models go to GPU memory, on the single GPU with the most
-    /// free bytes (a model is not split across GPUs; ties go to the lower index). Without
-    /// a GPU they go to system RAM, whose free memory is the available memory after the
-    /// cgroup cap. This assumes runners load onto the GPU when there is one: a runner
-    /// that computes on the CPU uses system RAM whatever this says.
-    pub fn placement(&self) -> Placement {
-        let best_gpu = self
-            .gpus
-            .iter()
-            .max_by(|a, b| a.free_bytes.cmp(&b.free_bytes).then(b.index.cmp(&a.index)));
-        match best_gpu {
-            Some(gpu) => Placement {
-                pool: Pool::Gpu { index: gpu.index },
-                total_bytes: gpu.total_bytes,
-                free_bytes: gpu.free_bytes,
-            },
-            None => Placement {
-                pool: Pool::System,
-                total_bytes: self.system.effective_total_bytes(),
-                free_bytes: self.system.available_bytes,
-            },
-        }
-    }
-
     /// The GPU memory that process `pid` holds, summed over all GPUs (0 when none).
     pub fn gpu_bytes_of(&self, pid: u32) -> u64 {
         self.gpus
@@ -178,7 +133,7 @@ pub fn detect() -> Result<Box<dyn MemoryProbe>, MemoryError> {
         Ok(probe) => {
             tracing::info!(
                 gpus = %probe.describe(),
-                "memory: NVML found {} GPU(s); models are placed in GPU memory",
+                "memory: NVML found {} GPU(s)",
                 probe.device_count()
             );
             Ok(Box::new(probe))
@@ -188,7 +143,7 @@ pub fn detect() -> Result<Box<dyn MemoryProbe>, MemoryError> {
             tracing::info!(
                 %reason,
                 cgroup_limit_bytes = ?probe.snapshot().ok().and_then(|s| s.system.cgroup_limit_bytes),
-                "memory: no NVIDIA GPU; models are placed in system RAM"
+                "memory: NVML sees no NVIDIA GPU"
             );
             Ok(Box::new(probe))
         }

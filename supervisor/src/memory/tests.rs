@@ -7,6 +7,7 @@ use super::cgroup::{
     relative_to_mount, stat_value,
 };
 use super::*;
+use crate::devices::{Adapter, AdapterMemory, NVIDIA, Target};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -269,11 +270,6 @@ fn system_probe_caps_available_memory_by_the_cgroup_limit() {
     assert_eq!(system.cgroup_limit_bytes, Some(64 * MIB));
     assert_eq!(system.available_bytes, 16 * MIB);
     assert_eq!(system.effective_total_bytes(), 64 * MIB);
-    let placement = probe.snapshot().unwrap().placement();
-    assert_eq!(
-        (placement.pool, placement.free_bytes),
-        (Pool::System, 16 * MIB)
-    );
 }
 
 /// `MemTotal` from /proc/meminfo, in bytes.
@@ -296,7 +292,6 @@ fn system_probe_reports_this_machine() {
     if let Some(limit) = system.cgroup_limit_bytes {
         assert!(system.available_bytes <= limit);
     }
-    assert_eq!(snapshot.placement().pool, Pool::System);
 }
 
 #[test]
@@ -332,7 +327,6 @@ fn detect_uses_nvml_only_when_it_works() {
             eprintln!("{error}");
             assert!(error.to_string().starts_with("NVML"), "{error}");
             assert!(snapshot.gpus.is_empty());
-            assert_eq!(snapshot.placement().pool, Pool::System);
             assert!(probe.process_bytes(std::process::id()).is_some());
         }
     }
@@ -350,37 +344,81 @@ fn nvml_probe_reports_gpus() {
         assert!(gpu.free_bytes <= gpu.total_bytes, "{gpu:?}");
         assert!(!gpu.name.is_empty());
     }
-    assert!(matches!(snapshot.placement().pool, Pool::Gpu { .. }));
     assert_eq!(snapshot.system.total_bytes, meminfo_total());
     assert!(probe.process_bytes(std::process::id()).is_some());
     println!("{}\n{snapshot:#?}", probe.describe());
 }
 
-#[test]
-fn placement_picks_the_gpu_with_most_free_memory_else_system_ram() {
-    let fake = FakeProbe::gpus(&[8 * GIB, 24 * GIB, 24 * GIB]);
-    let placement = fake.snapshot().unwrap().placement();
-    assert_eq!(placement.pool, Pool::Gpu { index: 1 });
-    assert_eq!(
-        (placement.total_bytes, placement.free_bytes),
-        (24 * GIB, 24 * GIB)
-    );
-    fake.set_gpu_free(1, GIB);
-    assert_eq!(
-        fake.snapshot().unwrap().placement().pool,
-        Pool::Gpu { index: 2 }
-    );
+fn adapter(name: &str, kind: &str, vendor_id: u32, memory: Option<(u64, u64, bool)>) -> Target {
+    Target::Gpu(Adapter {
+        index: 0,
+        name: name.into(),
+        kind: kind.into(),
+        vendor_id,
+        memory: memory.map(|(total_bytes, free_bytes, unified)| AdapterMemory {
+            total_bytes,
+            free_bytes,
+            unified,
+        }),
+    })
+}
 
-    let ram = FakeProbe::system(16 * GIB, 10 * GIB);
-    ram.set_cgroup_limit(Some(12 * GIB));
-    let placement = ram.snapshot().unwrap().placement();
+#[test]
+fn device_memory_is_read_through_nvml_the_vulkan_budget_or_system_ram() {
+    let fake = FakeProbe::gpus(&[8 * GIB, 24 * GIB]);
+    let snapshot = fake.snapshot().unwrap();
     assert_eq!(
-        placement,
-        Placement {
-            pool: Pool::System,
-            total_bytes: 12 * GIB,
-            free_bytes: 10 * GIB
-        }
+        DevicePool::for_target(&Target::Cpu, &snapshot),
+        DevicePool::None
+    );
+    // An NVIDIA GPU that NVML also sees is measured live there.
+    let nvidia = adapter(
+        "Fake GPU 1",
+        "discrete",
+        NVIDIA,
+        Some((24 * GIB, 20 * GIB, false)),
+    );
+    let pool = DevicePool::for_target(&nvidia, &snapshot);
+    assert_eq!(pool, DevicePool::Nvml { index: 1 });
+    fake.set_gpu_free(1, 5 * GIB);
+    assert_eq!(
+        pool.memory(&fake.snapshot().unwrap()),
+        Some(PoolMemory {
+            total_bytes: 24 * GIB,
+            available_bytes: 5 * GIB
+        })
+    );
+    // Another GPU with memory of its own: its budget at start.
+    let radeon = adapter(
+        "AMD Radeon RX 7900",
+        "discrete",
+        0x1002,
+        Some((24 * GIB, 22 * GIB, false)),
+    );
+    let pool = DevicePool::for_target(&radeon, &snapshot);
+    assert_eq!(
+        pool.memory(&snapshot),
+        Some(PoolMemory {
+            total_bytes: 22 * GIB,
+            available_bytes: 22 * GIB
+        })
+    );
+    // Integrated and software devices share system RAM; a GPU nothing measures is not
+    // budgeted apart.
+    for shared in [
+        adapter("Intel Iris Xe", "integrated", 0x8086, None),
+        adapter("llvmpipe", "cpu", 0x10005, Some((16 * GIB, 16 * GIB, true))),
+    ] {
+        assert_eq!(
+            DevicePool::for_target(&shared, &snapshot),
+            DevicePool::Shared
+        );
+    }
+    let unknown = adapter("Some GPU", "discrete", 0x1234, None);
+    let pool = DevicePool::for_target(&unknown, &snapshot);
+    assert_eq!(
+        (pool.clone(), pool.memory(&snapshot)),
+        (DevicePool::Unmeasured, None)
     );
 }
 
@@ -411,7 +449,7 @@ fn fake_probe_changes_are_seen_and_memory_returns_when_a_process_ends() {
 
     let ram = FakeProbe::system(8 * GIB, 8 * GIB);
     ram.set_system_available(3 * GIB);
-    assert_eq!(ram.snapshot().unwrap().placement().free_bytes, 3 * GIB);
+    assert_eq!(ram.snapshot().unwrap().system.available_bytes, 3 * GIB);
     ram.set_system_available(100 * GIB);
     assert_eq!(ram.snapshot().unwrap().system.available_bytes, 8 * GIB);
 }

@@ -14,7 +14,8 @@ use ollama_proto::runner as pb;
 use plan::{LoadConfig, LoadParams};
 use tokio::sync::watch;
 
-use super::spec::LoadSpec;
+use super::spec::{Footprint, LoadSpec};
+use crate::devices::Target;
 use crate::runners::{ExitInfo, Runner, RunnerConfig, RunnerError};
 
 /// A generation's messages as a runner streams them: pieces, then one Done, or the error
@@ -63,9 +64,13 @@ pub trait Backend: Send + Sync + 'static {
     /// A started, loaded runner.
     type Runner: RunnerHandle;
 
-    /// Bytes a load of `spec` will take (before `OLLAMA_GPU_OVERHEAD`). Reads the model
-    /// file's header: an implementation that blocks does so off the async threads.
-    fn estimate(&self, spec: &LoadSpec) -> impl Future<Output = Result<u64, EstimateError>> + Send;
+    /// What a load of `spec` will take, on the host and on the device (before
+    /// `OLLAMA_GPU_OVERHEAD`). Reads the model file's header: an implementation that
+    /// blocks does so off the async threads.
+    fn estimate(
+        &self,
+        spec: &LoadSpec,
+    ) -> impl Future<Output = Result<Footprint, EstimateError>> + Send;
 
     /// Starts a runner for `spec` and loads the model; the error says why it failed.
     fn start(
@@ -121,37 +126,45 @@ pub struct RunnerBackend {
     pub config: RunnerConfig,
     /// `OLLAMA_MULTIUSER_CACHE`.
     pub multi_user_cache: bool,
+    /// The device runners load onto unless a request asks for the CPU.
+    pub target: Target,
 }
 
 impl RunnerBackend {
     /// The estimate of `spec`, computed on this thread (it reads the model file).
-    pub fn estimate_now(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
-        Ok(self.breakdown(spec)?.total_bytes as u64)
+    pub fn estimate_now(&self, spec: &LoadSpec) -> Result<Footprint, EstimateError> {
+        let e = self.breakdown(spec)?;
+        Ok(Footprint {
+            host_bytes: e.total_bytes as u64,
+            device_bytes: e.device_bytes as u64,
+        })
     }
 
     /// The estimate of `spec` by kind (weights, K/V, compute), computed on this thread.
     pub fn breakdown(&self, spec: &LoadSpec) -> Result<plan::Estimate, EstimateError> {
         let file =
             GgufFile::open(&spec.model_path).map_err(|e| EstimateError::Model(e.to_string()))?;
-        estimate_with(&file, spec, self.multi_user_cache)
+        estimate_with(&file, spec, self.multi_user_cache, &self.target)
     }
 
     /// The `Load` request for `spec`, exactly as the runner will receive it.
     pub fn load_request(&self, spec: &LoadSpec) -> pb::LoadRequest {
-        load_request(spec, self.multi_user_cache)
+        load_request(spec, self.multi_user_cache, &self.target)
     }
 }
 
-/// The estimate of `spec` by kind (weights, K/V, compute) for the model in `file`: the
-/// runner's own checks and arithmetic (the `plan` crate) on the request it would
-/// receive. What the scheduler budgets and the gRPC `Estimate` reports; the file is
-/// passed in so that a search over context sizes reads it once.
+/// The estimate of `spec` by kind (weights, K/V, compute) for the model in `file` on a
+/// server whose device is `target`: the runner's own checks and arithmetic (the `plan`
+/// crate) on the request it would receive. What the scheduler budgets and the gRPC
+/// `Estimate` reports; the file is passed in so that a search over context sizes reads
+/// it once.
 pub fn estimate_with(
     file: &GgufFile,
     spec: &LoadSpec,
     multi_user_cache: bool,
+    target: &Target,
 ) -> Result<plan::Estimate, EstimateError> {
-    let r = load_request(spec, multi_user_cache);
+    let r = load_request(spec, multi_user_cache, target);
     let load = LoadConfig::check(&LoadParams {
         model_path: r.model_path,
         num_ctx: r.num_ctx,
@@ -168,11 +181,15 @@ pub fn estimate_with(
         device: r.device,
     })
     .map_err(|e| EstimateError::Settings(e.to_string()))?;
-    plan::estimate(file, &load.kv, load.threads).map_err(|e| EstimateError::Model(e.to_string()))
+    let on_device = spec.settings.device.on_gpu(target);
+    plan::estimate(file, &load.kv, load.threads, on_device)
+        .map_err(|e| EstimateError::Model(e.to_string()))
 }
 
-/// The runner's `Load` request for `spec`.
-fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
+/// The runner's `Load` request for `spec` on a server whose device is `target`: the
+/// device is always explicit, so the runner never guesses one the scheduler did not
+/// budget.
+fn load_request(spec: &LoadSpec, multi_user_cache: bool, target: &Target) -> pb::LoadRequest {
     let s = &spec.settings;
     pb::LoadRequest {
         protocol_version: RUNNER_PROTOCOL_VERSION,
@@ -188,14 +205,14 @@ fn load_request(spec: &LoadSpec, multi_user_cache: bool) -> pb::LoadRequest {
         num_keep: None,
         multi_user_cache,
         numerics: s.numerics.name().to_owned(),
-        device: s.device.name().to_owned(),
+        device: s.device.runner_spec(target),
     }
 }
 
 impl Backend for RunnerBackend {
     type Runner = Runner;
 
-    async fn estimate(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
+    async fn estimate(&self, spec: &LoadSpec) -> Result<Footprint, EstimateError> {
         let (backend, spec) = (self.clone(), spec.clone());
         tokio::task::spawn_blocking(move || backend.estimate_now(&spec))
             .await

@@ -32,7 +32,7 @@ pub use failure::{CrashHistory, RunnerFailure, SchedError};
 pub use lease::Lease;
 pub use policy::Phase;
 pub use snapshot::{RunnerInfo, RunnerState};
-pub use spec::{Acquire, DeviceChoice, LoadSettings, LoadSpec, Policy};
+pub use spec::{Acquire, DeviceChoice, Footprint, LoadSettings, LoadSpec, Policy};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,7 @@ pub struct Scheduler<B: Backend> {
     backend: Arc<B>,
     events: broadcast::Sender<SchedEvent>,
     probe: Arc<dyn MemoryProbe>,
+    policy: Arc<Policy>,
 }
 
 impl<B: Backend> Clone for Scheduler<B> {
@@ -58,6 +59,7 @@ impl<B: Backend> Clone for Scheduler<B> {
             backend: Arc::clone(&self.backend),
             events: self.events.clone(),
             probe: Arc::clone(&self.probe),
+            policy: Arc::clone(&self.policy),
         }
     }
 }
@@ -69,6 +71,7 @@ impl<B: Backend> Scheduler<B> {
         let backend = Arc::new(backend);
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let shared = Arc::new(policy.clone());
         let actor = Actor::new(
             Arc::clone(&backend),
             Arc::clone(&probe),
@@ -82,12 +85,18 @@ impl<B: Backend> Scheduler<B> {
             backend,
             events,
             probe,
+            policy: shared,
         }
     }
 
     /// The backend that starts runners.
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The scheduler's limits, and the device it loads onto.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The memory the scheduler places models in, as it sees it now (the estimate's

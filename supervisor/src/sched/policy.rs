@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::failure::{CrashHistory, SchedError};
-use super::spec::{LoadSettings, LoadSpec, Policy};
+use super::spec::{Footprint, LoadSettings, LoadSpec, Policy};
 use crate::config::KeepAlive;
-use crate::memory::MemorySnapshot;
+use crate::memory::{DevicePool, MemorySnapshot};
 
 /// Where a runner is in the scheduler's life of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,20 +48,36 @@ pub struct RunnerView {
     /// When an idle runner is unloaded (`None`: busy, or kept forever).
     pub expires: Option<Instant>,
     /// Bytes estimated before loading, overhead excluded.
-    pub estimate: u64,
-    /// Bytes measured since (the largest of its report and its resident set).
+    pub estimate: Footprint,
+    /// Host bytes measured since (the largest of its report and its resident set).
     pub measured: Option<u64>,
     /// The GPU it computes on, once loaded; `None` on the CPU.
     pub device: Option<String>,
-    /// Device memory it holds on that GPU, as last reported. Not budgeted here: the
-    /// policy places models in the memory its probe sees.
+    /// Device memory it holds on that GPU, as last reported.
     pub device_bytes: u64,
 }
 
 impl RunnerView {
-    /// The memory it is accounted for: the estimate, or the measured use when larger.
+    /// The system RAM it is accounted for: the estimate, or the measured use when
+    /// larger.
     pub fn usage(&self) -> u64 {
-        self.estimate.max(self.measured.unwrap_or(0))
+        self.estimate.host_bytes.max(self.measured.unwrap_or(0))
+    }
+
+    /// The device memory it is accounted for: the estimate, or the reported use when
+    /// larger (0 on the CPU).
+    pub fn device_usage(&self) -> u64 {
+        self.estimate.device_bytes.max(self.device_bytes)
+    }
+
+    /// What it takes in each pool of `pool`: system RAM (device buffers too where the
+    /// GPU shares it) and device memory.
+    fn usage_in(&self, pool: &DevicePool) -> [u64; 2] {
+        if pool.is_shared() {
+            [self.usage().saturating_add(self.device_usage()), 0]
+        } else {
+            [self.usage(), self.device_usage()]
+        }
     }
 
     /// Requests it serves at once.
@@ -95,10 +111,18 @@ pub enum Decision {
     Wait,
     /// Wait for memory given back by stopped runners to show as free.
     WaitMemory {
-        /// Bytes needed (estimate plus overhead).
+        /// Bytes needed (estimate plus overhead) in the pool that lacks them.
         required: u64,
-        /// Bytes free now.
+        /// Bytes free there now.
         available: u64,
+    },
+    /// The model can never fit the GPU's memory and the device is the server's default
+    /// choice: run it on the CPU instead (as Ollama offloads no layers then).
+    UseCpu {
+        /// Device bytes it needs (estimate plus overhead).
+        required: u64,
+        /// Bytes of the GPU's memory.
+        total: u64,
     },
     /// The estimate of the request's model is needed first.
     NeedEstimate,
@@ -112,7 +136,7 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
     /// The estimate of the requested load, once computed.
-    pub estimate: Option<u64>,
+    pub estimate: Option<Footprint>,
     /// Free memory, once measured.
     pub memory: Option<&'a MemorySnapshot>,
     /// How long this request has been waiting for memory to come back (zero if it is not).
@@ -143,21 +167,30 @@ pub fn decide(
     let Some(memory) = facts.memory else {
         return Decision::NeedMemory;
     };
-    let required = estimate.saturating_add(policy.overhead_bytes);
-    let room = room(memory, runners);
-    if required > room.total {
-        return Decision::Refuse(SchedError::TooLarge {
-            model: spec.name.clone(),
-            required,
-            available: room.capacity,
-        });
+    let required = required_in(estimate, policy);
+    let rooms = rooms(memory, runners, &policy.device_pool);
+    if required[1] > rooms[1].total && policy.cpu_when_too_large {
+        return Decision::UseCpu {
+            required: required[1],
+            total: rooms[1].total,
+        };
     }
+    for (room, &need) in rooms.iter().zip(&required) {
+        if need > room.total {
+            return Decision::Refuse(SchedError::TooLarge {
+                model: spec.name.clone(),
+                required: need,
+                available: room.capacity,
+            });
+        }
+    }
+    let free = rooms.map(|r| r.free);
     let stopping = runners.iter().any(|r| r.phase == Phase::Stopping);
     let loaded = loaded_count(runners);
-    if fits(room.free, required, loaded, policy) && !stopping {
+    if fits(free, required, loaded, policy) && !stopping {
         return Decision::Load;
     }
-    let evict = evictions(runners, room.free, required, policy);
+    let evict = evictions(runners, free, required, policy);
     if !evict.is_empty() {
         return Decision::Evict(evict);
     }
@@ -166,16 +199,37 @@ pub fn decide(
     }
     // Nothing left to stop: the memory of runners that just exited may still be on its
     // way back (or another process holds it). Wait a little, then refuse.
+    let (required, available) = required
+        .into_iter()
+        .zip(free)
+        .find(|(need, free)| need > free)
+        .unwrap_or((required[0], free[0]));
     if facts.memory_waited >= policy.memory_wait {
         return Decision::Refuse(SchedError::TooLarge {
             model: spec.name.clone(),
             required,
-            available: room.free,
+            available,
         });
     }
     Decision::WaitMemory {
         required,
-        available: room.free,
+        available,
+    }
+}
+
+/// What a load of `estimate` needs in each pool: system RAM, then device memory.
+/// `OLLAMA_GPU_OVERHEAD` is added where the model's weights go.
+fn required_in(estimate: Footprint, policy: &Policy) -> [u64; 2] {
+    let overhead = policy.overhead_bytes;
+    let [host, device] = if policy.device_pool.is_shared() {
+        [estimate.host_bytes.saturating_add(estimate.device_bytes), 0]
+    } else {
+        [estimate.host_bytes, estimate.device_bytes]
+    };
+    if device > 0 {
+        [host, device.saturating_add(overhead)]
+    } else {
+        [host.saturating_add(overhead), 0]
     }
 }
 
@@ -209,15 +263,21 @@ pub fn loaded_count(runners: &[RunnerView]) -> usize {
         .count()
 }
 
-/// Whether a load of `required` bytes fits in `free` bytes with `loaded` runners.
-pub fn fits(free: u64, required: u64, loaded: usize, policy: &Policy) -> bool {
-    free >= required && loaded < policy.max_loaded
+/// Whether a load needing `required` bytes in each pool (system RAM, device) fits in
+/// `free` bytes with `loaded` runners.
+pub fn fits(free: [u64; 2], required: [u64; 2], loaded: usize, policy: &Policy) -> bool {
+    free.iter().zip(&required).all(|(free, need)| free >= need) && loaded < policy.max_loaded
 }
 
-/// The idle runners to stop, least recently used first, until a load of `required`
-/// bytes fits (memory and count); all idle ones when even that is not enough, since
-/// their memory is what the load waits for.
-pub fn evictions(runners: &[RunnerView], free: u64, required: u64, policy: &Policy) -> Vec<u64> {
+/// The idle runners to stop, least recently used first, until a load needing
+/// `required` bytes in each pool fits (memory and count); all idle ones when even that
+/// is not enough, since their memory is what the load waits for.
+pub fn evictions(
+    runners: &[RunnerView],
+    free: [u64; 2],
+    required: [u64; 2],
+    policy: &Policy,
+) -> Vec<u64> {
     let mut idle: Vec<&RunnerView> = runners.iter().filter(|r| r.is_idle()).collect();
     idle.sort_by_key(|r| r.last_used);
     let mut free = free;
@@ -227,7 +287,10 @@ pub fn evictions(runners: &[RunnerView], free: u64, required: u64, policy: &Poli
         if fits(free, required, loaded, policy) {
             break;
         }
-        free = free.saturating_add(runner.usage());
+        let usage = runner.usage_in(&policy.device_pool);
+        for (free, used) in free.iter_mut().zip(usage) {
+            *free = free.saturating_add(used);
+        }
         loaded -= 1;
         out.push(runner.id);
     }
@@ -325,29 +388,63 @@ pub struct Room {
     pub total: u64,
 }
 
-/// The room in system RAM for one more runner, given the probe's `snapshot` and the
-/// runners' accounted usage.
-///
-/// Free memory is the smaller of two views: the OS's available memory less what loading
-/// runners have yet to allocate, and the pool's size less everything accounted to
-/// runners. The second keeps memory-mapped weights honest: the kernel reports page cache
-/// as available, but a loaded model's weights are not free for another model.
-///
-/// Runners compute on the CPU, so they are placed in system RAM even where the probe
-/// sees GPUs; GPU memory joins the fit when a GPU backend does.
-pub fn room(snapshot: &MemorySnapshot, runners: &[RunnerView]) -> Room {
+/// The room for one more runner in each pool: system RAM, then the device's memory
+/// (unbounded where device memory is not budgeted apart: no GPU, a GPU sharing system
+/// RAM, or one nothing measures).
+pub fn rooms(snapshot: &MemorySnapshot, runners: &[RunnerView], pool: &DevicePool) -> [Room; 2] {
     let total = snapshot.system.effective_total_bytes();
-    let available = snapshot.system.available_bytes.min(total);
-    let accounted: u64 = runners.iter().map(RunnerView::usage).sum();
+    let system = room_in(
+        total,
+        snapshot.system.available_bytes.min(total),
+        runners,
+        |r| r.usage_in(pool)[0],
+    );
+    let device = match pool.memory(snapshot) {
+        Some(m) => room_in(
+            m.total_bytes,
+            m.available_bytes.min(m.total_bytes),
+            runners,
+            |r| r.usage_in(pool)[1],
+        ),
+        None => Room {
+            free: u64::MAX,
+            capacity: u64::MAX,
+            total: u64::MAX,
+        },
+    };
+    [system, device]
+}
+
+/// The room in system RAM for one more runner, given the probe's `snapshot` and the
+/// runners' accounted usage, where runners hold no device memory.
+pub fn room(snapshot: &MemorySnapshot, runners: &[RunnerView]) -> Room {
+    rooms(snapshot, runners, &DevicePool::None)[0]
+}
+
+/// The room in a pool of `total` bytes with `available` free as its owner reports them,
+/// where each runner is accounted `usage`.
+///
+/// Free memory is the smaller of two views: what the owner reports available less what
+/// loading runners have yet to allocate, and the pool's size less everything accounted
+/// to runners. The second keeps memory-mapped weights honest (the kernel reports page
+/// cache as available, but a loaded model's weights are not free for another model), and
+/// budgets a GPU measured only once, at start, whose available figure never moves.
+fn room_in(
+    total: u64,
+    available: u64,
+    runners: &[RunnerView],
+    usage: impl Fn(&RunnerView) -> u64,
+) -> Room {
+    let accounted: u64 = runners.iter().map(&usage).sum();
     let pending: u64 = runners
         .iter()
         .filter(|r| r.phase == Phase::Loading)
-        .map(RunnerView::usage)
+        .map(&usage)
         .sum();
     let resident: u64 = runners
         .iter()
         .filter(|r| r.phase != Phase::Loading)
-        .map(RunnerView::usage)
+        .map(&usage)
         .sum();
     Room {
         free: available

@@ -109,7 +109,7 @@ pub(super) fn take(
                     Phase::Stopping => RunnerState::Stopping,
                 },
                 pid: r.pid,
-                estimated_bytes: r.estimate,
+                estimated_bytes: r.estimate.total(),
                 measured_bytes: r.measured,
                 device: r.device.clone(),
                 device_bytes: r.device_bytes,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use gguf::GgmlType;
 
 use crate::config::{Config, KeepAlive, Numerics};
+use crate::devices::Target;
+use crate::memory::DevicePool;
 
 /// The options that shape a runner: two requests share a runner only when these are equal
 /// (a request with a different `num_ctx` or K/V type reloads the model, as in Ollama).
@@ -34,11 +36,12 @@ pub struct LoadSettings {
 }
 
 /// Where a request asks its model to run, as Ollama's `num_gpu` says it: 0 layers on a
-/// GPU means the CPU; any other count (our runners offload all layers or none) leaves
-/// the choice to the runner (`OLLAMA_DEVICE`, else the best GPU present, else the CPU).
+/// GPU means the CPU; any other count (our runners offload all layers or none) takes
+/// the server's device (`OLLAMA_DEVICE`, else the best GPU present, else the CPU; see
+/// `crate::devices`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum DeviceChoice {
-    /// The runner's own choice.
+    /// The server's device.
     #[default]
     Auto,
     /// The CPU, even where a GPU is present.
@@ -51,12 +54,42 @@ impl DeviceChoice {
         if num_gpu == 0 { Self::Cpu } else { Self::Auto }
     }
 
-    /// The runner's `LoadRequest.device` for it (empty: the runner's default).
-    pub fn name(self) -> &'static str {
+    /// The runner's `LoadRequest.device` for it on a server whose device is `target`.
+    pub fn runner_spec(self, target: &Target) -> String {
         match self {
-            Self::Auto => "",
-            Self::Cpu => "cpu",
+            Self::Auto => target.runner_spec(),
+            Self::Cpu => "cpu".to_owned(),
         }
+    }
+
+    /// Whether it computes on a GPU on a server whose device is `target`.
+    pub fn on_gpu(self, target: &Target) -> bool {
+        self == Self::Auto && target.is_gpu()
+    }
+}
+
+/// What a load takes, by where it lives: what the scheduler budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// System RAM: the whole model on the CPU; on a GPU, what the process keeps on the
+    /// host (the mapped file, the tokenizer, the runtime).
+    pub host_bytes: u64,
+    /// Device memory: weights, K/V cache and compute buffers on the GPU (0 on the CPU).
+    pub device_bytes: u64,
+}
+
+impl Footprint {
+    /// A load that lives in system RAM alone.
+    pub fn host(bytes: u64) -> Self {
+        Self {
+            host_bytes: bytes,
+            device_bytes: 0,
+        }
+    }
+
+    /// Both parts together, for logs and events.
+    pub fn total(self) -> u64 {
+        self.host_bytes.saturating_add(self.device_bytes)
     }
 }
 
@@ -133,11 +166,22 @@ pub struct Policy {
     pub crash_window: Duration,
     /// How long a model in back-off is refused after its last crash.
     pub backoff: Duration,
+    /// The device runners compute on unless a request asks for the CPU.
+    pub target: Target,
+    /// Where their device buffers are budgeted.
+    pub device_pool: DevicePool,
+    /// `OLLAMA_CPU_FALLBACK`: a model that fails to load on the GPU is loaded on the CPU
+    /// instead (logged as a warning), rather than its requests failing.
+    pub cpu_fallback: bool,
+    /// The device is the default choice (`OLLAMA_DEVICE` unset), so a model too large
+    /// for the GPU's memory runs on the CPU; a device the admin named is held to.
+    pub cpu_when_too_large: bool,
 }
 
 impl Policy {
-    /// The policy for `config`: `OLLAMA_MAX_LOADED_MODELS` 0 means 3 (Ollama's CPU
-    /// default; runners compute on the CPU), and fixed timings chosen so that a hung
+    /// The policy for `config` on the CPU (the server sets [`Policy::target`] and
+    /// [`Policy::device_pool`] once it has found its device): `OLLAMA_MAX_LOADED_MODELS`
+    /// 0 means 3 (Ollama's CPU default), and fixed timings chosen so that a hung
     /// runner is replaced within seconds while a long prefill is never mistaken for a hang
     /// (the status call is answered outside the compute thread).
     pub fn from_config(config: &Config) -> Self {
@@ -157,6 +201,13 @@ impl Policy {
             crash_limit: 3,
             crash_window: Duration::from_secs(60),
             backoff: Duration::from_secs(30),
+            target: Target::Cpu,
+            device_pool: DevicePool::None,
+            cpu_fallback: config.cpu_fallback,
+            cpu_when_too_large: config
+                .device
+                .as_deref()
+                .is_none_or(|d| d.eq_ignore_ascii_case("auto")),
         }
     }
 }

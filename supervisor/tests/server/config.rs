@@ -30,6 +30,7 @@ fn every_bad_value_stops_the_start_with_a_message() {
         ("OLLAMA_MULTIUSER_CACHE", "maybe"),
         ("OLLAMA_NOPRUNE", "2"),
         ("OLLAMA_SCHED_SPREAD", "on"),
+        ("OLLAMA_CPU_FALLBACK", "sometimes"),
     ];
     for (name, value) in cases {
         // `serve` would bind a port: a bad value must stop it before that.
@@ -41,6 +42,26 @@ fn every_bad_value_stops_the_start_with_a_message() {
             "{name}={value}: {err}"
         );
     }
+}
+
+#[test]
+fn a_device_the_machine_does_not_have_stops_the_start_naming_it() {
+    let models = tempfile::tempdir().unwrap();
+    let models = models.path().to_str().unwrap();
+    let out = ollamad(
+        &[],
+        &[
+            ("OLLAMA_DEVICE", "99"),
+            ("OLLAMA_MODELS", models),
+            ("OLLAMA_HOST", "127.0.0.1:0"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OLLAMA_DEVICE=99") && err.contains("OLLAMA_DEVICE=cpu"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn ctl(server: &Server, args: &[&str]) -> String {
 }
 
 /// `ollamactl args` parsed as JSON.
-fn ctl_json(server: &Server, args: &[&str]) -> Value {
+pub(crate) fn ctl_json(server: &Server, args: &[&str]) -> Value {
     let text = ctl(server, args);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
 }

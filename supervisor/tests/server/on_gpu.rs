@@ -75,6 +75,16 @@ fn num_gpu_0_keeps_a_model_on_the_cpu_while_another_runs_on_the_gpu() {
         gpu["device"].as_str().is_some_and(|d| !d.is_empty()),
         "{gpu}"
     );
+    // The estimate's device part is what the runner allocated, within the 5% the
+    // memory tests allow.
+    let estimate = crate::ctl::ctl_json(&server, &["estimate", "on-gpu", "--json"]);
+    assert_eq!(estimate["device"], "gpu", "{estimate}");
+    let (estimated, held) = (estimate["device_bytes"].as_u64(), gpu["size_vram"].as_u64());
+    let ratio = estimated.unwrap() as f64 / held.unwrap() as f64;
+    assert!(
+        (0.95..1.05).contains(&ratio),
+        "estimate {estimate} vs ps {gpu}"
+    );
     let cpu = row("on-cpu:latest");
     assert_eq!(
         (&cpu["size_vram"], &cpu["device"]),

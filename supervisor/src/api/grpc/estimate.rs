@@ -13,7 +13,8 @@ use super::status::invalid;
 use crate::api::reply::Target;
 use crate::api::runner_options::load_settings;
 use crate::api::{ApiError, AppState};
-use crate::memory::Pool;
+use crate::devices;
+use crate::memory::{DevicePool, MemorySnapshot};
 use crate::options::Options;
 use crate::sched::{Backend, EstimateError, LoadSpec, estimate_with};
 use ollama_proto::ollama as pb;
@@ -53,14 +54,68 @@ async fn spec<B: Backend>(
     }
 }
 
+/// Where a load's memory is checked: the pool that holds its weights, and whether its
+/// device buffers are budgeted apart from system RAM there.
+struct Where {
+    /// "gpu" or "cpu".
+    device: &'static str,
+    /// Bytes of the pool.
+    total: u64,
+    /// Bytes free in it now.
+    free: u64,
+    /// Only the device part counts against it (a GPU with memory of its own).
+    device_only: bool,
+}
+
+impl Where {
+    /// The pool of a load of `spec` on a server with `target` and `pool`, given the
+    /// probe's `snapshot` and the device bytes loaded runners hold (`held`, which a pool
+    /// measured once at start must subtract itself).
+    fn of(
+        spec: &LoadSpec,
+        target: &devices::Target,
+        pool: &DevicePool,
+        snapshot: &MemorySnapshot,
+        held: u64,
+    ) -> Self {
+        let on_gpu = spec.settings.device.on_gpu(target);
+        match pool.memory(snapshot).filter(|_| on_gpu) {
+            Some(m) => Self {
+                device: "gpu",
+                total: m.total_bytes,
+                free: match pool {
+                    DevicePool::Budget { .. } => m.available_bytes.saturating_sub(held),
+                    _ => m.available_bytes,
+                },
+                device_only: true,
+            },
+            None => Self {
+                device: if on_gpu { "gpu" } else { "cpu" },
+                total: snapshot.system.effective_total_bytes(),
+                free: snapshot.system.available_bytes,
+                device_only: false,
+            },
+        }
+    }
+
+    /// What a load estimated as `e` takes from this pool.
+    fn need(&self, e: &plan::Estimate) -> u64 {
+        if self.device_only {
+            e.device_bytes as u64
+        } else {
+            (e.total_bytes + e.device_bytes) as u64
+        }
+    }
+}
+
 /// The largest context, a multiple of [`CONTEXT_STEP`] up to `ceiling`, whose load
-/// (with K and V of type `kv`) needs at most `free` bytes besides `overhead`.
+/// (with K and V of type `kv`) needs at most `budget` bytes of `place`.
 fn max_context(
     file: &GgufFile,
     spec: &LoadSpec,
     kv: GgmlType,
-    multi_user_cache: bool,
-    budget: u64,
+    (multi_user_cache, target): (bool, &devices::Target),
+    (place, budget): (&Where, u64),
     ceiling: u32,
 ) -> u32 {
     let fits = |num_ctx: u32| {
@@ -68,7 +123,7 @@ fn max_context(
         s.settings.num_ctx = num_ctx;
         s.settings.type_k = kv;
         s.settings.type_v = kv;
-        estimate_with(file, &s, multi_user_cache).is_ok_and(|e| e.total_bytes as u64 <= budget)
+        estimate_with(file, &s, multi_user_cache, target).is_ok_and(|e| place.need(&e) <= budget)
     };
     let (mut lo, mut hi) = (0, ceiling / CONTEXT_STEP);
     if hi == 0 || !fits(CONTEXT_STEP) {
@@ -94,6 +149,7 @@ pub async fn estimate<B: Backend>(
 ) -> Result<Response<pb::EstimateResponse>, Status> {
     let spec = spec(state, &r).await?;
     let (config, sched) = (state.config.clone(), state.sched.clone());
+    let held: u64 = sched.snapshot().await.iter().map(|r| r.device_bytes).sum();
     let answer = tokio::task::spawn_blocking(move || {
         let file = GgufFile::open(&spec.model_path).map_err(|e| {
             invalid(format!(
@@ -101,14 +157,17 @@ pub async fn estimate<B: Backend>(
                 spec.model_path.display()
             ))
         })?;
-        let e = estimate_with(&file, &spec, config.multiuser_cache).map_err(estimate_error)?;
+        let (target, pool) = (&sched.policy().target, &sched.policy().device_pool);
+        let e =
+            estimate_with(&file, &spec, config.multiuser_cache, target).map_err(estimate_error)?;
         let memory = sched
             .memory()
             .map_err(|e| Status::internal(format!("cannot measure free memory: {e}")))?;
-        let placement = memory.placement();
+        let place = Where::of(&spec, target, pool, &memory, held);
         let overhead = config.gpu_overhead;
-        let total = e.total_bytes as u64 + overhead;
-        let budget = placement.free_bytes.saturating_sub(overhead);
+        let total = (e.total_bytes + e.device_bytes) as u64 + overhead;
+        let budget = place.free.saturating_sub(overhead);
+        let host_fits = !place.device_only || e.total_bytes as u64 <= memory.system.available_bytes;
         let ceiling = file
             .header()
             .metadata()
@@ -118,32 +177,41 @@ pub async fn estimate<B: Backend>(
             .iter()
             .map(|&kv| pb::ContextFit {
                 kv_cache_type: kv.name().to_owned(),
-                max_num_ctx: max_context(&file, &spec, kv, config.multiuser_cache, budget, ceiling),
+                max_num_ctx: max_context(
+                    &file,
+                    &spec,
+                    kv,
+                    (config.multiuser_cache, target),
+                    (&place, budget),
+                    ceiling,
+                ),
             })
             .collect();
         let s = &spec.settings;
         Ok::<_, Status>(pb::EstimateResponse {
             weights_bytes: e.weights_bytes as u64,
-            kv_bytes: e.kv_bytes as u64,
+            kv_bytes: (e.kv_bytes + e.device_kv_bytes) as u64,
             k_bytes: e.k_bytes as u64,
             v_bytes: e.v_bytes as u64,
-            compute_bytes: e.compute_bytes as u64,
+            compute_bytes: (e.compute_bytes + e.device_compute_bytes) as u64,
             overhead_bytes: overhead,
             total_bytes: total,
             num_ctx: s.num_ctx,
             num_parallel: s.num_parallel,
             kv_cache_type_k: s.type_k.name().to_owned(),
             kv_cache_type_v: s.type_v.name().to_owned(),
-            device: match placement.pool {
-                Pool::Gpu { .. } => "gpu",
-                Pool::System => "cpu",
-            }
-            .to_owned(),
-            free_bytes: placement.free_bytes,
-            device_total_bytes: placement.total_bytes,
-            fits: total <= placement.free_bytes,
+            device: place.device.to_owned(),
+            free_bytes: place.free,
+            device_total_bytes: place.total,
+            fits: place.need(&e) + overhead <= place.free && host_fits,
             max_context: max,
-            runtime_bytes: (e.total_bytes - e.weights_bytes - e.kv_bytes - e.compute_bytes) as u64,
+            // The host's rest; on a GPU the uploaded weights and the allocator's slack
+            // are in device_bytes.
+            runtime_bytes: e
+                .total_bytes
+                .saturating_sub(e.weights_bytes + e.kv_bytes + e.compute_bytes)
+                as u64,
+            device_bytes: e.device_bytes as u64,
         })
     })
     .await

@@ -71,7 +71,8 @@ pub fn render(model: &str, e: &EstimateResponse, terminal: Terminal) -> String {
         ("overhead", human_bytes(e.overhead_bytes)),
         ("total", human_bytes(e.total_bytes)),
     ];
-    for (name, value) in rows {
+    let device_row = (e.device_bytes > 0).then(|| ("on the GPU", human_bytes(e.device_bytes)));
+    for (name, value) in rows.into_iter().chain(device_row) {
         out.push_str(&format!("  {name:<10}  {value}\n"));
     }
     let verdict = if e.fits { "fits" } else { "does not fit" };

@@ -115,6 +115,7 @@ pub fn estimate(e: &EstimateResponse) -> Value {
         "free_bytes": e.free_bytes,
         "device_total_bytes": e.device_total_bytes,
         "fits": e.fits,
+        "device_bytes": e.device_bytes,
         "max_context": max_context,
     })
 }

@@ -172,6 +172,7 @@ fn estimate_response() -> EstimateResponse {
         free_bytes: 12_000_000_000,
         device_total_bytes: 16_000_000_000,
         fits: true,
+        device_bytes: 0,
         max_context: vec![
             ContextFit {
                 kv_cache_type: "f16".into(),
@@ -192,6 +193,18 @@ fn estimate_breaks_the_total_down_and_says_whether_it_fits() {
         &estimate_response(),
         PLAIN
     ));
+}
+
+#[test]
+fn a_gpu_estimate_says_what_lives_on_the_gpu_and_checks_its_memory() {
+    let e = EstimateResponse {
+        device: "gpu".into(),
+        device_bytes: 150_000_000,
+        free_bytes: 80_000_000_000,
+        device_total_bytes: 81_000_000_000,
+        ..estimate_response()
+    };
+    insta::assert_snapshot!(crate::estimate::render("smollm2", &e, PLAIN));
 }
 
 #[test]

@@ -83,7 +83,7 @@ impl<B: Backend> Actor<B> {
         let Some(handle) = self.handles.get_mut(&id) else {
             return;
         };
-        let loader = handle.loader.take();
+        let mut loader = handle.loader.take();
         let runner = match result {
             Ok(runner) => Arc::new(runner),
             Err(error) => {
@@ -93,6 +93,19 @@ impl<B: Backend> Actor<B> {
                     return;
                 };
                 let view = self.runners.remove(pos);
+                if let Some(p) = loader.take_if(|_| {
+                    self.policy.cpu_fallback
+                        && view.spec.settings.device.on_gpu(&self.policy.target)
+                }) {
+                    tracing::warn!(
+                        model = %view.spec.name,
+                        %message,
+                        "loading on the GPU failed; OLLAMA_CPU_FALLBACK is set, so the model loads on the CPU"
+                    );
+                    self.on_cpu.insert(view.spec.model_path.clone());
+                    self.queue.push_front(p);
+                    return;
+                }
                 tracing::error!(model = %view.spec.name, %message, "load failed");
                 let failure = RunnerFailure::LoadFailed {
                     model: view.spec.name.clone(),

@@ -7,6 +7,7 @@
 //! as commands; every clock read is `tokio::time`, so tests drive it on a paused clock.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +20,7 @@ use super::failure::{CrashHistory, RunnerFailure, SchedError};
 use super::lease::Lease;
 use super::policy::{self, Decision, Facts, Phase, RunnerView};
 use super::snapshot::RunnerInfo;
-use super::spec::{Acquire, LoadSpec, Policy};
+use super::spec::{Acquire, DeviceChoice, Footprint, LoadSpec, Policy};
 use crate::memory::{MemoryProbe, MemorySnapshot};
 use crate::runners::{ExitInfo, RunnerError};
 
@@ -65,7 +66,7 @@ pub(super) enum Command<B: Backend> {
     /// An estimate task finished.
     Estimated {
         spec: LoadSpec,
-        result: Result<u64, EstimateError>,
+        result: Result<Footprint, EstimateError>,
     },
     /// A load task finished.
     Loaded {
@@ -129,7 +130,11 @@ pub(super) struct Actor<B: Backend> {
     handles: HashMap<u64, Handle<B>>,
     queue: VecDeque<Pending<B>>,
     crashes: HashMap<String, CrashHistory>,
-    estimates: HashMap<LoadSpec, u64>,
+    estimates: HashMap<LoadSpec, Footprint>,
+    /// Models that run on the CPU although the server's device is a GPU: they failed to
+    /// load there (`OLLAMA_CPU_FALLBACK`) or can never fit its memory. Until the server
+    /// restarts.
+    on_cpu: HashSet<PathBuf>,
     estimating: HashSet<LoadSpec>,
     next_id: u64,
     /// Counts slot takes and gives, for least-recently-used order.
@@ -167,6 +172,7 @@ impl<B: Backend> Actor<B> {
             queue: VecDeque::new(),
             crashes: HashMap::new(),
             estimates: HashMap::new(),
+            on_cpu: HashSet::new(),
             estimating: HashSet::new(),
             next_id: 0,
             uses: Uses::default(),
@@ -328,6 +334,11 @@ impl<B: Backend> Actor<B> {
         memory: &mut Option<MemorySnapshot>,
         now: Instant,
     ) -> Option<Pending<B>> {
+        if p.request.spec.settings.device == DeviceChoice::Auto
+            && self.on_cpu.contains(&p.request.spec.model_path)
+        {
+            p.request.spec.settings.device = DeviceChoice::Cpu;
+        }
         let decision = loop {
             let spec = &p.request.spec;
             let facts = Facts {
@@ -359,6 +370,17 @@ impl<B: Backend> Actor<B> {
             Decision::Refuse(error) => {
                 let _ = p.reply.send(Err(error));
                 None
+            }
+            Decision::UseCpu { required, total } => {
+                tracing::info!(
+                    model = %p.request.spec.name,
+                    required,
+                    gpu_bytes = total,
+                    "the model does not fit the GPU's memory: it runs on the CPU"
+                );
+                self.on_cpu.insert(p.request.spec.model_path.clone());
+                p.request.spec.settings.device = DeviceChoice::Cpu;
+                self.serve(p, memory, now)
             }
             Decision::NeedEstimate => {
                 self.start_estimate(&p.request.spec);
@@ -456,7 +478,7 @@ impl<B: Backend> Actor<B> {
         let id = self.next_id;
         self.next_id += 1;
         let spec = p.request.spec.clone();
-        let estimate = self.estimates.get(&spec).copied().unwrap_or(0);
+        let estimate = self.estimates.get(&spec).copied().unwrap_or_default();
         self.runners.push(RunnerView {
             id,
             spec: spec.clone(),
@@ -485,12 +507,18 @@ impl<B: Backend> Actor<B> {
                 hung: None,
             },
         );
-        tracing::info!(model = %spec.name, settings = ?spec.settings, estimate_bytes = estimate, "loading");
+        tracing::info!(
+            model = %spec.name,
+            settings = ?spec.settings,
+            host_bytes = estimate.host_bytes,
+            device_bytes = estimate.device_bytes,
+            "loading"
+        );
         self.emit(
             &spec.name,
             EventKind::Loading {
                 settings: spec.settings,
-                estimate_bytes: estimate,
+                estimate_bytes: estimate.total(),
             },
         );
         let (backend, tx) = (Arc::clone(&self.backend), self.tx.clone());

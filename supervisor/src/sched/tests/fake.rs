@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use crate::memory::FakeProbe;
 use crate::runners::{ExitInfo, RunnerError};
 use crate::sched::{
-    Backend, DeviceChoice, EstimateError, Generation, LoadSpec, Placement, RunnerHandle, Usage,
+    Backend, DeviceChoice, EstimateError, Footprint, Generation, LoadSpec, Placement, RunnerHandle,
+    Usage,
 };
 
 /// A fake runner's answer to a generation: the messages of its stream, or a refusal.
@@ -117,6 +118,10 @@ pub struct FakeBackend {
 
 pub const GIB: u64 = 1 << 30;
 
+/// A fake GPU runner holds this fraction of its size in system RAM (the mapped file's
+/// header, the tokenizer) and all of it in device memory.
+pub const HOST_SHARE: u64 = 16;
+
 impl FakeBackend {
     pub fn new(probe: Arc<FakeProbe>) -> Self {
         Self {
@@ -163,6 +168,14 @@ impl FakeBackend {
         let base = base.unwrap_or(GIB);
         // A larger context costs more, as with a real K/V cache.
         Ok(base + u64::from(spec.settings.num_ctx) * 1024)
+    }
+
+    /// The fake GPU a load of `spec` runs on, if any.
+    fn device_of(&self, spec: &LoadSpec) -> Option<String> {
+        match spec.settings.device {
+            DeviceChoice::Auto => self.gpu.lock().unwrap().clone(),
+            DeviceChoice::Cpu => None,
+        }
     }
 
     pub fn size(&self, name: &str, bytes: u64) {
@@ -234,8 +247,15 @@ pub struct FakeRunner {
 impl Backend for FakeBackend {
     type Runner = FakeRunner;
 
-    async fn estimate(&self, spec: &LoadSpec) -> Result<u64, EstimateError> {
-        self.size_of(spec)
+    async fn estimate(&self, spec: &LoadSpec) -> Result<Footprint, EstimateError> {
+        let bytes = self.size_of(spec)?;
+        Ok(match self.device_of(spec) {
+            Some(_) => Footprint {
+                host_bytes: bytes / HOST_SHARE,
+                device_bytes: bytes,
+            },
+            None => Footprint::host(bytes),
+        })
     }
 
     async fn start(&self, spec: &LoadSpec) -> Result<FakeRunner, RunnerError> {
@@ -245,18 +265,27 @@ impl Backend for FakeBackend {
                 reason: format!("{}: not a GGUF file", spec.model_path.display()),
             });
         }
+        if spec.model_path.to_string_lossy().contains("gpu-fails") && self.device_of(spec).is_some()
+        {
+            return Err(RunnerError::LoadRefused {
+                model: spec.name.clone(),
+                reason: "GPU: out of device memory".into(),
+            });
+        }
         tokio::time::sleep(self.load_delay).await;
         let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
         let bytes = self.size_of(spec).map_err(|e| RunnerError::LoadRefused {
             model: spec.name.clone(),
             reason: e.to_string(),
         })?;
-        self.probe.add_process(pid, bytes);
-        let device = match spec.settings.device {
-            DeviceChoice::Auto => self.gpu.lock().unwrap().clone(),
-            DeviceChoice::Cpu => None,
-        };
+        let device = self.device_of(spec);
         let device_bytes = if device.is_some() { bytes } else { 0 };
+        let host_bytes = if device.is_some() {
+            bytes / HOST_SHARE
+        } else {
+            bytes
+        };
+        self.probe.add_process(pid, host_bytes);
         let (exit, _) = watch::channel(None);
         let control = Arc::new(FakeControl {
             pid,

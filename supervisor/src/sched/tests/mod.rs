@@ -29,6 +29,10 @@ pub(crate) fn policy() -> Policy {
         crash_limit: 3,
         crash_window: Duration::from_secs(60),
         backoff: Duration::from_secs(30),
+        target: crate::devices::Target::Cpu,
+        device_pool: crate::memory::DevicePool::None,
+        cpu_fallback: false,
+        cpu_when_too_large: false,
     }
 }
 
@@ -374,6 +378,87 @@ async fn a_hung_runner_is_killed_and_its_requests_fail_with_a_timeout() {
     assert_ne!(s.acquire(req("a")).await.unwrap().runner().pid(), pid);
 }
 
+/// A scheduler on a server whose device is a (fake) GPU, with `OLLAMA_CPU_FALLBACK` as
+/// `fallback`.
+fn gpu_scheduler(fallback: bool) -> Scheduler<FakeBackend> {
+    gpu_scheduler_with(Policy {
+        cpu_fallback: fallback,
+        ..policy()
+    })
+}
+
+/// A scheduler with `policy` on a server whose device is a (fake) GPU.
+fn gpu_scheduler_with(policy: Policy) -> Scheduler<FakeBackend> {
+    let probe = Arc::new(FakeProbe::system(16 * GIB, 16 * GIB));
+    let backend = FakeBackend::new(Arc::clone(&probe));
+    *backend.gpu.lock().unwrap() = Some("Fake GPU".into());
+    let target = crate::devices::Target::Gpu(crate::devices::Adapter {
+        index: 0,
+        name: "Fake GPU".into(),
+        kind: "discrete".into(),
+        vendor_id: 0,
+        memory: None,
+    });
+    Scheduler::new(backend, probe, Policy { target, ..policy })
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_model_too_large_for_the_gpu_runs_on_the_cpu() {
+    let small_gpu = crate::memory::DevicePool::Budget {
+        total_bytes: 2 * GIB,
+        free_bytes: 2 * GIB,
+    };
+    let s = gpu_scheduler_with(Policy {
+        device_pool: small_gpu.clone(),
+        cpu_when_too_large: true,
+        ..policy()
+    });
+    s.backend().size("big", 3 * GIB);
+    let lease = s.acquire(req("big")).await.unwrap();
+    assert_eq!(lease.runner().placement().device, None, "on the CPU");
+    let small = s.acquire(req("small")).await.unwrap();
+    assert_eq!(
+        small.runner().placement().device.as_deref(),
+        Some("Fake GPU")
+    );
+    drop((lease, small));
+    // A device the admin named is held to: the load is refused, naming the sizes.
+    let named = gpu_scheduler_with(Policy {
+        device_pool: small_gpu,
+        ..policy()
+    });
+    named.backend().size("big", 3 * GIB);
+    let err = named.acquire(req("big")).await.err().unwrap();
+    assert!(matches!(err, SchedError::TooLarge { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_that_fails_on_the_gpu_fails_unless_cpu_fallback_loads_it_on_the_cpu() {
+    let mut broken = req("a");
+    broken.spec.model_path = PathBuf::from("/models/gpu-fails.gguf");
+    let strict = gpu_scheduler(false);
+    let err = strict.acquire(broken.clone()).await.err().unwrap();
+    assert!(err.to_string().contains("out of device memory"), "{err}");
+    assert!(strict.snapshot().await.is_empty());
+
+    let lenient = gpu_scheduler(true);
+    let lease = lenient.acquire(broken.clone()).await.unwrap();
+    assert_eq!(lease.runner().placement().device, None, "on the CPU");
+    drop(lease);
+    let ps = lenient.snapshot().await;
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0].settings.unwrap().device, DeviceChoice::Cpu);
+    // Later requests go to the CPU runner rather than retrying the GPU.
+    let again = lenient.acquire(broken).await.unwrap();
+    assert_eq!(again.runner().pid(), ps[0].pid.unwrap());
+    // Other models still load on the GPU.
+    let other = lenient.acquire(req("b")).await.unwrap();
+    assert_eq!(
+        other.runner().placement().device.as_deref(),
+        Some("Fake GPU")
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_load_is_reported_and_leaves_nothing_behind() {
     let (s, _) = scheduler(policy(), 16 * GIB);
@@ -448,23 +533,36 @@ async fn a_request_arriving_as_a_slot_frees_does_not_overtake_the_queue() {
 }
 
 #[test]
-fn num_gpu_0_asks_the_runner_for_the_cpu_and_any_other_count_leaves_it_the_choice() {
-    let backend = RunnerBackend {
-        config: crate::runners::RunnerConfig {
-            bin: PathBuf::from("ollama-runner"),
-            socket_root: std::env::temp_dir(),
-            load_timeout: Duration::from_secs(1),
-        },
-        multi_user_cache: false,
+fn every_load_names_its_device_num_gpu_0_the_cpu_and_any_other_count_the_servers() {
+    let gpu = crate::devices::Adapter {
+        index: 1,
+        name: "NVIDIA H200".into(),
+        kind: "discrete".into(),
+        vendor_id: crate::devices::NVIDIA,
+        memory: None,
     };
-    let mut spec = req("a").spec;
-    assert_eq!(backend.load_request(&spec).device, "");
-    for (num_gpu, device) in [(0, "cpu"), (-1, ""), (1, ""), (999, "")] {
-        spec.settings.device = DeviceChoice::from_num_gpu(num_gpu);
-        assert_eq!(
-            backend.load_request(&spec).device,
-            device,
-            "num_gpu {num_gpu}"
-        );
+    for (target, server) in [
+        (crate::devices::Target::Cpu, "cpu"),
+        (crate::devices::Target::Gpu(gpu), "1"),
+    ] {
+        let backend = RunnerBackend {
+            config: crate::runners::RunnerConfig {
+                bin: PathBuf::from("ollama-runner"),
+                socket_root: std::env::temp_dir(),
+                load_timeout: Duration::from_secs(1),
+            },
+            multi_user_cache: false,
+            target,
+        };
+        let mut spec = req("a").spec;
+        assert_eq!(backend.load_request(&spec).device, server);
+        for (num_gpu, device) in [(0, "cpu"), (-1, server), (1, server), (999, server)] {
+            spec.settings.device = DeviceChoice::from_num_gpu(num_gpu);
+            assert_eq!(
+                backend.load_request(&spec).device,
+                device,
+                "num_gpu {num_gpu} on {server}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::memory::{MemorySnapshot, SystemMemory};
 use crate::runners::ExitInfo;
 use crate::sched::failure::CrashHistory;
 use crate::sched::policy::*;
-use crate::sched::{LoadSpec, RunnerFailure, SchedError};
+use crate::sched::{Footprint, LoadSpec, RunnerFailure, SchedError};
 
 fn spec(name: &str) -> LoadSpec {
     LoadSpec {
@@ -33,7 +33,7 @@ fn runner(id: u64, name: &str, phase: Phase, refs: usize, last_used: u64) -> Run
         loaded_at: None,
         keep_alive: KeepAlive::For(Duration::from_secs(300)),
         expires: None,
-        estimate: GIB,
+        estimate: Footprint::host(GIB),
         measured: None,
         device: None,
         device_bytes: 0,
@@ -53,7 +53,7 @@ fn memory(total: u64, available: u64) -> MemorySnapshot {
 
 fn facts(estimate: u64, memory: &MemorySnapshot) -> Facts<'_> {
     Facts {
-        estimate: Some(estimate),
+        estimate: Some(Footprint::host(estimate)),
         memory: Some(memory),
         memory_waited: Duration::ZERO,
     }
@@ -104,7 +104,7 @@ fn an_unknown_model_needs_its_estimate_then_memory_then_loads() {
         Decision::NeedEstimate
     );
     let estimated = Facts {
-        estimate: Some(GIB),
+        estimate: Some(Footprint::host(GIB)),
         ..none
     };
     assert_eq!(
@@ -201,9 +201,9 @@ fn memory_that_does_not_come_back_in_time_refuses_the_request() {
 #[test]
 fn room_counts_loading_runners_as_pending_and_mapped_weights_as_used() {
     let mut loading = runner(1, "a", Phase::Loading, 1, 0);
-    loading.estimate = 2 * GIB;
+    loading.estimate = Footprint::host(2 * GIB);
     let mut ready = runner(2, "b", Phase::Ready, 0, 0);
-    ready.estimate = 3 * GIB;
+    ready.estimate = Footprint::host(3 * GIB);
     // The kernel says 12 GiB available (b's weights count as page cache).
     let r = room(&memory(16 * GIB, 12 * GIB), &[loading, ready]);
     assert_eq!(
@@ -283,4 +283,103 @@ fn requests_wait_behind_their_own_model_only() {
     assert!(waits_behind(ahead.into_iter(), "a"));
     assert!(!waits_behind(ahead.into_iter(), "c"));
     assert!(!waits_behind(std::iter::empty(), "a"));
+}
+
+/// A policy for a GPU of `total` bytes measured at start (its Vulkan budget).
+fn gpu_policy(total: u64) -> crate::sched::Policy {
+    crate::sched::Policy {
+        device_pool: crate::memory::DevicePool::Budget {
+            total_bytes: total,
+            free_bytes: total,
+        },
+        ..test_policy()
+    }
+}
+
+fn on_gpu(host: u64, device: u64) -> Footprint {
+    Footprint {
+        host_bytes: host,
+        device_bytes: device,
+    }
+}
+
+#[test]
+fn a_gpu_load_is_budgeted_in_device_memory_and_evicts_what_holds_it() {
+    let now = Instant::now();
+    let p = gpu_policy(24 * GIB);
+    // Plenty of RAM; the GPU holds an idle 16 GiB model.
+    let m = memory(64 * GIB, 60 * GIB);
+    let mut idle = runner(1, "big", Phase::Ready, 0, 0);
+    idle.estimate = on_gpu(GIB / 4, 16 * GIB);
+    let runners = [idle];
+    let small = Facts {
+        estimate: Some(on_gpu(GIB / 4, 6 * GIB)),
+        ..facts(GIB, &m)
+    };
+    assert_eq!(
+        decide(&runners, &spec("a"), None, small, &p, now),
+        Decision::Load
+    );
+    let large = Facts {
+        estimate: Some(on_gpu(GIB / 4, 12 * GIB)),
+        ..small
+    };
+    assert_eq!(
+        decide(&runners, &spec("a"), None, large, &p, now),
+        Decision::Evict(vec![1]),
+        "16 + 12 GiB do not fit a 24 GiB GPU, however much RAM is free"
+    );
+    // The device's reported use counts when it is above the estimate.
+    let mut grown = runners[0].clone();
+    grown.device_bytes = 20 * GIB;
+    assert_eq!(
+        decide(&[grown], &spec("a"), None, small, &p, now),
+        Decision::Evict(vec![1])
+    );
+}
+
+#[test]
+fn a_model_larger_than_the_gpu_is_refused_naming_device_bytes() {
+    let now = Instant::now();
+    let p = gpu_policy(8 * GIB);
+    let m = memory(64 * GIB, 64 * GIB);
+    let f = Facts {
+        estimate: Some(on_gpu(GIB, 9 * GIB)),
+        ..facts(GIB, &m)
+    };
+    let d = decide(&[], &spec("a"), None, f, &p, now);
+    assert_eq!(
+        d,
+        Decision::Refuse(SchedError::TooLarge {
+            model: "a".into(),
+            required: 9 * GIB,
+            available: 8 * GIB,
+        })
+    );
+}
+
+#[test]
+fn a_gpu_sharing_system_ram_is_budgeted_there() {
+    let now = Instant::now();
+    let p = crate::sched::Policy {
+        device_pool: crate::memory::DevicePool::Shared,
+        ..test_policy()
+    };
+    let m = memory(16 * GIB, 16 * GIB);
+    let fits = Facts {
+        estimate: Some(on_gpu(4 * GIB, 10 * GIB)),
+        ..facts(GIB, &m)
+    };
+    assert_eq!(decide(&[], &spec("a"), None, fits, &p, now), Decision::Load);
+    let too_big = Facts {
+        estimate: Some(on_gpu(4 * GIB, 13 * GIB)),
+        ..fits
+    };
+    assert!(
+        matches!(
+            decide(&[], &spec("a"), None, too_big, &p, now),
+            Decision::Refuse(SchedError::TooLarge { required, .. }) if required == 17 * GIB
+        ),
+        "host and device bytes both come out of the 16 GiB of RAM"
+    );
 }
