@@ -109,6 +109,22 @@ pub enum EngineError {
     Stopped,
 }
 
+/// The exit status of a runner whose GPU was lost: nothing it holds can be used again,
+/// so it ends and the supervisor reports the crash (with this error in its last stderr
+/// lines) and reloads the model on the next request.
+pub const DEVICE_LOST_EXIT: i32 = 75;
+
+impl EngineError {
+    /// Whether this error leaves the runner unable to serve anything again (its GPU is
+    /// lost), rather than failing only the requests in the pass.
+    pub fn ends_runner(&self) -> bool {
+        matches!(
+            self,
+            Self::Model(ModelError::Gpu(gpu::GpuError::DeviceLost { .. }))
+        )
+    }
+}
+
 /// Options of the engine set at load.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -372,5 +388,28 @@ impl Drop for Engine {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_gpu_ends_the_runner() {
+        let lost = EngineError::Model(ModelError::Gpu(gpu::GpuError::DeviceLost {
+            reason: "VK_ERROR_DEVICE_LOST".into(),
+        }));
+        assert!(lost.ends_runner());
+        let oom = EngineError::Model(ModelError::Gpu(gpu::GpuError::OutOfMemory {
+            what: "logits".into(),
+            bytes: 1 << 30,
+            allocated: 0,
+        }));
+        assert!(
+            !oom.ends_runner(),
+            "out of memory fails the pass, not the runner"
+        );
+        assert!(!EngineError::Stopped.ends_runner());
     }
 }

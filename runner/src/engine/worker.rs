@@ -384,6 +384,12 @@ impl Worker {
                 let (Entry::Decode { slot, .. } | Entry::Prompt { slot, .. }) = *entry;
                 self.fail(slot, Arc::clone(&error));
             }
+            if error.ends_runner() {
+                // Give the failed requests' streams a moment to carry the error out.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                tracing::error!("the GPU is lost: this runner exits");
+                std::process::exit(super::DEVICE_LOST_EXIT);
+            }
             return;
         }
         for entry in entries {
