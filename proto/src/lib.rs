@@ -20,6 +20,10 @@ pub mod runner {
 /// ready". Both are built together anyway, and the handshake still refuses real mismatches.
 pub const RUNNER_PROTOCOL_VERSION: u32 = 2;
 
+/// The exit status of a runner whose GPU was lost: nothing it holds can be used again, so
+/// it ends, and the supervisor's crash report names the cause.
+pub const RUNNER_EXIT_DEVICE_LOST: i32 = 75;
+
 /// The encoded descriptors of `runner.proto`, for gRPC server reflection.
 pub const RUNNER_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/runner_descriptor.bin"));

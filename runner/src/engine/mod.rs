@@ -109,10 +109,10 @@ pub enum EngineError {
     Stopped,
 }
 
-/// The exit status of a runner whose GPU was lost: nothing it holds can be used again,
-/// so it ends and the supervisor reports the crash (with this error in its last stderr
-/// lines) and reloads the model on the next request.
-pub const DEVICE_LOST_EXIT: i32 = 75;
+/// The exit status of a runner whose GPU was lost: the supervisor reports the crash
+/// (naming the cause, with this error in its last stderr lines) and reloads the model on
+/// the next request.
+pub const DEVICE_LOST_EXIT: i32 = ollama_proto::RUNNER_EXIT_DEVICE_LOST;
 
 impl EngineError {
     /// Whether this error leaves the runner unable to serve anything again (its GPU is

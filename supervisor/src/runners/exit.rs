@@ -28,6 +28,9 @@ impl From<ExitStatus> for ExitInfo {
 impl fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Self::Code(code @ ollama_proto::RUNNER_EXIT_DEVICE_LOST) => {
+                write!(f, "exit code {code} (its GPU was lost)")
+            }
             Self::Code(code) => write!(f, "exit code {code}"),
             Self::Signal(signal) => match nix::sys::signal::Signal::try_from(signal) {
                 Ok(name) => write!(f, "signal {signal} ({name})"),
@@ -45,6 +48,10 @@ mod tests {
     #[test]
     fn an_end_reads_as_a_code_or_a_named_signal() {
         assert_eq!(ExitInfo::Code(3).to_string(), "exit code 3");
+        assert_eq!(
+            ExitInfo::Code(75).to_string(),
+            "exit code 75 (its GPU was lost)"
+        );
         assert_eq!(ExitInfo::Signal(9).to_string(), "signal 9 (SIGKILL)");
         assert_eq!(ExitInfo::from(ExitStatus::from_raw(9)), ExitInfo::Signal(9));
         assert_eq!(
