@@ -315,14 +315,19 @@ mod tests {
         GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap()
     }
 
-    #[test]
-    fn the_estimate_adds_up_weights_cache_and_buffers() {
-        let kv = KvConfig {
+    /// 16 cells of f16 keys and values, passes of 4 tokens.
+    fn small_f16_cache() -> KvConfig {
+        KvConfig {
             num_batch: 4,
             type_k: CacheType::F16,
             type_v: CacheType::F16,
             ..KvConfig::reference(16)
-        };
+        }
+    }
+
+    #[test]
+    fn the_estimate_adds_up_weights_cache_and_buffers() {
+        let kv = small_f16_cache();
         let e = estimate(&tiny_llama(2), &kv, 1, false).unwrap();
         assert_eq!(e.weights_bytes, 2560 + 2304);
         // 2 layers × 16 cells × 32 values × 2 bytes, for keys and for values; 16 cells of
@@ -358,12 +363,7 @@ mod tests {
 
     #[test]
     fn on_a_gpu_the_rows_and_the_pass_are_device_memory() {
-        let kv = KvConfig {
-            num_batch: 4,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            ..KvConfig::reference(16)
-        };
+        let kv = small_f16_cache();
         let cpu = estimate(&tiny_llama(2), &kv, 1, false).unwrap();
         let e = estimate(&tiny_llama(2), &kv, 1, true).unwrap();
         // The weights as uploaded: both matrices in their blocks.

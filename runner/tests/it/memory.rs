@@ -18,18 +18,18 @@ use runner::estimate::{Estimate, estimate, mib};
 use crate::served::{Served, generate, greedy, load_request};
 
 /// The bound on |estimate - measured| / measured.
-const TOLERANCE: f64 = 0.05;
+pub(crate) const TOLERANCE: f64 = 0.05;
 
 /// One configuration's figures.
-struct Row {
-    what: String,
-    estimate: Estimate,
+pub(crate) struct Row {
+    pub(crate) what: String,
+    pub(crate) estimate: Estimate,
     /// After the load.
-    loaded: pb::Memory,
+    pub(crate) loaded: pb::Memory,
     /// After a plain generation.
-    generated: pb::Memory,
+    pub(crate) generated: pb::Memory,
     /// After a structured-output request (the grammar tables built).
-    structured: pb::Memory,
+    pub(crate) structured: pb::Memory,
 }
 
 impl Row {
@@ -106,25 +106,24 @@ impl Row {
     }
 }
 
-fn ratio(estimate: usize, measured: u64) -> f64 {
+pub(crate) fn ratio(estimate: usize, measured: u64) -> f64 {
     estimate as f64 / measured as f64
 }
 
-/// Loads `model` at `num_ctx` positions with `cache` for keys and values, generates a few
-/// tokens, then a few under a JSON schema, and reads what the runner holds after each step.
-async fn measure(model: TestModel, num_ctx: u32, cache: &str) -> Row {
+/// Loads `model` on `device` at `num_ctx` positions with `cache` for keys and values,
+/// generates a few tokens, then a few under a JSON schema, and reads what the runner
+/// holds after each step.
+pub(crate) async fn measure(model: TestModel, num_ctx: u32, cache: &str, device: &str) -> Row {
     let load = pb::LoadRequest {
         num_ctx: Some(num_ctx),
         cache_type_k: cache.into(),
         cache_type_v: cache.into(),
-        // The CPU runner's memory: looking for a GPU would load the Vulkan drivers
-        // present (lavapipe maps LLVM), which no estimate of the model holds.
-        device: "cpu".into(),
+        device: device.into(),
         ..Default::default()
     };
     let config = runner::service::load::from_request(&load_request(model, load.clone())).unwrap();
     let file = GgufFile::open(model.path()).unwrap();
-    let estimate = estimate(&file, &config.kv, config.threads, false).unwrap();
+    let estimate = estimate(&file, &config.kv, config.threads, device != "cpu").unwrap();
 
     let mut served = Served::with_model(model, load).await;
     let loaded = served.status().await.memory.unwrap();
@@ -154,7 +153,9 @@ async fn the_estimate_is_within_5_percent_of_what_the_runner_holds() {
     for model in [TestModel::SmolLm2, TestModel::Gemma3] {
         for num_ctx in [2048, 32768] {
             for cache in ["f16", "q8_0", "q4_0"] {
-                rows.push(measure(model, num_ctx, cache).await);
+                // The CPU runner's memory: looking for a GPU would load the Vulkan
+                // drivers present (lavapipe maps LLVM), which no estimate holds.
+                rows.push(measure(model, num_ctx, cache, "cpu").await);
             }
         }
     }

@@ -10,48 +10,20 @@
 //! `OLLAMA_GPU_TESTS=require`.
 
 use e2e::TestModel;
-use gguf::GgufFile;
-use ollama_proto::runner as pb;
-use runner::estimate::{Estimate, estimate, mib};
+use runner::estimate::mib;
 
-use crate::served::{Served, generate, greedy, load_request};
-
-/// The bound on |estimate - measured| / measured, as in `memory`.
-const TOLERANCE: f64 = 0.05;
-
-fn ratio(estimate: usize, measured: u64) -> f64 {
-    estimate as f64 / measured as f64
-}
+use crate::memory::{Row, TOLERANCE, measure, ratio};
 
 /// Loads `model` on the GPU at `num_ctx` positions with `cache` for keys and values,
 /// generates a few tokens, then a few under a JSON schema; returns the failures.
-async fn measure(model: TestModel, num_ctx: u32, cache: &str) -> Vec<String> {
-    let load = pb::LoadRequest {
-        num_ctx: Some(num_ctx),
-        cache_type_k: cache.into(),
-        cache_type_v: cache.into(),
-        device: "gpu".into(),
-        ..Default::default()
-    };
-    let config = runner::service::load::from_request(&load_request(model, load.clone())).unwrap();
-    let file = GgufFile::open(model.path()).unwrap();
-    let e: Estimate = estimate(&file, &config.kv, config.threads, true).unwrap();
-
-    let mut served = Served::with_model(model, load).await;
-    let loaded = served.status().await.memory.unwrap();
-    let plain = generate(&mut served.client, greedy("The capital of France is", 8))
-        .await
-        .unwrap();
-    assert!(!plain.text.is_empty());
-    let generated = served.status().await.memory.unwrap();
-    let request = pb::GenerateRequest {
-        json_schema: Some(r#"{"type":"object"}"#.into()),
-        ..greedy("Answer in JSON:", 8)
-    };
-    generate(&mut served.client, request).await.unwrap();
-    let structured = served.status().await.memory.unwrap();
-
-    let what = format!("{} | {num_ctx} | {cache}", model.file_name());
+async fn check(model: TestModel, num_ctx: u32, cache: &str) -> Vec<String> {
+    let Row {
+        what,
+        estimate: e,
+        loaded,
+        generated,
+        structured,
+    } = measure(model, num_ctx, cache, "gpu").await;
     let before_grammar = e.allocated_bytes - e.grammar_bytes;
     let held = e.device_bytes - e.device_transient_bytes;
     let comparisons = [
@@ -142,7 +114,7 @@ async fn a_gpu_loads_estimate_is_within_5_percent_of_what_the_runner_holds() {
     let mut failures = Vec::new();
     for model in [TestModel::SmolLm2, TestModel::Gemma3] {
         for (num_ctx, cache) in [(2048, "f16"), (8192, "q8_0")] {
-            failures.extend(measure(model, num_ctx, cache).await);
+            failures.extend(check(model, num_ctx, cache).await);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

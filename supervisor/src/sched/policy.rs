@@ -415,12 +415,6 @@ pub fn rooms(snapshot: &MemorySnapshot, runners: &[RunnerView], pool: &DevicePoo
     [system, device]
 }
 
-/// The room in system RAM for one more runner, given the probe's `snapshot` and the
-/// runners' accounted usage, where runners hold no device memory.
-pub fn room(snapshot: &MemorySnapshot, runners: &[RunnerView]) -> Room {
-    rooms(snapshot, runners, &DevicePool::None)[0]
-}
-
 /// The room in a pool of `total` bytes with `available` free as its owner reports them,
 /// where each runner is accounted `usage`.
 ///

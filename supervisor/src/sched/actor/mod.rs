@@ -378,8 +378,8 @@ impl<B: Backend> Actor<B> {
                     gpu_bytes = total,
                     "the model does not fit the GPU's memory: it runs on the CPU"
                 );
+                // `serve` moves it to the CPU, as every later request for the model.
                 self.on_cpu.insert(p.request.spec.model_path.clone());
-                p.request.spec.settings.device = DeviceChoice::Cpu;
                 self.serve(p, memory, now)
             }
             Decision::NeedEstimate => {

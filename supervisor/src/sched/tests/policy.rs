@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{GIB, policy as test_policy, settings};
 use crate::config::KeepAlive;
-use crate::memory::{MemorySnapshot, SystemMemory};
+use crate::memory::{DevicePool, MemorySnapshot, SystemMemory};
 use crate::runners::ExitInfo;
 use crate::sched::failure::CrashHistory;
 use crate::sched::policy::*;
@@ -205,7 +205,11 @@ fn room_counts_loading_runners_as_pending_and_mapped_weights_as_used() {
     let mut ready = runner(2, "b", Phase::Ready, 0, 0);
     ready.estimate = Footprint::host(3 * GIB);
     // The kernel says 12 GiB available (b's weights count as page cache).
-    let r = room(&memory(16 * GIB, 12 * GIB), &[loading, ready]);
+    let [r, _] = rooms(
+        &memory(16 * GIB, 12 * GIB),
+        &[loading, ready],
+        &DevicePool::None,
+    );
     assert_eq!(
         r.free,
         10 * GIB,
