@@ -206,7 +206,7 @@ impl Gpu {
             "units",
             product(KERNEL, "units", &[cells.len(), units_per_row])?,
         )?;
-        let cells_gpu = self.upload_u32("kv store cells", cells)?;
+        let cells_gpu = self.constant("kv store cells", bytemuck::cast_slice(cells))?;
         let name = format!("store_kv_{ty:?}");
         let pipeline = self.pipeline(&name, || {
             format!(
@@ -349,7 +349,7 @@ impl Gpu {
             .zip(token_seq)
             .flat_map(|(&p, &s)| [p as u32, s])
             .collect();
-        let tokens = self.upload_u32("attention tokens", &tokens)?;
+        let tokens = self.constant("attention tokens", bytemuck::cast_slice(&tokens))?;
         let name = format!("flash_attention_{k_type:?}_{v_type:?}");
         let pipeline = self.pipeline(&name, || {
             let cache = |buf: &str, binding: u32, ty: KvType| {

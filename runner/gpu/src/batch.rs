@@ -1,29 +1,72 @@
-//! One command encoder for many kernels: dispatches are recorded, each its own compute
-//! pass (passes run in order), and submitted together by [`Gpu::flush`], by every read
-//! back to the CPU and by every write into an existing buffer, so a forward pass is a
-//! few submissions instead of one per kernel.
+//! One command encoder for many kernels: dispatches are recorded into one compute pass
+//! (wgpu orders each dispatch after the writes before it) and submitted together by
+//! [`Gpu::flush`], by every read back to the CPU and by every write into an existing
+//! buffer, so a forward pass is a few submissions instead of one per kernel.
+//!
+//! Each dispatch's uniform block is a slot of one uniform buffer per encoder, filled by
+//! a single queue write just before the encoder is submitted, instead of a buffer of its
+//! own: on a real GPU the host's work per kernel, not the kernels, bounds decode speed.
 //!
 //! A kernel whose commands wgpu rejects while they are recorded makes the whole encoder
 //! invalid; wgpu says so when it is finished, so that error arrives at the next flush and
 //! names the kernels recorded since the previous one. The encoder is the device's, shared
 //! by every thread that uses it: a flush submits the other threads' kernels too.
 
+use std::num::NonZeroU64;
 use std::sync::{MutexGuard, PoisonError};
 
+use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
+use crate::kernel::Kernel;
 
 /// Commands recorded before the encoder is submitted anyway, so a long run of kernels
 /// without a readback starts on the device and the encoder stays small.
-const MAX_PENDING_COMMANDS: usize = 256;
+pub(crate) const MAX_PENDING_COMMANDS: usize = 256;
+
+/// The largest uniform block a kernel may have (64 fields), and so one slot's size
+/// before the device's offset alignment.
+pub(crate) const MAX_UNIFORM_BYTES: usize = 256;
 
 /// Commands recorded and not yet submitted.
 #[derive(Default)]
 pub(crate) struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass dispatches go into, open until another kind of command or the
+    /// submission ends it.
+    pass: Option<wgpu::ComputePass<'static>>,
+    /// This encoder's uniform buffer, one slot per dispatch, and the bytes it gets.
+    uniforms: Option<wgpu::Buffer>,
+    uniform_bytes: Vec<u8>,
     commands: usize,
     /// The distinct kernels recorded, for the message if the encoder fails.
     kernels: Vec<&'static str>,
+}
+
+impl Pending {
+    fn encoder(&mut self, device: &wgpu::Device) -> &mut wgpu::CommandEncoder {
+        self.encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
+    }
+
+    /// Counts one command of `kernel`; true once the encoder should be submitted.
+    fn counted(&mut self, kernel: &'static str) -> bool {
+        self.commands += 1;
+        if !self.kernels.contains(&kernel) {
+            self.kernels.push(kernel);
+        }
+        self.commands >= MAX_PENDING_COMMANDS
+    }
+}
+
+/// One dispatch as recorded: its kernel, storage buffers (bindings 0, 1, ...), uniform
+/// bytes (the binding after them) and grid.
+pub(crate) struct Recorded<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) kernel: &'a Kernel,
+    pub(crate) buffers: &'a [&'a GpuBuffer],
+    pub(crate) params: &'a [u8],
+    pub(crate) workgroups: [u32; 3],
 }
 
 impl Gpu {
@@ -31,8 +74,9 @@ impl Gpu {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records commands for `kernel` into the pending encoder, inside error scopes, and
-    /// submits them all once there are [`MAX_PENDING_COMMANDS`].
+    /// Records commands for `kernel` other than a dispatch (a clear, a copy) into the
+    /// pending encoder, inside error scopes, and submits them all once there are
+    /// [`MAX_PENDING_COMMANDS`].
     pub(crate) fn record(
         &self,
         kernel: &'static str,
@@ -40,15 +84,72 @@ impl Gpu {
     ) -> Result<()> {
         let full = self.scoped(kernel, 0, || {
             let mut pending = self.pending();
-            let encoder = pending
-                .encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&Default::default()));
-            record(encoder);
-            pending.commands += 1;
-            if !pending.kernels.contains(&kernel) {
-                pending.kernels.push(kernel);
+            pending.pass = None;
+            record(pending.encoder(&self.device));
+            pending.counted(kernel)
+        })?;
+        if full { self.flush() } else { Ok(()) }
+    }
+
+    /// Records one dispatch into the pending compute pass: its uniform bytes go into the
+    /// encoder's uniform buffer, its bind group names that slot.
+    pub(crate) fn record_dispatch(&self, d: Recorded<'_>) -> Result<()> {
+        if d.params.len() > MAX_UNIFORM_BYTES {
+            return Err(GpuError::Shape {
+                kernel: d.name,
+                detail: format!(
+                    "a uniform block of {} bytes (at most {MAX_UNIFORM_BYTES})",
+                    d.params.len()
+                ),
+            });
+        }
+        let stride = (MAX_UNIFORM_BYTES as u64)
+            .next_multiple_of(u64::from(self.limits.min_uniform_buffer_offset_alignment));
+        let full = self.scoped(d.name, d.params.len() as u64, || {
+            let mut pending = self.pending();
+            let offset = pending.uniform_bytes.len() as u64;
+            pending.uniform_bytes.extend_from_slice(d.params);
+            pending.uniform_bytes.resize((offset + stride) as usize, 0);
+            let uniforms = pending.uniforms.get_or_insert_with(|| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("uniform blocks"),
+                    size: stride * MAX_PENDING_COMMANDS as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = (d.buffers.iter().zip(0u32..))
+                .map(|(buffer, binding)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: buffer.buffer.as_entire_binding(),
+                })
+                .collect();
+            entries.push(wgpu::BindGroupEntry {
+                binding: d.buffers.len() as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: uniforms,
+                    offset,
+                    size: NonZeroU64::new(d.params.len() as u64),
+                }),
+            });
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(d.name),
+                layout: &d.kernel.layout,
+                entries: &entries,
+            });
+            if pending.pass.is_none() {
+                let pass = pending
+                    .encoder(&self.device)
+                    .begin_compute_pass(&Default::default())
+                    .forget_lifetime();
+                pending.pass = Some(pass);
             }
-            pending.commands >= MAX_PENDING_COMMANDS
+            let pass = pending.pass.as_mut().expect("the pass was just opened");
+            pass.set_pipeline(&d.kernel.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            let [x, y, z] = d.workgroups;
+            pass.dispatch_workgroups(x, y, z);
+            pending.counted(d.name)
         })?;
         if full { self.flush() } else { Ok(()) }
     }
@@ -96,10 +197,19 @@ impl Gpu {
         what: &str,
         last: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
+        // The pass borrows the encoder until it ends.
+        pending.pass = None;
         let encoder = pending.encoder.take();
+        let uniforms = pending.uniforms.take();
         let kernels = std::mem::take(&mut pending.kernels);
         pending.commands = 0;
         let result = self.scoped(what, 0, || {
+            // Written before the submission's commands run, into a buffer no earlier
+            // submission reads.
+            if let Some(uniforms) = &uniforms {
+                self.queue.write_buffer(uniforms, 0, &pending.uniform_bytes);
+            }
+            pending.uniform_bytes.clear();
             let mut encoder =
                 encoder.unwrap_or_else(|| self.device.create_command_encoder(&Default::default()));
             last(&mut encoder);

@@ -44,6 +44,15 @@ impl Drop for GpuBuffer {
     }
 }
 
+/// The largest array [`Gpu::constant`] remembers (a 512-token pass's attention tokens
+/// are 4 KiB).
+const MAX_CONSTANT_BYTES: usize = 8 << 10;
+/// How many it remembers before it forgets them all.
+const MAX_CONSTANTS: usize = 16;
+
+/// The arrays [`Gpu::constant`] remembers, by content.
+pub(crate) type Constants = std::collections::HashMap<Vec<u8>, Arc<GpuBuffer>>;
+
 impl Gpu {
     /// Allocates an uninitialised storage buffer of `len_bytes` (rounded up to a whole
     /// word, at least one), checking the device's limits first and catching an
@@ -92,6 +101,30 @@ impl Gpu {
                 self.queue.write_buffer(&buffer.buffer, whole as u64, &tail);
             }
         })?;
+        Ok(buffer)
+    }
+
+    /// A read-only buffer of `bytes`, shared with every earlier request for the same
+    /// bytes while it is remembered: a pass gives each layer's RoPE, K/V store and
+    /// attention the same positions, cells and sequence ids, which are uploaded once
+    /// instead of per layer. Only small arrays are remembered, and only a few, so what
+    /// they hold stays a rounding error in [`Gpu::allocated_bytes`].
+    pub(crate) fn constant(&self, what: &str, bytes: &[u8]) -> Result<Arc<GpuBuffer>> {
+        if bytes.len() > MAX_CONSTANT_BYTES {
+            return self.upload_bytes(what, bytes).map(Arc::new);
+        }
+        let mut constants = self
+            .constants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(buffer) = constants.get(bytes) {
+            return Ok(Arc::clone(buffer));
+        }
+        if constants.len() >= MAX_CONSTANTS {
+            constants.clear();
+        }
+        let buffer = Arc::new(self.upload_bytes(what, bytes)?);
+        constants.insert(bytes.to_vec(), Arc::clone(&buffer));
         Ok(buffer)
     }
 

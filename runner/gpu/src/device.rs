@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::batch::Pending;
 use crate::budget::{self, DeviceMemory};
+use crate::buffer::Constants;
 use crate::error::{GpuError, Result};
 use crate::kernel::Pipelines;
 
@@ -221,6 +222,8 @@ pub struct Gpu {
     pub(crate) pipelines: Pipelines,
     /// Kernels recorded and not yet submitted (see `batch.rs`).
     pub(crate) pending: Mutex<Pending>,
+    /// Small index arrays already on the device (see [`Gpu::constant`]).
+    pub(crate) constants: Mutex<Constants>,
 }
 
 impl fmt::Debug for Gpu {
@@ -316,6 +319,7 @@ impl Gpu {
             fault,
             pipelines: Pipelines::default(),
             pending: Mutex::default(),
+            constants: Mutex::default(),
         })
     }
 

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use crate::batch::Recorded;
 use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::Result;
-use wgpu::util::DeviceExt;
 
 /// Workgroup size of every kernel here (a power of two for the tree reductions).
 pub(crate) const WORKGROUP: u32 = 64;
@@ -16,7 +16,15 @@ pub(crate) const WORKGROUP: u32 = 64;
 /// Compiled pipelines of one device, by kernel name; built on first use.
 #[derive(Default)]
 pub(crate) struct Pipelines {
-    map: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    map: Mutex<HashMap<String, Kernel>>,
+}
+
+/// A compiled kernel and the layout of its bindings, looked up once instead of per
+/// dispatch.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
 }
 
 /// The uniform block of a kernel: 32-bit fields in declaration order, padded to 16 bytes.
@@ -73,11 +81,7 @@ pub(crate) fn check_distinct(kernel: &'static str, a: &GpuBuffer, b: &GpuBuffer)
 
 impl Gpu {
     /// The pipeline named `kernel`, compiled from `source()` on first use.
-    pub(crate) fn pipeline(
-        &self,
-        kernel: &str,
-        source: impl FnOnce() -> String,
-    ) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(&self, kernel: &str, source: impl FnOnce() -> String) -> Result<Kernel> {
         let mut map = self
             .pipelines
             .map
@@ -105,8 +109,12 @@ impl Gpu {
                 })
         })?;
         tracing::debug!(kernel, "GPU kernel compiled");
-        map.insert(kernel.to_owned(), pipeline.clone());
-        Ok(pipeline)
+        let compiled = Kernel {
+            layout: pipeline.get_bind_group_layout(0),
+            pipeline,
+        };
+        map.insert(kernel.to_owned(), compiled.clone());
+        Ok(compiled)
     }
 
     /// A grid of `n` workgroups as `[x, y]` with `x * y >= n`, each within the device's
@@ -117,48 +125,18 @@ impl Gpu {
         [x, n.div_ceil(x).max(1)]
     }
 
-    /// Records one dispatch of a compiled pipeline into the pending encoder, as its own
-    /// compute pass; it runs at the next submission (see `batch.rs`).
-    pub(crate) fn dispatch(&self, pipeline: &wgpu::ComputePipeline, d: Dispatch<'_>) -> Result<()> {
+    /// Records one dispatch of a compiled kernel into the pending compute pass; it runs
+    /// at the next submission (see `batch.rs`).
+    pub(crate) fn dispatch(&self, kernel: &Kernel, d: Dispatch<'_>) -> Result<()> {
         if d.workgroups.contains(&0) {
             return Ok(());
         }
-        let params = d.params.bytes();
-        let bind_group = self.scoped(d.kernel, params.len() as u64, || {
-            // Filled at creation, not by a queue write, which would run before every
-            // pending dispatch instead of in order with them.
-            let uniform = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(d.kernel),
-                    contents: &params,
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-            let mut entries: Vec<wgpu::BindGroupEntry<'_>> = d
-                .buffers
-                .iter()
-                .zip(0u32..)
-                .map(|(buffer, binding)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: buffer.buffer.as_entire_binding(),
-                })
-                .collect();
-            entries.push(wgpu::BindGroupEntry {
-                binding: d.buffers.len() as u32,
-                resource: uniform.as_entire_binding(),
-            });
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(d.kernel),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        })?;
-        self.record(d.kernel, |encoder| {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            let [x, y, z] = d.workgroups;
-            pass.dispatch_workgroups(x, y, z);
+        self.record_dispatch(Recorded {
+            name: d.kernel,
+            kernel,
+            buffers: d.buffers,
+            params: &d.params.bytes(),
+            workgroups: d.workgroups,
         })
     }
 }

@@ -19,9 +19,12 @@
 //! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
 //! reductions in workgroup memory, no subgroup operations, no `shader-f16`.
 //!
-//! Kernel calls are recorded into one command encoder and submitted together (batch.rs):
-//! by [`Gpu::flush`], by every readback and write into an existing buffer, and every 256
-//! commands. A kernel that wgpu rejects while recording is reported at that submission.
+//! Kernel calls are recorded into one command encoder, in one compute pass, and submitted
+//! together (batch.rs): by [`Gpu::flush`], by every readback and write into an existing
+//! buffer, and every 256 commands. Their uniform blocks are slots of one buffer per
+//! submission, and the small index arrays every layer reads (positions, cells) are
+//! uploaded once per pass: on a real GPU the host's work per kernel bounds decode. A
+//! kernel that wgpu rejects while recording is reported at that submission.
 
 pub mod attention;
 mod batch;

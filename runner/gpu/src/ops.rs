@@ -272,8 +272,8 @@ impl Gpu {
                 &ones
             }
         };
-        let factors = self.upload_f32("rope frequency factors", factors)?;
-        let positions_gpu = self.upload_i32("rope positions", positions)?;
+        let factors = self.constant("rope frequency factors", bytemuck::cast_slice(factors))?;
+        let positions_gpu = self.constant("rope positions", bytemuck::cast_slice(positions))?;
         let mscale = if config.ext_factor != 0.0 {
             config.attn_factor * (1.0 + 0.1 * (1.0 / config.freq_scale).ln())
         } else {

@@ -23,6 +23,22 @@ fn f16_at(i: u32) -> f32 {
     return unpack2x16float(word & 0xffffu).x;
 }
 
+// The four bytes at an even byte offset `i` as a little-endian u32, in one or two word
+// loads instead of four byte loads. Every field of a GGML block sits at an even offset.
+// A read past the last block stays inside the buffer: buffers are padded to whole words.
+fn word_at_even(i: u32) -> u32 {
+    let k = i >> 2u;
+    if ((i & 2u) == 0u) {
+        return w[k];
+    }
+    return (w[k] >> 16u) | (w[k + 1u] << 16u);
+}
+
+// Byte `c` (0..4) of a word.
+fn byte_of(word: u32, c: u32) -> u32 {
+    return (word >> (8u * c)) & 0xffu;
+}
+
 // Little-endian u32 at any byte offset `i`.
 fn u32_at(i: u32) -> u32 {
     return byte_at(i) | (byte_at(i + 1u) << 8u) | (byte_at(i + 2u) << 16u) | (byte_at(i + 3u) << 24u);

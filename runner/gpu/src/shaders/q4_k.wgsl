@@ -20,7 +20,10 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
     let m1 = f16_at(b + 2u) * f32(sm.y);
     let shift = 4u * (j & 1u);
     let qs = b + 16u + 32u * (j >> 1u);
-    for (var l = 0u; l < 32u; l++) {
-        (*out)[l] = d1 * f32((byte_at(qs + l) >> shift) & 0xfu) - m1;
+    for (var i = 0u; i < 8u; i++) {
+        let word = word_at_even(qs + 4u * i) >> shift;
+        for (var c = 0u; c < 4u; c++) {
+            (*out)[4u * i + c] = d1 * f32(byte_of(word, c) & 0xfu) - m1;
+        }
     }
 }

@@ -20,8 +20,12 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
     let shift = 4u * (j & 1u);
     let qh = b + 16u;
     let qs = b + 48u + 32u * (j >> 1u);
-    for (var l = 0u; l < 32u; l++) {
-        let q = ((byte_at(qs + l) >> shift) & 0xfu) | (((byte_at(qh + l) >> j) & 1u) << 4u);
-        (*out)[l] = d1 * f32(q) - m1;
+    for (var i = 0u; i < 8u; i++) {
+        let low = word_at_even(qs + 4u * i) >> shift;
+        let high = word_at_even(qh + 4u * i) >> j;
+        for (var c = 0u; c < 4u; c++) {
+            let q = (byte_of(low, c) & 0xfu) | ((byte_of(high, c) & 1u) << 4u);
+            (*out)[4u * i + c] = d1 * f32(q) - m1;
+        }
     }
 }

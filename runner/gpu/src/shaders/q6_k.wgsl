@@ -13,10 +13,14 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
     let low_shift = 4u * (k >> 1u);
     let qh = b + 128u + 32u * h;
     let sc = b + 192u + 8u * h + 2u * k;
-    for (var l = 0u; l < 32u; l++) {
-        let low = (byte_at(ql + l) >> low_shift) & 0xfu;
-        let high = (byte_at(qh + l) >> (2u * k)) & 3u;
-        let q = i32(low | (high << 4u)) - 32;
-        (*out)[l] = d * f32(sbyte_at(sc + l / 16u)) * f32(q);
+    let scales = vec2<f32>(d * f32(sbyte_at(sc)), d * f32(sbyte_at(sc + 1u)));
+    for (var i = 0u; i < 8u; i++) {
+        let lows = word_at_even(ql + 4u * i) >> low_shift;
+        let highs = word_at_even(qh + 4u * i) >> (2u * k);
+        let scale = scales[i / 4u];
+        for (var c = 0u; c < 4u; c++) {
+            let q = i32((byte_of(lows, c) & 0xfu) | ((byte_of(highs, c) & 3u) << 4u)) - 32;
+            (*out)[4u * i + c] = scale * f32(q);
+        }
     }
 }

@@ -5,7 +5,11 @@ const BLOCK_BYTES: u32 = 34u;
 // Values 32*j..32*j+32 of the block at byte `b` (j = 0 here).
 fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
     let d = f16_at(b);
-    for (var l = 0u; l < 32u; l++) {
-        (*out)[l] = d * f32(sbyte_at(b + 2u + l));
+    for (var i = 0u; i < 8u; i++) {
+        let word = word_at_even(b + 2u + 4u * i);
+        for (var c = 0u; c < 4u; c++) {
+            // Byte c moved to the top, then shifted down with its sign.
+            (*out)[4u * i + c] = d * f32(bitcast<i32>(word << (24u - 8u * c)) >> 24u);
+        }
     }
 }
