@@ -62,7 +62,7 @@ main() {
     for m in "$M_SMOL" "$M_GEMMA"; do
       tag=$(basename "$m" .gguf)
       for kv in f16 q8_0; do
-        [ $R = ollama-runner-old ] && [ $kv = q8_0 ] && continue
+        [ $R = ollama-runner-old ] && { [ $kv = q8_0 ] || [ "${SKIP_OLD:-0}" = 1 ]; } && continue
         section "$R $tag KV $kv"
         tmo 60 /tmp/bin/$R bench --model "$m" --device gpu $PN --threads 4 --cache-type-k $kv --cache-type-v $kv 2>&1 | grep -vE "XDG|^\s*$" | tail -4 | tee "$OUT/$R-$tag-$kv.txt"
       done
