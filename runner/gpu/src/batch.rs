@@ -15,10 +15,9 @@
 use std::num::NonZeroU64;
 use std::sync::{MutexGuard, PoisonError};
 
-use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
-use crate::kernel::Kernel;
+use crate::kernel::{Dispatch, Kernel};
 
 /// Commands recorded before the encoder is submitted anyway, so a long run of kernels
 /// without a readback starts on the device and the encoder stays small.
@@ -59,16 +58,6 @@ impl Pending {
     }
 }
 
-/// One dispatch as recorded: its kernel, storage buffers (bindings 0, 1, ...), uniform
-/// bytes (the binding after them) and grid.
-pub(crate) struct Recorded<'a> {
-    pub(crate) name: &'static str,
-    pub(crate) kernel: &'a Kernel,
-    pub(crate) buffers: &'a [&'a GpuBuffer],
-    pub(crate) params: &'a [u8],
-    pub(crate) workgroups: [u32; 3],
-}
-
 impl Gpu {
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
@@ -93,22 +82,23 @@ impl Gpu {
 
     /// Records one dispatch into the pending compute pass: its uniform bytes go into the
     /// encoder's uniform buffer, its bind group names that slot.
-    pub(crate) fn record_dispatch(&self, d: Recorded<'_>) -> Result<()> {
-        if d.params.len() > MAX_UNIFORM_BYTES {
+    pub(crate) fn record_dispatch(&self, kernel: &Kernel, d: Dispatch<'_>) -> Result<()> {
+        let params = d.params.bytes();
+        if params.len() > MAX_UNIFORM_BYTES {
             return Err(GpuError::Shape {
-                kernel: d.name,
+                kernel: d.kernel,
                 detail: format!(
                     "a uniform block of {} bytes (at most {MAX_UNIFORM_BYTES})",
-                    d.params.len()
+                    params.len()
                 ),
             });
         }
         let stride = (MAX_UNIFORM_BYTES as u64)
             .next_multiple_of(u64::from(self.limits.min_uniform_buffer_offset_alignment));
-        let full = self.scoped(d.name, d.params.len() as u64, || {
+        let full = self.scoped(d.kernel, params.len() as u64, || {
             let mut pending = self.pending();
             let offset = pending.uniform_bytes.len() as u64;
-            pending.uniform_bytes.extend_from_slice(d.params);
+            pending.uniform_bytes.extend_from_slice(&params);
             pending.uniform_bytes.resize((offset + stride) as usize, 0);
             let uniforms = pending.uniforms.get_or_insert_with(|| {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -129,12 +119,12 @@ impl Gpu {
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: uniforms,
                     offset,
-                    size: NonZeroU64::new(d.params.len() as u64),
+                    size: NonZeroU64::new(params.len() as u64),
                 }),
             });
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(d.name),
-                layout: &d.kernel.layout,
+                label: Some(d.kernel),
+                layout: &kernel.layout,
                 entries: &entries,
             });
             if pending.pass.is_none() {
@@ -145,11 +135,11 @@ impl Gpu {
                 pending.pass = Some(pass);
             }
             let pass = pending.pass.as_mut().expect("the pass was just opened");
-            pass.set_pipeline(&d.kernel.pipeline);
+            pass.set_pipeline(&kernel.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             let [x, y, z] = d.workgroups;
             pass.dispatch_workgroups(x, y, z);
-            pending.counted(d.name)
+            pending.counted(d.kernel)
         })?;
         if full { self.flush() } else { Ok(()) }
     }
@@ -201,15 +191,15 @@ impl Gpu {
         pending.pass = None;
         let encoder = pending.encoder.take();
         let uniforms = pending.uniforms.take();
+        let uniform_bytes = std::mem::take(&mut pending.uniform_bytes);
         let kernels = std::mem::take(&mut pending.kernels);
         pending.commands = 0;
         let result = self.scoped(what, 0, || {
             // Written before the submission's commands run, into a buffer no earlier
             // submission reads.
             if let Some(uniforms) = &uniforms {
-                self.queue.write_buffer(uniforms, 0, &pending.uniform_bytes);
+                self.queue.write_buffer(uniforms, 0, &uniform_bytes);
             }
-            pending.uniform_bytes.clear();
             let mut encoder =
                 encoder.unwrap_or_else(|| self.device.create_command_encoder(&Default::default()));
             last(&mut encoder);

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::batch::Recorded;
 use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::Result;
@@ -43,7 +42,7 @@ impl Params {
         self.u32(value.to_bits())
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         let mut words = self.0.clone();
         words.resize(words.len().max(1).next_multiple_of(4), 0);
         bytemuck::cast_slice(&words).to_vec()
@@ -131,13 +130,7 @@ impl Gpu {
         if d.workgroups.contains(&0) {
             return Ok(());
         }
-        self.record_dispatch(Recorded {
-            name: d.kernel,
-            kernel,
-            buffers: d.buffers,
-            params: &d.params.bytes(),
-            workgroups: d.workgroups,
-        })
+        self.record_dispatch(kernel, d)
     }
 }
 
