@@ -76,30 +76,54 @@ impl Gpu {
         width: usize,
         dst: &GpuBuffer,
     ) -> Result<()> {
-        const KERNEL: &str = "copy_rows";
+        self.move_rows(("copy_rows", COPY_ROWS), src, rows, width, dst, false)
+    }
+
+    /// Moves rows of `width` values from `src` to `dst` by the index `rows`: row `k` of
+    /// `dst` from row `rows[k]` of `src` (a gather), or with `scatter` row `rows[k]` of
+    /// `dst` from row `k` of `src`. The shader binds `src`, the uploaded `rows` and `dst`.
+    pub(crate) fn move_rows(
+        &self,
+        (kernel, shader): (&'static str, &'static str),
+        src: &GpuBuffer,
+        rows: &[u32],
+        width: usize,
+        dst: &GpuBuffer,
+        scatter: bool,
+    ) -> Result<()> {
         if rows.is_empty() || width == 0 {
             return Ok(());
         }
-        let src_rows = src.len_words() / width;
-        if let Some(bad) = rows.iter().find(|&&r| r as usize >= src_rows) {
+        let (indexed, packed) = if scatter {
+            (("dst", dst), ("src", src))
+        } else {
+            (("src", src), ("dst", dst))
+        };
+        let indexed_rows = indexed.1.len_words() / width;
+        if let Some(bad) = rows.iter().find(|&&r| r as usize >= indexed_rows) {
             return Err(shape(
-                KERNEL,
-                format!("row {bad} is past the {src_rows} rows of {width} values in src"),
+                kernel,
+                format!(
+                    "row {bad} is past the {indexed_rows} rows of {width} values in {}",
+                    indexed.0
+                ),
             ));
         }
         let n = rows.len().saturating_mul(width);
-        check_len(KERNEL, n, &[("dst", dst)])?;
-        check_distinct(KERNEL, dst, src)?;
-        let n = to_u32(KERNEL, "values", n)?;
-        let rows = self.upload_u32("copy_rows rows", rows)?;
-        let pipeline = self.pipeline(KERNEL, || COPY_ROWS.to_owned())?;
+        check_len(kernel, n, &[packed])?;
+        check_distinct(kernel, dst, src)?;
+        let n = to_u32(kernel, "values", n)?;
+        let rows = self.upload_u32(kernel, rows)?;
+        let pipeline = self.pipeline(kernel, || shader.to_owned())?;
         let [gx, gy] = self.grid(n.div_ceil(WORKGROUP));
         self.dispatch(
             &pipeline,
             Dispatch {
-                kernel: KERNEL,
+                kernel,
                 buffers: &[src, &rows, dst],
-                params: Params::default().u32(n).u32(width as u32),
+                params: Params::default()
+                    .u32(n)
+                    .u32(to_u32(kernel, "width", width)?),
                 workgroups: [gx, gy, 1],
             },
         )

@@ -9,11 +9,13 @@
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
 //! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
 //! - [`elementwise`]: residual and bias adds, scaling, and gathering rows.
+//! - [`experts`]: a mixture of experts' outputs scattered back to the router's order and
+//!   mixed by its weights (each expert's product is [`Gpu::matmul_expert`]).
 //! - [`attention`]: the K/V cache's cell table, storing K/V rows into cells (converted
 //!   to F16, Q8_0 or Q4_0 as ggml does) and flash attention over the cells a token sees.
 //!
 //! Every kernel is WGSL under `src/shaders/` and is tested against its CPU twin in the
-//! `kernels` crate (`tests/it`). The runner's forward pass does not use this crate yet.
+//! `kernels` crate (`tests/it`).
 //!
 //! Kernels are written for correctness and portability first: workgroups of 64 (8 per
 //! matmul row, 8 rows and 8 tokens each; one per row for the norms and softmax) with tree
@@ -33,6 +35,7 @@ pub mod buffer;
 pub mod device;
 pub mod elementwise;
 mod error;
+pub mod experts;
 mod kernel;
 pub mod matmul;
 pub mod ops;

@@ -120,6 +120,9 @@ pub struct GpuMatrix {
     ty: WeightType,
     rows: usize,
     cols: usize,
+    /// Rows of one expert when the matrix stacks a mixture's experts (all rows
+    /// otherwise): no part splits an expert.
+    expert_rows: usize,
 }
 
 /// Rows `first_row..first_row + rows` of a matrix, in one buffer.
@@ -146,6 +149,17 @@ impl GpuMatrix {
         self.cols
     }
 
+    /// Rows of one expert of a stack ([`Gpu::upload_experts`]); all of them for a plain
+    /// matrix.
+    pub fn expert_rows(&self) -> usize {
+        self.expert_rows
+    }
+
+    /// Experts stacked in it ([`Gpu::upload_experts`]); 1 for a plain matrix.
+    pub fn experts(&self) -> usize {
+        self.rows / self.expert_rows
+    }
+
     /// Buffers it is held in (one unless it is larger than one binding).
     pub fn parts(&self) -> usize {
         self.parts.len()
@@ -159,6 +173,30 @@ impl GpuMatrix {
 
 fn shape_error(kernel: &'static str, detail: String) -> GpuError {
     GpuError::Shape { kernel, detail }
+}
+
+/// Checks that `x` holds `n_tokens` inputs of a `rows × cols` product and `y` its outputs.
+fn check_product(
+    kernel: &'static str,
+    (rows, cols): (usize, usize),
+    x: &GpuBuffer,
+    n_tokens: usize,
+    y: &GpuBuffer,
+) -> Result<()> {
+    if x.len_words() < n_tokens * cols || y.len_words() < n_tokens * rows {
+        return Err(shape_error(
+            kernel,
+            format!(
+                "{n_tokens} tokens of a {rows}x{cols} matrix need {} inputs and {} outputs, \
+                 the buffers hold {} and {}",
+                n_tokens * cols,
+                n_tokens * rows,
+                x.len_words(),
+                y.len_words()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Gpu {
@@ -185,6 +223,67 @@ impl Gpu {
         bytes: &[u8],
         part_bytes: u64,
     ) -> Result<GpuMatrix> {
+        let mut matrix = self.upload_grouped(what, (ty, rows, cols), bytes, part_bytes, 1)?;
+        matrix.expert_rows = rows;
+        Ok(matrix)
+    }
+
+    /// The `n_expert` experts of a mixture, each `rows × cols` of type `ty`, stacked in
+    /// `bytes` as a GGUF `*_exps` tensor stores them: one matrix of `n_expert · rows` rows
+    /// whose parts (when it is larger than one binding) hold whole experts, multiplied
+    /// one expert at a time by [`Gpu::matmul_expert`].
+    pub fn upload_experts(
+        &self,
+        what: &str,
+        ty: GgmlType,
+        (n_expert, rows, cols): (usize, usize, usize),
+        bytes: &[u8],
+    ) -> Result<GpuMatrix> {
+        self.upload_experts_in_parts(
+            what,
+            ty,
+            (n_expert, rows, cols),
+            bytes,
+            self.max_binding_bytes(),
+        )
+    }
+
+    /// [`Gpu::upload_experts`] with parts of at most `part_bytes` (tests split small
+    /// stacks this way).
+    #[doc(hidden)]
+    pub fn upload_experts_in_parts(
+        &self,
+        what: &str,
+        ty: GgmlType,
+        (n_expert, rows, cols): (usize, usize, usize),
+        bytes: &[u8],
+        part_bytes: u64,
+    ) -> Result<GpuMatrix> {
+        if rows == 0 || n_expert == 0 {
+            return Err(shape_error(
+                "upload_experts",
+                format!("{what}: {n_expert} experts of {rows} rows hold nothing"),
+            ));
+        }
+        let total = n_expert.checked_mul(rows).ok_or_else(|| {
+            shape_error(
+                "upload_experts",
+                format!("{what}: {n_expert} × {rows} rows overflow"),
+            )
+        })?;
+        self.upload_grouped(what, (ty, total, cols), bytes, part_bytes, rows)
+    }
+
+    /// Uploads in parts of at most `part_bytes`, each a whole number of groups of
+    /// `group_rows` rows.
+    fn upload_grouped(
+        &self,
+        what: &str,
+        (ty, rows, cols): (GgmlType, usize, usize),
+        bytes: &[u8],
+        part_bytes: u64,
+        group_rows: usize,
+    ) -> Result<GpuMatrix> {
         let wt = WeightType::from_ggml(ty)?;
         if cols == 0 || !cols.is_multiple_of(wt.row_multiple()) {
             return Err(shape_error(
@@ -206,13 +305,16 @@ impl Gpu {
                 ),
             ));
         }
-        let rows_per_part = usize::try_from(part_bytes / row_bytes as u64)
-            .unwrap_or(usize::MAX)
-            .min(rows);
+        let fit = usize::try_from(part_bytes / row_bytes as u64).unwrap_or(usize::MAX);
+        let rows_per_part = (fit - fit % group_rows).min(rows);
         if rows_per_part == 0 {
+            let what = match group_rows {
+                1 => format!("one row of {what}"),
+                _ => format!("one expert of {what}"),
+            };
             return Err(GpuError::TooLarge {
-                what: format!("one row of {what}"),
-                bytes: row_bytes as u64,
+                what,
+                bytes: (row_bytes * group_rows) as u64,
                 limit: part_bytes,
             });
         }
@@ -238,6 +340,7 @@ impl Gpu {
             parts,
             ty: wt,
             rows,
+            expert_rows: group_rows,
             cols,
         })
     }
@@ -252,44 +355,92 @@ impl Gpu {
         n_tokens: usize,
         y: &GpuBuffer,
     ) -> Result<()> {
-        const KERNEL: &str = "matmul";
-        if x.len_words() < n_tokens * w.cols || y.len_words() < n_tokens * w.rows {
+        check_product("matmul", (w.rows, w.cols), x, n_tokens, y)?;
+        for part in &w.parts {
+            self.matmul_rows(
+                w,
+                part,
+                (0, part.rows),
+                x,
+                n_tokens,
+                (part.first_row, w.rows),
+                y,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// [`Gpu::matmul`] by expert `expert` of a stack of experts ([`Gpu::upload_experts`]):
+    /// `y` receives `n_tokens` rows of one expert's output width.
+    pub fn matmul_expert(
+        &self,
+        w: &GpuMatrix,
+        expert: usize,
+        x: &GpuBuffer,
+        n_tokens: usize,
+        y: &GpuBuffer,
+    ) -> Result<()> {
+        const KERNEL: &str = "matmul_expert";
+        let rows = w.expert_rows;
+        if expert >= w.experts() {
             return Err(shape_error(
                 KERNEL,
-                format!(
-                    "{n_tokens} tokens of a {}x{} matrix need {} inputs and {} outputs, \
-                     the buffers hold {} and {}",
-                    w.rows,
-                    w.cols,
-                    n_tokens * w.cols,
-                    n_tokens * w.rows,
-                    x.len_words(),
-                    y.len_words()
-                ),
+                format!("expert {expert} is past the last of {}", w.experts()),
             ));
+        }
+        check_product(KERNEL, (rows, w.cols), x, n_tokens, y)?;
+        let first = expert * rows;
+        let part = (w.parts.iter())
+            .find(|p| (p.first_row..p.first_row + p.rows).contains(&first))
+            .ok_or_else(|| shape_error(KERNEL, format!("no part holds row {first}")))?;
+        self.matmul_rows(
+            w,
+            part,
+            (first - part.first_row, rows),
+            x,
+            n_tokens,
+            (0, rows),
+            y,
+        )
+    }
+
+    /// Rows `w_row0..w_row0 + rows` of `part` times `x`, written at column `y_row0` of
+    /// output rows `y_stride` wide.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_rows(
+        &self,
+        w: &GpuMatrix,
+        part: &MatrixPart,
+        (w_row0, rows): (usize, usize),
+        x: &GpuBuffer,
+        n_tokens: usize,
+        (y_row0, y_stride): (usize, usize),
+        y: &GpuBuffer,
+    ) -> Result<()> {
+        const KERNEL: &str = "matmul";
+        if n_tokens == 0 {
+            return Ok(());
         }
         let n = to_u32(KERNEL, "tokens", n_tokens)?;
         let name = format!("matmul_{:?}", w.ty);
         let pipeline = self.pipeline(&name, || [COMMON, w.ty.decoder(), MATMUL].join("\n"))?;
-        for part in &w.parts {
-            let rows = to_u32(KERNEL, "rows", part.rows)?;
-            let [gx, gy] = self.grid(rows.div_ceil(MATMUL_ROWS));
-            self.dispatch(
-                &pipeline,
-                Dispatch {
-                    kernel: KERNEL,
-                    buffers: &[&part.buffer, x, y],
-                    params: Params::default()
-                        .u32(rows)
-                        .u32(to_u32(KERNEL, "cols", w.cols)?)
-                        .u32(n)
-                        .u32(to_u32(KERNEL, "first row", part.first_row)?)
-                        .u32(to_u32(KERNEL, "rows", w.rows)?),
-                    workgroups: [gx, gy, n.div_ceil(MATMUL_TOKENS)],
-                },
-            )?;
-        }
-        Ok(())
+        let rows = to_u32(KERNEL, "rows", rows)?;
+        let [gx, gy] = self.grid(rows.div_ceil(MATMUL_ROWS));
+        self.dispatch(
+            &pipeline,
+            Dispatch {
+                kernel: KERNEL,
+                buffers: &[&part.buffer, x, y],
+                params: Params::default()
+                    .u32(rows)
+                    .u32(to_u32(KERNEL, "cols", w.cols)?)
+                    .u32(n)
+                    .u32(to_u32(KERNEL, "first row", y_row0)?)
+                    .u32(to_u32(KERNEL, "rows", y_stride)?)
+                    .u32(to_u32(KERNEL, "weight row", w_row0)?),
+                workgroups: [gx, gy, n.div_ceil(MATMUL_TOKENS)],
+            },
+        )
     }
 
     /// `out[t] = W[ids[t]]` dequantized to f32: the embedding lookup. `out` receives

@@ -12,6 +12,19 @@ use gguf::GgufFile;
 use crate::PlanError;
 use crate::compute::ActivationDims;
 
+/// The architectures the runner's GPU pass runs: its decoders. The others (the BERT
+/// encoders) run on the CPU on every server, say so in the runner's log, and are
+/// estimated on the CPU.
+pub const GPU_ARCHITECTURES: [&str; 7] = [
+    "llama", "gemma2", "gemma3", "qwen2", "qwen3", "phi3", "qwen3moe",
+];
+
+/// Whether models of `general.architecture` `architecture` run on a GPU when one is
+/// asked for.
+pub fn runs_on_gpu(architecture: &str) -> bool {
+    GPU_ARCHITECTURES.contains(&architecture)
+}
+
 /// Bytes a device buffer of `len_bytes` takes: the `gpu` crate allocates whole 4-byte
 /// words, at least one (its `GpuBuffer` allocation, which this mirrors).
 pub fn buffer_bytes(len_bytes: usize) -> usize {
@@ -27,10 +40,12 @@ pub const HEAD_ROWS: usize = 16;
 /// the order the runner's pass allocates them: the hidden states (and the rows kept for
 /// output), the normalized states, queries, keys (and both normed), values, the attention
 /// output, the projections (and those kept), and the feed-forward network's gate, up and
-/// hidden rows.
-pub fn pass_buffer_widths(dims: &ActivationDims) -> [(&'static str, usize); 14] {
+/// hidden rows; for a mixture of experts, then the router's logits, the rows gathered for
+/// one expert, and every chosen expert's output row (`n_expert_used` a token) until they
+/// are mixed.
+pub fn pass_buffer_widths(dims: &ActivationDims) -> Vec<(&'static str, usize)> {
     let a = &dims.attn;
-    [
+    let mut widths = vec![
         ("hidden states", dims.n_embd),
         ("hidden states kept", dims.n_embd),
         ("normalized states", dims.n_embd),
@@ -45,7 +60,15 @@ pub fn pass_buffer_widths(dims: &ActivationDims) -> [(&'static str, usize); 14] 
         ("gate", dims.n_ff),
         ("up", dims.n_ff),
         ("hidden", dims.n_ff),
-    ]
+    ];
+    if let Some(m) = dims.moe {
+        widths.extend([
+            ("router logits", m.n_expert),
+            ("expert inputs", dims.n_embd),
+            ("expert outputs", m.n_expert_used * dims.n_embd),
+        ]);
+    }
+    widths
 }
 
 /// Device bytes of the pass's buffers for batches of up to `num_batch` tokens.
@@ -128,7 +151,7 @@ pub fn reserved_bytes(sizes: impl IntoIterator<Item = usize>) -> usize {
 
 /// The order the runner uploads one block's tensors in (`gpu_pass/upload.rs`); a
 /// tensor of the block not named here (a fused projection) comes after them.
-const BLOCK_ORDER: [&str; 18] = [
+const BLOCK_ORDER: [&str; 22] = [
     "attn_q_norm.weight",
     "attn_k_norm.weight",
     "attn_norm.weight",
@@ -145,6 +168,10 @@ const BLOCK_ORDER: [&str; 18] = [
     "ffn_gate.weight",
     "ffn_up.weight",
     "ffn_down.weight",
+    "ffn_gate_inp.weight",
+    "ffn_gate_exps.weight",
+    "ffn_up_exps.weight",
+    "ffn_down_exps.weight",
     "post_ffw_norm.weight",
     "ffn_down.bias",
 ];

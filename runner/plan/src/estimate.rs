@@ -167,7 +167,9 @@ fn n_vocab(file: &GgufFile) -> usize {
 /// The estimate for the model in `file` run with cache `kv` on `threads` threads, on the
 /// CPU or, with `on_device`, on a GPU (`OLLAMA_DEVICE` or the load's `device` naming one
 /// that is not `cpu`): then the cache's rows and the pass's buffers are device memory,
-/// counted in `device_bytes` and not in `total_bytes`.
+/// counted in `device_bytes` and not in `total_bytes`. An architecture without a GPU
+/// pass ([`device::runs_on_gpu`]) runs on the CPU whatever was asked, and is estimated
+/// there.
 pub fn estimate(
     file: &GgufFile,
     kv: &KvConfig,
@@ -175,6 +177,7 @@ pub fn estimate(
     on_device: bool,
 ) -> Result<Estimate, PlanError> {
     let plan = arch::plan(file)?;
+    let on_device = on_device && device::runs_on_gpu(file.metadata().architecture()?);
     let weights_bytes = file
         .tensors()
         .iter()

@@ -450,18 +450,31 @@ const ARCHITECTURES: &[(&str, Loader)] = &[
 /// it computes the same, its matrices read as the file stores them.
 pub fn prepare(mut file: GgufFile, options: &LoadOptions) -> Result<Arc<GgufFile>, ModelError> {
     // A GPU uploads the blocks as the file stores them.
-    if options.device.is_none() {
+    if options.device.is_none() || !plan::device::runs_on_gpu(file.metadata().architecture()?) {
         repack::repack_weights(&mut file, options.numerics, kernels::cpu::Isa::detect()?)?;
     }
     Ok(Arc::new(file))
 }
 
-/// Loads the model in `file` with the implementation its `general.architecture` names.
+/// Loads the model in `file` with the implementation its `general.architecture` names,
+/// on the CPU when that architecture has no GPU pass ([`plan::device::runs_on_gpu`]),
+/// whatever device `options` names: [`Model::device`] says where it runs.
 pub fn load(file: Arc<GgufFile>, options: &LoadOptions) -> Result<Box<dyn Model>, ModelError> {
     let arch = file.metadata().architecture()?;
     let (_, loader) = ARCHITECTURES
         .iter()
         .find(|(name, _)| *name == arch)
         .ok_or_else(|| PlanError::UnknownArchitecture(arch.to_owned()))?;
+    if options.device.is_some() && !plan::device::runs_on_gpu(arch) {
+        tracing::warn!(
+            architecture = arch,
+            "this architecture has no GPU pass yet: the model runs on the CPU"
+        );
+        let on_cpu = LoadOptions {
+            device: None,
+            ..options.clone()
+        };
+        return loader(file, &on_cpu);
+    }
     loader(file, options)
 }

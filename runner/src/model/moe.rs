@@ -116,6 +116,21 @@ impl Moe {
         })
     }
 
+    /// The router (`n_embd` → one logit per expert).
+    pub fn router(&self) -> &Linear {
+        &self.router
+    }
+
+    /// Every expert, in the file's order.
+    pub fn experts(&self) -> &[GatedMlp] {
+        &self.experts
+    }
+
+    /// Experts each token is routed to.
+    pub fn n_used(&self) -> usize {
+        self.n_used
+    }
+
     /// Routes `n` tokens of `x` and writes the weighted sum of their experts' outputs
     /// into `out`.
     #[allow(clippy::too_many_arguments)]
@@ -180,7 +195,7 @@ impl Moe {
 /// One token's routing: `probs` (the router's logits, turned into probabilities in
 /// place), the ids of the `ids.len()` most probable experts in descending order, and
 /// their normalised weights.
-fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
+pub(crate) fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
     softmax(probs);
     // Descending by probability (llama.cpp's argsort); on a tie, which random weights
     // never give, the lower id first.

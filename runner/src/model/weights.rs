@@ -415,6 +415,28 @@ impl Linear {
         Ok((&file.bytes()[self.range.clone()], self.ty))
     }
 
+    /// The bytes of `parts` together, which must lie back to back in the file with one
+    /// type (the experts of one `*_exps` tensor, as [`Linear::load_experts`] cuts it),
+    /// for uploading a stack of experts at once.
+    pub fn stacked_file_bytes<'a, 'f>(
+        file: &'f GgufFile,
+        parts: impl IntoIterator<Item = &'a Linear>,
+    ) -> Result<(&'f [u8], GgmlType), ModelError> {
+        let mut stacked: Option<(Range<usize>, GgmlType)> = None;
+        for part in parts {
+            part.file_bytes(file)?;
+            stacked = match stacked {
+                None => Some((part.range.clone(), part.ty)),
+                Some((range, ty)) if range.end == part.range.start && ty == part.ty => {
+                    Some((range.start..part.range.end, ty))
+                }
+                Some(_) => return Err(ModelError::NotOnGpu("experts stored apart")),
+            };
+        }
+        let (range, ty) = stacked.ok_or(ModelError::NotOnGpu("mixtures without experts"))?;
+        Ok((&file.bytes()[range], ty))
+    }
+
     /// The bias added after the product, if any.
     pub fn bias(&self) -> Option<&[f32]> {
         self.bias.as_deref()

@@ -15,7 +15,7 @@ use gguf::GgufFile;
 use ollama_proto::runner as pb;
 use runner::estimate::{Estimate, estimate, mib};
 
-use crate::served::{Served, generate, greedy, load_request};
+use crate::served::{Served, generate, greedy, load_request_for};
 
 /// The bound on |estimate - measured| / measured.
 pub(crate) const TOLERANCE: f64 = 0.05;
@@ -114,6 +114,16 @@ pub(crate) fn ratio(estimate: usize, measured: u64) -> f64 {
 /// generates a few tokens, then a few under a JSON schema, and reads what the runner
 /// holds after each step.
 pub(crate) async fn measure(model: TestModel, num_ctx: u32, cache: &str, device: &str) -> Row {
+    measure_file(&model.path(), model.file_name(), (num_ctx, cache), device).await
+}
+
+/// [`measure`] for the model file at `path`, named `name` in the figures.
+pub(crate) async fn measure_file(
+    path: &std::path::Path,
+    name: &str,
+    (num_ctx, cache): (u32, &str),
+    device: &str,
+) -> Row {
     let load = pb::LoadRequest {
         num_ctx: Some(num_ctx),
         cache_type_k: cache.into(),
@@ -121,11 +131,12 @@ pub(crate) async fn measure(model: TestModel, num_ctx: u32, cache: &str, device:
         device: device.into(),
         ..Default::default()
     };
-    let config = runner::service::load::from_request(&load_request(model, load.clone())).unwrap();
-    let file = GgufFile::open(model.path()).unwrap();
+    let config =
+        runner::service::load::from_request(&load_request_for(path, load.clone())).unwrap();
+    let file = GgufFile::open(path).unwrap();
     let estimate = estimate(&file, &config.kv, config.threads, device != "cpu").unwrap();
 
-    let mut served = Served::with_model(model, load).await;
+    let mut served = Served::with_path(path, load).await;
     let loaded = served.status().await.memory.unwrap();
     let plain = generate(&mut served.client, greedy("The capital of France is", 8))
         .await
@@ -139,7 +150,7 @@ pub(crate) async fn measure(model: TestModel, num_ctx: u32, cache: &str, device:
     generate(&mut served.client, request).await.unwrap();
     let structured = served.status().await.memory.unwrap();
     Row {
-        what: format!("{} | {num_ctx} | {cache}", model.file_name()),
+        what: format!("{name} | {num_ctx} | {cache}"),
         estimate,
         loaded,
         generated,

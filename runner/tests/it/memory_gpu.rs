@@ -12,18 +12,23 @@
 use e2e::TestModel;
 use runner::estimate::mib;
 
-use crate::memory::{Row, TOLERANCE, measure, ratio};
+use crate::memory::{Row, TOLERANCE, measure, measure_file, ratio};
 
 /// Loads `model` on the GPU at `num_ctx` positions with `cache` for keys and values,
 /// generates a few tokens, then a few under a JSON schema; returns the failures.
 async fn check(model: TestModel, num_ctx: u32, cache: &str) -> Vec<String> {
+    compare(measure(model, num_ctx, cache, "gpu").await)
+}
+
+/// The failures of one measured GPU load.
+fn compare(row: Row) -> Vec<String> {
     let Row {
         what,
         estimate: e,
         loaded,
         generated,
         structured,
-    } = measure(model, num_ctx, cache, "gpu").await;
+    } = row;
     let before_grammar = e.allocated_bytes - e.grammar_bytes;
     let held = e.device_bytes - e.device_transient_bytes;
     let comparisons = [
@@ -117,5 +122,18 @@ async fn a_gpu_loads_estimate_is_within_5_percent_of_what_the_runner_holds() {
             failures.extend(check(model, num_ctx, cache).await);
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A mixture of experts on the GPU: the router's logits, the gathered rows and every
+/// chosen expert's outputs are device buffers the estimate must count too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_mixture_of_experts_estimate_is_within_5_percent_too() {
+    if gpu::testing::gpu_or_skip().is_none() {
+        return;
+    }
+    let path = e2e::synthetic_model("qwen3moe", "Q8_0");
+    let row = measure_file(&path, "qwen3moe-synthetic-Q8_0", (4096, "f16"), "gpu").await;
+    let failures = compare(row);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -18,9 +18,8 @@ use runner::tokenizer::{TokenId, Tokenizer};
 
 use crate::support::{generate, reference_cache};
 
-/// The decoder architectures of the synthetic models; `qwen3moe`'s experts are not on
-/// the GPU yet and are refused with a clear error instead.
-const ARCHS: [&str; 5] = ["qwen2", "qwen3", "llama", "gemma2", "phi3"];
+/// The decoder architectures of the synthetic models.
+const ARCHS: [&str; 6] = ["qwen2", "qwen3", "llama", "gemma2", "phi3", "qwen3moe"];
 
 /// The GPU, or `None` after `gpu::testing::gpu_or_skip` said `skipped`.
 fn device() -> Option<Arc<gpu::Gpu>> {
@@ -180,17 +179,52 @@ fn phi3_runs_on_the_gpu() {
     synthetic_on_the_gpu(ARCHS[4]);
 }
 
-/// A mixture of experts is refused with an error that says how to run it, never moved
-/// to the CPU behind the user's back.
+/// A mixture of experts: the router's choice made on the CPU, the chosen experts run on
+/// the GPU, for a prompt's tokens at once and then one token at a time.
 #[test]
-fn experts_are_refused_on_the_gpu_with_a_way_out() {
+fn qwen3moe_runs_on_the_gpu() {
+    synthetic_on_the_gpu(ARCHS[5]);
+}
+
+/// An encoder (no GPU pass yet) asked onto the GPU runs on the CPU, says so through
+/// [`Model::device`], computes what a CPU load computes, and is estimated on the CPU.
+#[test]
+fn an_encoder_asked_onto_the_gpu_runs_on_the_cpu_and_is_estimated_there() {
     let Some(gpu) = device() else { return };
-    let path = e2e::synthetic_model("qwen3moe", "F32");
-    let error = load(&path, gpu_cache(256), Some(gpu))
-        .err()
-        .expect("refused");
-    let message = error.to_string();
-    assert!(message.contains("OLLAMA_DEVICE=cpu"), "{message}");
+    let path = e2e::synthetic_model("nomic-bert", "F32");
+    let embed = |device: Option<Arc<gpu::Gpu>>| {
+        let kv = KvConfig::new(256);
+        let (tokenizer, mut model) = load(&path, kv, device).unwrap();
+        let on_gpu = model.device().is_some();
+        let mut cache = model::new_cache(model.as_ref(), kv).unwrap();
+        let (mut batch, mut out) = (Batch::new(), Logits::new());
+        batch.set_output(runner::model::Output::Embeddings);
+        for (pos, id) in tokenizer
+            .encode("the gpu is busy", true, true)
+            .into_iter()
+            .enumerate()
+        {
+            batch.push(id, pos as i32, 0, true);
+        }
+        model.forward(&batch, &mut cache, &mut out).unwrap();
+        let rows: Vec<Vec<f32>> = out.rows().map(|(_, r)| r.to_vec()).collect();
+        (on_gpu, rows)
+    };
+    let (on_gpu, asked) = embed(Some(gpu));
+    assert!(!on_gpu, "an encoder reported a GPU it cannot run on");
+    let (_, cpu) = embed(None);
+    assert!(!cpu.is_empty());
+    assert_eq!(
+        asked, cpu,
+        "the encoder asked onto the GPU computed something else"
+    );
+
+    let file = GgufFile::open(&path).unwrap();
+    let kv = KvConfig::new(256);
+    let on_device = runner::estimate::estimate(&file, &kv, 2, true).unwrap();
+    let on_cpu = runner::estimate::estimate(&file, &kv, 2, false).unwrap();
+    assert_eq!(on_device.device_bytes, 0);
+    assert_eq!(on_device.total_bytes, on_cpu.total_bytes);
 }
 
 /// A cache type the GPU kernels do not store is refused when the cache is made.

@@ -74,10 +74,15 @@ impl Served {
 
     /// Starts a runner and loads `model` with `options` (the model path is filled in).
     pub async fn with_model(model: TestModel, options: pb::LoadRequest) -> Self {
+        Self::with_path(&model.path(), options).await
+    }
+
+    /// Starts a runner and loads the model file at `path` with `options`.
+    pub async fn with_path(path: &Path, options: pb::LoadRequest) -> Self {
         let mut served = Self::start().await;
         served
             .client
-            .load(load_request(model, options))
+            .load(load_request_for(path, options))
             .await
             .expect("load");
         served
@@ -112,9 +117,14 @@ impl Drop for Served {
 
 /// `options` with the protocol version and the path of `model` set.
 pub fn load_request(model: TestModel, options: pb::LoadRequest) -> pb::LoadRequest {
+    load_request_for(&model.path(), options)
+}
+
+/// `options` with the protocol version and the model file `path` set.
+pub fn load_request_for(path: &Path, options: pb::LoadRequest) -> pb::LoadRequest {
     pb::LoadRequest {
         protocol_version: RUNNER_PROTOCOL_VERSION,
-        model_path: model.path().display().to_string(),
+        model_path: path.display().to_string(),
         num_threads: 2,
         ..options
     }

@@ -2,7 +2,8 @@
 //
 // Appended to common.wgsl and one weight-type file, which define `w`, BLOCK_VALUES,
 // BLOCK_BYTES and dequant32. A matrix too large for one binding comes in parts of whole
-// rows, one dispatch each, writing its rows at y_row0 of rows y_stride wide.
+// rows, one dispatch each, writing its rows at y_row0 of rows y_stride wide; one expert
+// of a stack of experts is the part's rows from w_row0.
 // A workgroup of 64 computes ROWS rows for up to TOKENS tokens (grid: x and y together
 // number the group of rows, z the group of tokens); the LANES invocations of a row take
 // its runs of 32 weights in turn, dequantize each once and multiply it into the
@@ -20,6 +21,8 @@ struct Params {
     y_row0: u32,
     // Rows of the whole matrix: the length of one token's output in y.
     y_stride: u32,
+    // The part's row this dispatch calls row 0 (one expert of a stack of experts).
+    w_row0: u32,
 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -47,7 +50,7 @@ fn main(
     let n_t = min(TOKENS, p.n_tokens - t0);
     let runs = p.cols / 32u;
     let runs_per_block = BLOCK_VALUES / 32u;
-    let row_base = row * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
+    let row_base = (p.w_row0 + row) * (p.cols / BLOCK_VALUES) * BLOCK_BYTES;
 
     var acc = array<f32, TOKENS>();
     var vals: array<f32, 32>;

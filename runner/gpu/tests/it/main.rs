@@ -5,6 +5,7 @@
 mod attention;
 mod device;
 mod elementwise;
+mod experts;
 mod matmul;
 mod ops;
 mod support;

@@ -19,7 +19,7 @@ const TOKENS: [usize; 4] = [1, 3, 5, 9];
 
 /// Row lengths for a type: awkward multiples of its block (one block, three, 576 or
 /// nine super-blocks).
-fn widths(ty: WeightType) -> [usize; 3] {
+pub(crate) fn widths(ty: WeightType) -> [usize; 3] {
     if ty.row_multiple() == 256 {
         [256, 768, 2304]
     } else {
@@ -28,7 +28,12 @@ fn widths(ty: WeightType) -> [usize; 3] {
 }
 
 /// A random `rows × cols` matrix quantized to `ty`: its bytes and its dequantized values.
-fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+pub(crate) fn random_matrix(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> (Vec<u8>, Vec<f32>) {
     let mut rng = rng(seed);
     let row_bytes = cols / ty.block_size() * ty.type_size();
     let mut bytes = vec![0u8; rows * row_bytes];

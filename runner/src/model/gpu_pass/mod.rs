@@ -5,6 +5,12 @@
 //! over in place; only the logits (or embeddings) of the tokens that asked for them come
 //! back, to be sampled here.
 //!
+//! A mixture of experts routes on the CPU: the router's logits come back each layer (a
+//! wait for the device), the CPU picks each token's experts exactly as its own pass does,
+//! and the chosen experts run on the device, each on the rows routed to it. llama.cpp
+//! routes on the device (`argsort`, `mul_mat_id`) and never waits; that is left for when
+//! a mixture is measured on a GPU.
+//!
 //! The arithmetic is f32 with the weights dequantized inside the kernels, in the kernels'
 //! order of additions: what the fast CPU numerics promise (a KL divergence within
 //! llama.cpp's own fast-path figures), not the exact path's bits.
@@ -20,9 +26,10 @@ use plan::compute::ActivationDims;
 use plan::device::{HEAD_ROWS, pass_buffer_widths};
 
 use super::decoder::{DecoderWeights, Gated};
+use super::moe::route;
 use super::{Batch, Logits, ModelError, Output};
 use crate::kvcache::{KvCache, Placement};
-use upload::{GpuLinear, GpuWeights};
+use upload::{GpuExperts, GpuFfn, GpuLinear, GpuWeights};
 
 /// The device buffers of one pass, for up to `num_batch` tokens.
 struct Buffers {
@@ -40,44 +47,53 @@ struct Buffers {
     gate: GpuBuffer,
     up: GpuBuffer,
     hidden: GpuBuffer,
+    experts: Option<ExpertBuffers>,
+}
+
+/// The buffers a mixture of experts adds.
+struct ExpertBuffers {
+    router_logits: GpuBuffer,
+    inputs: GpuBuffer,
+    outputs: GpuBuffer,
 }
 
 impl Buffers {
     /// The buffers as [`plan::device::pass_buffer_widths`] sizes them, so the estimate's
     /// `device_compute_bytes` is this allocation.
     fn new(gpu: &Gpu, dims: &ActivationDims, num_batch: usize) -> Result<Self, ModelError> {
-        let [
-            x,
-            x_kept,
-            xn,
-            q,
-            q_normed,
-            k,
-            k_normed,
-            v,
-            attn,
-            proj,
-            proj_kept,
-            gate,
-            up,
-            hidden,
-        ] = pass_buffer_widths(dims)
-            .map(|(what, per_token)| gpu.zeros_f32(what, num_batch * per_token.max(1)));
+        let mut buffers = pass_buffer_widths(dims)
+            .into_iter()
+            .map(|(what, per_token)| gpu.zeros_f32(what, num_batch * per_token.max(1)))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        let mut next = || {
+            buffers
+                .next()
+                .ok_or(ModelError::NotOnGpu("passes without their buffers"))
+        };
         Ok(Self {
-            x: x?,
-            x_kept: x_kept?,
-            xn: xn?,
-            q: q?,
-            q_normed: q_normed?,
-            k: k?,
-            k_normed: k_normed?,
-            v: v?,
-            attn: attn?,
-            proj: proj?,
-            proj_kept: proj_kept?,
-            gate: gate?,
-            up: up?,
-            hidden: hidden?,
+            x: next()?,
+            x_kept: next()?,
+            xn: next()?,
+            q: next()?,
+            q_normed: next()?,
+            k: next()?,
+            k_normed: next()?,
+            v: next()?,
+            attn: next()?,
+            proj: next()?,
+            proj_kept: next()?,
+            gate: next()?,
+            up: next()?,
+            hidden: next()?,
+            experts: match dims.moe {
+                Some(_) => Some(ExpertBuffers {
+                    router_logits: next()?,
+                    inputs: next()?,
+                    outputs: next()?,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -272,17 +288,68 @@ impl GpuPass {
             self.residual(x, proj, gb.attn_post_norm.as_ref(), rows * d, d, r.eps)?;
 
             gpu.rms_norm(x, &gb.ffn_norm, &b.xn, rows, d, r.eps)?;
-            self.linear(&gb.gate, &b.xn, rows, &b.gate)?;
-            self.linear(&gb.up, &b.xn, rows, &b.up)?;
-            let n_ff = gb.gate.rows();
-            match self.act {
-                Gated::SwiGlu => gpu.swiglu(&b.gate, &b.up, &b.hidden, rows * n_ff)?,
-                Gated::GeGlu => gpu.geglu(&b.gate, &b.up, &b.hidden, rows * n_ff)?,
+            match &gb.ffn {
+                GpuFfn::Dense { gate, up, down } => {
+                    self.linear(gate, &b.xn, rows, &b.gate)?;
+                    self.linear(up, &b.xn, rows, &b.up)?;
+                    self.glu(rows * gate.rows())?;
+                    self.linear(down, &b.hidden, rows, &b.proj)?;
+                }
+                GpuFfn::Experts(experts) => self.experts(experts, rows, d)?,
             }
-            self.linear(&gb.down, &b.hidden, rows, &b.proj)?;
             self.residual(x, &b.proj, gb.ffn_post_norm.as_ref(), rows * d, d, r.eps)?;
         }
         self.head(w, batch, x, rows, out)
+    }
+
+    /// `hidden = act(gate) · up` over `len` values.
+    fn glu(&self, len: usize) -> Result<(), ModelError> {
+        let b = &self.buffers;
+        match self.act {
+            Gated::SwiGlu => self.gpu.swiglu(&b.gate, &b.up, &b.hidden, len)?,
+            Gated::GeGlu => self.gpu.geglu(&b.gate, &b.up, &b.hidden, len)?,
+        }
+        Ok(())
+    }
+
+    /// The mixture of experts over the `rows` normalized rows in `xn`, mixed into `proj`:
+    /// the router's logits come back to the CPU, which picks each token's experts and
+    /// weights as the CPU pass does ([`route`]); each chosen expert then runs on the
+    /// rows routed to it, its outputs are put in (token, slot) order, and each token's
+    /// slots are added with their weights in the router's order.
+    fn experts(&self, e: &GpuExperts, rows: usize, d: usize) -> Result<(), ModelError> {
+        let (gpu, b) = (&*self.gpu, &self.buffers);
+        let eb = b
+            .experts
+            .as_ref()
+            .ok_or(ModelError::NotOnGpu("experts without their buffers"))?;
+        let (n_expert, k) = (e.router.rows(), e.n_used);
+        self.linear(&e.router, &b.xn, rows, &eb.router_logits)?;
+        let mut logits = gpu.read_f32(&eb.router_logits)?;
+        let mut chosen = vec![0u32; rows * k];
+        let mut weights = vec![0f32; rows * k];
+        for ((probs, ids), w) in logits[..rows * n_expert]
+            .chunks_exact_mut(n_expert)
+            .zip(chosen.chunks_exact_mut(k))
+            .zip(weights.chunks_exact_mut(k))
+        {
+            route(probs, ids, w);
+        }
+        // The (token, slot) pairs by expert, in token order within each.
+        let mut by_expert: Vec<u32> = (0..(rows * k) as u32).collect();
+        by_expert.sort_unstable_by_key(|&i| (chosen[i as usize], i));
+        for group in by_expert.chunk_by(|&a, &c| chosen[a as usize] == chosen[c as usize]) {
+            let (expert, m) = (chosen[group[0] as usize] as usize, group.len());
+            let tokens: Vec<u32> = group.iter().map(|&i| i / k as u32).collect();
+            gpu.copy_rows(&b.xn, &tokens, d, &eb.inputs)?;
+            gpu.matmul_expert(&e.gate, expert, &eb.inputs, m, &b.gate)?;
+            gpu.matmul_expert(&e.up, expert, &eb.inputs, m, &b.up)?;
+            self.glu(m * e.gate.expert_rows())?;
+            gpu.matmul_expert(&e.down, expert, &b.hidden, m, &b.proj)?;
+            gpu.scatter_rows(&b.proj, group, d, &eb.outputs)?;
+        }
+        gpu.combine_experts(&eb.outputs, &weights, k, d, &b.proj)?;
+        Ok(())
     }
 
     /// `x += post_norm(proj)` (or `x += proj` without a post-norm) over `len` values of

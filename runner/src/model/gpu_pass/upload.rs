@@ -1,12 +1,14 @@
 //! The decoder's weights on the GPU: matrices uploaded once in the file's blocks (the
-//! kernels dequantize them), norm weights and biases as f32.
+//! kernels dequantize them), a mixture's experts as one stack per matrix, norm weights
+//! and biases as f32.
 
 use gguf::GgufFile;
 use gpu::{Gpu, GpuBuffer, GpuMatrix};
 
 use crate::model::ModelError;
 use crate::model::decoder::{Block, DecoderWeights};
-use crate::model::moe::FeedForward;
+use crate::model::layers::GatedMlp;
+use crate::model::moe::{FeedForward, Moe};
 use crate::model::weights::Linear;
 
 /// A matrix and its bias on the device.
@@ -43,10 +45,56 @@ pub(super) struct GpuBlock {
     pub(super) wo: GpuLinear,
     pub(super) attn_post_norm: Option<GpuBuffer>,
     pub(super) ffn_norm: GpuBuffer,
-    pub(super) gate: GpuLinear,
-    pub(super) up: GpuLinear,
-    pub(super) down: GpuLinear,
+    pub(super) ffn: GpuFfn,
     pub(super) ffn_post_norm: Option<GpuBuffer>,
+}
+
+/// A block's feed-forward network on the device.
+pub(super) enum GpuFfn {
+    /// One network for every token.
+    Dense {
+        gate: GpuLinear,
+        up: GpuLinear,
+        down: GpuLinear,
+    },
+    /// A mixture of experts.
+    Experts(GpuExperts),
+}
+
+/// A mixture of experts on the device: the router, and each of gate, up and down as one
+/// stack of every expert's matrix ([`Gpu::upload_experts`]).
+pub(super) struct GpuExperts {
+    pub(super) router: GpuLinear,
+    pub(super) gate: GpuMatrix,
+    pub(super) up: GpuMatrix,
+    pub(super) down: GpuMatrix,
+    /// Experts each token is routed to.
+    pub(super) n_used: usize,
+}
+
+impl GpuExperts {
+    fn upload(gpu: &Gpu, file: &GgufFile, il: usize, moe: &Moe) -> Result<Self, ModelError> {
+        let experts = moe.experts();
+        let stack = |part: &str, pick: fn(&GatedMlp) -> &Linear| {
+            let first = experts
+                .first()
+                .map(pick)
+                .ok_or(ModelError::NotOnGpu("mixtures without experts"))?;
+            let (bytes, ty) = Linear::stacked_file_bytes(file, experts.iter().map(pick))?;
+            let shape = (experts.len(), first.rows(), first.cols());
+            let name = format!("blk.{il}.ffn_{part}_exps");
+            let w = gpu.upload_experts(&name, ty, shape, bytes)?;
+            gpu.settle()?;
+            Ok::<_, ModelError>(w)
+        };
+        Ok(Self {
+            router: GpuLinear::upload(gpu, file, &format!("blk.{il}.ffn_gate_inp"), moe.router())?,
+            gate: stack("gate", |m| &m.gate)?,
+            up: stack("up", |m| &m.up)?,
+            down: stack("down", |m| &m.down)?,
+            n_used: moe.n_used(),
+        })
+    }
 }
 
 fn vector(gpu: &Gpu, name: String, v: &[f32]) -> Result<GpuBuffer, ModelError> {
@@ -65,9 +113,6 @@ fn optional(
 
 impl GpuBlock {
     fn upload(gpu: &Gpu, file: &GgufFile, il: usize, b: &Block) -> Result<Self, ModelError> {
-        let FeedForward::Dense(mlp) = &b.mlp else {
-            return Err(ModelError::NotOnGpu("mixture-of-experts networks"));
-        };
         let name = |part: &str| format!("blk.{il}.{part}");
         let linear = |part: &str, l: &Linear| GpuLinear::upload(gpu, file, &name(part), l);
         let qk_norm = match &b.qk_norm {
@@ -86,9 +131,16 @@ impl GpuBlock {
             wo: linear("attn_output", &b.wo)?,
             attn_post_norm: optional(gpu, name("post_attention_norm"), b.attn_post_norm.as_ref())?,
             ffn_norm: vector(gpu, name("ffn_norm"), &b.ffn_norm)?,
-            gate: linear("ffn_gate", &mlp.gate)?,
-            up: linear("ffn_up", &mlp.up)?,
-            down: linear("ffn_down", &mlp.down)?,
+            ffn: match &b.mlp {
+                FeedForward::Dense(mlp) => GpuFfn::Dense {
+                    gate: linear("ffn_gate", &mlp.gate)?,
+                    up: linear("ffn_up", &mlp.up)?,
+                    down: linear("ffn_down", &mlp.down)?,
+                },
+                FeedForward::Experts(moe) => {
+                    GpuFfn::Experts(GpuExperts::upload(gpu, file, il, moe)?)
+                }
+            },
             ffn_post_norm: optional(gpu, name("post_ffw_norm"), b.ffn_post_norm.as_ref())?,
         })
     }
