@@ -7,6 +7,7 @@
 //! - [`budget`]: each adapter's device memory, total and free (`VK_EXT_memory_budget`).
 //! - [`buffer`]: GGUF blocks uploaded unchanged, f32 activations, readback.
 //! - [`matmul`]: quantized matrix × activations and `get_rows`, dequantizing in the kernel.
+//! - [`int_dot`]: the product on 8-bit activations, four bytes a step (`dot4I8Packed`).
 //! - [`ops`]: RMSNorm, LayerNorm, RoPE, SwiGLU/GeGLU and softmax.
 //! - [`elementwise`]: residual and bias adds, scaling, and gathering rows.
 //! - [`experts`]: a mixture of experts' outputs scattered back to the router's order and
@@ -36,6 +37,7 @@ pub mod device;
 pub mod elementwise;
 mod error;
 pub mod experts;
+pub mod int_dot;
 mod kernel;
 pub mod matmul;
 pub mod ops;
@@ -50,4 +52,5 @@ pub use device::{
     list_adapters,
 };
 pub use error::{GpuError, Result};
+pub use int_dot::Q8Activations;
 pub use matmul::{GpuMatrix, WeightType};

@@ -10,10 +10,12 @@ use ggml_type::GgmlType;
 use crate::buffer::GpuBuffer;
 use crate::device::Gpu;
 use crate::error::{GpuError, Result};
+use crate::int_dot::Q8Activations;
 use crate::kernel::{Dispatch, Params, to_u32};
 
 const COMMON: &str = include_str!("shaders/common.wgsl");
 const MATMUL: &str = include_str!("shaders/matmul.wgsl");
+const MATMUL_Q8: &str = include_str!("shaders/matmul_q8.wgsl");
 const GET_ROWS: &str = include_str!("shaders/get_rows.wgsl");
 /// Tokens per workgroup in `matmul.wgsl` (its `TOKENS`).
 const MATMUL_TOKENS: u32 = 8;
@@ -102,6 +104,15 @@ impl WeightType {
         }
     }
 
+    /// Whether the integer-dot matmul ([`Gpu::matmul_q8`]) reads this type: the types
+    /// whose runs of 32 weights are small integers under one scale and one offset.
+    pub fn int_dot(self) -> bool {
+        matches!(
+            self,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q8_0 | Self::Q4K
+        )
+    }
+
     /// Values a row length must be a multiple of: the block size, and at least 32
     /// because the kernels decode runs of 32 values (so F32 and F16 rows too).
     pub fn row_multiple(self) -> usize {
@@ -127,10 +138,18 @@ pub struct GpuMatrix {
 
 /// Rows `first_row..first_row + rows` of a matrix, in one buffer.
 #[derive(Debug)]
-struct MatrixPart {
+pub(crate) struct MatrixPart {
     buffer: GpuBuffer,
-    first_row: usize,
-    rows: usize,
+    pub(crate) first_row: usize,
+    pub(crate) rows: usize,
+}
+
+/// What a matrix product multiplies: f32 activations, or activations quantized to 8
+/// bits for the integer dot product ([`crate::int_dot`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    F32(&'a GpuBuffer),
+    Q8(&'a Q8Activations),
 }
 
 impl GpuMatrix {
@@ -158,6 +177,11 @@ impl GpuMatrix {
     /// Experts stacked in it ([`Gpu::upload_experts`]); 1 for a plain matrix.
     pub fn experts(&self) -> usize {
         self.rows / self.expert_rows
+    }
+
+    /// Its parts, for the kernels that read it.
+    pub(crate) fn part_list(&self) -> &[MatrixPart] {
+        &self.parts
     }
 
     /// Buffers it is held in (one unless it is larger than one binding).
@@ -361,7 +385,7 @@ impl Gpu {
                 w,
                 part,
                 (0, part.rows),
-                x,
+                Input::F32(x),
                 n_tokens,
                 (part.first_row, w.rows),
                 y,
@@ -397,7 +421,7 @@ impl Gpu {
             w,
             part,
             (first - part.first_row, rows),
-            x,
+            Input::F32(x),
             n_tokens,
             (0, rows),
             y,
@@ -407,12 +431,12 @@ impl Gpu {
     /// Rows `w_row0..w_row0 + rows` of `part` times `x`, written at column `y_row0` of
     /// output rows `y_stride` wide.
     #[allow(clippy::too_many_arguments)]
-    fn matmul_rows(
+    pub(crate) fn matmul_rows(
         &self,
         w: &GpuMatrix,
         part: &MatrixPart,
         (w_row0, rows): (usize, usize),
-        x: &GpuBuffer,
+        x: Input<'_>,
         n_tokens: usize,
         (y_row0, y_stride): (usize, usize),
         y: &GpuBuffer,
@@ -422,15 +446,28 @@ impl Gpu {
             return Ok(());
         }
         let n = to_u32(KERNEL, "tokens", n_tokens)?;
-        let name = format!("matmul_{:?}", w.ty);
-        let pipeline = self.pipeline(&name, || [COMMON, w.ty.decoder(), MATMUL].join("\n"))?;
+        let (pipeline, inputs) = match x {
+            Input::F32(x) => {
+                let name = format!("matmul_{:?}", w.ty);
+                let source = || [COMMON, w.ty.decoder(), MATMUL].join("\n");
+                (self.pipeline(&name, source)?, vec![x])
+            }
+            Input::Q8(x) => {
+                let name = format!("matmul_q8_{:?}", w.ty);
+                let source = || [COMMON, w.ty.decoder(), MATMUL_Q8].join("\n");
+                (self.pipeline(&name, source)?, vec![&x.q, &x.s])
+            }
+        };
+        let mut buffers = vec![&part.buffer];
+        buffers.extend(inputs);
+        buffers.push(y);
         let rows = to_u32(KERNEL, "rows", rows)?;
         let [gx, gy] = self.grid(rows.div_ceil(MATMUL_ROWS));
         self.dispatch(
             &pipeline,
             Dispatch {
                 kernel: KERNEL,
-                buffers: &[&part.buffer, x, y],
+                buffers: &buffers,
                 params: Params::default()
                     .u32(rows)
                     .u32(to_u32(KERNEL, "cols", w.cols)?)

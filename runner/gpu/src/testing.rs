@@ -40,3 +40,18 @@ pub fn gpu_or_skip() -> Option<&'static Gpu> {
     }
     gpu
 }
+
+/// The bytes and the (scale, scale × sum) pairs of quantized activations, for tests of
+/// the quantizer.
+pub fn read_q8(gpu: &Gpu, x: &crate::int_dot::Q8Activations) -> (Vec<i8>, Vec<[f32; 2]>) {
+    let bytes = gpu.read_bytes(&x.q).expect("read the bytes");
+    let scales = gpu.read_f32(&x.s).expect("read the scales");
+    let runs = x.capacity() / 32;
+    (
+        bytes[..runs * 32].iter().map(|&b| b as i8).collect(),
+        scales[..runs * 2]
+            .chunks_exact(2)
+            .map(|p| [p[0], p[1]])
+            .collect(),
+    )
+}

@@ -40,7 +40,8 @@ pub const HEAD_ROWS: usize = 16;
 /// the order the runner's pass allocates them: the hidden states (and the rows kept for
 /// output), the normalized states, queries, keys (and both normed), values, the attention
 /// output, the projections (and those kept), and the feed-forward network's gate, up and
-/// hidden rows; for a mixture of experts, then the router's logits, the rows gathered for
+/// hidden rows, the widest of the products' inputs quantized to 8 bits (bytes four to a
+/// word, and a scale and a sum per 32); for a mixture of experts, then the router's logits, the rows gathered for
 /// one expert, and every chosen expert's output row (`n_expert_used` a token) until they
 /// are mixed.
 pub fn pass_buffer_widths(dims: &ActivationDims) -> Vec<(&'static str, usize)> {
@@ -60,6 +61,8 @@ pub fn pass_buffer_widths(dims: &ActivationDims) -> Vec<(&'static str, usize)> {
         ("gate", dims.n_ff),
         ("up", dims.n_ff),
         ("hidden", dims.n_ff),
+        ("quantized inputs", q8_width(dims) / 4),
+        ("input scales", q8_width(dims) / 16),
     ];
     if let Some(m) = dims.moe {
         widths.extend([
@@ -69,6 +72,14 @@ pub fn pass_buffer_widths(dims: &ActivationDims) -> Vec<(&'static str, usize)> {
         ]);
     }
     widths
+}
+
+/// Values per token the GPU pass quantizes to 8 bits at most: the widest input of a
+/// matrix product (the hidden size, the attention output or the feed-forward width), in
+/// whole runs of 32.
+pub fn q8_width(dims: &ActivationDims) -> usize {
+    let widest = dims.n_embd.max(dims.attn.out_dim()).max(dims.n_ff);
+    widest.next_multiple_of(32)
 }
 
 /// Device bytes of the pass's buffers for batches of up to `num_batch` tokens.

@@ -92,6 +92,16 @@ pub enum ModelError {
     /// The CPU lacks the instructions the kernels need.
     #[error(transparent)]
     Isa(#[from] kernels::cpu::IsaError),
+    /// An environment variable holds a value it does not take.
+    #[error("{name}={value:?} is not valid: it takes {accepts}")]
+    Setting {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What it takes.
+        accepts: &'static str,
+    },
     /// `OLLAMA_NUMERICS` names no numerics.
     #[error(transparent)]
     Numerics(#[from] kernels::cpu::UnknownNumerics),

@@ -12,6 +12,7 @@ mod generate_refs;
 mod grpcio_client;
 mod import;
 mod inspect_cli;
+mod int_dot_gpu;
 mod kld;
 mod kv_perplexity;
 mod llama_import;

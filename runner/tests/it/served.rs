@@ -37,9 +37,15 @@ pub async fn connect(socket: &Path) -> Channel {
 impl Served {
     /// Starts `ollama-runner serve` and waits until it answers Health.
     pub async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Served::start`] with `env` added to the runner's environment.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("runner.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ollama-runner"))
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--socket")
             .arg(&socket)

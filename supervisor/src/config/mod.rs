@@ -190,6 +190,12 @@ pub const VARIABLES: &[Variable] = &[
         accepts: "cpu, gpu, or an adapter index as `ollama-runner devices` lists them",
     },
     Variable {
+        name: "OLLAMA_GPU_INT_DOT",
+        meaning: "GPU runners multiply Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K weights by activations rounded to 8 bits, four bytes a step (passed to each runner)",
+        default: "false",
+        accepts: "a Go boolean (a runner refuses anything else)",
+    },
+    Variable {
         name: "OLLAMA_CPU_FALLBACK",
         meaning: "load a model on the CPU when it fails to load on the GPU (logged as a warning) instead of failing its requests",
         default: "false",
@@ -276,6 +282,8 @@ pub struct Config {
     pub runner: Option<PathBuf>,
     /// `OLLAMA_KERNELS`, passed to runners as it is (they check it).
     pub kernels: Option<String>,
+    /// `OLLAMA_GPU_INT_DOT`, passed to runners as it is (they check it).
+    pub gpu_int_dot: Option<String>,
     /// `OLLAMA_DEVICE`: which device the server's runners use (see `crate::devices`);
     /// its form is checked here so that a typo stops the server at start-up rather
     /// than failing every load.
@@ -441,6 +449,7 @@ impl Config {
             cpu_fallback: r.bool("OLLAMA_CPU_FALLBACK")?,
             runner: r.raw("OLLAMA_RUNNER").map(PathBuf::from),
             kernels: r.raw("OLLAMA_KERNELS"),
+            gpu_int_dot: r.raw("OLLAMA_GPU_INT_DOT"),
             device: r.get("OLLAMA_DEVICE", None, |s| {
                 let s = s.to_ascii_lowercase();
                 if s == "cpu" || s == "gpu" || s.parse::<usize>().is_ok() {
@@ -498,6 +507,9 @@ impl Config {
                     "OLLAMA_KERNELS" => self.kernels.clone().unwrap_or_else(|| "auto".into()),
                     "OLLAMA_DEVICE" => self.device.clone().unwrap_or_else(|| "auto".into()),
                     "OLLAMA_CPU_FALLBACK" => self.cpu_fallback.to_string(),
+                    "OLLAMA_GPU_INT_DOT" => {
+                        self.gpu_int_dot.clone().unwrap_or_else(|| "false".into())
+                    }
                     other => unreachable!("{other} is in the registry but not described"),
                 };
                 let set = env.var(v.name).is_some_and(|s| !s.trim().is_empty());

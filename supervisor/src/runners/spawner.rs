@@ -53,6 +53,8 @@ pub const RUNNER_ENV: &[&str] = &[
     "OLLAMA_NUMERICS",
     // The runners' default device: cpu, gpu or an adapter index (runner::model::device).
     "OLLAMA_DEVICE",
+    // The GPU pass's products on 8-bit activations, on or off (runner::model::gpu_pass).
+    "OLLAMA_GPU_INT_DOT",
     // The Vulkan drivers a runner may load, as the admin restricted them.
     "VK_DRIVER_FILES",
     "VK_ICD_FILENAMES",

@@ -15,3 +15,15 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
         }
     }
 }
+
+// Run j of the block at byte `b` as bytes 0..15, four to a word, and (d, m) with
+// x = d * q + m (m = -8d): what the integer-dot matmul multiplies.
+fn qrun(b: u32, j: u32, q: ptr<function, array<u32, 8>>) -> vec2<f32> {
+    for (var i = 0u; i < 4u; i++) {
+        let word = word_at_even(b + 2u + 4u * i);
+        (*q)[i] = word & 0x0f0f0f0fu;
+        (*q)[i + 4u] = (word >> 4u) & 0x0f0f0f0fu;
+    }
+    let d = f16_at(b);
+    return vec2<f32>(d, -8.0 * d);
+}

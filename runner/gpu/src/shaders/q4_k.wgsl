@@ -27,3 +27,16 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
         }
     }
 }
+
+// Run j (sub-block j) of the block at byte `b` as bytes 0..15, four to a word, and
+// (d, m) with x = d * q + m (d = d*sc, m = -dmin*m): what the integer-dot matmul
+// multiplies.
+fn qrun(b: u32, j: u32, q: ptr<function, array<u32, 8>>) -> vec2<f32> {
+    let sm = scale_min_k4(b + 4u, j);
+    let shift = 4u * (j & 1u);
+    let qs = b + 16u + 32u * (j >> 1u);
+    for (var i = 0u; i < 8u; i++) {
+        (*q)[i] = (word_at_even(qs + 4u * i) >> shift) & 0x0f0f0f0fu;
+    }
+    return vec2<f32>(f16_at(b) * f32(sm.x), -f16_at(b + 2u) * f32(sm.y));
+}

@@ -13,3 +13,12 @@ fn dequant32(b: u32, j: u32, out: ptr<function, array<f32, 32>>) {
         }
     }
 }
+
+// Run j of the block at byte `b` as signed bytes, four to a word, and (d, m) with
+// x = d * q + m: what the integer-dot matmul multiplies.
+fn qrun(b: u32, j: u32, q: ptr<function, array<u32, 8>>) -> vec2<f32> {
+    for (var i = 0u; i < 8u; i++) {
+        (*q)[i] = word_at_even(b + 2u + 4u * i);
+    }
+    return vec2<f32>(f16_at(b), 0.0);
+}

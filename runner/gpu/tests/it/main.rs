@@ -6,6 +6,7 @@ mod attention;
 mod device;
 mod elementwise;
 mod experts;
+mod int_dot;
 mod matmul;
 mod ops;
 mod support;

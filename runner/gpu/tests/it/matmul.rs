@@ -13,9 +13,9 @@ use rand::Rng;
 
 use crate::support::{assert_close, rng, values};
 
-const ROWS: [usize; 4] = [1, 7, 33, 100];
+pub(crate) const ROWS: [usize; 4] = [1, 7, 33, 100];
 /// Token counts: fewer than, and more than, the 8 tokens one workgroup takes.
-const TOKENS: [usize; 4] = [1, 3, 5, 9];
+pub(crate) const TOKENS: [usize; 4] = [1, 3, 5, 9];
 
 /// Row lengths for a type: awkward multiples of its block (one block, three, 576 or
 /// nine super-blocks).
@@ -56,7 +56,13 @@ pub(crate) fn random_matrix(
     (bytes, dequantized)
 }
 
-fn upload(gpu: &Gpu, ty: WeightType, rows: usize, cols: usize, seed: u64) -> (GpuMatrix, Vec<f32>) {
+pub(crate) fn upload(
+    gpu: &Gpu,
+    ty: WeightType,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+) -> (GpuMatrix, Vec<f32>) {
     let (bytes, dequantized) = random_matrix(ty.ggml(), rows, cols, seed);
     let w = gpu
         .upload_matrix("test weights", ty.ggml(), rows, cols, &bytes)

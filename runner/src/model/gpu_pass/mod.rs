@@ -20,10 +20,10 @@ mod upload;
 use std::sync::Arc;
 
 use gpu::ops::{RopeConfig, RopeLayout as GpuRopeLayout};
-use gpu::{AttentionParams, Gpu, GpuBuffer, GpuMatrix};
+use gpu::{AttentionParams, Gpu, GpuBuffer, GpuMatrix, Q8Activations};
 use kernels::ops::{Rope, RopeLayout, softcap};
 use plan::compute::ActivationDims;
-use plan::device::{HEAD_ROWS, pass_buffer_widths};
+use plan::device::{HEAD_ROWS, pass_buffer_widths, q8_width};
 
 use super::decoder::{DecoderWeights, Gated};
 use super::moe::route;
@@ -47,6 +47,8 @@ struct Buffers {
     gate: GpuBuffer,
     up: GpuBuffer,
     hidden: GpuBuffer,
+    /// The input of the products on 8-bit activations ([`gpu::int_dot`]).
+    q8: Q8Activations,
     experts: Option<ExpertBuffers>,
 }
 
@@ -86,6 +88,7 @@ impl Buffers {
             gate: next()?,
             up: next()?,
             hidden: next()?,
+            q8: Q8Activations::new(next()?, next()?, num_batch * q8_width(dims))?,
             experts: match dims.moe {
                 Some(_) => Some(ExpertBuffers {
                     router_logits: next()?,
@@ -106,6 +109,29 @@ pub(crate) struct GpuPass {
     ropes: Vec<(RopeConfig, Option<Vec<f32>>)>,
     act: Gated,
     num_batch: usize,
+    /// Whether the products of [`gpu::WeightType::int_dot`] types run on 8-bit
+    /// activations ([`INT_DOT_ENV`]).
+    int_dot: bool,
+}
+
+/// The environment variable that turns on the products on 8-bit activations: off by
+/// default until a real GPU shows what they gain. On lavapipe they run the whole pass
+/// 1.7x faster; against the CPU's exact path they raise the KL divergence by a fifth
+/// (docs/PERFORMANCE.md, "integer dot product").
+pub const INT_DOT_ENV: &str = "OLLAMA_GPU_INT_DOT";
+
+/// [`INT_DOT_ENV`] as a Go boolean; unset or empty is off.
+fn int_dot_from_env() -> Result<bool, ModelError> {
+    let value = std::env::var(INT_DOT_ENV).unwrap_or_default();
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "f" | "false" => Ok(false),
+        "1" | "t" | "true" => Ok(true),
+        _ => Err(ModelError::Setting {
+            name: INT_DOT_ENV,
+            value,
+            accepts: "a Go boolean: 1, t, true, 0, f or false",
+        }),
+    }
 }
 
 fn rope_config(rope: &Rope) -> (RopeConfig, Option<Vec<f32>>) {
@@ -136,12 +162,14 @@ impl GpuPass {
         dims: &ActivationDims,
         num_batch: usize,
     ) -> Result<Self, ModelError> {
+        let int_dot = int_dot_from_env()?;
         let weights = GpuWeights::upload(&gpu, w)?;
         let buffers = Buffers::new(&gpu, dims, num_batch)?;
         gpu.settle()?;
         tracing::info!(
             adapter = %gpu.description(),
             allocated = gpu.allocated_bytes(),
+            int_dot,
             "decoder uploaded to the GPU"
         );
         Ok(Self {
@@ -151,6 +179,7 @@ impl GpuPass {
             buffers,
             gpu,
             num_batch,
+            int_dot,
         })
     }
 
@@ -165,18 +194,46 @@ impl GpuPass {
         0
     }
 
+    /// `out = l · x` for `n` tokens: on the activations [`GpuPass::quantize`] put in the
+    /// `q8` buffer when `q8` says they are `x`'s and `l`'s type has the integer-dot
+    /// kernel, else on `x` itself.
     fn linear(
         &self,
         l: &GpuLinear,
-        x: &GpuBuffer,
+        (x, q8): (&GpuBuffer, bool),
         n: usize,
         out: &GpuBuffer,
     ) -> Result<(), ModelError> {
-        self.gpu.matmul(&l.w, x, n, out)?;
+        if q8 && l.w.weight_type().int_dot() {
+            self.gpu.matmul_q8(&l.w, &self.buffers.q8, n, out)?;
+        } else {
+            self.gpu.matmul(&l.w, x, n, out)?;
+        }
         if let Some(b) = &l.bias {
             self.gpu.add_assign(out, b, n * l.rows(), l.rows())?;
         }
         Ok(())
+    }
+
+    /// Quantizes the `n` rows of `width` values of `x` to 8 bits when one of `users`
+    /// multiplies them with the integer-dot kernel; says whether it did, for
+    /// [`GpuPass::linear`].
+    fn quantize(
+        &self,
+        x: &GpuBuffer,
+        n: usize,
+        width: usize,
+        users: &[&GpuMatrix],
+    ) -> Result<bool, ModelError> {
+        let wanted = self.int_dot
+            && width.is_multiple_of(32)
+            && users
+                .iter()
+                .any(|w| w.weight_type().int_dot() && w.cols() == width);
+        if wanted {
+            self.gpu.quantize_q8(x, n * width, &self.buffers.q8)?;
+        }
+        Ok(wanted)
     }
 
     /// The pass over `batch`, whose cells in `cache` are `placement`.
@@ -217,9 +274,10 @@ impl GpuPass {
             }
             let block = &w.blocks[il];
             gpu.rms_norm(x, &gb.attn_norm, &b.xn, n, d, r.eps)?;
-            self.linear(&gb.q, &b.xn, n, &b.q)?;
-            self.linear(&gb.k, &b.xn, n, &b.k)?;
-            self.linear(&gb.v, &b.xn, n, &b.v)?;
+            let q8 = self.quantize(&b.xn, n, d, &[&gb.q.w, &gb.k.w, &gb.v.w])?;
+            self.linear(&gb.q, (&b.xn, q8), n, &b.q)?;
+            self.linear(&gb.k, (&b.xn, q8), n, &b.k)?;
+            self.linear(&gb.v, (&b.xn, q8), n, &b.v)?;
             let (mut q, mut k) = (&b.q, &b.k);
             if let Some((q_norm, k_norm)) = &gb.qk_norm {
                 gpu.rms_norm(q, q_norm, &b.q_normed, n * a.n_head, a.head_dim_k, r.eps)?;
@@ -266,7 +324,8 @@ impl GpuPass {
             gpu.flash_attention(
                 q, view.k, view.v, table, n_cells, positions, &seqs, &params, &b.attn,
             )?;
-            self.linear(&gb.wo, &b.attn, n, &b.proj)?;
+            let q8 = self.quantize(&b.attn, n, a.out_dim(), &[&gb.wo.w])?;
+            self.linear(&gb.wo, (&b.attn, q8), n, &b.proj)?;
 
             let mut proj = &b.proj;
             // The last layer goes on with the rows that give output only.
@@ -290,10 +349,13 @@ impl GpuPass {
             gpu.rms_norm(x, &gb.ffn_norm, &b.xn, rows, d, r.eps)?;
             match &gb.ffn {
                 GpuFfn::Dense { gate, up, down } => {
-                    self.linear(gate, &b.xn, rows, &b.gate)?;
-                    self.linear(up, &b.xn, rows, &b.up)?;
-                    self.glu(rows * gate.rows())?;
-                    self.linear(down, &b.hidden, rows, &b.proj)?;
+                    let q8 = self.quantize(&b.xn, rows, d, &[&gate.w, &up.w])?;
+                    self.linear(gate, (&b.xn, q8), rows, &b.gate)?;
+                    self.linear(up, (&b.xn, q8), rows, &b.up)?;
+                    let n_ff = gate.rows();
+                    self.glu(rows * n_ff)?;
+                    let q8 = self.quantize(&b.hidden, rows, n_ff, &[&down.w])?;
+                    self.linear(down, (&b.hidden, q8), rows, &b.proj)?;
                 }
                 GpuFfn::Experts(experts) => self.experts(experts, rows, d)?,
             }
@@ -324,7 +386,7 @@ impl GpuPass {
             .as_ref()
             .ok_or(ModelError::NotOnGpu("experts without their buffers"))?;
         let (n_expert, k) = (e.router.rows(), e.n_used);
-        self.linear(&e.router, &b.xn, rows, &eb.router_logits)?;
+        self.linear(&e.router, (&b.xn, false), rows, &eb.router_logits)?;
         let mut logits = gpu.read_f32(&eb.router_logits)?;
         let mut chosen = vec![0u32; rows * k];
         let mut weights = vec![0f32; rows * k];
@@ -417,7 +479,12 @@ impl GpuPass {
                 Some(&b.x_kept)
             };
             let result = gpu.zeros_f32("logits", rows * n_vocab)?;
-            gpu.matmul(output, input.unwrap_or(&b.xn), rows, &result)?;
+            let input = input.unwrap_or(&b.xn);
+            if self.quantize(input, rows, d, &[output])? {
+                gpu.matmul_q8(output, &b.q8, rows, &result)?;
+            } else {
+                gpu.matmul(output, input, rows, &result)?;
+            }
             if let Some(bias) = self.weights.output.as_ref().and_then(|l| l.bias.as_ref()) {
                 gpu.add_assign(&result, bias, rows * n_vocab, n_vocab)?;
             }
