@@ -372,14 +372,15 @@ mod tests {
         // The weights as uploaded: both matrices in their blocks.
         assert_eq!(e.device_weights_bytes, 2560 + 2304);
         assert_eq!(e.device_kv_bytes, 2048 * 2);
-        // The pass: 992 floats a token (3 × 64 hidden, 2 × 64 queries, 2 × 32 keys, 32
-        // values, 64 attention output, 2 × 64 projections, 3 × 128 feed-forward) × 4
+        // The pass: 1032 floats a token (3 × 64 hidden, 2 × 64 queries, 2 × 32 keys, 32
+        // values, 64 attention output, 2 × 64 projections, 3 × 128 feed-forward, and the
+        // widest input, 128, as 8-bit activations: 32 words of bytes, 8 of scales) × 4
         // tokens; 4 rows of 10 logits; a cell table of 16 cells of 12 bytes.
-        assert_eq!(e.device_compute_bytes, 992 * 4 * 4 + 4 * 10 * 4 + 16 * 12);
+        assert_eq!(e.device_compute_bytes, 1032 * 4 * 4 + 4 * 10 * 4 + 16 * 12);
         assert_eq!(e.device_transient_bytes, 4 * 10 * 4 + 16 * 12);
         // wgpu's zeroing buffer, and the rest of the one 4 MiB block every buffer (the
         // zeroing buffer, the weights, the pass's buffers, the rows) fits in.
-        let kept = (512 << 10) + (2560 + 2304) + 992 * 4 * 4 + 2048 * 2;
+        let kept = (512 << 10) + (2560 + 2304) + 1032 * 4 * 4 + 2048 * 2;
         assert_eq!(e.device_allocator_bytes, (512 << 10) + (4 << 20) - kept);
         assert_eq!(
             e.device_bytes,
