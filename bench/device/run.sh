@@ -67,6 +67,10 @@ run_ours() {
         tmo 60 "$R" bench --model "$M_SMOL" --device gpu -p 512 -n 128 -r 3 --threads 4 --cache-type-k $kv --cache-type-v $kv 2>&1 | tail -30 | tee "$OUT/ours-smollm2-$kv-$1.txt"
         tmo 90 "$R" bench --model "$M_GEMMA" --device gpu -p 512 -n 128 -r 3 --threads 4 --cache-type-k $kv --cache-type-v $kv 2>&1 | tail -30 | tee "$OUT/ours-gemma3-$kv-$1.txt"
     done
+    # The products on 8-bit activations (OLLAMA_GPU_INT_DOT), f16 cache, against the
+    # lines above: whether the packed dot product pays on this GPU.
+    OLLAMA_GPU_INT_DOT=1 tmo 60 "$R" bench --model "$M_SMOL" --device gpu -p 512 -n 128 -r 3 --threads 4 2>&1 | tail -30 | tee "$OUT/ours-smollm2-int-dot-$1.txt"
+    OLLAMA_GPU_INT_DOT=1 tmo 90 "$R" bench --model "$M_GEMMA" --device gpu -p 512 -n 128 -r 3 --threads 4 2>&1 | tail -30 | tee "$OUT/ours-gemma3-int-dot-$1.txt"
 }
 # <<< OURS
 # ---------------------------------------------------------------------------------------
