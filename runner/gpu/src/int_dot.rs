@@ -139,27 +139,6 @@ impl Gpu {
                 ),
             ));
         }
-        if y.len_words() < n_tokens * w.rows() {
-            return Err(shape(
-                KERNEL,
-                format!(
-                    "{n_tokens} tokens of {} outputs do not fit {} values",
-                    w.rows(),
-                    y.len_words()
-                ),
-            ));
-        }
-        for part in w.part_list() {
-            self.matmul_rows(
-                w,
-                part,
-                (0, part.rows),
-                Input::Q8(x),
-                n_tokens,
-                (part.first_row, w.rows()),
-                y,
-            )?;
-        }
-        Ok(())
+        self.matmul_parts(w, Input::Q8(x), n_tokens, y)
     }
 }

@@ -138,10 +138,10 @@ pub struct GpuMatrix {
 
 /// Rows `first_row..first_row + rows` of a matrix, in one buffer.
 #[derive(Debug)]
-pub(crate) struct MatrixPart {
+struct MatrixPart {
     buffer: GpuBuffer,
-    pub(crate) first_row: usize,
-    pub(crate) rows: usize,
+    first_row: usize,
+    rows: usize,
 }
 
 /// What a matrix product multiplies: f32 activations, or activations quantized to 8
@@ -177,11 +177,6 @@ impl GpuMatrix {
     /// Experts stacked in it ([`Gpu::upload_experts`]); 1 for a plain matrix.
     pub fn experts(&self) -> usize {
         self.rows / self.expert_rows
-    }
-
-    /// Its parts, for the kernels that read it.
-    pub(crate) fn part_list(&self) -> &[MatrixPart] {
-        &self.parts
     }
 
     /// Buffers it is held in (one unless it is larger than one binding).
@@ -380,12 +375,34 @@ impl Gpu {
         y: &GpuBuffer,
     ) -> Result<()> {
         check_product("matmul", (w.rows, w.cols), x, n_tokens, y)?;
+        self.matmul_parts(w, Input::F32(x), n_tokens, y)
+    }
+
+    /// Every part of `w` times `x` into `y` (`n_tokens × rows` outputs, checked here;
+    /// the caller checks `x`).
+    pub(crate) fn matmul_parts(
+        &self,
+        w: &GpuMatrix,
+        x: Input<'_>,
+        n_tokens: usize,
+        y: &GpuBuffer,
+    ) -> Result<()> {
+        if y.len_words() < n_tokens * w.rows {
+            return Err(shape_error(
+                "matmul",
+                format!(
+                    "{n_tokens} tokens of {} outputs do not fit {} values",
+                    w.rows,
+                    y.len_words()
+                ),
+            ));
+        }
         for part in &w.parts {
             self.matmul_rows(
                 w,
                 part,
                 (0, part.rows),
-                Input::F32(x),
+                x,
                 n_tokens,
                 (part.first_row, w.rows),
                 y,
@@ -431,7 +448,7 @@ impl Gpu {
     /// Rows `w_row0..w_row0 + rows` of `part` times `x`, written at column `y_row0` of
     /// output rows `y_stride` wide.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn matmul_rows(
+    fn matmul_rows(
         &self,
         w: &GpuMatrix,
         part: &MatrixPart,

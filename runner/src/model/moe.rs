@@ -149,19 +149,8 @@ impl Moe {
         let logits = &mut s.logits[..n * n_expert];
         self.router.forward(cpu, file, x, n, logits)?;
         let (chosen, weights) = (&mut s.chosen[..n * k], &mut s.weights[..n * k]);
-        for ((probs, ids), w) in logits
-            .chunks_exact_mut(n_expert)
-            .zip(chosen.chunks_exact_mut(k))
-            .zip(weights.chunks_exact_mut(k))
-        {
-            route(probs, ids, w);
-        }
-        // The (token, slot) pairs grouped by expert, in token order within each.
         let by_expert = &mut s.by_expert[..n * k];
-        for (slot, i) in by_expert.iter_mut().zip(0u32..) {
-            *slot = i;
-        }
-        by_expert.sort_unstable_by_key(|&i| (chosen[i as usize], i));
+        route_batch(logits, (n_expert, k), (chosen, weights), by_expert);
 
         let outputs = &mut s.outputs[..n * k * d];
         for group in by_expert.chunk_by(|&a, &b| chosen[a as usize] == chosen[b as usize]) {
@@ -192,10 +181,34 @@ impl Moe {
     }
 }
 
+/// The routing of a batch: each token's row of `n_expert` router logits in `logits`
+/// (turned into probabilities in place) gives its `k` experts in `chosen` and their
+/// weights in `weights` ([`route`]), and `by_expert` receives the (token, slot) indices
+/// `token · k + slot` grouped by expert, in token order within each: both the CPU pass
+/// and the GPU pass run each chosen expert once, on its group.
+pub(crate) fn route_batch(
+    logits: &mut [f32],
+    (n_expert, k): (usize, usize),
+    (chosen, weights): (&mut [u32], &mut [f32]),
+    by_expert: &mut [u32],
+) {
+    for ((probs, ids), w) in logits
+        .chunks_exact_mut(n_expert)
+        .zip(chosen.chunks_exact_mut(k))
+        .zip(weights.chunks_exact_mut(k))
+    {
+        route(probs, ids, w);
+    }
+    for (slot, i) in by_expert.iter_mut().zip(0u32..) {
+        *slot = i;
+    }
+    by_expert.sort_unstable_by_key(|&i| (chosen[i as usize], i));
+}
+
 /// One token's routing: `probs` (the router's logits, turned into probabilities in
 /// place), the ids of the `ids.len()` most probable experts in descending order, and
 /// their normalised weights.
-pub(crate) fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
+fn route(probs: &mut [f32], ids: &mut [u32], weights: &mut [f32]) {
     softmax(probs);
     // Descending by probability (llama.cpp's argsort); on a tie, which random weights
     // never give, the lower id first.

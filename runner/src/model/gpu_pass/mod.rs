@@ -26,7 +26,7 @@ use plan::compute::ActivationDims;
 use plan::device::{HEAD_ROWS, pass_buffer_widths, q8_width};
 
 use super::decoder::{DecoderWeights, Gated};
-use super::moe::route;
+use super::moe::route_batch;
 use super::{Batch, Logits, ModelError, Output};
 use crate::kvcache::{KvCache, Placement};
 use upload::{GpuExperts, GpuFfn, GpuLinear, GpuWeights};
@@ -194,23 +194,35 @@ impl GpuPass {
         0
     }
 
-    /// `out = l · x` for `n` tokens: on the activations [`GpuPass::quantize`] put in the
-    /// `q8` buffer when `q8` says they are `x`'s and `l`'s type has the integer-dot
-    /// kernel, else on `x` itself.
+    /// `out = l · x` and `l`'s bias for `n` tokens ([`GpuPass::product`]).
     fn linear(
         &self,
         l: &GpuLinear,
+        x: (&GpuBuffer, bool),
+        n: usize,
+        out: &GpuBuffer,
+    ) -> Result<(), ModelError> {
+        self.product(&l.w, x, n, out)?;
+        if let Some(b) = &l.bias {
+            self.gpu.add_assign(out, b, n * l.rows(), l.rows())?;
+        }
+        Ok(())
+    }
+
+    /// `out = w · x` for `n` tokens: on the activations [`GpuPass::quantize`] put in the
+    /// `q8` buffer when `q8` says they are `x`'s and `w`'s type has the integer-dot
+    /// kernel, else on `x` itself.
+    fn product(
+        &self,
+        w: &GpuMatrix,
         (x, q8): (&GpuBuffer, bool),
         n: usize,
         out: &GpuBuffer,
     ) -> Result<(), ModelError> {
-        if q8 && l.w.weight_type().int_dot() {
-            self.gpu.matmul_q8(&l.w, &self.buffers.q8, n, out)?;
+        if q8 && w.weight_type().int_dot() {
+            self.gpu.matmul_q8(w, &self.buffers.q8, n, out)?;
         } else {
-            self.gpu.matmul(&l.w, x, n, out)?;
-        }
-        if let Some(b) = &l.bias {
-            self.gpu.add_assign(out, b, n * l.rows(), l.rows())?;
+            self.gpu.matmul(w, x, n, out)?;
         }
         Ok(())
     }
@@ -376,7 +388,7 @@ impl GpuPass {
 
     /// The mixture of experts over the `rows` normalized rows in `xn`, mixed into `proj`:
     /// the router's logits come back to the CPU, which picks each token's experts and
-    /// weights as the CPU pass does ([`route`]); each chosen expert then runs on the
+    /// weights as the CPU pass does ([`route_batch`]); each chosen expert then runs on the
     /// rows routed to it, its outputs are put in (token, slot) order, and each token's
     /// slots are added with their weights in the router's order.
     fn experts(&self, e: &GpuExperts, rows: usize, d: usize) -> Result<(), ModelError> {
@@ -388,18 +400,14 @@ impl GpuPass {
         let (n_expert, k) = (e.router.rows(), e.n_used);
         self.linear(&e.router, (&b.xn, false), rows, &eb.router_logits)?;
         let mut logits = gpu.read_f32(&eb.router_logits)?;
-        let mut chosen = vec![0u32; rows * k];
-        let mut weights = vec![0f32; rows * k];
-        for ((probs, ids), w) in logits[..rows * n_expert]
-            .chunks_exact_mut(n_expert)
-            .zip(chosen.chunks_exact_mut(k))
-            .zip(weights.chunks_exact_mut(k))
-        {
-            route(probs, ids, w);
-        }
-        // The (token, slot) pairs by expert, in token order within each.
-        let mut by_expert: Vec<u32> = (0..(rows * k) as u32).collect();
-        by_expert.sort_unstable_by_key(|&i| (chosen[i as usize], i));
+        let (mut chosen, mut weights) = (vec![0u32; rows * k], vec![0f32; rows * k]);
+        let mut by_expert = vec![0u32; rows * k];
+        route_batch(
+            &mut logits[..rows * n_expert],
+            (n_expert, k),
+            (&mut chosen, &mut weights),
+            &mut by_expert,
+        );
         for group in by_expert.chunk_by(|&a, &c| chosen[a as usize] == chosen[c as usize]) {
             let (expert, m) = (chosen[group[0] as usize] as usize, group.len());
             let tokens: Vec<u32> = group.iter().map(|&i| i / k as u32).collect();
@@ -480,11 +488,8 @@ impl GpuPass {
             };
             let result = gpu.zeros_f32("logits", rows * n_vocab)?;
             let input = input.unwrap_or(&b.xn);
-            if self.quantize(input, rows, d, &[output])? {
-                gpu.matmul_q8(output, &b.q8, rows, &result)?;
-            } else {
-                gpu.matmul(output, input, rows, &result)?;
-            }
+            let q8 = self.quantize(input, rows, d, &[output])?;
+            self.product(output, (input, q8), rows, &result)?;
             if let Some(bias) = self.weights.output.as_ref().and_then(|l| l.bias.as_ref()) {
                 gpu.add_assign(&result, bias, rows * n_vocab, n_vocab)?;
             }
