@@ -17,7 +17,7 @@ use half::f16;
 use thiserror::Error;
 
 use crate::GgmlType;
-use crate::arch::cast::{Pod, as_blocks_mut};
+use crate::arch::cast::{Pod, as_blocks, as_blocks_mut};
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8_0};
 
 /// Rows interleaved in one packed block.
@@ -236,6 +236,52 @@ pub fn unpack_rows8(
     }
 }
 
+/// Dequantizes row `j` (0..[`ROWS`]) of one group of eight packed rows of `cols` values
+/// of type `ty` (`group`: the group's bytes, as [`repack_rows8`] left them) into `out`
+/// (`cols` values): a token's embedding read from a table that is also the output head,
+/// repacked for the head's product, without unpacking the table.
+pub fn dequantize_packed_row(
+    ty: GgmlType,
+    cols: usize,
+    group: &[u8],
+    j: usize,
+    out: &mut [f32],
+) -> Result<(), RepackError> {
+    match ty {
+        GgmlType::Q4_0 => packed_row::<Rows8Q4_0>(cols, group, j, out),
+        GgmlType::Q4_1 => packed_row::<Rows8Q4_1>(cols, group, j, out),
+        GgmlType::Q5_0 => packed_row::<Rows8Q5_0>(cols, group, j, out),
+        GgmlType::Q8_0 => packed_row::<Rows8Q8_0>(cols, group, j, out),
+        other => Err(RepackError::UnsupportedType(other)),
+    }
+}
+
+fn packed_row<P: Packed8>(
+    cols: usize,
+    group: &[u8],
+    j: usize,
+    out: &mut [f32],
+) -> Result<(), RepackError> {
+    let block = P::TYPE.block_size();
+    let bad = RepackError::Bytes {
+        ty: P::TYPE,
+        rows: ROWS,
+        cols,
+        len: group.len(),
+    };
+    let nb = cols / block;
+    let packed = as_blocks::<P>(group).ok_or(bad.clone())?;
+    if j >= ROWS || !cols.is_multiple_of(block) || packed.len() != nb || out.len() != cols {
+        return Err(bad);
+    }
+    for (p, dst) in packed.iter().zip(out.chunks_exact_mut(block)) {
+        let row_block = [p.unpack(j)];
+        crate::quant::dequantize_row(P::TYPE, crate::arch::cast::as_bytes(&row_block), dst)
+            .map_err(|_| bad.clone())?;
+    }
+    Ok(())
+}
+
 /// The groups of `bytes` as blocks of `T`, `per_group` blocks each, after the checks.
 fn groups<T: Pod>(
     ty: GgmlType,
@@ -291,7 +337,6 @@ fn unpack<P: Packed8>(rows: usize, cols: usize, bytes: &mut [u8]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::cast::as_blocks;
     use crate::dot::test_data::{Bytes, random_weights};
 
     /// Random rows, and an aligned copy of them to repack.
@@ -342,6 +387,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_packed_row_dequantizes_as_the_plain_row() {
+        let (rows, cols) = (16, 96);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
+            let (original, mut bytes) = rows_and_copy(ty, rows, cols);
+            repack_rows8(ty, rows, cols, bytes.get_mut()).unwrap();
+            let row_bytes = cols / ty.block_size() * ty.type_size();
+            for r in 0..rows {
+                let mut want = vec![0.0; cols];
+                let plain = &original.get()[r * row_bytes..(r + 1) * row_bytes];
+                crate::quant::dequantize_row(ty, plain, &mut want).unwrap();
+                let group = &bytes.get()[(r / ROWS) * ROWS * row_bytes..][..ROWS * row_bytes];
+                let mut got = vec![f32::NAN; cols];
+                dequantize_packed_row(ty, cols, group, r % ROWS, &mut got).unwrap();
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{ty} row {r}"
+                );
+            }
+            let group = &bytes.get()[..ROWS * row_bytes];
+            let mut out = vec![0.0; cols];
+            assert!(dequantize_packed_row(ty, cols, group, ROWS, &mut out).is_err());
+            assert!(dequantize_packed_row(ty, cols, &group[1..], 0, &mut out).is_err());
+            assert!(dequantize_packed_row(ty, cols, group, 0, &mut out[1..]).is_err());
+        }
+        let mut out = vec![0.0; 32];
+        assert_eq!(
+            dequantize_packed_row(GgmlType::Q4_K, 32, &[0; 64], 0, &mut out),
+            Err(RepackError::UnsupportedType(GgmlType::Q4_K))
+        );
     }
 
     #[test]

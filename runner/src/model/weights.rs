@@ -9,6 +9,7 @@ use kernels::cpu::{Isa, Numerics};
 use kernels::matmul::{self, Layout, MatmulScratch, Weights};
 use kernels::ops::gelu_erf_isa;
 use kernels::pool::ThreadPool;
+use kernels::repack::ROWS;
 
 use super::{Interrupt, ModelError};
 
@@ -471,6 +472,9 @@ impl Linear {
 #[derive(Debug, Clone)]
 pub struct Embedding {
     range: Range<usize>,
+    /// As the file stores it, or repacked at load when the table is also the output head
+    /// ([`super::repack`]): a row is then read out of its group of eight.
+    layout: Layout,
     ty: GgmlType,
     n_embd: usize,
     n_vocab: usize,
@@ -481,9 +485,11 @@ impl Embedding {
     /// The table `name`, ggml dims `[n_embd, n_vocab]`.
     pub fn load(file: &GgufFile, name: &str, n_embd: usize) -> Result<Self, ModelError> {
         let info = tensor(file, name)?;
-        if file.is_rewritten(name) {
-            return Err(ModelError::Repacked(name.to_owned()));
-        }
+        let layout = if file.is_rewritten(name) {
+            Layout::Rows8
+        } else {
+            Layout::Rows
+        };
         let n_vocab = info.dims().get(1).copied().unwrap_or(0);
         check_shape(info, &[n_embd as u64, n_vocab])?;
         let ty = info.ggml_type();
@@ -495,6 +501,7 @@ impl Embedding {
         }
         Ok(Self {
             range: byte_range(file, info)?,
+            layout,
             ty,
             n_embd,
             n_vocab: usize::try_from(n_vocab).unwrap_or(usize::MAX),
@@ -507,9 +514,13 @@ impl Embedding {
         self.n_vocab
     }
 
-    /// The table's bytes in `file` and their type, for uploading to another device.
-    pub fn file_bytes<'f>(&self, file: &'f GgufFile) -> (&'f [u8], GgmlType) {
-        (&file.bytes()[self.range.clone()], self.ty)
+    /// The table's bytes in `file` (refused when repacked for the CPU kernels) and their
+    /// type, for uploading to another device.
+    pub fn file_bytes<'f>(&self, file: &'f GgufFile) -> Result<(&'f [u8], GgmlType), ModelError> {
+        if self.layout != Layout::Rows {
+            return Err(ModelError::Repacked("token_embd.weight".to_owned()));
+        }
+        Ok((&file.bytes()[self.range.clone()], self.ty))
     }
 
     /// Writes the embedding of `token` into `out` (`n_embd` values).
@@ -521,9 +532,26 @@ impl Embedding {
                 n_vocab: self.n_vocab,
             });
         }
+        let out = &mut out[..self.n_embd];
+        if self.layout == Layout::Rows8 {
+            let group_bytes = ROWS * self.row_bytes;
+            let start = self.range.start + t / ROWS * group_bytes;
+            let group = &file.bytes()[start..start + group_bytes];
+            return kernels::repack::dequantize_packed_row(
+                self.ty,
+                self.n_embd,
+                group,
+                t % ROWS,
+                out,
+            )
+            .map_err(|e| ModelError::Repack {
+                name: "token_embd.weight".to_owned(),
+                source: e,
+            });
+        }
         let start = self.range.start + t * self.row_bytes;
         let bytes = &file.bytes()[start..start + self.row_bytes];
-        kernels::quant::dequantize_row(self.ty, bytes, &mut out[..self.n_embd])?;
+        kernels::quant::dequantize_row(self.ty, bytes, out)?;
         Ok(())
     }
 
@@ -537,8 +565,7 @@ impl Embedding {
         }
         Ok(Linear {
             range: self.range.clone(),
-            // The table is read row by row too, so it stays as the file stores it.
-            layout: Layout::Rows,
+            layout: self.layout,
             ty: self.ty,
             rows: self.n_vocab,
             cols: self.n_embd,

@@ -159,7 +159,7 @@ impl GpuWeights {
     /// Uploads the weights `w` describes.
     pub(super) fn upload(gpu: &Gpu, w: &DecoderWeights) -> Result<Self, ModelError> {
         let file = &*w.file;
-        let (bytes, ty) = w.embd.file_bytes(file);
+        let (bytes, ty) = w.embd.file_bytes(file)?;
         let (n_vocab, n_embd) = (w.embd.n_vocab(), w.recipe.n_embd);
         let embd = gpu.upload_matrix("token_embd", ty, n_vocab, n_embd, bytes)?;
         // Settled after each upload (here and in `GpuLinear::upload` and `vector`): its
