@@ -100,11 +100,12 @@ fn ours(
         o.prompt.min(64),
         o.gen_tokens.min(8),
         o.depth,
+        1,
     )?;
     let mut pp = Vec::new();
     let mut tg = Vec::new();
     for _ in 0..o.reps {
-        let s = measure(model, &mut cache, o.prompt, o.gen_tokens, o.depth)?;
+        let s = measure(model, &mut cache, o.prompt, o.gen_tokens, o.depth, 1)?;
         pp.push(s.pp);
         tg.push(s.tg);
     }

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Tokens per forward pass.
     #[arg(long, default_value_t = 512)]
     pub num_batch: usize,
+    /// Sequences generating at once: each generation step decodes one token of each, as
+    /// a server with this many busy slots does, and tg counts all of them.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
     /// Positions the cache holds (default: just enough for the depth and the runs).
     #[arg(long)]
     pub num_ctx: Option<usize>,
@@ -83,40 +87,46 @@ pub fn rss_bytes() -> Option<usize> {
     Some(pages * 4096)
 }
 
-/// Fills sequence 0 of `cache` with `depth` tokens (in passes of its batch size), untimed.
+/// Fills sequence `seq` of `cache` with `depth` tokens (in passes of its batch size),
+/// untimed.
 fn fill(
     model: &mut dyn Model,
     cache: &mut KvCache,
     ids: &[u32],
     depth: usize,
+    seq: usize,
 ) -> anyhow::Result<()> {
     let (mut batch, mut logits) = (Batch::new(), Logits::new());
     let num_batch = cache.config().num_batch;
     for first in (0..depth).step_by(num_batch) {
         batch.clear();
         for p in first..(first + num_batch).min(depth) {
-            batch.push(ids[p % ids.len()], i32::try_from(p)?, 0, false);
+            batch.push(ids[(p + seq) % ids.len()], i32::try_from(p)?, seq, false);
         }
         model.forward(&batch, cache, &mut logits)?;
     }
     Ok(())
 }
 
-/// Tokens per second of a `prompt`-token prompt and of `gen_tokens` single-token passes,
-/// each after `depth` tokens of context. The cache holds sequence 0 only.
+/// Tokens per second of a `prompt`-token prompt (in sequence 0) and of `gen_tokens`
+/// generation steps of one token in each of `parallel` sequences, each after `depth`
+/// tokens of context.
 pub fn measure(
     model: &mut dyn Model,
     cache: &mut KvCache,
     prompt: usize,
     gen_tokens: usize,
     depth: usize,
+    parallel: usize,
 ) -> anyhow::Result<Speeds> {
     let n_vocab = model.n_vocab() as u64;
     let ids: Vec<u32> = (0..4096u64)
         .map(|i| ((i * 2_654_435_761 + 12_345) % n_vocab) as u32)
         .collect();
     cache.clear();
-    fill(model, cache, &ids, depth)?;
+    for seq in 0..parallel {
+        fill(model, cache, &ids, depth, seq)?;
+    }
     let (mut batch, mut logits) = (Batch::new(), Logits::new());
     let num_batch = cache.config().num_batch;
     let mut pp = 0.0;
@@ -143,10 +153,12 @@ pub fn measure(
         let start = Instant::now();
         for p in depth..depth + gen_tokens {
             batch.clear();
-            batch.push(ids[p % ids.len()], i32::try_from(p)?, 0, true);
+            for seq in 0..parallel {
+                batch.push(ids[(p + seq) % ids.len()], i32::try_from(p)?, seq, true);
+            }
             model.forward(&batch, cache, &mut logits)?;
         }
-        tg = gen_tokens as f64 / start.elapsed().as_secs_f64();
+        tg = (gen_tokens * parallel) as f64 / start.elapsed().as_secs_f64();
     }
     Ok(Speeds { pp, tg })
 }
@@ -159,6 +171,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Loads the model, runs the benchmark and prints speeds and memory.
 pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.reps > 0, "--reps must be at least 1");
+    anyhow::ensure!(
+        args.parallel > 0 && args.parallel <= args.num_batch,
+        "--parallel must be from 1 to --num-batch ({})",
+        args.num_batch
+    );
     // Finding the device loads the Vulkan drivers present (lavapipe maps LLVM): memory
     // the process takes whatever it runs, not the model's, so it is not counted below.
     let device = args.cache.device()?;
@@ -172,7 +189,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
         args.depth,
         args.prompt.max(args.gen_tokens)
     );
-    let kv = args.cache.config(num_ctx, 1, args.num_batch);
+    let kv = args.cache.config(num_ctx, args.parallel, args.num_batch);
     let estimate = estimate(&file, &kv, args.threads, device.is_some())?;
     let options = LoadOptions {
         threads: args.threads,
@@ -194,6 +211,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
             args.prompt,
             args.gen_tokens,
             args.depth,
+            args.parallel,
         )?);
     }
     let speeds = Speeds {
@@ -220,6 +238,7 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
             "gen": args.gen_tokens,
             "depth": args.depth,
             "threads": args.threads,
+            "parallel": args.parallel,
             "type_k": kv.type_k.name(),
             "type_v": kv.type_v.name(),
             "flash_attention": kv.flash_attention,
@@ -232,12 +251,17 @@ pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "pp{} @ d{}: {:.1} tok/s; tg{} @ d{}: {:.1} tok/s (median of {}, {} threads)",
+        "pp{} @ d{}: {:.1} tok/s; tg{} @ d{}{}: {:.1} tok/s (median of {}, {} threads)",
         args.prompt,
         args.depth,
         speeds.pp,
         args.gen_tokens,
         args.depth,
+        if args.parallel > 1 {
+            format!(" x {} sequences", args.parallel)
+        } else {
+            String::new()
+        },
         speeds.tg,
         args.reps,
         args.threads
