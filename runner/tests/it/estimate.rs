@@ -97,6 +97,8 @@ fn check_memory(model: TestModel, flags: &[&str]) {
 fn the_estimate_is_what_smollm2_allocates_and_takes() {
     let m = TestModel::SmolLm2;
     check_memory(m, &["--num-ctx", "16384"]);
+    // Four sequences generating at once: a server's four busy slots.
+    check_memory(m, &["--num-ctx", "2048", "--parallel", "4"]);
     check_memory(
         m,
         &[
