@@ -26,29 +26,42 @@ struct Departure {
     detail: String,
 }
 
-/// The recent departures, newest last.
-#[derive(Debug, Default)]
+/// The recent departures, newest last, and the scheduler's events not yet read.
+#[derive(Debug)]
 pub struct Departed {
-    recent: Mutex<VecDeque<Departure>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    recent: VecDeque<Departure>,
+    /// Read on every event (by the follower) and before every answer (by [`Departed::list`]),
+    /// so a `Ps` sent after a `Watch` event was seen always counts that event.
+    events: broadcast::Receiver<SchedEvent>,
 }
 
 impl Departed {
     /// Starts following `events` until `stopping` (or the scheduler ends).
     pub fn follow(
-        mut events: broadcast::Receiver<SchedEvent>,
+        events: broadcast::Receiver<SchedEvent>,
         stopping: CancellationToken,
     ) -> Arc<Self> {
-        let departed = Arc::new(Self::default());
+        let mut doorbell = events.resubscribe();
+        let departed = Arc::new(Self {
+            state: Mutex::new(State {
+                recent: VecDeque::new(),
+                events,
+            }),
+        });
         let record = Arc::clone(&departed);
         tokio::spawn(async move {
             loop {
                 let event = tokio::select! {
                     () = stopping.cancelled() => return,
-                    event = events.recv() => event,
+                    event = doorbell.recv() => event,
                 };
                 match event {
-                    Ok(event) => record.note(&event),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => record.lock().drain(),
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -56,8 +69,25 @@ impl Departed {
         departed
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Notes every event received so far.
+    fn drain(&mut self) {
+        loop {
+            match self.events.try_recv() {
+                Ok(event) => self.note(&event),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Records `event` when it says a model is leaving.
-    fn note(&self, event: &SchedEvent) {
+    fn note(&mut self, event: &SchedEvent) {
         let reason = match &event.kind {
             EventKind::Expired => "expired",
             EventKind::Evicted { .. } => "evicted",
@@ -66,25 +96,28 @@ impl Departed {
             EventKind::BackOff { .. } => "back-off",
             _ => return,
         };
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == KEPT {
-            recent.pop_front();
+        if self.recent.len() == KEPT {
+            self.recent.pop_front();
         }
-        recent.push_back(Departure {
+        self.recent.push_back(Departure {
             at: event.at,
             model: event.model.clone(),
             reason,
             detail: event_detail(&event.kind),
         });
     }
+}
 
+impl Departed {
     /// The departures of the last hour, newest first, leaving out models loaded again
     /// since (`loaded` names them).
     pub fn list(&self, loaded: &[String]) -> Vec<pb::DepartedModel> {
         let now = SystemTime::now();
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
+        state.drain();
         let mut seen = Vec::new();
-        recent
+        state
+            .recent
             .iter()
             .rev()
             .filter(|d| now.duration_since(d.at).is_ok_and(|age| age < KEPT_FOR))
@@ -101,5 +134,44 @@ impl Departed {
                 detail: d.detail.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(model: &str, kind: EventKind) -> SchedEvent {
+        SchedEvent {
+            at: SystemTime::now(),
+            model: model.to_owned(),
+            kind,
+        }
+    }
+
+    /// A client that saw a departure on `Watch` and then asks `Ps` must find it there,
+    /// whether or not the follower task has run in between.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_departure_broadcast_before_ps_is_listed_at_once() {
+        let (tx, rx) = broadcast::channel(16);
+        let departed = Departed::follow(rx, CancellationToken::new());
+        tx.send(event("smol:latest", EventKind::Expired)).unwrap();
+        tx.send(event("other:latest", EventKind::Expired)).unwrap();
+        // No await in between: on this single-threaded runtime the follower cannot run.
+        let names: Vec<_> = departed
+            .list(&[])
+            .into_iter()
+            .map(|d| (d.name, d.reason))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("other:latest".to_owned(), "expired".to_owned()),
+                ("smol:latest".to_owned(), "expired".to_owned())
+            ]
+        );
+        // A model loaded again since is left out; the follower then notes nothing twice.
+        tokio::task::yield_now().await;
+        assert_eq!(departed.list(&["other:latest".to_owned()]).len(), 1);
     }
 }
