@@ -514,6 +514,34 @@ row_kind!(
     vec_dot_f16_f32
 );
 
+/// The dots of several F16 rows `xs` with one f32 row `y`, into `out` (one per row), each
+/// with [`vec_dot_f16_f32`]'s bits on `isa`: on AVX-512 sixteen rows' horizontal sums are
+/// done together (flash attention's F16 keys against one query row).
+///
+/// # Panics
+///
+/// When `out` and `xs` differ in length, or a row and `y` do.
+pub fn vec_dot_f16_f32_many(isa: Isa, xs: &[&[f16]], y: &[f32], out: &mut [f32]) {
+    assert_eq!(
+        xs.len(),
+        out.len(),
+        "vec_dot_f16_f32_many: rows and outputs"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => {
+            for (xs, out) in xs.chunks(16).zip(out.chunks_mut(16)) {
+                x86::f16_keys_avx512(token, xs, y, out);
+            }
+        }
+        _ => {
+            for (x, o) in xs.iter().zip(out.iter_mut()) {
+                *o = vec_dot_f16_f32(isa, x, y);
+            }
+        }
+    }
+}
+
 /// The "quantizer" of f32 activations: a copy.
 fn copy_row(_: Isa, x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(x);

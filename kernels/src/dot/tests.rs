@@ -174,6 +174,36 @@ dot_tests! {
 }
 
 #[test]
+fn many_f16_rows_against_one_activation_row_have_each_rows_bits() {
+    // Lengths cross the kernel's 64- and 16-value steps and its scalar tail; row counts
+    // cross its groups of sixteen.
+    for n in [0, 1, 15, 16, 17, 63, 64, 65, 100, 128, 200, 256, 257] {
+        let y = random_activations(n, 9000 + n as u64);
+        let rows: Vec<Vec<half::f16>> = (0..37)
+            .map(|r| {
+                let x = random_activations(n, 100 * n as u64 + r);
+                x.iter().map(|&v| half::f16::from_f32(v)).collect()
+            })
+            .collect();
+        for count in [0, 1, 5, 16, 17, 37] {
+            let xs: Vec<&[half::f16]> = rows[..count].iter().map(Vec::as_slice).collect();
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; count];
+                super::vec_dot_f16_f32_many(isa, &xs, &y, &mut got);
+                for (r, x) in xs.iter().enumerate() {
+                    let one = super::vec_dot_f16_f32(isa, x, &y);
+                    assert_eq!(
+                        got[r].to_bits(),
+                        one.to_bits(),
+                        "{isa} n={n} row {r} of {count}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn float_rows_of_every_length_match_scalar() {
     // Float rows have no blocks: every length from 0 to 130 exercises the SIMD tails.
     for n in 0..130 {

@@ -34,7 +34,7 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use self::keys::{BlockKeys, F16Keys, F32Keys, KeyKind};
+use self::keys::{BlockKeys, F16Keys, F32Keys, KeyKind, score_block};
 use self::values::{Values, Weights, add_weighted_rows, dequantize_isa, is_cache_type};
 use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks};
@@ -589,56 +589,6 @@ fn row_masks(call: &Call<'_>, ids: &[usize], masks: &mut [u64]) -> u64 {
         union |= masks[r];
     }
     union
-}
-
-/// Scores of the cells `list` (entries `at` of the block) for every row, in
-/// `scores[r * FLASH_BLOCK + i]`: `scale · q_r·k` where row `r` sees cell `list[i]`, `-inf`
-/// elsewhere. Rows go four at a time so a key block is decoded once for four rows. `None`
-/// when a key row is not aligned for its blocks.
-fn score_block<K: KeyKind>(
-    isa: Isa,
-    call: &Call<'_>,
-    q: &[K::Act],
-    masks: &[u64],
-    at: &[usize],
-    list: &[usize],
-    scores: &mut [f32],
-) -> Option<()> {
-    let n = masks.len();
-    let per_row = q.len() / n;
-    let q_row = |r: usize| &q[r * per_row..(r + 1) * per_row];
-    for (i, (&j, &c)) in at.iter().zip(list).enumerate() {
-        let k = call.keys.row::<K::Weight>(c)?;
-        let mut r = 0;
-        while r < n {
-            let t = (n - r).min(4);
-            let sees = |u: usize| masks[r + u] >> j & 1 == 1;
-            let mut dots = [0.0f32; 4];
-            if (0..t).any(sees) {
-                match t {
-                    4 => dots = K::dots::<4>(isa, k, std::array::from_fn(|u| q_row(r + u))),
-                    3 => {
-                        let d = K::dots::<3>(isa, k, std::array::from_fn(|u| q_row(r + u)));
-                        dots[..3].copy_from_slice(&d);
-                    }
-                    2 => {
-                        let d = K::dots::<2>(isa, k, std::array::from_fn(|u| q_row(r + u)));
-                        dots[..2].copy_from_slice(&d);
-                    }
-                    _ => dots[0] = K::dots::<1>(isa, k, [q_row(r)])[0],
-                }
-            }
-            for (u, &d) in dots.iter().enumerate().take(t) {
-                scores[(r + u) * FLASH_BLOCK + i] = if sees(u) {
-                    call.scores.of(d)
-                } else {
-                    f32::NEG_INFINITY
-                };
-            }
-            r += t;
-        }
-    }
-    Some(())
 }
 
 /// The online-softmax step of a block of `n_vis` scores per row: raises each row's

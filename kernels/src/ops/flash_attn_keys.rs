@@ -1,12 +1,14 @@
 //! The key side of flash attention: the query rows converted once per call into the
-//! operand a key type's dot product takes, and the dots of one cached key with up to four
-//! query rows.
+//! operand a key type's dot product takes, the dots of one cached key with up to four
+//! query rows, and a block's scores ([`score_block`]).
 //!
 //! As llama.cpp's CPU flash attention does, a quantized key multiplies with the query
 //! quantized to the key type's activation partner (Q8_0 for Q8_0, Q4_0, Q5_0 and IQ4_NL;
 //! Q8_1 for Q4_1 and Q5_1), with the SIMD dots of [`crate::dot`]. F32 keys take the f32
 //! query through [`crate::ops::dot_f32_ggml_isa`] (ggml's summation order, the one the
-//! straight attention uses), F16 keys through [`crate::dot::vec_dot_f16_f32`].
+//! straight attention uses), F16 keys through [`crate::dot::vec_dot_f16_f32`], or on
+//! AVX-512 a query row against a block's keys at once
+//! ([`crate::dot::vec_dot_f16_f32_many`], the same bits).
 
 use std::marker::PhantomData;
 
@@ -14,8 +16,10 @@ use half::f16;
 
 use crate::arch::cast::{Pod, as_blocks_mut, as_bytes_mut};
 use crate::cpu::Isa;
-use crate::dot::{VecDot, vec_dot_f16_f32};
+use crate::dot::{VecDot, vec_dot_f16_f32, vec_dot_f16_f32_many};
 use crate::ops::dot_f32_ggml_isa;
+
+use super::FLASH_BLOCK;
 
 /// A key storage type, its query operand and their dot product.
 pub(super) trait KeyKind {
@@ -30,6 +34,17 @@ pub(super) trait KeyKind {
     fn query<'a>(isa: Isa, q: &'a [f32], dk: usize, buf: &'a mut [f32]) -> Option<&'a [Self::Act]>;
     /// `k · q_t` for each of the `N` query rows.
     fn dots<const N: usize>(isa: Isa, k: &[Self::Weight], qs: [&[Self::Act]; N]) -> [f32; N];
+    /// Whether [`KeyKind::dots_keys`] is the faster way on `isa`: a query row against
+    /// many keys rather than a key against a few query rows.
+    fn by_row(_: Isa) -> bool {
+        false
+    }
+    /// `k_i · q` for each key `ks[i]` into `out[i]`, with [`KeyKind::dots`]'s bits.
+    fn dots_keys(isa: Isa, ks: &[&[Self::Weight]], q: &[Self::Act], out: &mut [f32]) {
+        for (o, k) in out.iter_mut().zip(ks) {
+            *o = Self::dots::<1>(isa, k, [q])[0];
+        }
+    }
 }
 
 /// F32 keys.
@@ -64,6 +79,12 @@ impl KeyKind for F16Keys {
     fn dots<const N: usize>(isa: Isa, k: &[f16], qs: [&[f32]; N]) -> [f32; N] {
         std::array::from_fn(|t| vec_dot_f16_f32(isa, k, qs[t]))
     }
+    fn by_row(isa: Isa) -> bool {
+        matches!(isa, Isa::Avx512(_))
+    }
+    fn dots_keys(isa: Isa, ks: &[&[f16]], q: &[f32], out: &mut [f32]) {
+        vec_dot_f16_f32_many(isa, ks, q, out);
+    }
 }
 
 /// Keys of a 32-element block type `K` (Q8_0, Q4_0, ...), dotted with quantized queries.
@@ -88,4 +109,107 @@ impl<K: VecDot> KeyKind for BlockKeys<K> {
     fn dots<const N: usize>(isa: Isa, k: &[K::Weight], qs: [&[K::Act]; N]) -> [f32; N] {
         K::dot(isa, k, qs)
     }
+}
+
+/// Scores of the cells `list` (entries `at` of the block) for every row, in
+/// `scores[r * FLASH_BLOCK + i]`: `scale · q_r·k` where row `r` sees cell `list[i]`, `-inf`
+/// elsewhere. Rows go four at a time so a key block is decoded once for four rows, or,
+/// where the key kind says so ([`KeyKind::by_row`]), each row takes the keys it sees
+/// together. `None` when a key row is not aligned for its blocks.
+pub(super) fn score_block<K: KeyKind>(
+    isa: Isa,
+    call: &super::Call<'_>,
+    q: &[K::Act],
+    masks: &[u64],
+    at: &[usize],
+    list: &[usize],
+    scores: &mut [f32],
+) -> Option<()> {
+    if K::by_row(isa) {
+        return score_block_by_row::<K>(isa, call, q, masks, at, list, scores);
+    }
+    let n = masks.len();
+    let per_row = q.len() / n;
+    let q_row = |r: usize| &q[r * per_row..(r + 1) * per_row];
+    for (i, (&j, &c)) in at.iter().zip(list).enumerate() {
+        let k = call.keys.row::<K::Weight>(c)?;
+        let mut r = 0;
+        while r < n {
+            let t = (n - r).min(4);
+            let sees = |u: usize| masks[r + u] >> j & 1 == 1;
+            let mut dots = [0.0f32; 4];
+            if (0..t).any(sees) {
+                match t {
+                    4 => dots = K::dots::<4>(isa, k, std::array::from_fn(|u| q_row(r + u))),
+                    3 => {
+                        let d = K::dots::<3>(isa, k, std::array::from_fn(|u| q_row(r + u)));
+                        dots[..3].copy_from_slice(&d);
+                    }
+                    2 => {
+                        let d = K::dots::<2>(isa, k, std::array::from_fn(|u| q_row(r + u)));
+                        dots[..2].copy_from_slice(&d);
+                    }
+                    _ => dots[0] = K::dots::<1>(isa, k, [q_row(r)])[0],
+                }
+            }
+            for (u, &d) in dots.iter().enumerate().take(t) {
+                scores[(r + u) * FLASH_BLOCK + i] = if sees(u) {
+                    call.scores.of(d)
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            r += t;
+        }
+    }
+    Some(())
+}
+
+/// [`score_block`] a row at a time: each row's visible keys go to
+/// [`KeyKind::dots_keys`] sixteen at a time.
+fn score_block_by_row<K: KeyKind>(
+    isa: Isa,
+    call: &super::Call<'_>,
+    q: &[K::Act],
+    masks: &[u64],
+    at: &[usize],
+    list: &[usize],
+    scores: &mut [f32],
+) -> Option<()> {
+    const GROUP: usize = 16;
+    let n = masks.len();
+    let per_row = q.len() / n;
+    let mut keys: [&[K::Weight]; FLASH_BLOCK] = [&[]; FLASH_BLOCK];
+    for (k, &c) in keys.iter_mut().zip(list) {
+        *k = call.keys.row::<K::Weight>(c)?;
+    }
+    for (r, &mask) in masks.iter().enumerate() {
+        let q_row = &q[r * per_row..(r + 1) * per_row];
+        let row_scores = &mut scores[r * FLASH_BLOCK..r * FLASH_BLOCK + list.len()];
+        row_scores.fill(f32::NEG_INFINITY);
+        let (mut idx, mut sel) = ([0usize; GROUP], [&[][..]; GROUP]);
+        let mut dots = [0.0f32; GROUP];
+        let mut m = 0;
+        for (i, &j) in at.iter().enumerate() {
+            if mask >> j & 1 == 0 {
+                continue;
+            }
+            (idx[m], sel[m]) = (i, keys[i]);
+            m += 1;
+            if m == GROUP {
+                K::dots_keys(isa, &sel[..m], q_row, &mut dots[..m]);
+                for (&i, &d) in idx[..m].iter().zip(&dots[..m]) {
+                    row_scores[i] = call.scores.of(d);
+                }
+                m = 0;
+            }
+        }
+        if m > 0 {
+            K::dots_keys(isa, &sel[..m], q_row, &mut dots[..m]);
+            for (&i, &d) in idx[..m].iter().zip(&dots[..m]) {
+                row_scores[i] = call.scores.of(d);
+            }
+        }
+    }
+    Some(())
 }

@@ -110,3 +110,91 @@ macro_rules! float_dot_avx512 {
 }
 
 float_dot_avx512!(dot_f16_avx512, f16, load16_f16, f16::to_f32);
+
+/// The four accumulators of [`dot_f16_avx512`] for one row, added as that kernel adds
+/// them, before the horizontal sum; and the scalar tail of the values past the last 16.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn f16_partial(x: &[f16], y: &[f32]) -> (__m512, f32) {
+    assert_eq!(x.len(), y.len());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut xc = x.chunks_exact(64);
+    let mut yc = y.chunks_exact(64);
+    for (xs, ys) in (&mut xc).zip(&mut yc) {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(load16_f16(&xs[16 * k..]), load16(&ys[16 * k..]), *a);
+        }
+    }
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    let mut xc = xr.chunks_exact(16);
+    let mut yc = yr.chunks_exact(16);
+    for (xs, ys) in (&mut xc).zip(&mut yc) {
+        acc[0] = _mm512_fmadd_ps(load16_f16(xs), load16(ys), acc[0]);
+    }
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a.to_f32() * b)
+        .sum();
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    (sum, tail)
+}
+
+/// The horizontal sums of sixteen vectors at once, each lane pairing as
+/// `_mm512_reduce_add_ps` pairs them (the 256-bit halves, then the 128-bit halves, then
+/// the 64-bit halves, then the two last values): so each sum has that reduction's bits,
+/// and the work is 15 vector additions and 30 shuffles instead of sixteen dependent
+/// chains. Element `4e + k` of the result is vector `4k + e`'s sum.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn reduce16(v: &[__m512; 16]) -> __m512 {
+    // Halves of 256 bits: vectors 2m and 2m + 1 side by side.
+    let w: [__m512; 8] = std::array::from_fn(|m| {
+        let (a, b) = (v[2 * m], v[2 * m + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(a, b),
+            _mm512_shuffle_f32x4::<0xEE>(a, b),
+        )
+    });
+    // Halves of 128 bits: 128-bit lane k of y[n] is vector 4n + k's.
+    let y: [__m512; 4] = std::array::from_fn(|n| {
+        let (a, b) = (w[2 * n], w[2 * n + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(a, b),
+            _mm512_shuffle_f32x4::<0xDD>(a, b),
+        )
+    });
+    // Halves of 64 bits: in 128-bit lane k, values 0..2 are vector 8p + k's, 2..4 vector
+    // 8p + 4 + k's.
+    let u: [__m512; 2] = std::array::from_fn(|p| {
+        let (a, b) = (y[2 * p], y[2 * p + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(a, b),
+            _mm512_shuffle_ps::<0xEE>(a, b),
+        )
+    });
+    _mm512_add_ps(
+        _mm512_shuffle_ps::<0x88>(u[0], u[1]),
+        _mm512_shuffle_ps::<0xDD>(u[0], u[1]),
+    )
+}
+
+/// The dots of up to sixteen F16 rows `xs` with one f32 row `y`, into `out` (as many as
+/// `xs`), each with [`dot_f16_avx512`]'s bits: flash attention's F16 keys against one
+/// query row, whose horizontal sums are done together ([`reduce16`]).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_f16_keys_avx512(xs: &[&[f16]], y: &[f32], out: &mut [f32]) {
+    assert!(xs.len() <= 16 && out.len() == xs.len());
+    let mut sums = [_mm512_setzero_ps(); 16];
+    let mut tails = [0.0f32; 16];
+    for (i, x) in xs.iter().enumerate() {
+        (sums[i], tails[i]) = f16_partial(x, y);
+    }
+    let mut r = [0.0f32; 16];
+    // SAFETY: `r` holds sixteen f32.
+    unsafe { _mm512_storeu_ps(r.as_mut_ptr(), reduce16(&sums)) };
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = r[4 * (i % 4) + i / 4] + tails[i];
+    }
+}

@@ -420,6 +420,12 @@ entry!(
     f16_avx512, Avx512Token, float::dot_f16_avx512, f16, f32
 );
 
+/// Up to sixteen F16 rows times one f32 row, AVX-512, each with [`f16_avx512`]'s bits.
+pub(crate) fn f16_keys_avx512(_: Avx512Token, xs: &[&[f16]], y: &[f32], out: &mut [f32]) {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { float::dot_f16_keys_avx512(xs, y, out) }
+}
+
 /// A tile of F32 weight rows by f32 activation rows, AVX2 (see
 /// [`crate::dot::float_tile`]).
 pub(crate) fn tile_f32_avx2<const R: usize, const N: usize>(
