@@ -188,7 +188,6 @@ fn score_block_by_row<K: KeyKind>(
         let row_scores = &mut scores[r * FLASH_BLOCK..r * FLASH_BLOCK + list.len()];
         row_scores.fill(f32::NEG_INFINITY);
         let (mut idx, mut sel) = ([0usize; GROUP], [&[][..]; GROUP]);
-        let mut dots = [0.0f32; GROUP];
         let mut m = 0;
         for (i, &j) in at.iter().enumerate() {
             if mask >> j & 1 == 0 {
@@ -197,19 +196,28 @@ fn score_block_by_row<K: KeyKind>(
             (idx[m], sel[m]) = (i, keys[i]);
             m += 1;
             if m == GROUP {
-                K::dots_keys(isa, &sel[..m], q_row, &mut dots[..m]);
-                for (&i, &d) in idx[..m].iter().zip(&dots[..m]) {
-                    row_scores[i] = call.scores.of(d);
-                }
+                score_keys::<K>(isa, call, &sel, &idx, q_row, row_scores);
                 m = 0;
             }
         }
-        if m > 0 {
-            K::dots_keys(isa, &sel[..m], q_row, &mut dots[..m]);
-            for (&i, &d) in idx[..m].iter().zip(&dots[..m]) {
-                row_scores[i] = call.scores.of(d);
-            }
-        }
+        score_keys::<K>(isa, call, &sel[..m], &idx[..m], q_row, row_scores);
     }
     Some(())
+}
+
+/// The scores of the keys `sel` (entries `idx` of the block) for one query row.
+fn score_keys<K: KeyKind>(
+    isa: Isa,
+    call: &super::Call<'_>,
+    sel: &[&[K::Weight]],
+    idx: &[usize],
+    q_row: &[K::Act],
+    row_scores: &mut [f32],
+) {
+    let mut dots = [0.0f32; 16];
+    let dots = &mut dots[..sel.len()];
+    K::dots_keys(isa, sel, q_row, dots);
+    for (&i, &d) in idx.iter().zip(dots.iter()) {
+        row_scores[i] = call.scores.of(d);
+    }
 }

@@ -77,39 +77,12 @@ fn load16_f16(c: &[f16]) -> __m512 {
     _mm512_cvtph_ps(unsafe { _mm256_loadu_si256(c.as_ptr().cast()) })
 }
 
-macro_rules! float_dot_avx512 {
-    ($name:ident, $elem:ty, $load:ident, $to_f32:expr) => {
-        /// The dot of a weight row with an f32 activation row, AVX-512.
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        pub(crate) fn $name(x: &[$elem], y: &[f32]) -> f32 {
-            assert_eq!(x.len(), y.len());
-            let mut acc = [_mm512_setzero_ps(); 4];
-            let mut xc = x.chunks_exact(64);
-            let mut yc = y.chunks_exact(64);
-            for (xs, ys) in (&mut xc).zip(&mut yc) {
-                for (k, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps($load(&xs[16 * k..]), load16(&ys[16 * k..]), *a);
-                }
-            }
-            let (xr, yr) = (xc.remainder(), yc.remainder());
-            let mut xc = xr.chunks_exact(16);
-            let mut yc = yr.chunks_exact(16);
-            for (xs, ys) in (&mut xc).zip(&mut yc) {
-                acc[0] = _mm512_fmadd_ps($load(xs), load16(ys), acc[0]);
-            }
-            let tail: f32 = xc
-                .remainder()
-                .iter()
-                .zip(yc.remainder())
-                .map(|(a, b)| $to_f32(*a) * b)
-                .sum();
-            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-            _mm512_reduce_add_ps(sum) + tail
-        }
-    };
+/// The dot of an F16 weight row with an f32 activation row, AVX-512.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_f16_avx512(x: &[f16], y: &[f32]) -> f32 {
+    let (sum, tail) = f16_partial(x, y);
+    _mm512_reduce_add_ps(sum) + tail
 }
-
-float_dot_avx512!(dot_f16_avx512, f16, load16_f16, f16::to_f32);
 
 /// The four accumulators of [`dot_f16_avx512`] for one row, added as that kernel adds
 /// them, before the horizontal sum; and the scalar tail of the values past the last 16.
