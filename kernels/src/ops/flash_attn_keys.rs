@@ -111,6 +111,10 @@ impl<K: VecDot> KeyKind for BlockKeys<K> {
     }
 }
 
+/// Keys a query row takes at once in [`score_block_by_row`]: the AVX-512 kernel sums
+/// sixteen together.
+const GROUP: usize = 16;
+
 /// Scores of the cells `list` (entries `at` of the block) for every row, in
 /// `scores[r * FLASH_BLOCK + i]`: `scale · q_r·k` where row `r` sees cell `list[i]`, `-inf`
 /// elsewhere. Rows go four at a time so a key block is decoded once for four rows, or,
@@ -166,7 +170,7 @@ pub(super) fn score_block<K: KeyKind>(
 }
 
 /// [`score_block`] a row at a time: each row's visible keys go to
-/// [`KeyKind::dots_keys`] sixteen at a time.
+/// [`KeyKind::dots_keys`] [`GROUP`] at a time.
 fn score_block_by_row<K: KeyKind>(
     isa: Isa,
     call: &super::Call<'_>,
@@ -176,7 +180,6 @@ fn score_block_by_row<K: KeyKind>(
     list: &[usize],
     scores: &mut [f32],
 ) -> Option<()> {
-    const GROUP: usize = 16;
     let n = masks.len();
     let per_row = q.len() / n;
     let mut keys: [&[K::Weight]; FLASH_BLOCK] = [&[]; FLASH_BLOCK];
@@ -214,7 +217,7 @@ fn score_keys<K: KeyKind>(
     q_row: &[K::Act],
     row_scores: &mut [f32],
 ) {
-    let mut dots = [0.0f32; 16];
+    let mut dots = [0.0f32; GROUP];
     let dots = &mut dots[..sel.len()];
     K::dots_keys(isa, sel, q_row, dots);
     for (&i, &d) in idx.iter().zip(dots.iter()) {

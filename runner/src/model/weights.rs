@@ -471,6 +471,8 @@ impl Linear {
 /// time for the tokens of a batch.
 #[derive(Debug, Clone)]
 pub struct Embedding {
+    /// The tensor's name, for errors.
+    name: String,
     range: Range<usize>,
     /// As the file stores it, or repacked at load when the table is also the output head
     /// ([`super::repack`]): a row is then read out of its group of eight.
@@ -500,6 +502,7 @@ impl Embedding {
             });
         }
         Ok(Self {
+            name: name.to_owned(),
             range: byte_range(file, info)?,
             layout,
             ty,
@@ -518,7 +521,7 @@ impl Embedding {
     /// type, for uploading to another device.
     pub fn file_bytes<'f>(&self, file: &'f GgufFile) -> Result<(&'f [u8], GgmlType), ModelError> {
         if self.layout != Layout::Rows {
-            return Err(ModelError::Repacked("token_embd.weight".to_owned()));
+            return Err(ModelError::Repacked(self.name.clone()));
         }
         Ok((&file.bytes()[self.range.clone()], self.ty))
     }
@@ -545,7 +548,7 @@ impl Embedding {
                 out,
             )
             .map_err(|e| ModelError::Repack {
-                name: "token_embd.weight".to_owned(),
+                name: self.name.clone(),
                 source: e,
             });
         }

@@ -171,9 +171,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Loads the model, runs the benchmark and prints speeds and memory.
 pub fn run(args: &BenchArgs, out: &mut impl Write) -> anyhow::Result<()> {
     anyhow::ensure!(args.reps > 0, "--reps must be at least 1");
+    // The cache refuses 0 and more sequences than it can tell apart; a step must fit a pass.
     anyhow::ensure!(
-        args.parallel > 0 && args.parallel <= args.num_batch,
-        "--parallel must be from 1 to --num-batch ({})",
+        args.parallel <= args.num_batch,
+        "--parallel {} does not fit in a pass of --num-batch {} tokens",
+        args.parallel,
         args.num_batch
     );
     // Finding the device loads the Vulkan drivers present (lavapipe maps LLVM): memory
