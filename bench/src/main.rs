@@ -31,6 +31,23 @@ const TYPES: [GgmlType; 13] = {
     ]
 };
 
+/// What `--help` prints: every option, what it does, its default.
+const USAGE: &str = "\
+kernels-bench: the speed of the matrix kernels, as a markdown report
+
+usage: kernels-bench [OPTIONS]
+
+options:
+  --threads LIST  thread counts to measure, comma-separated (default: 1,2)
+  --types LIST    weight types to measure, comma-separated, e.g. q4_0,q8_0 (default: all of
+                  q4_1,q8_0,q4_K,q6_K,q5_0,f32,q4_0,q5_1,q2_K,q3_K,q5_K,iq4_nl,f16)
+  --quick         medians of 3 runs of at least 20 ms and a 256 MiB stream (default: off,
+                  7 runs of at least 100 ms and a 1 GiB stream)
+  --no-batched    skip the batched product with 512 activation rows (default: measured)
+  --cpu-time      time by the thread's on-CPU time; needs --threads 1 (default: off, wall clock)
+  -h, --help      print this help and exit
+";
+
 /// Rows and columns of the large matrix-vector product.
 const LARGE: (usize, usize) = (14336, 4096);
 /// A small model's matrix, to show the cost per call.
@@ -62,6 +79,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--quick" => options.quick = true,
             "--no-batched" => options.batched = false,
             "--cpu-time" => options.cpu_time = true,
+            "--help" | "-h" => bench::print_usage_and_exit(USAGE),
             "--threads" => {
                 let list = args.next().context("--threads needs a list such as 1,2")?;
                 options.threads = list
@@ -84,19 +102,17 @@ fn parse_args() -> anyhow::Result<Options> {
                     })
                     .collect::<anyhow::Result<_>>()?;
             }
-            other => bail!(
-                "unknown argument {other:?} (expected --threads, --types, --quick, --no-batched, --cpu-time)"
-            ),
+            other => bail!("unknown argument {other:?}"),
         }
+    }
+    if options.cpu_time && options.threads != [1] {
+        bail!("--cpu-time times the calling thread only; use it with --threads 1");
     }
     Ok(options)
 }
 
 fn main() -> anyhow::Result<()> {
-    let options = parse_args()?;
-    if options.cpu_time && options.threads != [1] {
-        bail!("--cpu-time times the calling thread only; use it with --threads 1");
-    }
+    let options = bench::options_or_exit(parse_args());
     let isa = Isa::detect()?;
     let numerics = Numerics::from_env()?;
     let machine = Machine::probe();
@@ -197,4 +213,15 @@ fn main() -> anyhow::Result<()> {
     }
     println!("Load average at end: {}", bench::load_average());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TYPES, USAGE};
+
+    #[test]
+    fn usage_lists_the_default_types() {
+        let names: Vec<&str> = TYPES.iter().map(|ty| ty.name()).collect();
+        assert!(USAGE.contains(&names.join(",")), "USAGE misses {names:?}");
+    }
 }

@@ -38,6 +38,28 @@ use runner::import::{self, OutType};
 use runner::service::load;
 use runner::tokenizer::TokenId;
 
+/// What `--help` prints: every option, what it does, its default.
+const USAGE: &str = "\
+embed-bench: sentence-embedding throughput of all-MiniLM-L6-v2, ours next to llama.cpp's
+llama-embedding
+
+usage: embed-bench [OPTIONS]
+
+options:
+  --dir HF_DIR            the model's Hugging Face directory (default: all-MiniLM-L6-v2 in
+                          the test models' directory, from scripts/fetch-models)
+  --type TYPE             a type to import the model into and measure: f32, f16, q8_0,
+                          q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m or q6_k;
+                          repeat for more (default: f32, f16 and q8_0)
+  --threads N             compute threads (default: 2)
+  --sentences N           the first N reference sentences, embedded one at a time and as
+                          one batch (default: 32)
+  --reps N                timed rounds, median taken, after one warm-up (default: 5)
+  --llama-embedding PATH  llama.cpp's llama-embedding, measured on the same files
+                          (default: not run)
+  -h, --help              print this help and exit
+";
+
 struct Options {
     dir: PathBuf,
     types: Vec<OutType>,
@@ -66,7 +88,8 @@ fn parse_args() -> anyhow::Result<Options> {
             "--sentences" => o.sentences = value()?.parse()?,
             "--reps" => o.reps = value()?.parse()?,
             "--llama-embedding" => o.llama_embedding = Some(PathBuf::from(value()?)),
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => bench::print_usage_and_exit(USAGE),
+            other => bail!("unknown argument {other:?}"),
         }
     }
     if o.types.is_empty() {
@@ -261,7 +284,7 @@ fn llama(bin: &Path, path: &Path, texts: &[String], o: &Options) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
-    let o = parse_args()?;
+    let o = bench::options_or_exit(parse_args());
     let texts = sentences(o.sentences)?;
     let n = o.sentences;
     println!(

@@ -35,6 +35,21 @@ const SCHEMA: &str = r#"{"type":"object","properties":{"make":{"type":"string","
 "doors":{"type":"integer","minimum":2,"maximum":5}},
 "required":["make","model","year","electric"],"additionalProperties":false}"#;
 
+/// What `--help` prints: every option, what it does, its default.
+const USAGE: &str = "\
+format-bench: what structured output (a JSON schema `format`) costs per generated token,
+next to free text
+
+usage: format-bench [OPTIONS]
+
+options:
+  --model PATH  a GGUF model to measure; repeat for more (default: both test models,
+                SmolLM2 and Gemma3, from scripts/fetch-models)
+  --threads N   compute threads (default: 2)
+  --reps N      free-text and constrained runs each, medians taken (default: 5)
+  -h, --help    print this help and exit
+";
+
 struct Options {
     models: Vec<PathBuf>,
     threads: u32,
@@ -54,7 +69,8 @@ fn parse_args() -> anyhow::Result<Options> {
             "--model" => o.models.push(PathBuf::from(value()?)),
             "--threads" => o.threads = value()?.parse()?,
             "--reps" => o.reps = value()?.parse()?,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => bench::print_usage_and_exit(USAGE),
+            other => bail!("unknown argument {other:?}"),
         }
     }
     if o.models.is_empty() {
@@ -183,7 +199,7 @@ fn bench(path: &Path, o: &Options) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let o = parse_args()?;
+    let o = bench::options_or_exit(parse_args());
     println!(
         "{} threads, median of {} reps, greedy, milliseconds per generated token",
         o.threads, o.reps

@@ -11,10 +11,35 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use gpu::{DeviceSpec, Gpu};
 
-fn main() -> Result<()> {
+/// What `--help` prints: every argument, what it does, its default.
+const USAGE: &str = "\
+gpu-dispatch-bench: the host's cost of one GPU kernel dispatch, on the default GPU
+
+usage: gpu-dispatch-bench [DISPATCHES [ROUNDS]]
+
+arguments:
+  DISPATCHES  dispatches recorded and run per round (default: 2000)
+  ROUNDS      rounds, medians taken (default: 7)
+  -h, --help  print this help and exit
+";
+
+/// Dispatches per round and rounds, from the command line.
+fn parse_args() -> Result<(usize, usize)> {
     let mut args = std::env::args().skip(1);
-    let dispatches: usize = args.next().map_or(Ok(2000), |a| a.parse())?;
-    let rounds: usize = args.next().map_or(Ok(7), |a| a.parse())?;
+    let mut number = |name: &str, default: usize| -> Result<usize> {
+        match args.next() {
+            None => Ok(default),
+            Some(arg) if arg == "--help" || arg == "-h" => bench::print_usage_and_exit(USAGE),
+            Some(arg) => arg
+                .parse()
+                .with_context(|| format!("{name} must be a number, not {arg:?}")),
+        }
+    };
+    Ok((number("DISPATCHES", 2000)?, number("ROUNDS", 7)?))
+}
+
+fn main() -> Result<()> {
+    let (dispatches, rounds) = bench::options_or_exit(parse_args());
     let gpu = Gpu::open(DeviceSpec::Gpu)?.context("no GPU adapter")?;
     println!("adapter: {}", gpu.description());
     let x = gpu.upload_f32("x", &[1.0; 4])?;

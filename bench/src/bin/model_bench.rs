@@ -28,6 +28,31 @@ use runner::model::{self, LoadOptions, Model};
 use runner::tools::bench::measure;
 use runner::tools::cache_args::{CacheArgs, on_off};
 
+/// What `--help` prints: every option, what it does, its default.
+const USAGE: &str = "\
+model-bench: prompt and generation speed of real models, ours next to llama.cpp's
+
+usage: model-bench [OPTIONS]
+
+options:
+  --model PATH        a GGUF model to measure; repeat for more (default: both test models,
+                      SmolLM2 and Gemma3, from scripts/fetch-models)
+  --threads N         compute threads (default: 2)
+  --prompt N          prompt tokens of the prompt figure, llama-bench's -p (default: 512)
+  --gen N             generated tokens of the generation figure, llama-bench's -n (default: 128)
+  --depth N           tokens of context before both figures, llama-bench's -d (default: 0)
+  --reps N            timed runs per figure, median taken, after one warm-up (default: 3)
+  --numerics MODE     fast or exact (default: OLLAMA_NUMERICS, else fast)
+  --device DEVICE     cpu, gpu or an adapter index (default: OLLAMA_DEVICE, else the best
+                      real GPU present, else the CPU)
+  --ctk TYPE          K cache type: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1 or iq4_nl (default: f16)
+  --ctv TYPE          V cache type, same choices (default: f16)
+  --fa on|off         flash attention, for both (default: on)
+  --llama-bench PATH  llama.cpp's llama-bench, run on the same model, threads and
+                      repetitions right after ours (default: not run)
+  -h, --help          print this help and exit
+";
+
 struct Options {
     models: Vec<PathBuf>,
     threads: usize,
@@ -72,7 +97,8 @@ fn parse_args() -> anyhow::Result<Options> {
             "--ctv" => o.cache.type_v = value()?.parse()?,
             "--fa" => o.cache.flash_attention = on_off(&value()?).map_err(anyhow::Error::msg)?,
             "--llama-bench" => o.llama_bench = Some(PathBuf::from(value()?)),
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => bench::print_usage_and_exit(USAGE),
+            other => bail!("unknown argument {other:?}"),
         }
     }
     if o.models.is_empty() {
@@ -163,7 +189,7 @@ fn llama_bench(bin: &PathBuf, model: &PathBuf, o: &Options) -> anyhow::Result<(f
 }
 
 fn main() -> anyhow::Result<()> {
-    let o = parse_args()?;
+    let o = bench::options_or_exit(parse_args());
     println!(
         "threads {}, prompt {} tokens, generation {} tokens, depth {}, K {}, V {}, flash attention {}, median of {} runs; load {}",
         o.threads,

@@ -110,6 +110,24 @@ impl Outcome {
     }
 }
 
+/// What `--help` prints: every option, what it does, its default.
+const USAGE: &str = "\
+serve-bench: serving speed of `ollama-runner serve` on SmolLM2, next to llama.cpp's
+llama-server (and ollamad) measured in the same run
+
+usage: serve-bench [OPTIONS]
+
+options:
+  --runner PATH        the ollama-runner binary (default: ollama-runner beside this binary,
+                       built by `cargo build --release -p runner`)
+  --llama-server PATH  llama.cpp's llama-server, measured with --parallel 4 (default: not run)
+  --ollamad PATH       ollamad, measured with OLLAMA_NUM_PARALLEL=4 (default: not run)
+  -n N                 tokens each decode request generates (default: 128)
+  --repeat N           repetitions, medians taken (default: 3)
+  --json               print the medians and samples as JSON instead of tables (default: off)
+  -h, --help           print this help and exit
+";
+
 struct Options {
     runner: PathBuf,
     llama_server: Option<PathBuf>,
@@ -139,7 +157,8 @@ fn parse_args() -> anyhow::Result<Options> {
             "-n" => o.n = value()?.parse()?,
             "--repeat" => o.repeat = value()?.parse()?,
             "--json" => o.json = true,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => bench::print_usage_and_exit(USAGE),
+            other => bail!("unknown argument {other:?}"),
         }
     }
     if o.n == 0 || o.repeat == 0 {
@@ -351,7 +370,7 @@ impl Drop for Scratch {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
-    let o = parse_args()?;
+    let o = bench::options_or_exit(parse_args());
     let model = e2e::TestModel::SmolLm2.path();
     let scratch = Scratch(std::env::temp_dir().join(format!("serve-bench-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;
