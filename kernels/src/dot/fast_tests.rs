@@ -138,6 +138,17 @@ fn lanes_match_twin<K: FastDot>(n_blocks: usize, seed: u64, n: usize) -> Result<
     Ok(())
 }
 
+/// The two terms ([`FastDot::act_scales`]) of each block of the activation rows
+/// `pick(0..n)`.
+fn scales_of<'a, K: FastDot>(
+    n: usize,
+    pick: impl Fn(usize) -> &'a [K::Act],
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    (0..n)
+        .map(|t| pick(t).iter().map(K::act_scales).unzip())
+        .collect()
+}
+
 /// Each lane of the eight-row sums `got` (token `t`, row `r`) against the twin's dot of
 /// `rows[r]` with `pick(t)`, bit for bit.
 fn eight_rows_match_twin<'a, K: FastDot>(
@@ -174,9 +185,7 @@ fn rows8_tile<K: FastDot, const N: usize>(n_blocks: usize, seed: u64) -> Result<
         .collect();
     let acts = &cases[0].acts;
     let pick = |i: usize| &acts[i % acts.len()][..];
-    let scales: Vec<(Vec<f32>, Vec<f32>)> = (0..N)
-        .map(|t| pick(t).iter().map(K::act_scales).unzip())
-        .collect();
+    let scales = scales_of::<K>(N, pick);
     let rows: [&[K::Weight]; ROWS8] = std::array::from_fn(|r| cases[r].w());
     for isa in Isa::available() {
         let got = K::dot_rows8::<N>(
@@ -215,9 +224,7 @@ fn packed8_tile<K: PackedDot, const N: usize>(
         .collect();
     let acts = &cases[0].acts;
     let pick = |i: usize| &acts[i % acts.len()][..];
-    let scales: Vec<(Vec<f32>, Vec<f32>)> = (0..N)
-        .map(|t| pick(t).iter().map(K::act_scales).unzip())
-        .collect();
+    let scales = scales_of::<K>(N, pick);
     for isa in Isa::available() {
         let got = K::dot_packed8::<N>(
             isa,
@@ -227,6 +234,45 @@ fn packed8_tile<K: PackedDot, const N: usize>(
             std::array::from_fn(|t| &scales[t].1[..]),
         );
         eight_rows_match_twin::<K>(&got, rows, pick, &format!("packed8 on {isa}"))?;
+    }
+    Ok(())
+}
+
+/// The two-group kernels against the twin, bit for bit: lanes `0..8` are the first
+/// group's rows, `8..16` the second's, on every path.
+fn packed16_tile<K: PackedDot, const N: usize>(
+    n_blocks: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let cases: Vec<Case<K>> = (0..2 * ROWS8 as u64)
+        .map(|r| Case::<K>::new(n_blocks, seed.wrapping_add(r)))
+        .collect();
+    let rows: [[&[K::Weight]; ROWS8]; 2] =
+        std::array::from_fn(|g| std::array::from_fn(|r| cases[ROWS8 * g + r].w()));
+    let groups: [Vec<K::Packed>; 2] = rows.map(|rows| {
+        (0..n_blocks)
+            .map(|b| K::Packed::pack(rows.map(|r| &r[b])))
+            .collect()
+    });
+    let acts = &cases[0].acts;
+    let pick = |i: usize| &acts[i % acts.len()][..];
+    let scales = scales_of::<K>(N, pick);
+    for isa in Isa::available() {
+        let got = K::dot_packed16::<N>(
+            isa,
+            [&groups[0], &groups[1]],
+            std::array::from_fn(pick),
+            std::array::from_fn(|t| &scales[t].0[..]),
+            std::array::from_fn(|t| &scales[t].1[..]),
+        );
+        for (g, rows) in rows.iter().enumerate() {
+            let half: Vec<[f32; ROWS8]> = got
+                .iter()
+                .map(|lanes| std::array::from_fn(|r| lanes[ROWS8 * g + r]))
+                .collect();
+            let kernel = format!("packed16 on {isa}, group {g}");
+            eight_rows_match_twin::<K>(&half, *rows, pick, &kernel)?;
+        }
     }
     Ok(())
 }
@@ -244,6 +290,12 @@ macro_rules! packed_tests {
                         2 => packed8_tile::<kind::$kind, 2>(blocks, seed)?,
                         3 => packed8_tile::<kind::$kind, 3>(blocks, seed)?,
                         _ => packed8_tile::<kind::$kind, 4>(blocks, seed)?,
+                    }
+                    match n {
+                        1 => packed16_tile::<kind::$kind, 1>(blocks, seed)?,
+                        2 => packed16_tile::<kind::$kind, 2>(blocks, seed)?,
+                        3 => packed16_tile::<kind::$kind, 3>(blocks, seed)?,
+                        _ => packed16_tile::<kind::$kind, 4>(blocks, seed)?,
                     }
                 }
             )*

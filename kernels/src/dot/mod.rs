@@ -163,6 +163,16 @@ pub trait PackedDot: FastDot {
         da: [&[f32]; N],
         sa: [&[f32]; N],
     ) -> [[f32; ROWS8]; N];
+    /// [`PackedDot::dot_packed8`] of two groups at once: lanes `0..8` are `groups[0]`'s
+    /// rows, `8..16` `groups[1]`'s, with the same bits. AVX-512 multiplies the two in one
+    /// pass of 512-bit registers; the other paths take one group after the other.
+    fn dot_packed16<const N: usize>(
+        isa: Isa,
+        groups: [&[Self::Packed]; 2],
+        ys: [&[Self::Act]; N],
+        da: [&[f32]; N],
+        sa: [&[f32]; N],
+    ) -> [[f32; 2 * ROWS8]; N];
 }
 
 macro_rules! packed_dot {
@@ -189,6 +199,20 @@ macro_rules! packed_dot {
                         x86::block32_rows8_vnni(token, &x86::Packed(group), ys, da, sa)
                     }
                 }
+            }
+            fn dot_packed16<const N: usize>(
+                isa: Isa,
+                groups: [&[$packed]; 2],
+                ys: [&[Self::Act]; N],
+                da: [&[f32]; N],
+                sa: [&[f32]; N],
+            ) -> [[f32; 2 * ROWS8]; N] {
+                #[cfg(target_arch = "x86_64")]
+                if let Isa::Avx512(token) = isa {
+                    return x86::block32_rows16_vnni(token, groups, ys, da, sa);
+                }
+                let halves = groups.map(|g| Self::dot_packed8(isa, g, ys, da, sa));
+                std::array::from_fn(|t| std::array::from_fn(|r| halves[r / ROWS8][t][r % ROWS8]))
             }
         }
     };

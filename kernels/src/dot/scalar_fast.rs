@@ -35,6 +35,12 @@ pub trait FastBlock {
     const OFFSET: i32 = 0;
     /// Whether the type has a minimum ([`FastBlock::min`] is `Some`).
     const HAS_MIN: bool = false;
+    /// What the VNNI kernels add to signed 8-bit quants without an offset (Q8_0: 128,
+    /// stored as `q ^ 0x80`) to multiply them as unsigned bytes, with no sign trick per
+    /// activation row. They take `VNNI_BIAS·Σa` back out of each block's integer sum,
+    /// exactly, as [`FastBlock::OFFSET`] is: `vpdpbusd`'s i32 sums of up to 255·128 per
+    /// product cannot overflow, where AVX2's i16 `maddubs` sums would saturate.
+    const VNNI_BIAS: i32 = 0;
 }
 
 /// An activation block of 32 elements as the fast dot reads it.
@@ -112,6 +118,7 @@ impl FastBlock for BlockQ5_1 {
 }
 
 impl FastBlock for BlockQ8_0 {
+    const VNNI_BIAS: i32 = 128;
     fn quant(&self, j: usize) -> i32 {
         i32::from(self.qs[j])
     }
@@ -161,11 +168,12 @@ impl FastAct for BlockQ8_1 {
 
 /// The two f32 terms of an activation block the SIMD kernels read beside its quants: its
 /// scale, and what enters with the weight block's minimum or offset (`d·Σa` as stored for
-/// Q8_1, `OFFSET·Σa` for Q4_0 and Q5_0, unused otherwise).
+/// Q8_1, `OFFSET·Σa` for Q4_0 and Q5_0, `VNNI_BIAS·Σa` for Q8_0, unused otherwise).
 pub fn act_terms<W: FastBlock, A: FastAct>(y: &A) -> (f32, f32) {
-    if W::OFFSET != 0 {
+    let offset = W::OFFSET + W::VNNI_BIAS;
+    if offset != 0 {
         let sum: i32 = y.qs().iter().map(|&q| i32::from(q)).sum();
-        (y.scale(), (W::OFFSET * sum) as f32)
+        (y.scale(), (offset * sum) as f32)
     } else {
         (y.scale(), y.sum())
     }

@@ -549,7 +549,7 @@ impl Product<'_> {
         let s = |t: usize| &sa[row(t)];
         let eight = |r: usize, t: usize, tile: usize| {
             let w: [&[K::Weight]; ROWS8] = std::array::from_fn(|k| weights.row(r + k));
-            by_tile!(tile, t, (a, d, s), |ys, ds, ss| rows8(K::dot_rows8(
+            by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(K::dot_rows8(
                 isa, w, ys, ds, ss
             )))
         };
@@ -740,10 +740,10 @@ impl<B> StackRows<'_, B> {
     }
 }
 
-/// `N` tokens' eight-row sums in a tile-sized array.
+/// `N` tokens' sums of `R` rows in a tile-sized array.
 #[inline(always)]
-fn rows8<const N: usize>(s: [[f32; ROWS8]; N]) -> [[f32; ROWS8]; TOKEN_TILE] {
-    let mut all = [[0.0; ROWS8]; TOKEN_TILE];
+fn row_sums<const R: usize, const N: usize>(s: [[f32; R]; N]) -> [[f32; R]; TOKEN_TILE] {
+    let mut all = [[0.0; R]; TOKEN_TILE];
     all[..N].copy_from_slice(&s);
     all
 }

@@ -4,7 +4,7 @@
 //! the file stores them.
 
 use super::{
-    FAST_TILE, MAX_STACK, MatmulError, MatmulScratch, Order, Product, StackRows, Weights, rows8,
+    FAST_TILE, MAX_STACK, MatmulError, MatmulScratch, Order, Product, StackRows, Weights, row_sums,
 };
 use crate::arch::cast::as_blocks;
 use crate::dot::{PackedDot, ROWS8};
@@ -73,13 +73,30 @@ impl Product<'_> {
         let s = |t: usize| &sa[row(t)];
         self.token_tiles(out, FAST_TILE, |part, first_row, t, tile| {
             let n_rows = part.row(0).len();
-            for i in (0..n_rows).step_by(ROWS8) {
-                let group = groups.row((first_row + i) / ROWS8);
-                let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| rows8(K::dot_packed8(
-                    isa, group, ys, ds, ss
-                )));
-                for (k, s) in sums[..tile].iter().enumerate() {
-                    part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
+            let mut i = 0;
+            while i < n_rows {
+                let g = (first_row + i) / ROWS8;
+                if i + 2 * ROWS8 <= n_rows {
+                    let pair = [groups.row(g), groups.row(g + 1)];
+                    let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(
+                        K::dot_packed16(isa, pair, ys, ds, ss)
+                    ));
+                    for (k, s) in sums[..tile].iter().enumerate() {
+                        part.row(t + k)[i..i + 2 * ROWS8].copy_from_slice(s);
+                    }
+                    i += 2 * ROWS8;
+                } else {
+                    let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(K::dot_packed8(
+                        isa,
+                        groups.row(g),
+                        ys,
+                        ds,
+                        ss
+                    )));
+                    for (k, s) in sums[..tile].iter().enumerate() {
+                        part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
+                    }
+                    i += ROWS8;
                 }
             }
         });

@@ -45,8 +45,9 @@ fn simd() -> Option<Isa> {
 #[test]
 fn a_repacked_matrix_gives_the_bits_of_its_rows() {
     let Some(simd) = simd() else { return };
-    // 19 blocks: two groups of eight and a tail of three; three groups of rows.
-    let (rows, cols) = (24, 32 * 19);
+    // 19 blocks: two groups of eight and a tail of three. Seven groups of rows: tasks of
+    // one to three groups, so both pairs of groups and a group alone.
+    let (rows, cols) = (56, 32 * 19);
     for ty in PACKABLE {
         let (plain, packed) = rows_and_packed(ty, rows, cols, 5);
         let by_rows = weights(&plain, ty, rows, cols, Layout::Rows);

@@ -356,6 +356,12 @@ pub fn rope_normal(head: &mut [f32], cos_sin: &[f32]) {
         n_dims.is_multiple_of(2) && n_dims <= head.len(),
         "rope: bad table length {n_dims}"
     );
+    crate::arch::with_fma(|| normal_pairs(head, cos_sin));
+}
+
+#[inline(always)]
+fn normal_pairs(head: &mut [f32], cos_sin: &[f32]) {
+    let n_dims = cos_sin.len();
     for (x, cs) in head[..n_dims]
         .chunks_exact_mut(2)
         .zip(cos_sin.chunks_exact(2))
@@ -365,7 +371,7 @@ pub fn rope_normal(head: &mut [f32], cos_sin: &[f32]) {
 }
 
 /// One pair rotated as GCC compiles ggml's `rotate_pairs` (see the module comment).
-#[inline]
+#[inline(always)]
 fn rotate(x0: f32, x1: f32, cos: f32, sin: f32) -> (f32, f32) {
     (x0.mul_add(cos, -(x1 * sin)), x0.mul_add(sin, x1 * cos))
 }
@@ -381,6 +387,12 @@ pub fn rope_neox(head: &mut [f32], cos_sin: &[f32]) {
         n_dims.is_multiple_of(2) && n_dims <= head.len(),
         "rope: bad table length {n_dims}"
     );
+    crate::arch::with_fma(|| neox_pairs(head, cos_sin));
+}
+
+#[inline(always)]
+fn neox_pairs(head: &mut [f32], cos_sin: &[f32]) {
+    let n_dims = cos_sin.len();
     let (first, second) = head[..n_dims].split_at_mut(n_dims / 2);
     for ((a, b), cs) in first
         .iter_mut()

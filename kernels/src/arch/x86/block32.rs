@@ -11,6 +11,7 @@
 use std::arch::x86_64::*;
 
 use crate::blocks::{BlockIQ4NL, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+use crate::dot::scalar_fast::FastBlock;
 use crate::quant::KVALUES_IQ4NL;
 
 /// f16 bits to f32 with F16C.
@@ -64,16 +65,14 @@ fn bits_to_bytes(qh: &[u8; 4]) -> __m256i {
 }
 
 /// A weight block of 32 elements, decoded into one register.
-pub(crate) trait Block32: Copy {
+pub(crate) trait Block32: Copy + FastBlock {
     /// Signed quants (the dot uses the sign trick); otherwise unsigned with a minimum.
     const SIGNED: bool;
-    /// What [`Block32::raw_quants`] holds above the signed quants: Q4_0 stores `q + 8`
-    /// and Q5_0 `q + 16`; 0 for the types whose stored values are not offset.
-    const OFFSET: i32 = 0;
     /// Bits of the unsigned values the products take (after the sign trick for the
     /// signed types without an offset): how many `maddubs` results fit an i16 sum.
     const RAW_BITS: u32 = 8;
-    /// The stored unsigned values (`quants() + OFFSET`), for the types with an offset.
+    /// The stored unsigned values (`quants() + OFFSET`, [`FastBlock::OFFSET`]), for the
+    /// types with an offset.
     ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C.
@@ -107,7 +106,6 @@ pub(crate) trait Act32: Copy {
 impl Block32 for BlockQ4_0 {
     const RAW_BITS: u32 = 4;
     const SIGNED: bool = true;
-    const OFFSET: i32 = 8;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn raw_quants(&self) -> __m256i {
@@ -139,7 +137,6 @@ impl Block32 for BlockQ4_1 {
 impl Block32 for BlockQ5_0 {
     const RAW_BITS: u32 = 5;
     const SIGNED: bool = true;
-    const OFFSET: i32 = 16;
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn raw_quants(&self) -> __m256i {

@@ -246,7 +246,7 @@ macro_rules! block_sums {
         let mut acc = _mm256_setzero_si256();
         for k in 0..8 {
             let a = _mm256_set1_epi32(y.quant_word(k));
-            let a = if sign_trick::<$w>() {
+            let a = if sign_trick::<$w>() && !biased::<$w>(true) {
                 _mm256_sign_epi8(a, words[k])
             } else {
                 a
@@ -285,9 +285,22 @@ macro_rules! block_sums {
     }};
 }
 
-/// Signed quants without an offset (Q8_0, IQ4_NL) multiply by the sign trick.
+/// Signed quants without an offset (Q8_0, IQ4_NL) multiply by the sign trick, except
+/// where [`biased`].
 const fn sign_trick<W: Block32>() -> bool {
     W::SIGNED && W::OFFSET == 0
+}
+
+/// Whether the VNNI kernels multiply `W`'s quants plus [`crate::dot::scalar_fast::FastBlock::VNNI_BIAS`] as
+/// unsigned bytes (Q8_0), instead of the sign trick.
+const fn biased<W: Block32>(vnni: bool) -> bool {
+    vnni && W::VNNI_BIAS != 0
+}
+
+/// Whether a block's integer sum has the activation's second term taken out: the offset
+/// types' `OFFSET·Σa`, or the biased ones' `VNNI_BIAS·Σa`.
+const fn less_aux<W: Block32>(vnni: bool) -> bool {
+    (W::SIGNED && W::OFFSET != 0) || biased::<W>(vnni)
 }
 
 macro_rules! rows8 {
@@ -308,7 +321,9 @@ macro_rules! rows8 {
         ) -> [[f32; ROWS]; N] {
             let n = rows.blocks();
             assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
-            assert!(sign_trick::<W>() || aux.iter().all(|s| s.len() == n));
+            assert!(
+                (sign_trick::<W>() && !biased::<W>($vnni)) || aux.iter().all(|s| s.len() == n)
+            );
             let mut p = [[_mm256_setzero_ps(); 8]; N];
             let mut m = [[_mm256_setzero_ps(); 8]; N];
             for b in 0..n {
@@ -316,7 +331,9 @@ macro_rules! rows8 {
                 super::prefetch_ahead(rows.at(b), size_of::<W>() * ROWS);
                 // SAFETY: this function's target features include AVX2, FMA and F16C.
                 let (words, dw, mw) = unsafe { rows.block(b) };
-                let unsigned = if sign_trick::<W>() {
+                let unsigned = if biased::<W>($vnni) {
+                    words.map(|q| _mm256_xor_si256(q, _mm256_set1_epi8(i8::MIN)))
+                } else if sign_trick::<W>() {
                     words.map(|q| _mm256_sign_epi8(q, q))
                 } else {
                     words
@@ -325,7 +342,7 @@ macro_rules! rows8 {
                     let y = &ys[t][b];
                     let acc = block_sums!($vnni, W, &words, &unsigned, y);
                     let mut s = _mm256_cvtepi32_ps(acc);
-                    if W::SIGNED && W::OFFSET != 0 {
+                    if less_aux::<W>($vnni) {
                         s = _mm256_sub_ps(s, _mm256_set1_ps(aux[t][b]));
                     }
                     let c = _mm256_mul_ps(dw, _mm256_set1_ps(da[t][b]));

@@ -5,6 +5,7 @@ pub(crate) mod block32;
 mod block32_fast;
 mod block32_lanes;
 mod block32_rows;
+mod block32_rows16;
 mod expf;
 pub(crate) mod flash_attn;
 mod float;
@@ -18,7 +19,7 @@ use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
 use half::f16;
 
 use self::block32::{Act32, Block32};
-pub(crate) use self::block32_rows::{Packed, Rows8Source, Transposed};
+pub(crate) use self::block32_rows::{Packed, PackedWords, Rows8Source, Transposed};
 use crate::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 
 /// Proof that the CPU has AVX2, FMA and F16C. Only [`Avx2Token::new`] makes one.
@@ -232,6 +233,19 @@ pub(crate) fn block32_rows8_vnni<W: Block32, A: Act32, S: Rows8Source<W>, const 
 ) -> [[f32; block32_rows::ROWS]; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
     unsafe { block32_rows::dot_rows8_vnni(rows, ys, da, sa) }
+}
+
+/// The fast-numerics dots of the sixteen rows of two repacked groups with `N` activation
+/// rows (see [`block32_rows16`]), AVX-512 VNNI on 512-bit vectors.
+pub(crate) fn block32_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
+    _: Avx512Token,
+    groups: [&[P]; 2],
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    sa: [&[f32]; N],
+) -> [[f32; block32_rows16::ROWS]; N] {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { block32_rows16::dot_rows16_vnni(groups, ys, da, sa) }
 }
 
 /// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.

@@ -1,0 +1,108 @@
+//! The eight-row kernels of repacked weights ([`super::block32_rows`]) on 512-bit vectors:
+//! two groups of eight rows side by side, the first group in the low 256 bits of every
+//! register and the second in the high 256. Each lane does what the same lane of the
+//! 256-bit kernel does, in the same order, so every row keeps its bits; a broadcast
+//! activation word now meets sixteen rows, which halves the instructions per row and
+//! token that bound several streams' decode steps.
+//!
+//! Q8_0 multiplies its quants plus 128 as unsigned bytes
+//! ([`crate::dot::scalar_fast::FastBlock::VNNI_BIAS`]): AVX-512 has no byte sign
+//! instruction for the sign trick, and the bias costs nothing per activation row.
+
+use std::arch::x86_64::*;
+
+use super::block32::{Act32, Block32};
+use super::block32_rows::PackedWords;
+
+/// Rows multiplied together, one per lane.
+pub(crate) const ROWS: usize = 2 * crate::dot::ROWS8;
+
+/// Two 256-bit registers as one: `lo` in the low half.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[inline]
+fn join(lo: __m256i, hi: __m256i) -> __m512i {
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+}
+
+/// [`join`] for f32 lanes.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[inline]
+fn join_ps(lo: __m256, hi: __m256) -> __m512 {
+    _mm512_castsi512_ps(join(_mm256_castps_si256(lo), _mm256_castps_si256(hi)))
+}
+
+/// `H(v)` over eight registers, lane by lane, in the definition's tree.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+#[inline]
+fn tree8(v: &[__m512; 8]) -> __m512 {
+    _mm512_add_ps(
+        _mm512_add_ps(_mm512_add_ps(v[0], v[4]), _mm512_add_ps(v[2], v[6])),
+        _mm512_add_ps(_mm512_add_ps(v[1], v[5]), _mm512_add_ps(v[3], v[7])),
+    )
+}
+
+/// The fast dots of the sixteen rows of two repacked groups (`groups[g][b]` is group
+/// `g`'s block `b`) with `N` activation rows: element `t` lane `8g + j` is row `j` of group
+/// `g` dotted with `ys[t]`, the bits of [`crate::dot::scalar_fast::dot_fast`]. `da[t]`
+/// holds the f32 scale of each block of `ys[t]`; `aux[t]` its second term
+/// ([`crate::dot::scalar_fast::act_terms`]), read for the types with a minimum, an
+/// offset or a bias.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
+    groups: [&[P]; 2],
+    ys: [&[A]; N],
+    da: [&[f32]; N],
+    aux: [&[f32]; N],
+) -> [[f32; ROWS]; N] {
+    let signed = <P::Block as Block32>::SIGNED;
+    let offset = <P::Block as crate::dot::scalar_fast::FastBlock>::OFFSET;
+    let bias = <P::Block as crate::dot::scalar_fast::FastBlock>::VNNI_BIAS;
+    // A signed type without an offset or a bias would need the sign trick.
+    assert!(!signed || offset != 0 || bias != 0);
+    let less_aux = signed;
+    let n = groups[0].len();
+    assert!(groups[1].len() == n);
+    assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
+    assert!(aux.iter().all(|s| s.len() == n));
+    let mut p = [[_mm512_setzero_ps(); 8]; N];
+    let mut m = [[_mm512_setzero_ps(); 8]; N];
+    for b in 0..n {
+        let j = b % 8;
+        for g in groups {
+            super::prefetch_ahead(&raw const g[b], size_of::<P>());
+        }
+        // SAFETY: this function's target features include AVX2, FMA and F16C.
+        let ((w0, d0, m0), (w1, d1, m1)) = unsafe { (groups[0][b].words(), groups[1][b].words()) };
+        let mut words: [__m512i; 8] = std::array::from_fn(|k| join(w0[k], w1[k]));
+        if bias != 0 {
+            words = words.map(|q| _mm512_xor_si512(q, _mm512_set1_epi8(i8::MIN)));
+        }
+        let (dw, mw) = (join_ps(d0, d1), join_ps(m0, m1));
+        for t in 0..N {
+            let y = &ys[t][b];
+            let mut acc = _mm512_setzero_si512();
+            for (k, w) in words.iter().enumerate() {
+                acc = _mm512_dpbusd_epi32(acc, *w, _mm512_set1_epi32(y.quant_word(k)));
+            }
+            let mut s = _mm512_cvtepi32_ps(acc);
+            if less_aux {
+                s = _mm512_sub_ps(s, _mm512_set1_ps(aux[t][b]));
+            }
+            let c = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][b]));
+            p[t][j] = _mm512_fmadd_ps(s, c, p[t][j]);
+            if !signed {
+                m[t][j] = _mm512_fmadd_ps(mw, _mm512_set1_ps(aux[t][b]), m[t][j]);
+            }
+        }
+    }
+    std::array::from_fn(|t| {
+        let mut total = tree8(&p[t]);
+        if !signed {
+            total = _mm512_add_ps(total, tree8(&m[t]));
+        }
+        let mut out = [0.0f32; ROWS];
+        // SAFETY: `out` holds sixteen f32.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), total) };
+        out
+    })
+}
