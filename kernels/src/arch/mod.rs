@@ -28,3 +28,19 @@ pub(crate) fn with_fma(f: impl FnOnce()) {
     }
     f()
 }
+
+/// Asks the CPU to bring the cache lines of `bytes` toward its first-level cache, without
+/// waiting: for rows read soon at addresses its own prefetchers cannot guess. A no-op
+/// where there is no prefetch instruction.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault; SSE is part
+        // of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}

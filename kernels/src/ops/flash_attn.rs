@@ -560,6 +560,12 @@ fn run<K: KeyKind>(
             bits &= bits - 1;
         }
         let (at, list) = (&at[..n_vis], &list[..n_vis]);
+        // The block's keys and values, all asked for at once: scattered cache rows the
+        // hardware prefetchers do not follow.
+        for &c in list {
+            crate::arch::prefetch(call.keys.cell_bytes(c));
+            crate::arch::prefetch(call.values.cell_bytes(c));
+        }
         score_block::<K>(isa, call, q, masks, at, list, scores)
             .ok_or_else(|| misaligned(&call.keys))?;
         softmax_block(isa, masks, n_vis, scores, state);
