@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 
 use super::block32::{Act32, Block32};
 use super::block32_rows::PackedWords;
+use crate::dot::scalar_fast::FastBlock;
 
 /// Rows multiplied together, one per lane.
 pub(crate) const ROWS: usize = 2 * crate::dot::ROWS8;
@@ -41,6 +42,40 @@ fn tree8(v: &[__m512; 8]) -> __m512 {
     )
 }
 
+/// Adds block `b`'s terms of every token into the accumulators `p` (and the minimums'
+/// into `m`), inside [`dot_rows16_vnni`] (a macro, not a function: through references the
+/// accumulators would not stay in registers).
+macro_rules! add_block {
+    ($groups:expr, $ys:expr, $da:expr, $aux:expr, $b:expr, $p:expr, $m:expr) => {{
+        let (groups, ys, da, aux, b) = ($groups, $ys, $da, $aux, $b);
+        let signed = <P::Block as Block32>::SIGNED;
+        // SAFETY: this function's target features include AVX2, FMA and F16C.
+        let ((w0, d0, m0), (w1, d1, m1)) = unsafe { (groups[0][b].words(), groups[1][b].words()) };
+        let mut words: [__m512i; 8] = std::array::from_fn(|k| join(w0[k], w1[k]));
+        if <P::Block as FastBlock>::VNNI_BIAS != 0 {
+            words = words.map(|q| _mm512_xor_si512(q, _mm512_set1_epi8(i8::MIN)));
+        }
+        let (dw, mw) = (join_ps(d0, d1), join_ps(m0, m1));
+        for t in 0..N {
+            let y = &ys[t][b];
+            let mut acc = _mm512_setzero_si512();
+            for (k, w) in words.iter().enumerate() {
+                acc = _mm512_dpbusd_epi32(acc, *w, _mm512_set1_epi32(y.quant_word(k)));
+            }
+            let mut s = _mm512_cvtepi32_ps(acc);
+            // The offset types and the biased one take their term out.
+            if signed {
+                s = _mm512_sub_ps(s, _mm512_set1_ps(aux[t][b]));
+            }
+            let c = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][b]));
+            $p[t] = _mm512_fmadd_ps(s, c, $p[t]);
+            if !signed {
+                $m[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(aux[t][b]), $m[t]);
+            }
+        }
+    }};
+}
+
 /// The fast dots of the sixteen rows of two repacked groups (`groups[g][b]` is group
 /// `g`'s block `b`) with `N` activation rows: element `t` lane `8g + j` is row `j` of group
 /// `g` dotted with `ys[t]`, the bits of [`crate::dot::scalar_fast::dot_fast`]. `da[t]`
@@ -54,47 +89,59 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     da: [&[f32]; N],
     aux: [&[f32]; N],
 ) -> [[f32; ROWS]; N] {
-    let signed = <P::Block as Block32>::SIGNED;
-    let offset = <P::Block as crate::dot::scalar_fast::FastBlock>::OFFSET;
-    let bias = <P::Block as crate::dot::scalar_fast::FastBlock>::VNNI_BIAS;
     // A signed type without an offset or a bias would need the sign trick.
-    assert!(!signed || offset != 0 || bias != 0);
-    let less_aux = signed;
+    const {
+        assert!(
+            !<P::Block as Block32>::SIGNED
+                || <P::Block as FastBlock>::OFFSET != 0
+                || <P::Block as FastBlock>::VNNI_BIAS != 0
+        )
+    };
     let n = groups[0].len();
     assert!(groups[1].len() == n);
     assert!(ys.iter().all(|y| y.len() == n) && da.iter().all(|d| d.len() == n));
     assert!(aux.iter().all(|s| s.len() == n));
+    // `p[t][j]`: token `t`'s partial sum `j` of every lane, blocks `j, j + 8, ...` in
+    // turn (`m`: the minimums' terms).
     let mut p = [[_mm512_setzero_ps(); 8]; N];
     let mut m = [[_mm512_setzero_ps(); 8]; N];
-    for b in 0..n {
-        let j = b % 8;
-        for g in groups {
-            super::prefetch_ahead(&raw const g[b], size_of::<P>());
-        }
-        // SAFETY: this function's target features include AVX2, FMA and F16C.
-        let ((w0, d0, m0), (w1, d1, m1)) = unsafe { (groups[0][b].words(), groups[1][b].words()) };
-        let mut words: [__m512i; 8] = std::array::from_fn(|k| join(w0[k], w1[k]));
-        if bias != 0 {
-            words = words.map(|q| _mm512_xor_si512(q, _mm512_set1_epi8(i8::MIN)));
-        }
-        let (dw, mw) = (join_ps(d0, d1), join_ps(m0, m1));
-        for t in 0..N {
-            let y = &ys[t][b];
-            let mut acc = _mm512_setzero_si512();
-            for (k, w) in words.iter().enumerate() {
-                acc = _mm512_dpbusd_epi32(acc, *w, _mm512_set1_epi32(y.quant_word(k)));
+    if N == 1 {
+        // Block after block: one token's sixteen accumulators fit the registers.
+        let (mut p0, mut m0) = (p[0], m[0]);
+        for b in 0..n {
+            for g in groups {
+                super::prefetch_ahead(&raw const g[b], size_of::<P>());
             }
-            let mut s = _mm512_cvtepi32_ps(acc);
-            if less_aux {
-                s = _mm512_sub_ps(s, _mm512_set1_ps(aux[t][b]));
+            let j = b % 8;
+            let (mut pj, mut mj) = ([p0[j]], [m0[j]]);
+            add_block!(groups, ys, da, aux, b, pj, mj);
+            (p0[j], m0[j]) = (pj[0], mj[0]);
+        }
+        (p[0], m[0]) = (p0, m0);
+    } else {
+        // One partial sum at a time, so that each token's two accumulators stay in
+        // registers (eight of each per token would not fit), with the same additions in
+        // the same order.
+        for j in 0..8 {
+            let mut pj = [_mm512_setzero_ps(); N];
+            let mut mj = [_mm512_setzero_ps(); N];
+            for b in (j..n).step_by(8) {
+                if j == 0 {
+                    // The first pass asks for the blocks up to the next one it visits;
+                    // the later passes find them in cache.
+                    for g in groups {
+                        let ahead = g.get(b + 1..(b + 8).min(n)).unwrap_or(&[]);
+                        crate::arch::prefetch(crate::arch::cast::as_bytes(ahead));
+                    }
+                }
+                add_block!(groups, ys, da, aux, b, pj, mj);
             }
-            let c = _mm512_mul_ps(dw, _mm512_set1_ps(da[t][b]));
-            p[t][j] = _mm512_fmadd_ps(s, c, p[t][j]);
-            if !signed {
-                m[t][j] = _mm512_fmadd_ps(mw, _mm512_set1_ps(aux[t][b]), m[t][j]);
+            for t in 0..N {
+                (p[t][j], m[t][j]) = (pj[t], mj[t]);
             }
         }
     }
+    let signed = <P::Block as Block32>::SIGNED;
     std::array::from_fn(|t| {
         let mut total = tree8(&p[t]);
         if !signed {
