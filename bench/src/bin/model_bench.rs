@@ -19,7 +19,6 @@
 use bench::{load_average, median};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use gguf::GgufFile;
@@ -206,17 +205,16 @@ fn main() -> anyhow::Result<()> {
     println!("| model | ours pp | llama.cpp pp | ratio | ours tg | llama.cpp tg | ratio |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for path in &o.models {
-        let file = Arc::new(GgufFile::open(path)?);
         let kv = o.cache.config(o.depth + o.prompt.max(o.gen_tokens), 1, 512);
-        let mut model = model::load(
-            file,
-            &LoadOptions {
-                threads: o.threads,
-                kv,
-                numerics: o.cache.numerics()?,
-                device: o.cache.device()?,
-            },
-        )?;
+        let options = LoadOptions {
+            threads: o.threads,
+            kv,
+            numerics: o.cache.numerics()?,
+            device: o.cache.device()?,
+        };
+        // As the runner loads a model: its matrices repacked for the fast kernels.
+        let file = model::prepare(GgufFile::open(path)?, &options)?;
+        let mut model = model::load(file, &options)?;
         let (pp, tg) = ours(model.as_mut(), kv, &o)?;
         drop(model);
         let name = path
