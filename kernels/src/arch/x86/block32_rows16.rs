@@ -10,6 +10,7 @@
 //! instruction for the sign trick, and the bias costs nothing per activation row.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use super::block32::{Act32, Block32};
 use super::block32_rows::PackedWords;
@@ -103,11 +104,13 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     assert!(aux.iter().all(|s| s.len() == n));
     // `p[t][j]`: token `t`'s partial sum `j` of every lane, blocks `j, j + 8, ...` in
     // turn (`m`: the minimums' terms).
-    let mut p = [[_mm512_setzero_ps(); 8]; N];
-    let mut m = [[_mm512_setzero_ps(); 8]; N];
+    // Written below before they are read: zeroing 4 KiB of them first cost a `memset` a
+    // call.
+    let mut p = [[MaybeUninit::<__m512>::uninit(); 8]; N];
+    let mut m = [[MaybeUninit::<__m512>::uninit(); 8]; N];
     if N == 1 {
         // Block after block: one token's sixteen accumulators fit the registers.
-        let (mut p0, mut m0) = (p[0], m[0]);
+        let (mut p0, mut m0) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
         for b in 0..n {
             for g in groups {
                 super::prefetch_ahead(&raw const g[b], size_of::<P>());
@@ -117,7 +120,10 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
             add_block!(groups, ys, da, aux, b, pj, mj);
             (p0[j], m0[j]) = (pj[0], mj[0]);
         }
-        (p[0], m[0]) = (p0, m0);
+        for j in 0..8 {
+            p[0][j].write(p0[j]);
+            m[0][j].write(m0[j]);
+        }
     } else {
         // One partial sum at a time, so that each token's two accumulators stay in
         // registers (eight of each per token would not fit), with the same additions in
@@ -137,15 +143,18 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
                 add_block!(groups, ys, da, aux, b, pj, mj);
             }
             for t in 0..N {
-                (p[t][j], m[t][j]) = (pj[t], mj[t]);
+                p[t][j].write(pj[t]);
+                m[t][j].write(mj[t]);
             }
         }
     }
     let signed = <P::Block as Block32>::SIGNED;
     std::array::from_fn(|t| {
-        let mut total = tree8(&p[t]);
+        // SAFETY: both branches above wrote every partial sum of every token.
+        let (p, m) = unsafe { (p[t].map(|v| v.assume_init()), m[t].map(|v| v.assume_init())) };
+        let mut total = tree8(&p);
         if !signed {
-            total = _mm512_add_ps(total, tree8(&m[t]));
+            total = _mm512_add_ps(total, tree8(&m));
         }
         let mut out = [0.0f32; ROWS];
         // SAFETY: `out` holds sixteen f32.
