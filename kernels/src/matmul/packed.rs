@@ -7,6 +7,7 @@ use super::{
     FAST_TILE, MAX_STACK, MatmulError, MatmulScratch, Order, Product, StackRows, Weights, row_sums,
 };
 use crate::arch::cast::as_blocks;
+use crate::arch::scoped::SplitPart;
 use crate::dot::{PackedDot, ROWS8};
 
 /// How a matrix's rows lie in its bytes.
@@ -81,9 +82,7 @@ impl Product<'_> {
                     let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(
                         K::dot_packed16(isa, pair, ys, ds, ss)
                     ));
-                    for (k, s) in sums[..tile].iter().enumerate() {
-                        part.row(t + k)[i..i + 2 * ROWS8].copy_from_slice(s);
-                    }
+                    store(part, t, i, &sums[..tile]);
                     i += 2 * ROWS8;
                 } else {
                     let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(K::dot_packed8(
@@ -93,13 +92,18 @@ impl Product<'_> {
                         ds,
                         ss
                     )));
-                    for (k, s) in sums[..tile].iter().enumerate() {
-                        part.row(t + k)[i..i + ROWS8].copy_from_slice(s);
-                    }
+                    store(part, t, i, &sums[..tile]);
                     i += ROWS8;
                 }
             }
         });
         Ok(())
+    }
+}
+
+/// Writes token `t + k`'s sums of `R` rows (`sums[k]`) into the task's rows from `i`.
+fn store<const R: usize>(part: &mut SplitPart<'_, f32>, t: usize, i: usize, sums: &[[f32; R]]) {
+    for (k, s) in sums.iter().enumerate() {
+        part.row(t + k)[i..i + R].copy_from_slice(s);
     }
 }
