@@ -264,6 +264,10 @@ fn packed16_tile<K: PackedDot, const N: usize>(
             std::array::from_fn(pick),
             std::array::from_fn(|t| &scales[t].0[..]),
             std::array::from_fn(|t| &scales[t].1[..]),
+            [
+                crate::arch::cast::as_bytes(&groups[1][..]),
+                crate::arch::cast::as_bytes(&groups[0][..]),
+            ],
         );
         for (g, rows) in rows.iter().enumerate() {
             let half: Vec<[f32; ROWS8]> = got

@@ -166,12 +166,15 @@ pub trait PackedDot: FastDot {
     /// [`PackedDot::dot_packed8`] of two groups at once: lanes `0..8` are `groups[0]`'s
     /// rows, `8..16` `groups[1]`'s, with the same bits. AVX-512 multiplies the two in one
     /// pass of 512-bit registers; the other paths take one group after the other.
+    /// `next` is the memory of the caller's next call, fetched while this one computes
+    /// (empty slices when there is none); it does not change the result.
     fn dot_packed16<const N: usize>(
         isa: Isa,
         groups: [&[Self::Packed]; 2],
         ys: [&[Self::Act]; N],
         da: [&[f32]; N],
         sa: [&[f32]; N],
+        next: [&[u8]; 2],
     ) -> [[f32; 2 * ROWS8]; N];
 }
 
@@ -206,11 +209,13 @@ macro_rules! packed_dot {
                 ys: [&[Self::Act]; N],
                 da: [&[f32]; N],
                 sa: [&[f32]; N],
+                next: [&[u8]; 2],
             ) -> [[f32; 2 * ROWS8]; N] {
                 #[cfg(target_arch = "x86_64")]
                 if let Isa::Avx512(token) = isa {
-                    return x86::block32_rows16_vnni(token, groups, ys, da, sa);
+                    return x86::block32_rows16_vnni(token, groups, ys, da, sa, next);
                 }
+                let _ = next;
                 let halves = groups.map(|g| Self::dot_packed8(isa, g, ys, da, sa));
                 std::array::from_fn(|t| std::array::from_fn(|r| halves[r / ROWS8][t][r % ROWS8]))
             }

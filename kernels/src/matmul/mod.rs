@@ -83,6 +83,10 @@ pub const TOKEN_TILE: usize = 8;
 /// token-lane kernels ([`crate::dot::lanes`]).
 pub const FAST_TILE: usize = 4;
 
+/// Tasks per thread of a product of up to [`FAST_TILE`] tokens: two, so that a thread
+/// held up (the cores are shared with the server) leaves the other thread work to take.
+const STREAM_TASKS: usize = 2;
+
 /// The fewest activation rows [`matmul_fast`] multiplies in token-lane tiles.
 const LANES_FROM: usize = ggml_type::scratch::LANES_FROM;
 const _: () = assert!(LANES_FROM == FAST_TILE + 1);
@@ -605,14 +609,27 @@ impl Product<'_> {
         });
     }
 
-    /// Rows per task: enough tasks to balance the threads, few enough that a task's rows
-    /// stay in cache while the token tiles pass.
+    /// Rows per task.
+    ///
+    /// - A step of up to [`FAST_TILE`] tokens reads each row once: a task is a long run of
+    ///   rows, [`STREAM_TASKS`] per thread, which the prefetchers stream and whose next
+    ///   rows the kernels fetch while they compute (the ninth part of
+    ///   `docs/PERFORMANCE.md`: 64-row tasks left four streams 15–19% slower).
+    /// - A larger batch passes over a task's rows once per token tile: enough tasks to
+    ///   balance the threads, few enough that a task's rows stay in cache meanwhile.
     fn rows_per_task(&self) -> usize {
-        let rows = self.w.rows.div_ceil(self.pool.threads() * 4).clamp(1, 64);
+        let rows = if self.n_tokens <= FAST_TILE {
+            self.w
+                .rows
+                .div_ceil(self.pool.threads() * STREAM_TASKS)
+                .max(1)
+        } else {
+            self.w.rows.div_ceil(self.pool.threads() * 4).clamp(1, 64)
+        };
         match self.w.layout {
             Layout::Rows => rows,
-            // A task takes whole groups.
-            Layout::Rows8 => rows.next_multiple_of(ROWS8),
+            // A task takes whole groups, in pairs where the kernels take two at once.
+            Layout::Rows8 => rows.next_multiple_of(2 * ROWS8),
         }
     }
 

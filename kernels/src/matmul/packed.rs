@@ -6,7 +6,7 @@
 use super::{
     FAST_TILE, MAX_STACK, MatmulError, MatmulScratch, Order, Product, StackRows, Weights, row_sums,
 };
-use crate::arch::cast::as_blocks;
+use crate::arch::cast::{as_blocks, as_bytes};
 use crate::arch::scoped::SplitPart;
 use crate::dot::{PackedDot, ROWS8};
 
@@ -79,8 +79,16 @@ impl Product<'_> {
                 let g = (first_row + i) / ROWS8;
                 if i + 2 * ROWS8 <= n_rows {
                     let pair = [groups.row(g), groups.row(g + 1)];
+                    // The task's next groups, fetched while this pair computes.
+                    let next: [&[u8]; 2] = std::array::from_fn(|k| {
+                        if i + (3 + k) * ROWS8 <= n_rows {
+                            as_bytes(groups.row(g + 2 + k))
+                        } else {
+                            &[]
+                        }
+                    });
                     let sums = by_tile!(tile, t, (a, d, s), |ys, ds, ss| row_sums(
-                        K::dot_packed16(isa, pair, ys, ds, ss)
+                        K::dot_packed16(isa, pair, ys, ds, ss, next)
                     ));
                     store(part, t, i, &sums[..tile]);
                     i += 2 * ROWS8;

@@ -19,6 +19,39 @@ use crate::dot::scalar_fast::FastBlock;
 /// Rows multiplied together, one per lane.
 pub(crate) const ROWS: usize = 2 * crate::dot::ROWS8;
 
+/// Fetches the lines of the next call's memory in equal shares over a call's `steps`
+/// blocks.
+struct Ahead<'a> {
+    next: [&'a [u8]; 2],
+    lines: usize,
+    steps: usize,
+    step: usize,
+}
+
+impl<'a> Ahead<'a> {
+    fn new(next: [&'a [u8]; 2], steps: usize) -> Self {
+        let lines = next.iter().map(|m| m.len().div_ceil(64)).max().unwrap_or(0);
+        Self {
+            next,
+            lines,
+            steps: steps.max(1),
+            step: 0,
+        }
+    }
+
+    /// Asks for the next share of lines.
+    #[inline(always)]
+    fn step(&mut self) {
+        let from = self.step * self.lines / self.steps;
+        self.step += 1;
+        let to = self.step * self.lines / self.steps;
+        for m in self.next {
+            let part = m.get(from * 64..(to * 64).min(m.len())).unwrap_or(&[]);
+            crate::arch::prefetch_l2(part);
+        }
+    }
+}
+
 /// Two 256-bit registers as one: `lo` in the low half.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 #[inline]
@@ -82,13 +115,16 @@ macro_rules! add_block {
 /// `g` dotted with `ys[t]`, the bits of [`crate::dot::scalar_fast::dot_fast`]. `da[t]`
 /// holds the f32 scale of each block of `ys[t]`; `aux[t]` its second term
 /// ([`crate::dot::scalar_fast::act_terms`]), read for the types with a minimum, an
-/// offset or a bias.
+/// offset or a bias. `next` is the memory of the caller's next call (empty when there is
+/// none): a share of its lines is fetched into the second-level cache at each block, so
+/// that its loads overlap this call's arithmetic instead of stalling the next call.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     groups: [&[P]; 2],
     ys: [&[A]; N],
     da: [&[f32]; N],
     aux: [&[f32]; N],
+    next: [&[u8]; 2],
 ) -> [[f32; ROWS]; N] {
     // A signed type without an offset or a bias would need the sign trick.
     const {
@@ -111,7 +147,9 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     if N == 1 {
         // Block after block: one token's sixteen accumulators fit the registers.
         let (mut p0, mut m0) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
+        let mut ahead = Ahead::new(next, n);
         for b in 0..n {
+            ahead.step();
             for g in groups {
                 super::prefetch_ahead(&raw const g[b], size_of::<P>());
             }
@@ -128,18 +166,12 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
         // One partial sum at a time, so that each token's two accumulators stay in
         // registers (eight of each per token would not fit), with the same additions in
         // the same order.
+        let mut ahead = Ahead::new(next, n);
         for j in 0..8 {
             let mut pj = [_mm512_setzero_ps(); N];
             let mut mj = [_mm512_setzero_ps(); N];
             for b in (j..n).step_by(8) {
-                if j == 0 {
-                    // The first pass asks for the blocks up to the next one it visits;
-                    // the later passes find them in cache.
-                    for g in groups {
-                        let ahead = g.get(b + 1..(b + 8).min(n)).unwrap_or(&[]);
-                        crate::arch::prefetch(crate::arch::cast::as_bytes(ahead));
-                    }
-                }
+                ahead.step();
                 add_block!(groups, ys, da, aux, b, pj, mj);
             }
             for t in 0..N {

@@ -243,9 +243,10 @@ pub(crate) fn block32_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     ys: [&[A]; N],
     da: [&[f32]; N],
     sa: [&[f32]; N],
+    next: [&[u8]; 2],
 ) -> [[f32; block32_rows16::ROWS]; N] {
     // SAFETY: the token proves the CPU has every feature the kernel enables.
-    unsafe { block32_rows16::dot_rows16_vnni(groups, ys, da, sa) }
+    unsafe { block32_rows16::dot_rows16_vnni(groups, ys, da, sa, next) }
 }
 
 /// The fast-numerics dots of consecutive weight rows with one activation row, AVX2.
