@@ -127,21 +127,26 @@ pub fn silu_mul_isa(isa: Isa, x: &[f32], up: Option<&[f32]>, out: &mut [f32]) {
 pub fn exp_sum_isa(isa: Isa, x: &mut [f32], max: f32) -> f64 {
     let body = x.len() - x.len() % 16;
     let (xb, xt) = x.split_at_mut(body);
-    let mut sum = match isa {
-        Isa::Scalar => xb.chunks_exact_mut(16).map(|g| exp_group(g, max)).sum(),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2(token) => crate::arch::x86::exp_sum_avx2(token, xb, max),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512(token) => crate::arch::x86::exp_sum_avx512(token, xb, max),
-    };
+    let mut sum = exp_sum_groups(isa, xb, max);
     if !xt.is_empty() {
         let mut group = [f32::NEG_INFINITY; 16];
         group[..xt.len()].copy_from_slice(xt);
         // The padding is -inf minus a finite max: its exponential is 0.
-        sum += exp_group(&mut group, max);
+        sum += exp_sum_groups(isa, &mut group, max);
         xt.copy_from_slice(&group[..xt.len()]);
     }
     sum
+}
+
+/// [`exp_sum_isa`] of whole groups of 16 (`x.len()` a multiple of 16).
+fn exp_sum_groups(isa: Isa, x: &mut [f32], max: f32) -> f64 {
+    match isa {
+        Isa::Scalar => x.chunks_exact_mut(16).map(|g| exp_group(g, max)).sum(),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(token) => crate::arch::x86::exp_sum_avx2(token, x, max),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => crate::arch::x86::exp_sum_avx512(token, x, max),
+    }
 }
 
 /// One group of 16 for [`exp_sum_isa`], in portable Rust.

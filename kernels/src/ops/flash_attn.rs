@@ -174,6 +174,8 @@ pub struct HeadRows<'a> {
     offset: usize,
     dim: usize,
     n_cells: usize,
+    /// Bytes of one cell's head.
+    head_bytes: usize,
 }
 
 impl<'a> HeadRows<'a> {
@@ -210,6 +212,7 @@ impl<'a> HeadRows<'a> {
             offset,
             dim,
             n_cells,
+            head_bytes,
         })
     }
 
@@ -229,9 +232,10 @@ impl<'a> HeadRows<'a> {
     }
 
     /// Cell `c`'s bytes (`c < n_cells`, which `new` checked fits).
+    #[inline]
     fn cell_bytes(&self, c: usize) -> &'a [u8] {
         let start = c * self.stride + self.offset;
-        &self.bytes[start..start + self.dim / self.ty.block_size() * self.ty.type_size()]
+        &self.bytes[start..start + self.head_bytes]
     }
 
     /// Cell `c`'s blocks, or `None` when they are not aligned for `T`.

@@ -4,6 +4,7 @@
 //! does (F16C's `vcvtps2ph` with rounding mode 0, or ggml's software fallback). BF16
 //! rounding is ggml's `ggml_compute_fp32_to_bf16`, written out below.
 
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 /// Converts `x` to F16, rounding to nearest even.
@@ -13,9 +14,8 @@ use half::{bf16, f16};
 /// When the lengths differ.
 pub fn quantize_row_f16(x: &[f32], y: &mut [f16]) {
     assert_eq!(x.len(), y.len(), "quantize_row_f16: length mismatch");
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = f16::from_f32(v);
-    }
+    // Eight at a time with F16C where the CPU has it, the same rounding.
+    y.convert_from_f32_slice(x);
 }
 
 /// Widens F16 values to f32 (exact).
@@ -25,9 +25,7 @@ pub fn quantize_row_f16(x: &[f32], y: &mut [f16]) {
 /// When the lengths differ.
 pub fn dequantize_row_f16(x: &[f16], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "dequantize_row_f16: length mismatch");
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v.to_f32();
-    }
+    x.convert_to_f32_slice(y);
 }
 
 /// One f32 to BF16 as ggml rounds it: NaNs stay NaN (made quiet), everything else rounds
