@@ -166,8 +166,9 @@ pub trait PackedDot: FastDot {
     /// [`PackedDot::dot_packed8`] of two groups at once: lanes `0..8` are `groups[0]`'s
     /// rows, `8..16` `groups[1]`'s, with the same bits. AVX-512 multiplies the two in one
     /// pass of 512-bit registers; the other paths take one group after the other.
-    /// `next` is the memory of the caller's next call, fetched while this one computes
-    /// (empty slices when there is none); it does not change the result.
+    /// `next` is the memory of the caller's next call, which the AVX-512 kernel fetches
+    /// while this one computes (empty slices when there is none; the other paths ignore
+    /// it); it does not change the result.
     fn dot_packed16<const N: usize>(
         isa: Isa,
         groups: [&[Self::Packed]; 2],

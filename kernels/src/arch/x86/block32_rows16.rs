@@ -144,10 +144,11 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     // call.
     let mut p = [[MaybeUninit::<__m512>::uninit(); 8]; N];
     let mut m = [[MaybeUninit::<__m512>::uninit(); 8]; N];
+    // Every block, in either order, takes one share of the next call's lines.
+    let mut ahead = Ahead::new(next, n);
     if N == 1 {
         // Block after block: one token's sixteen accumulators fit the registers.
         let (mut p0, mut m0) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
-        let mut ahead = Ahead::new(next, n);
         for b in 0..n {
             ahead.step();
             for g in groups {
@@ -166,7 +167,6 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
         // One partial sum at a time, so that each token's two accumulators stay in
         // registers (eight of each per token would not fit), with the same additions in
         // the same order.
-        let mut ahead = Ahead::new(next, n);
         for j in 0..8 {
             let mut pj = [_mm512_setzero_ps(); N];
             let mut mj = [_mm512_setzero_ps(); N];
