@@ -34,33 +34,31 @@ pub(crate) fn with_fma(f: impl FnOnce()) {
 /// where there is no prefetch instruction.
 #[inline(always)]
 pub(crate) fn prefetch(bytes: &[u8]) {
-    prefetch_lines::<1>(bytes);
-}
-
-/// [`prefetch`] into the second-level cache only: for memory needed after the work at
-/// hand, which should not push that work's lines out of the first level.
-#[inline(always)]
-pub(crate) fn prefetch_l2(bytes: &[u8]) {
-    prefetch_lines::<2>(bytes);
-}
-
-/// [`prefetch`] into cache level `LEVEL` (1 or 2).
-#[inline(always)]
-fn prefetch_lines<const LEVEL: u8>(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     for line in bytes.chunks(64) {
-        use std::arch::x86_64::{_MM_HINT_T0, _MM_HINT_T1, _mm_prefetch};
-        let at = line.as_ptr().cast();
-        // SAFETY: `prefetcht0` and `prefetcht1` read nothing architecturally and cannot
-        // fault; SSE is part of x86-64.
-        unsafe {
-            if LEVEL == 1 {
-                _mm_prefetch::<_MM_HINT_T0>(at);
-            } else {
-                _mm_prefetch::<_MM_HINT_T1>(at);
-            }
-        }
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault; SSE is
+        // part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
+}
+
+/// Prefetches into the second-level cache only, for memory needed after the work at
+/// hand (which should not push that work's lines out of the first level): `lines`
+/// lines, one every 64 bytes from `at`. A prefetch of an address past the data, even
+/// past the mapping, is dropped, never a fault, so `at` needs no bounds; with `lines` a
+/// constant the loop unrolls, and the caller's loop pays one instruction a line.
+#[inline(always)]
+pub(crate) fn prefetch_l2_from(at: *const u8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for line in 0..lines {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        // SAFETY: `prefetcht1` reads nothing architecturally and cannot fault; SSE is
+        // part of x86-64.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.wrapping_add(64 * line).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, lines);
 }

@@ -19,35 +19,40 @@ use crate::dot::scalar_fast::FastBlock;
 /// Rows multiplied together, one per lane.
 pub(crate) const ROWS: usize = 2 * crate::dot::ROWS8;
 
-/// Fetches the lines of the next call's memory in equal shares over a call's `steps`
-/// blocks.
-struct Ahead<'a> {
+/// Fetches the next call's memory into the second-level cache, a block at a time: at
+/// block `b` of this call, the bytes of block `b` of the next call's two groups.
+struct Ahead<'a, P> {
     next: [&'a [u8]; 2],
-    lines: usize,
-    steps: usize,
-    step: usize,
+    block: std::marker::PhantomData<P>,
 }
 
-impl<'a> Ahead<'a> {
-    fn new(next: [&'a [u8]; 2], steps: usize) -> Self {
-        let lines = next.iter().map(|m| m.len().div_ceil(64)).max().unwrap_or(0);
+impl<'a, P> Ahead<'a, P> {
+    /// `next` as the kernel gets it: each either empty or `n` blocks of `P` (anything
+    /// else is not fetched).
+    fn new(next: [&'a [u8]; 2], n: usize) -> Self {
         Self {
-            next,
-            lines,
-            steps: steps.max(1),
-            step: 0,
+            next: next.map(|m| {
+                if m.len() == n * size_of::<P>() {
+                    m
+                } else {
+                    &[]
+                }
+            }),
+            block: std::marker::PhantomData,
         }
     }
 
-    /// Asks for the next share of lines.
+    /// Asks for the next call's block `b`. A fixed number of lines, one every 64 bytes
+    /// from the block's start: no two asked-for addresses of consecutive blocks lie more
+    /// than a line apart, so every line is asked for, and the loop has no bounds to test
+    /// (this runs for every block, and its instructions compete with the arithmetic's).
     #[inline(always)]
-    fn step(&mut self) {
-        let from = self.step * self.lines / self.steps;
-        self.step += 1;
-        let to = self.step * self.lines / self.steps;
+    fn block(&self, b: usize) {
         for m in self.next {
-            let part = m.get(from * 64..(to * 64).min(m.len())).unwrap_or(&[]);
-            crate::arch::prefetch_l2(part);
+            if !m.is_empty() {
+                let at = m.as_ptr().wrapping_add(b * size_of::<P>());
+                crate::arch::prefetch_l2_from(at, size_of::<P>().div_ceil(64));
+            }
         }
     }
 }
@@ -144,13 +149,12 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
     // call.
     let mut p = [[MaybeUninit::<__m512>::uninit(); 8]; N];
     let mut m = [[MaybeUninit::<__m512>::uninit(); 8]; N];
-    // Every block, in either order, takes one share of the next call's lines.
-    let mut ahead = Ahead::new(next, n);
+    let ahead = Ahead::<P>::new(next, n);
     if N == 1 {
         // Block after block: one token's sixteen accumulators fit the registers.
         let (mut p0, mut m0) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
         for b in 0..n {
-            ahead.step();
+            ahead.block(b);
             for g in groups {
                 super::prefetch_ahead(&raw const g[b], size_of::<P>());
             }
@@ -171,7 +175,7 @@ pub(crate) fn dot_rows16_vnni<P: PackedWords, A: Act32, const N: usize>(
             let mut pj = [_mm512_setzero_ps(); N];
             let mut mj = [_mm512_setzero_ps(); N];
             for b in (j..n).step_by(8) {
-                ahead.step();
+                ahead.block(b);
                 add_block!(groups, ys, da, aux, b, pj, mj);
             }
             for t in 0..N {
