@@ -239,8 +239,10 @@ pub fn estimate(
     let metadata_bytes = header_heap_bytes(file);
     let tokenizer_bytes = tokenizer_heap_bytes(file);
     let vectors_bytes = vectors_bytes(file);
-    // One (u32 id, f32 logit) pair per vocabulary entry per sequence.
-    let sampler_bytes = n_vocab(file) * 8 * kv.num_parallel;
+    // At most, per sequence: an (u32 id, f32 logit) candidate per vocabulary entry (top-k
+    // off) and a penalized copy of the logits; with top-k, a copy of the logits to select
+    // in stands for most of the candidates.
+    let sampler_bytes = n_vocab(file) * 12 * kv.num_parallel;
     let grammar_bytes = grammar_heap_bytes(file);
     let runtime_bytes = RUNTIME_HEAP_BYTES;
     let process_bytes = process_bytes(file);
@@ -347,7 +349,7 @@ mod tests {
         // but for the parsed header, and the process is its base.
         assert_eq!((e.tokenizer_bytes, e.grammar_bytes), (0, 0));
         assert_eq!(e.vectors_bytes, 0);
-        assert_eq!(e.sampler_bytes, 10 * 8);
+        assert_eq!(e.sampler_bytes, 10 * 12);
         assert!(e.metadata_bytes > 0 && e.header_bytes > 0);
         assert_eq!(e.process_bytes, PROCESS_BASE_BYTES);
         assert_eq!(

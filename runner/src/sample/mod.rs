@@ -7,8 +7,11 @@
 //! distribution (log-softmax of the raw logits), as OpenAI's `logprobs` are.
 
 mod rng;
+mod select;
 
 pub use rng::SamplerRng;
+
+use select::{greedy, top_candidates};
 
 use std::collections::HashMap;
 
@@ -155,6 +158,10 @@ pub struct Sampler {
     rng: SamplerRng,
     candidates: Vec<(TokenId, f32)>,
     counts: HashMap<TokenId, u32>,
+    /// The logits with the penalties applied, when any apply.
+    penalized: Vec<f32>,
+    /// Top-k's working values (the highest logit of each stretch of the vocabulary).
+    values: Vec<f32>,
 }
 
 impl Sampler {
@@ -167,6 +174,8 @@ impl Sampler {
             rng,
             candidates: Vec::new(),
             counts: HashMap::new(),
+            penalized: Vec::new(),
+            values: Vec::new(),
         })
     }
 
@@ -186,31 +195,46 @@ impl Sampler {
     /// The token [`Sampler::sample`] picks, without the log-probabilities (which cost a
     /// pass of `exp` over the whole vocabulary).
     pub fn next_token(&mut self, logits: &[f32], history: &[TokenId]) -> TokenId {
-        self.candidates.clear();
-        self.candidates
-            .extend(logits.iter().enumerate().map(|(i, &l)| (i as TokenId, l)));
-        self.apply_penalties(history);
-        if self.options.temperature <= 0.0 {
-            greedy(&self.candidates)
+        // Penalties change a few logits, in a copy.
+        let logits = if self.penalizes(history) {
+            self.penalized.clear();
+            self.penalized.extend_from_slice(logits);
+            self.apply_penalties(history);
+            &self.penalized[..]
         } else {
-            self.filter_and_draw()
+            logits
+        };
+        if self.options.temperature <= 0.0 {
+            return greedy(logits);
         }
+        top_candidates(
+            &mut self.candidates,
+            &mut self.values,
+            self.options.top_k,
+            logits,
+        );
+        self.draw_sorted()
     }
 
+    /// Whether any penalty applies to the next token of a sequence with this `history`.
+    fn penalizes(&self, history: &[TokenId]) -> bool {
+        let o = &self.options;
+        let penalty =
+            o.repeat_penalty != 1.0 || o.presence_penalty != 0.0 || o.frequency_penalty != 0.0;
+        penalty && o.repeat_last_n > 0 && !history.is_empty()
+    }
+
+    /// Penalizes the logits in `self.penalized` of the recent tokens, each once.
     fn apply_penalties(&mut self, history: &[TokenId]) {
         let o = &self.options;
         let n = o.repeat_last_n.min(history.len());
-        let penalize =
-            o.repeat_penalty != 1.0 || o.presence_penalty != 0.0 || o.frequency_penalty != 0.0;
-        if n == 0 || !penalize {
-            return;
-        }
         self.counts.clear();
         for &t in &history[history.len() - n..] {
             *self.counts.entry(t).or_default() += 1;
         }
-        for (token, logit) in &mut self.candidates {
-            let Some(&count) = self.counts.get(token) else {
+        for (&token, &count) in &self.counts {
+            // A token outside the vocabulary has no logit to penalize.
+            let Some(logit) = self.penalized.get_mut(token as usize) else {
                 continue;
             };
             if *logit <= 0.0 {
@@ -222,13 +246,11 @@ impl Sampler {
         }
     }
 
-    fn filter_and_draw(&mut self) -> TokenId {
+    /// Typical-p, top-p, min-p, temperature and the draw, over candidates sorted best
+    /// first.
+    fn draw_sorted(&mut self) -> TokenId {
         let o = self.options.clone();
         let c = &mut self.candidates;
-        c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if o.top_k > 0 && o.top_k < c.len() {
-            c.truncate(o.top_k);
-        }
         if o.typical_p < 1.0 {
             typical(c, o.typical_p);
         }
@@ -263,16 +285,6 @@ impl Sampler {
         }
         c.last().map_or(0, |x| x.0)
     }
-}
-
-fn greedy(c: &[(TokenId, f32)]) -> TokenId {
-    let mut best = 0;
-    for (i, x) in c.iter().enumerate() {
-        if x.1 > c[best].1 {
-            best = i;
-        }
-    }
-    c.get(best).map_or(0, |x| x.0)
 }
 
 /// Probabilities of candidates sorted by logit, highest first.

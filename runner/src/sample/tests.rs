@@ -1,4 +1,5 @@
 use super::*;
+use proptest::prelude::*;
 
 fn greedy_options() -> SamplerOptions {
     SamplerOptions {
@@ -195,6 +196,109 @@ fn next_token_picks_what_sample_picks() {
             let t = a.sample(&logits, &history, 2).chosen.token;
             assert_eq!(b.next_token(&logits, &history), t);
             history.push(t);
+        }
+    }
+}
+
+/// The sampler as first written, the plain reading of its definition: every candidate
+/// looked up among the recent tokens, the whole vocabulary sorted, the best kept by a
+/// scan. The fast paths must pick what it picks.
+fn reference_next_token(s: &mut Sampler, logits: &[f32], history: &[TokenId]) -> TokenId {
+    let o = s.options.clone();
+    let mut c: Vec<(TokenId, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as TokenId, l))
+        .collect();
+    let n = o.repeat_last_n.min(history.len());
+    let penalize =
+        o.repeat_penalty != 1.0 || o.presence_penalty != 0.0 || o.frequency_penalty != 0.0;
+    if n > 0 && penalize {
+        let mut counts = HashMap::<TokenId, u32>::new();
+        for &t in &history[history.len() - n..] {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (token, logit) in &mut c {
+            if let Some(&count) = counts.get(token) {
+                if *logit <= 0.0 {
+                    *logit *= o.repeat_penalty;
+                } else {
+                    *logit /= o.repeat_penalty;
+                }
+                *logit -= count as f32 * o.frequency_penalty + o.presence_penalty;
+            }
+        }
+    }
+    if o.temperature <= 0.0 {
+        let mut best = 0;
+        for (i, x) in c.iter().enumerate() {
+            if x.1 > c[best].1 {
+                best = i;
+            }
+        }
+        return c.get(best).map_or(0, |x| x.0);
+    }
+    c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if o.top_k > 0 && o.top_k < c.len() {
+        c.truncate(o.top_k);
+    }
+    // The filters after top-k are shared code: hand the sorted candidates to them.
+    s.candidates = c;
+    s.draw_sorted()
+}
+
+/// A logit drawn from few values, so that ties are common, or a signed zero or an
+/// infinity.
+fn logit() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        20 => (-8i32..8).prop_map(|v| v as f32 * 0.5),
+        4 => -20.0f32..20.0,
+        1 => Just(-0.0f32),
+        1 => Just(f32::NEG_INFINITY),
+        1 => Just(f32::INFINITY),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    // Vocabularies of up to 4,000 logits, so that top-k meets as many stretches of 64 as
+    // it keeps tokens (its fast selection) and fewer; now and then a NaN somewhere.
+    #[test]
+    fn fast_paths_pick_what_the_plain_definition_picks(
+        mut logits in prop::collection::vec(logit(), 1..4000),
+        nans in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        history in prop::collection::vec(0u32..4100, 0..80),
+        temperature in prop_oneof![Just(0.0f32), 0.1f32..2.0],
+        top_k in prop_oneof![Just(0usize), 1usize..70],
+        top_p in prop_oneof![Just(1.0f32), 0.05f32..1.0],
+        min_p in prop_oneof![Just(0.0f32), 0.0f32..0.5],
+        repeat_penalty in prop_oneof![Just(1.0f32), 0.5f32..2.0],
+        presence_penalty in prop_oneof![Just(0.0f32), -1.0f32..1.0],
+        repeat_last_n in 0usize..100,
+        seed in 0u64..1000,
+    ) {
+        for at in nans {
+            let i = at.index(logits.len());
+            logits[i] = f32::NAN;
+        }
+        let options = SamplerOptions {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            presence_penalty,
+            repeat_last_n,
+            seed,
+            ..Default::default()
+        };
+        let mut fast = Sampler::new(options.clone()).unwrap();
+        let mut plain = Sampler::new(options).unwrap();
+        for step in 0..3 {
+            let history = &history[..history.len().saturating_sub(step)];
+            let want = reference_next_token(&mut plain, &logits, history);
+            prop_assert_eq!(fast.next_token(&logits, history), want);
         }
     }
 }
