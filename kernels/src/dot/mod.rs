@@ -572,6 +572,40 @@ pub fn vec_dot_f16_f32_many(isa: Isa, xs: &[&[f16]], y: &[f32], out: &mut [f32])
     }
 }
 
+/// [`vec_dot_f16_f32_many`] for `R` rows `ys` at once: `outs[r][i] = xs[i] · ys[r]`, each
+/// with [`vec_dot_f16_f32`]'s bits on `isa`. On AVX-512, with rows a multiple of 16 long,
+/// each F16 row is widened once for all `R`.
+///
+/// # Panics
+///
+/// When an output and `xs` differ in length, or a row and `ys[0]` do.
+pub fn vec_dot_f16_f32_many_rows<const R: usize>(
+    isa: Isa,
+    xs: &[&[f16]],
+    ys: [&[f32]; R],
+    outs: [&mut [f32]; R],
+) {
+    assert!(
+        outs.iter().all(|o| o.len() == xs.len()),
+        "vec_dot_f16_f32_many_rows: rows and outputs"
+    );
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) if R > 0 && ys[0].len().is_multiple_of(16) => {
+            let mut outs = outs;
+            for (c, xs) in xs.chunks(16).enumerate() {
+                let part = outs.each_mut().map(|o| &mut o[16 * c..16 * c + xs.len()]);
+                x86::f16_keys_rows_avx512(token, xs, ys, part);
+            }
+        }
+        _ => {
+            for (y, out) in ys.into_iter().zip(outs) {
+                vec_dot_f16_f32_many(isa, xs, y, out);
+            }
+        }
+    }
+}
+
 /// The "quantizer" of f32 activations: a copy.
 fn copy_row(_: Isa, x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(x);

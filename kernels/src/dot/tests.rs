@@ -227,3 +227,51 @@ fn float_rows_of_every_length_match_scalar() {
         }
     }
 }
+
+#[test]
+fn many_f16_rows_against_several_activation_rows_have_each_rows_bits() {
+    // As above, with one to four activation rows at once; zero rows of keys give zero
+    // dots, whose sign the one-row kernel's empty tail makes positive.
+    fn check<const R: usize>(n: usize, rows: &[Vec<half::f16>], count: usize) {
+        let ys: Vec<Vec<f32>> = (0..R)
+            .map(|r| random_activations(n, 7000 + 31 * n as u64 + r as u64))
+            .collect();
+        let yr: [&[f32]; R] = std::array::from_fn(|r| ys[r].as_slice());
+        let xs: Vec<&[half::f16]> = rows[..count].iter().map(Vec::as_slice).collect();
+        for isa in Isa::available() {
+            let mut got = vec![vec![f32::NAN; count]; R];
+            let outs: [&mut [f32]; R] = {
+                let mut it = got.iter_mut();
+                std::array::from_fn(|_| it.next().map(Vec::as_mut_slice).unwrap_or_default())
+            };
+            super::vec_dot_f16_f32_many_rows(isa, &xs, yr, outs);
+            for (r, y) in ys.iter().enumerate() {
+                for (i, x) in xs.iter().enumerate() {
+                    let one = super::vec_dot_f16_f32(isa, x, y);
+                    assert_eq!(
+                        got[r][i].to_bits(),
+                        one.to_bits(),
+                        "{isa} n={n} activation row {r} of {R}, key {i} of {count}"
+                    );
+                }
+            }
+        }
+    }
+    for n in [0, 1, 15, 16, 17, 48, 63, 64, 65, 80, 128, 200, 256, 257] {
+        let mut rows: Vec<Vec<half::f16>> = (0..37)
+            .map(|r| {
+                let x = random_activations(n, 300 * n as u64 + r);
+                x.iter().map(|&v| half::f16::from_f32(v)).collect()
+            })
+            .collect();
+        if n > 0 {
+            rows[3].fill(half::f16::NEG_ZERO);
+        }
+        for count in [0, 1, 5, 16, 17, 37] {
+            check::<1>(n, &rows, count);
+            check::<2>(n, &rows, count);
+            check::<3>(n, &rows, count);
+            check::<4>(n, &rows, count);
+        }
+    }
+}

@@ -35,13 +35,16 @@ use std::ops::Range;
 use thiserror::Error;
 
 use self::keys::{BlockKeys, F16Keys, F32Keys, KeyKind, score_block};
-use self::values::{Values, Weights, add_weighted_rows, dequantize_isa, is_cache_type};
+use self::values::{
+    Values, Weights, add_weighted_f16_rows, add_weighted_rows, dequantize_isa, is_cache_type,
+};
 use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks};
 use crate::cpu::Isa;
 use crate::dot::kind;
 use crate::ops::{exp_sum_isa, expf_ggml};
 use crate::quant::QuantError;
+use half::f16;
 
 pub use self::state::{FlashScratch, FlashState};
 
@@ -573,14 +576,23 @@ fn run<K: KeyKind>(
         score_block::<K>(isa, call, q, masks, at, list, scores)
             .ok_or_else(|| misaligned(&call.keys))?;
         softmax_block(isa, masks, n_vis, scores, state);
-        let values = value_rows(isa, &call.values, list, value_buf)
-            .ok_or_else(|| misaligned(&call.values))?;
         let weights = Weights {
             p: scores,
             stride: FLASH_BLOCK,
             n: n_vis,
         };
-        add_weighted_rows(isa, weights, values, &mut state.acc, dv);
+        if call.values.ty == GgmlType::F16 && isa != Isa::Scalar {
+            // F16 rows widen as the sum loads them: no pass through a buffer.
+            let mut rows: [&[f16]; FLASH_BLOCK] = [&[]; FLASH_BLOCK];
+            for (row, &c) in rows.iter_mut().zip(list) {
+                *row = call.values.row(c).ok_or_else(|| misaligned(&call.values))?;
+            }
+            add_weighted_f16_rows(isa, weights, &rows[..n_vis], &mut state.acc, dv);
+        } else {
+            let values = value_rows(isa, &call.values, list, value_buf)
+                .ok_or_else(|| misaligned(&call.values))?;
+            add_weighted_rows(isa, weights, values, &mut state.acc, dv);
+        }
     }
     Ok(())
 }

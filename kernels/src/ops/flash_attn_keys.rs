@@ -16,7 +16,7 @@ use half::f16;
 
 use crate::arch::cast::{Pod, as_blocks_mut, as_bytes_mut};
 use crate::cpu::Isa;
-use crate::dot::{VecDot, vec_dot_f16_f32, vec_dot_f16_f32_many};
+use crate::dot::{VecDot, vec_dot_f16_f32, vec_dot_f16_f32_many, vec_dot_f16_f32_many_rows};
 use crate::ops::dot_f32_ggml_isa;
 
 use super::FLASH_BLOCK;
@@ -43,6 +43,17 @@ pub(super) trait KeyKind {
     fn dots_keys(isa: Isa, ks: &[&[Self::Weight]], q: &[Self::Act], out: &mut [f32]) {
         for (o, k) in out.iter_mut().zip(ks) {
             *o = Self::dots::<1>(isa, k, [q])[0];
+        }
+    }
+    /// [`KeyKind::dots_keys`] for `R` query rows that see the same keys.
+    fn dots_keys_rows<const R: usize>(
+        isa: Isa,
+        ks: &[&[Self::Weight]],
+        qs: [&[Self::Act]; R],
+        outs: [&mut [f32]; R],
+    ) {
+        for (q, out) in qs.into_iter().zip(outs) {
+            Self::dots_keys(isa, ks, q, out);
         }
     }
 }
@@ -84,6 +95,14 @@ impl KeyKind for F16Keys {
     }
     fn dots_keys(isa: Isa, ks: &[&[f16]], q: &[f32], out: &mut [f32]) {
         vec_dot_f16_f32_many(isa, ks, q, out);
+    }
+    fn dots_keys_rows<const R: usize>(
+        isa: Isa,
+        ks: &[&[f16]],
+        qs: [&[f32]; R],
+        outs: [&mut [f32]; R],
+    ) {
+        vec_dot_f16_f32_many_rows(isa, ks, qs, outs);
     }
 }
 
@@ -169,8 +188,9 @@ pub(super) fn score_block<K: KeyKind>(
     Some(())
 }
 
-/// [`score_block`] a row at a time: each row's visible keys go to
-/// [`KeyKind::dots_keys`] [`GROUP`] at a time.
+/// [`score_block`] by rows: each row's visible keys go to [`KeyKind::dots_keys`]
+/// [`GROUP`] at a time, and consecutive rows (up to four) that see the same keys, as the
+/// query heads of one token do, go together ([`KeyKind::dots_keys_rows`]).
 fn score_block_by_row<K: KeyKind>(
     isa: Isa,
     call: &super::Call<'_>,
@@ -186,41 +206,81 @@ fn score_block_by_row<K: KeyKind>(
     for (k, &c) in keys.iter_mut().zip(list) {
         *k = call.keys.row::<K::Weight>(c)?;
     }
-    for (r, &mask) in masks.iter().enumerate() {
-        let q_row = &q[r * per_row..(r + 1) * per_row];
-        let row_scores = &mut scores[r * FLASH_BLOCK..r * FLASH_BLOCK + list.len()];
-        row_scores.fill(f32::NEG_INFINITY);
-        let (mut idx, mut sel) = ([0usize; GROUP], [&[][..]; GROUP]);
-        let mut m = 0;
-        for (i, &j) in at.iter().enumerate() {
-            if mask >> j & 1 == 0 {
-                continue;
-            }
-            (idx[m], sel[m]) = (i, keys[i]);
-            m += 1;
-            if m == GROUP {
-                score_keys::<K>(isa, call, &sel, &idx, q_row, row_scores);
-                m = 0;
-            }
+    let keys = &keys[..list.len()];
+    let mut r = 0;
+    while r < n {
+        let mut t = 1;
+        while t < 4 && r + t < n && masks[r + t] == masks[r] {
+            t += 1;
         }
-        score_keys::<K>(isa, call, &sel[..m], &idx[..m], q_row, row_scores);
+        let rows = Rows {
+            q,
+            per_row,
+            first: r,
+            mask: masks[r],
+        };
+        let scores = &mut scores[r * FLASH_BLOCK..(r + t) * FLASH_BLOCK];
+        match t {
+            4 => score_rows::<K, 4>(isa, call, rows, at, keys, scores),
+            3 => score_rows::<K, 3>(isa, call, rows, at, keys, scores),
+            2 => score_rows::<K, 2>(isa, call, rows, at, keys, scores),
+            _ => score_rows::<K, 1>(isa, call, rows, at, keys, scores),
+        }
+        r += t;
     }
     Some(())
 }
 
-/// The scores of the keys `sel` (entries `idx` of the block) for one query row.
-fn score_keys<K: KeyKind>(
+/// Query rows `first..` of a call that see the same cells (`mask`).
+#[derive(Clone, Copy)]
+struct Rows<'a, A> {
+    q: &'a [A],
+    per_row: usize,
+    first: usize,
+    mask: u64,
+}
+
+/// The scores of `R` rows that see the same keys, into their rows of `scores` (`R` rows of
+/// [`FLASH_BLOCK`]): the visible keys [`GROUP`] at a time.
+fn score_rows<K: KeyKind, const R: usize>(
     isa: Isa,
     call: &super::Call<'_>,
-    sel: &[&[K::Weight]],
-    idx: &[usize],
-    q_row: &[K::Act],
-    row_scores: &mut [f32],
+    rows: Rows<'_, K::Act>,
+    at: &[usize],
+    keys: &[&[K::Weight]],
+    scores: &mut [f32],
 ) {
-    let mut dots = [0.0f32; GROUP];
-    let dots = &mut dots[..sel.len()];
-    K::dots_keys(isa, sel, q_row, dots);
-    for (&i, &d) in idx.iter().zip(dots.iter()) {
-        row_scores[i] = call.scores.of(d);
+    let qs: [&[K::Act]; R] = std::array::from_fn(|u| {
+        let r = rows.first + u;
+        &rows.q[r * rows.per_row..(r + 1) * rows.per_row]
+    });
+    for u in 0..R {
+        scores[u * FLASH_BLOCK..u * FLASH_BLOCK + keys.len()].fill(f32::NEG_INFINITY);
+    }
+    let (mut idx, mut sel) = ([0usize; GROUP], [&[][..]; GROUP]);
+    let mut m = 0;
+    let mut flush = |sel: &[&[K::Weight]], idx: &[usize]| {
+        let mut dots = [[0.0f32; GROUP]; R];
+        let outs = dots.each_mut().map(|d| &mut d[..sel.len()]);
+        K::dots_keys_rows::<R>(isa, sel, qs, outs);
+        for (u, d) in dots.iter().enumerate() {
+            for (&i, &d) in idx.iter().zip(d) {
+                scores[u * FLASH_BLOCK + i] = call.scores.of(d);
+            }
+        }
+    };
+    for (i, &j) in at.iter().enumerate() {
+        if rows.mask >> j & 1 == 0 {
+            continue;
+        }
+        (idx[m], sel[m]) = (i, keys[i]);
+        m += 1;
+        if m == GROUP {
+            flush(&sel, &idx);
+            m = 0;
+        }
+    }
+    if m > 0 {
+        flush(&sel[..m], &idx[..m]);
     }
 }

@@ -194,6 +194,59 @@ pub(super) fn add_weighted_rows(
     }
 }
 
+/// [`add_weighted_rows`] over F16 value rows read in place (`rows[i]` is cell `i`'s, at
+/// least `dv` values): the SIMD paths widen each vector as they load it, the scalar one
+/// each value, so the bits are those of widening the rows into a buffer first.
+///
+/// # Panics
+///
+/// As [`add_weighted_rows`], or when a row is shorter than `dv`.
+pub(super) fn add_weighted_f16_rows(
+    isa: Isa,
+    w: Weights<'_>,
+    rows: &[&[f16]],
+    acc: &mut [f32],
+    dv: usize,
+) {
+    let n_out = acc.len().checked_div(dv).unwrap_or(0);
+    assert_eq!(n_out * dv, acc.len(), "weighted rows: partial output row");
+    if n_out == 0 || w.n == 0 {
+        return;
+    }
+    assert!(
+        (n_out - 1) * w.stride + w.n <= w.p.len()
+            && rows.len() >= w.n
+            && rows[..w.n].iter().all(|r| r.len() >= dv),
+        "weighted rows: weights or values too short"
+    );
+    #[cfg(target_arch = "x86_64")]
+    let shape = crate::arch::x86::flash_attn::RowsShape {
+        n: w.n,
+        p_stride: w.stride,
+        v_stride: 0,
+        dv,
+    };
+    let done = match isa {
+        Isa::Scalar => 0,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2(token) => crate::arch::x86::flash_attn::weighted_f16_rows_avx2(
+            token, n_out, w.p, rows, acc, shape,
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512(token) => crate::arch::x86::flash_attn::weighted_f16_rows_avx512(
+            token, n_out, w.p, rows, acc, shape,
+        ),
+    };
+    for (r, out) in acc.chunks_exact_mut(dv).enumerate() {
+        let p = &w.p[r * w.stride..r * w.stride + w.n];
+        for (d, a) in out.iter_mut().enumerate().skip(done) {
+            for (&pi, row) in p.iter().zip(rows) {
+                *a = row[d].to_f32().mul_add(pi, *a);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -272,6 +325,35 @@ mod tests {
                         + (0..n).map(|i| f64::from(p[r * p_stride + i]) * f64::from(v[i * v_stride + d])).sum::<f64>();
                     prop_assert!((f64::from(want[r * dv + d]) - exact).abs() < 1e-4);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn f16_rows_in_place_add_to_the_bits_of_widened_rows(
+            rows in 1usize..10,
+            n in 0usize..70,
+            dv in prop::sample::select(&[1usize, 7, 8, 15, 16, 17, 33, 64, 96, 100, 256][..]),
+            seed in any::<u64>(),
+        ) {
+            let p = floats(rows * n, seed);
+            let wide: Vec<f32> = floats(n * dv, seed ^ 1)
+                .iter()
+                .map(|&x| f16::from_f32(x).to_f32())
+                .collect();
+            let halves: Vec<f16> = wide.iter().map(|&x| f16::from_f32(x)).collect();
+            let cells: Vec<&[f16]> = halves.chunks_exact(dv).collect();
+            let start = floats(rows * dv, seed ^ 2);
+            let w = Weights { p: &p, stride: n, n };
+            let mut want = start.clone();
+            add_weighted_rows(Isa::Scalar, w, Values { v: &wide, stride: dv }, &mut want, dv);
+            for isa in Isa::available() {
+                let mut got = start.clone();
+                add_weighted_f16_rows(isa, w, &cells, &mut got, dv);
+                let (g, e): (Vec<u32>, Vec<u32>) =
+                    (got.iter().map(|v| v.to_bits()).collect(), want.iter().map(|v| v.to_bits()).collect());
+                prop_assert_eq!(g, e, "{}", isa);
             }
         }
     }

@@ -82,6 +82,73 @@ pub(crate) fn dequantize_f16_avx2(_: Avx2Token, x: &[f16], y: &mut [f32]) {
     unsafe { dequantize_f16(x, y) }
 }
 
+/// Where a weighted sum reads cell `i`'s values: an f32 buffer (rows `stride` apart), or
+/// the cache's F16 rows in place, widened as they load (exactly, so with the bits of
+/// widening them into a buffer first).
+pub(crate) trait ValueRows: Copy {
+    /// Values `d..d + 16` of cell `i`.
+    ///
+    /// # Safety
+    ///
+    /// AVX-512 F; cell `i` exists and `d + 16` is within its row.
+    unsafe fn load16(self, i: usize, d: usize) -> __m512;
+    /// Values `d..d + 8` of cell `i`.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 and F16C; cell `i` exists and `d + 8` is within its row.
+    unsafe fn load8(self, i: usize, d: usize) -> __m256;
+}
+
+/// f32 rows `stride` apart from `ptr`.
+#[derive(Clone, Copy)]
+pub(crate) struct F32Rows {
+    ptr: *const f32,
+    stride: usize,
+}
+
+impl ValueRows for F32Rows {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(self, i: usize, d: usize) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_loadu_ps(self.ptr.add(i * self.stride + d)) }
+    }
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn load8(self, i: usize, d: usize) -> __m256 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm256_loadu_ps(self.ptr.add(i * self.stride + d)) }
+    }
+}
+
+/// F16 rows, one per cell, wherever they lie.
+#[derive(Clone, Copy)]
+pub(crate) struct F16Rows<'a>(pub(crate) &'a [&'a [f16]]);
+
+impl ValueRows for F16Rows<'_> {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(self, i: usize, d: usize) -> __m512 {
+        // SAFETY: the caller's contract: row `i` exists and holds `d + 16` values.
+        unsafe {
+            _mm512_cvtph_ps(_mm256_loadu_si256(
+                self.0.get_unchecked(i).as_ptr().add(d).cast(),
+            ))
+        }
+    }
+    #[target_feature(enable = "avx2,f16c")]
+    #[inline]
+    unsafe fn load8(self, i: usize, d: usize) -> __m256 {
+        // SAFETY: the caller's contract: row `i` exists and holds `d + 8` values.
+        unsafe {
+            _mm256_cvtph_ps(_mm_loadu_si128(
+                self.0.get_unchecked(i).as_ptr().add(d).cast(),
+            ))
+        }
+    }
+}
+
 /// The shape of a weighted sum of value rows into `R` output rows (see
 /// [`weighted_rows_avx512`]).
 #[derive(Debug, Clone, Copy)]
@@ -97,13 +164,12 @@ pub(crate) struct RowsShape {
 }
 
 impl RowsShape {
-    /// Asserts that `rows` output rows fit the slices; the kernels rely on it.
-    fn check(&self, rows: usize, p: &[f32], v: &[f32], acc: &[f32]) {
+    /// Asserts that `rows` output rows and their probabilities fit the slices; the
+    /// kernels rely on it.
+    fn check(&self, rows: usize, p: &[f32], acc: &[f32]) {
         let fits = rows == 0
             || (rows * self.dv <= acc.len()
-                && (self.n == 0
-                    || ((rows - 1) * self.p_stride + self.n <= p.len()
-                        && (self.n - 1) * self.v_stride + self.dv <= v.len())));
+                && (self.n == 0 || (rows - 1) * self.p_stride + self.n <= p.len()));
         assert!(fits, "weighted rows: slices too short");
     }
 }
@@ -116,20 +182,17 @@ impl RowsShape {
 /// AVX-512 F; the slices hold the `R` rows of `shape` (checked by the caller) and
 /// `d + 16 * C <= shape.dv`.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile512<const R: usize, const C: usize>(
+unsafe fn tile512<V: ValueRows, const R: usize, const C: usize>(
     p: &[f32],
-    v: &[f32],
+    v: V,
     acc: &mut [f32],
     shape: RowsShape,
     d: usize,
 ) {
     let RowsShape {
-        n,
-        p_stride,
-        v_stride,
-        dv,
+        n, p_stride, dv, ..
     } = shape;
-    let (pp, vp, ap) = (p.as_ptr(), v.as_ptr(), acc.as_mut_ptr());
+    let (pp, ap) = (p.as_ptr(), acc.as_mut_ptr());
     let mut a = [[_mm512_setzero_ps(); C]; R];
     for (r, row) in a.iter_mut().enumerate() {
         for (c, x) in row.iter_mut().enumerate() {
@@ -138,9 +201,8 @@ unsafe fn tile512<const R: usize, const C: usize>(
         }
     }
     for i in 0..n {
-        // SAFETY: `i * v_stride + d + 16C <= (n - 1) * v_stride + dv <= v.len()`.
-        let x: [__m512; C] =
-            std::array::from_fn(|c| unsafe { _mm512_loadu_ps(vp.add(i * v_stride + d + 16 * c)) });
+        // SAFETY: cell `i < n` exists and `d + 16C <= dv`.
+        let x: [__m512; C] = std::array::from_fn(|c| unsafe { v.load16(i, d + 16 * c) });
         for (r, row) in a.iter_mut().enumerate() {
             // SAFETY: `r * p_stride + i < (R - 1) * p_stride + n <= p.len()`.
             let w = _mm512_set1_ps(unsafe { *pp.add(r * p_stride + i) });
@@ -162,21 +224,18 @@ unsafe fn tile512<const R: usize, const C: usize>(
 /// # Safety
 ///
 /// AVX2 and FMA; as [`tile512`] with `d + 8 * C <= shape.dv`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile256<const R: usize, const C: usize>(
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile256<V: ValueRows, const R: usize, const C: usize>(
     p: &[f32],
-    v: &[f32],
+    v: V,
     acc: &mut [f32],
     shape: RowsShape,
     d: usize,
 ) {
     let RowsShape {
-        n,
-        p_stride,
-        v_stride,
-        dv,
+        n, p_stride, dv, ..
     } = shape;
-    let (pp, vp, ap) = (p.as_ptr(), v.as_ptr(), acc.as_mut_ptr());
+    let (pp, ap) = (p.as_ptr(), acc.as_mut_ptr());
     let mut a = [[_mm256_setzero_ps(); C]; R];
     for (r, row) in a.iter_mut().enumerate() {
         for (c, x) in row.iter_mut().enumerate() {
@@ -185,9 +244,8 @@ unsafe fn tile256<const R: usize, const C: usize>(
         }
     }
     for i in 0..n {
-        // SAFETY: `i * v_stride + d + 8C <= (n - 1) * v_stride + dv <= v.len()`.
-        let x: [__m256; C] =
-            std::array::from_fn(|c| unsafe { _mm256_loadu_ps(vp.add(i * v_stride + d + 8 * c)) });
+        // SAFETY: cell `i < n` exists and `d + 8C <= dv`.
+        let x: [__m256; C] = std::array::from_fn(|c| unsafe { v.load8(i, d + 8 * c) });
         for (r, row) in a.iter_mut().enumerate() {
             // SAFETY: `r * p_stride + i < (R - 1) * p_stride + n <= p.len()`.
             let w = _mm256_set1_ps(unsafe { *pp.add(r * p_stride + i) });
@@ -210,16 +268,21 @@ unsafe fn tile256<const R: usize, const C: usize>(
 ///
 /// AVX-512 F; the slices hold the `R` rows of `shape`.
 #[target_feature(enable = "avx512f")]
-unsafe fn rows512<const R: usize>(p: &[f32], v: &[f32], acc: &mut [f32], shape: RowsShape) {
+unsafe fn rows512<V: ValueRows, const R: usize>(
+    p: &[f32],
+    v: V,
+    acc: &mut [f32],
+    shape: RowsShape,
+) {
     let mut d = 0;
     while d + 64 <= shape.dv {
         // SAFETY: the caller's contract, and `d + 64 <= dv`.
-        unsafe { tile512::<R, 4>(p, v, acc, shape, d) };
+        unsafe { tile512::<V, R, 4>(p, v, acc, shape, d) };
         d += 64;
     }
     while d + 16 <= shape.dv {
         // SAFETY: as above with `d + 16 <= dv`.
-        unsafe { tile512::<R, 1>(p, v, acc, shape, d) };
+        unsafe { tile512::<V, R, 1>(p, v, acc, shape, d) };
         d += 16;
     }
 }
@@ -229,23 +292,52 @@ unsafe fn rows512<const R: usize>(p: &[f32], v: &[f32], acc: &mut [f32], shape: 
 /// # Safety
 ///
 /// AVX2 and FMA; the slices hold the `R` rows of `shape`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows256<const R: usize>(p: &[f32], v: &[f32], acc: &mut [f32], shape: RowsShape) {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows256<V: ValueRows, const R: usize>(
+    p: &[f32],
+    v: V,
+    acc: &mut [f32],
+    shape: RowsShape,
+) {
     let mut d = 0;
     while d + 16 <= shape.dv {
         // SAFETY: the caller's contract, and `d + 16 <= dv`.
-        unsafe { tile256::<R, 2>(p, v, acc, shape, d) };
+        unsafe { tile256::<V, R, 2>(p, v, acc, shape, d) };
         d += 16;
     }
     while d + 8 <= shape.dv {
         // SAFETY: as above with `d + 8 <= dv`.
-        unsafe { tile256::<R, 1>(p, v, acc, shape, d) };
+        unsafe { tile256::<V, R, 1>(p, v, acc, shape, d) };
         d += 8;
     }
 }
 
+/// The output rows of a weighted sum four at a time, each group by `$rows`.
+macro_rules! by_fours {
+    ($rows:ident, $v:expr, $n_rows:expr, $p:expr, $acc:expr, $shape:expr) => {{
+        let (v, n_rows, p, acc, shape) = ($v, $n_rows, $p, $acc, $shape);
+        let mut r = 0;
+        while r < n_rows {
+            let t = (n_rows - r).min(4);
+            let (p, acc) = (&p[r * shape.p_stride..], &mut acc[r * shape.dv..]);
+            // SAFETY: the token proves the features the kernels enable; rows `r..r + t`
+            // of `shape` fit the slices and every cell's row holds `dv` values (checked
+            // by the caller).
+            unsafe {
+                match t {
+                    4 => $rows::<_, 4>(p, v, acc, shape),
+                    3 => $rows::<_, 3>(p, v, acc, shape),
+                    2 => $rows::<_, 2>(p, v, acc, shape),
+                    _ => $rows::<_, 1>(p, v, acc, shape),
+                }
+            }
+            r += t;
+        }
+    }};
+}
+
 macro_rules! weighted_rows {
-    ($(#[$doc:meta])* $name:ident, $token:ty, $rows:ident, $width:literal) => {
+    ($(#[$doc:meta])* $name:ident, $(#[$doc16:meta])* $name16:ident, $token:ty, $rows:ident, $width:literal) => {
         $(#[$doc])*
         pub(crate) fn $name(
             _: $token,
@@ -255,23 +347,34 @@ macro_rules! weighted_rows {
             acc: &mut [f32],
             shape: RowsShape,
         ) -> usize {
-            shape.check(rows, p, v, acc);
-            let mut r = 0;
-            while r < rows {
-                let t = (rows - r).min(4);
-                let (p, acc) = (&p[r * shape.p_stride..], &mut acc[r * shape.dv..]);
-                // SAFETY: the token proves the features the kernels enable; rows `r..r + t`
-                // of `shape` fit the slices (checked above).
-                unsafe {
-                    match t {
-                        4 => $rows::<4>(p, v, acc, shape),
-                        3 => $rows::<3>(p, v, acc, shape),
-                        2 => $rows::<2>(p, v, acc, shape),
-                        _ => $rows::<1>(p, v, acc, shape),
-                    }
-                }
-                r += t;
-            }
+            shape.check(rows, p, acc);
+            assert!(
+                shape.n == 0 || (shape.n - 1) * shape.v_stride + shape.dv <= v.len(),
+                "weighted rows: value rows too short"
+            );
+            let v = F32Rows {
+                ptr: v.as_ptr(),
+                stride: shape.v_stride,
+            };
+            by_fours!($rows, v, rows, p, acc, shape);
+            shape.dv - shape.dv % $width
+        }
+
+        $(#[$doc16])*
+        pub(crate) fn $name16(
+            _: $token,
+            rows: usize,
+            p: &[f32],
+            v: &[&[f16]],
+            acc: &mut [f32],
+            shape: RowsShape,
+        ) -> usize {
+            shape.check(rows, p, acc);
+            assert!(
+                v.len() >= shape.n && v[..shape.n].iter().all(|r| r.len() >= shape.dv),
+                "weighted rows: value rows too short"
+            );
+            by_fours!($rows, F16Rows(v), rows, p, acc, shape);
             shape.dv - shape.dv % $width
         }
     };
@@ -282,6 +385,8 @@ weighted_rows!(
     /// output rows and the values whole 16-lane vectors cover, AVX-512; returns how many
     /// values of each row it did.
     weighted_rows_avx512,
+    /// [`weighted_rows_avx512`] over F16 value rows in place.
+    weighted_f16_rows_avx512,
     Avx512Token,
     rows512,
     16
@@ -289,6 +394,8 @@ weighted_rows!(
 weighted_rows!(
     /// [`weighted_rows_avx512`] with AVX2 and 8-lane vectors.
     weighted_rows_avx2,
+    /// [`weighted_rows_avx2`] over F16 value rows in place.
+    weighted_f16_rows_avx2,
     Avx2Token,
     rows256,
     8

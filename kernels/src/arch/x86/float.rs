@@ -171,3 +171,51 @@ pub(crate) fn dot_f16_keys_avx512(xs: &[&[f16]], y: &[f32], out: &mut [f32]) {
         *o = r[4 * (i % 4) + i / 4] + tails[i];
     }
 }
+
+/// [`dot_f16_keys_avx512`] for `R` query rows at once: each key is widened once for all
+/// of them, and each row's sums are those of [`f16_partial`] (the same operations in the
+/// same order), so every dot has [`dot_f16_avx512`]'s bits. Rows a multiple of 16 long.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_f16_keys_rows_avx512<const R: usize>(
+    xs: &[&[f16]],
+    ys: [&[f32]; R],
+    out: [&mut [f32]; R],
+) {
+    let dk = ys[0].len();
+    assert!(xs.len() <= 16 && dk.is_multiple_of(16));
+    assert!(ys.iter().all(|y| y.len() == dk) && xs.iter().all(|x| x.len() == dk));
+    assert!(out.iter().all(|o| o.len() == xs.len()));
+    let mut sums = [[_mm512_setzero_ps(); 16]; R];
+    for (i, x) in xs.iter().enumerate() {
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        let mut c = 0;
+        while c + 64 <= dk {
+            let xv: [__m512; 4] = std::array::from_fn(|k| load16_f16(&x[c + 16 * k..]));
+            for (a, y) in acc.iter_mut().zip(&ys) {
+                for (k, ak) in a.iter_mut().enumerate() {
+                    *ak = _mm512_fmadd_ps(xv[k], load16(&y[c + 16 * k..]), *ak);
+                }
+            }
+            c += 64;
+        }
+        while c + 16 <= dk {
+            let xv = load16_f16(&x[c..]);
+            for (a, y) in acc.iter_mut().zip(&ys) {
+                a[0] = _mm512_fmadd_ps(xv, load16(&y[c..]), a[0]);
+            }
+            c += 16;
+        }
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            s[i] = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+        }
+    }
+    for (s, o) in sums.iter().zip(out) {
+        let mut r = [0.0f32; 16];
+        // SAFETY: `r` holds sixteen f32.
+        unsafe { _mm512_storeu_ps(r.as_mut_ptr(), reduce16(s)) };
+        for (i, o) in o.iter_mut().enumerate() {
+            // The empty scalar tail of `f16_partial`, added as it is there (so -0 stays +0).
+            *o = r[4 * (i % 4) + i / 4] + 0.0f32;
+        }
+    }
+}

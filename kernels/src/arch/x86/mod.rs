@@ -441,6 +441,18 @@ pub(crate) fn f16_keys_avx512(_: Avx512Token, xs: &[&[f16]], y: &[f32], out: &mu
     unsafe { float::dot_f16_keys_avx512(xs, y, out) }
 }
 
+/// Up to sixteen F16 rows times `R` f32 rows, AVX-512, each with [`f16_avx512`]'s bits
+/// (rows a multiple of 16 long).
+pub(crate) fn f16_keys_rows_avx512<const R: usize>(
+    _: Avx512Token,
+    xs: &[&[f16]],
+    ys: [&[f32]; R],
+    out: [&mut [f32]; R],
+) {
+    // SAFETY: the token proves the CPU has every feature the kernel enables.
+    unsafe { float::dot_f16_keys_rows_avx512(xs, ys, out) }
+}
+
 /// A tile of F32 weight rows by f32 activation rows, AVX2 (see
 /// [`crate::dot::float_tile`]).
 pub(crate) fn tile_f32_avx2<const R: usize, const N: usize>(
