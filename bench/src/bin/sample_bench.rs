@@ -28,21 +28,34 @@ options:
   -h, --help  print this help and exit
 ";
 
-fn main() -> anyhow::Result<()> {
-    let (mut vocab, mut reps) = (49_152usize, 2_000usize);
+struct Options {
+    vocab: usize,
+    reps: usize,
+}
+
+fn parse_args() -> anyhow::Result<Options> {
+    let mut o = Options {
+        vocab: 49_152,
+        reps: 2_000,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--vocab" => vocab = value()?.parse()?,
-            "--reps" => reps = value()?.parse()?,
+            "--vocab" => o.vocab = value()?.parse()?,
+            "--reps" => o.reps = value()?.parse()?,
             "--help" | "-h" => bench::print_usage_and_exit(USAGE),
             other => bail!("unknown argument {other:?}"),
         }
     }
-    if vocab == 0 || reps == 0 {
+    if o.vocab == 0 || o.reps == 0 {
         bail!("--vocab and --reps must be positive");
     }
+    Ok(o)
+}
+
+fn main() -> anyhow::Result<()> {
+    let Options { vocab, reps } = bench::options_or_exit(parse_args());
     let logits = logits(vocab);
     let history: Vec<u32> = (0..64u32).map(|i| (i * 7_919) % vocab as u32).collect();
     let greedy = SamplerOptions {

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 
 /// Each harness: its name, its binary, and every option its usage must name.
-const HARNESSES: [(&str, &str, &[&str]); 6] = [
+const HARNESSES: [(&str, &str, &[&str]); 7] = [
     (
         "kernels-bench",
         env!("CARGO_BIN_EXE_kernels-bench"),
@@ -62,6 +62,11 @@ const HARNESSES: [(&str, &str, &[&str]); 6] = [
         "format-bench",
         env!("CARGO_BIN_EXE_format-bench"),
         &["--model", "--threads", "--reps"],
+    ),
+    (
+        "sample-bench",
+        env!("CARGO_BIN_EXE_sample-bench"),
+        &["--vocab", "--reps"],
     ),
     (
         "gpu-dispatch-bench",
