@@ -161,7 +161,7 @@ pub struct Sampler {
     /// The logits with the penalties applied, when any apply.
     penalized: Vec<f32>,
     /// Top-k's working values (the highest logit of each stretch of the vocabulary).
-    values: Vec<f32>,
+    maxima: Vec<f32>,
 }
 
 impl Sampler {
@@ -175,7 +175,7 @@ impl Sampler {
             candidates: Vec::new(),
             counts: HashMap::new(),
             penalized: Vec::new(),
-            values: Vec::new(),
+            maxima: Vec::new(),
         })
     }
 
@@ -209,7 +209,7 @@ impl Sampler {
         }
         top_candidates(
             &mut self.candidates,
-            &mut self.values,
+            &mut self.maxima,
             self.options.top_k,
             logits,
         );
