@@ -29,20 +29,22 @@ pub(crate) fn with_fma(f: impl FnOnce()) {
     f()
 }
 
-/// Asks the CPU to bring the cache lines of `bytes` toward its first-level cache, without
-/// waiting: for rows read soon at addresses its own prefetchers cannot guess. A no-op
-/// where there is no prefetch instruction.
+/// Asks the CPU to bring the `lines` cache lines from `at` (one every 64 bytes) toward
+/// its first-level cache, without waiting: for rows read soon at addresses its own
+/// prefetchers cannot guess. One instruction a line and no bounds: a prefetch past the
+/// data, even past the mapping, is dropped, never a fault. A no-op where there is no
+/// prefetch instruction.
 #[inline(always)]
-pub(crate) fn prefetch(bytes: &[u8]) {
+pub(crate) fn prefetch_from(at: *const u8, lines: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
+    for line in 0..lines {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: `prefetcht0` reads nothing architecturally and cannot fault; SSE is
         // part of x86-64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(64 * line).cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
+    let _ = (at, lines);
 }
 
 /// Prefetches into the second-level cache only, for memory needed after the work at

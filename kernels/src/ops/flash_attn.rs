@@ -25,6 +25,8 @@
 
 #[path = "flash_attn_keys.rs"]
 mod keys;
+#[path = "flash_attn_run.rs"]
+mod run;
 #[path = "flash_attn_state.rs"]
 mod state;
 #[path = "flash_attn_values.rs"]
@@ -34,17 +36,13 @@ use std::ops::Range;
 
 use thiserror::Error;
 
-use self::keys::{BlockKeys, F16Keys, F32Keys, KeyKind, score_block};
-use self::values::{
-    Values, Weights, add_weighted_f16_rows, add_weighted_rows, dequantize_isa, is_cache_type,
-};
+use self::keys::{BlockKeys, F16Keys, F32Keys};
+use self::values::is_cache_type;
 use crate::GgmlType;
 use crate::arch::cast::{Pod, as_blocks};
 use crate::cpu::Isa;
 use crate::dot::kind;
-use crate::ops::{exp_sum_isa, expf_ggml};
 use crate::quant::QuantError;
-use half::f16;
 
 pub use self::state::{FlashScratch, FlashState};
 
@@ -137,6 +135,14 @@ pub enum FlashAttnError {
     /// A head of no values.
     #[error("a key head of 0 values")]
     EmptyHead,
+    /// Heads of one call stored in different types.
+    #[error("heads of one call must share storage types: {first} and {other}")]
+    MixedTypes {
+        /// The first head's type.
+        first: GgmlType,
+        /// Another head's type.
+        other: GgmlType,
+    },
     /// Two sizes that must agree do not.
     #[error("{what}: expected {expected}, got {actual}")]
     Shape {
@@ -378,10 +384,10 @@ pub fn flash_attn(
     }
     dispatch(
         isa,
-        &call,
+        &[call],
         Span::Range(cells.start, cells.end),
         scratch,
-        state,
+        &mut [state],
     )
 }
 
@@ -402,16 +408,77 @@ pub fn flash_attn_list(
     state: &mut FlashState,
 ) -> Result<(), FlashAttnError> {
     let call = checked(rows, keys, values, mask, scale.into(), state)?;
-    if let Some(&cell) = cells
-        .iter()
-        .find(|&&c| c != NO_CELL && c as usize >= keys.n_cells)
-    {
-        return Err(FlashAttnError::CellOutOfRange {
-            cell: cell as usize,
-            n_cells: keys.n_cells,
-        });
+    check_list(cells, keys.n_cells)?;
+    dispatch(isa, &[call], Span::List(cells), scratch, &mut [state])
+}
+
+/// One K/V head of [`flash_attn_list_heads`]: its query rows, keys and values.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadCall<'a> {
+    /// The query rows of the query heads that share this K/V head.
+    pub rows: QueryRows<'a>,
+    /// This head's keys.
+    pub keys: HeadRows<'a>,
+    /// This head's values.
+    pub values: HeadRows<'a>,
+}
+
+/// [`flash_attn_list`] for several K/V heads of the same tokens at once, head `h` into
+/// `states[h]`: each head's sums are those of its own call, but the heads go through the
+/// cells together, block by block, so that each block's rows (side by side in the
+/// cache for every head) are read while they are in cache. The heads' rows must have
+/// the same positions and sequences, and their keys and values one storage type each.
+#[allow(clippy::too_many_arguments)]
+pub fn flash_attn_list_heads(
+    isa: Isa,
+    heads: &[HeadCall<'_>],
+    mask: &CellMask<'_>,
+    scale: impl Into<Scores>,
+    cells: &[u32],
+    scratch: &mut FlashScratch,
+    states: &mut [&mut FlashState],
+) -> Result<(), FlashAttnError> {
+    same("states (one per head)", heads.len(), states.len())?;
+    let Some(first) = heads.first() else {
+        return Ok(());
+    };
+    let scores = scale.into();
+    let mut calls = Vec::with_capacity(heads.len());
+    for (h, state) in heads.iter().zip(states.iter()) {
+        let same_tokens = h.rows.pos == first.rows.pos && h.rows.seq == first.rows.seq;
+        if !same_tokens {
+            return Err(FlashAttnError::Shape {
+                what: "heads' query positions and sequences (the first head's)",
+                expected: first.rows.pos.len(),
+                actual: h.rows.pos.len(),
+            });
+        }
+        for (ty, want) in [(h.keys.ty, first.keys.ty), (h.values.ty, first.values.ty)] {
+            if ty != want {
+                return Err(FlashAttnError::MixedTypes {
+                    first: want,
+                    other: ty,
+                });
+            }
+        }
+        calls.push(checked(&h.rows, &h.keys, &h.values, mask, scores, state)?);
     }
-    dispatch(isa, &call, Span::List(cells), scratch, state)
+    check_list(cells, first.keys.n_cells)?;
+    dispatch(isa, &calls, Span::List(cells), scratch, states)
+}
+
+/// The error when a listed cell lies outside the cache.
+fn check_list(cells: &[u32], n_cells: usize) -> Result<(), FlashAttnError> {
+    match cells
+        .iter()
+        .find(|&&c| c != NO_CELL && c as usize >= n_cells)
+    {
+        Some(&cell) => Err(FlashAttnError::CellOutOfRange {
+            cell: cell as usize,
+            n_cells,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The arguments as one call, once [`check_shapes`] agrees with them.
@@ -433,29 +500,32 @@ fn checked<'a>(
     })
 }
 
-/// Runs a checked call with the kernel for its key type.
+/// Runs checked calls (heads of one storage type) with the kernel for their key type.
 fn dispatch(
     isa: Isa,
-    call: &Call<'_>,
+    calls: &[Call<'_>],
     span: Span<'_>,
     scratch: &mut FlashScratch,
-    state: &mut FlashState,
+    states: &mut [&mut FlashState],
 ) -> Result<(), FlashAttnError> {
+    let Some(call) = calls.first() else {
+        return Ok(());
+    };
     if !is_cache_type(call.values.ty) {
         return Err(FlashAttnError::Unsupported { ty: call.values.ty });
     }
     let run = match call.keys.ty {
-        GgmlType::F32 => run::<F32Keys>,
-        GgmlType::F16 => run::<F16Keys>,
-        GgmlType::Q8_0 => run::<BlockKeys<kind::Q8_0>>,
-        GgmlType::Q4_0 => run::<BlockKeys<kind::Q4_0>>,
-        GgmlType::Q4_1 => run::<BlockKeys<kind::Q4_1>>,
-        GgmlType::Q5_0 => run::<BlockKeys<kind::Q5_0>>,
-        GgmlType::Q5_1 => run::<BlockKeys<kind::Q5_1>>,
-        GgmlType::IQ4_NL => run::<BlockKeys<kind::IQ4_NL>>,
+        GgmlType::F32 => run::run::<F32Keys>,
+        GgmlType::F16 => run::run::<F16Keys>,
+        GgmlType::Q8_0 => run::run::<BlockKeys<kind::Q8_0>>,
+        GgmlType::Q4_0 => run::run::<BlockKeys<kind::Q4_0>>,
+        GgmlType::Q4_1 => run::run::<BlockKeys<kind::Q4_1>>,
+        GgmlType::Q5_0 => run::run::<BlockKeys<kind::Q5_0>>,
+        GgmlType::Q5_1 => run::run::<BlockKeys<kind::Q5_1>>,
+        GgmlType::IQ4_NL => run::run::<BlockKeys<kind::IQ4_NL>>,
         ty => return Err(FlashAttnError::Unsupported { ty }),
     };
-    run(isa, call, span, scratch, state)
+    run(isa, calls, span, scratch, states)
 }
 
 /// The error when two sizes differ.
@@ -507,174 +577,6 @@ fn check_shapes(
         state.dv,
     )?;
     Ok(())
-}
-
-/// [`flash_attn`] for keys of kind `K`, on checked arguments.
-fn run<K: KeyKind>(
-    isa: Isa,
-    call: &Call<'_>,
-    cells: Span<'_>,
-    scratch: &mut FlashScratch,
-    state: &mut FlashState,
-) -> Result<(), FlashAttnError> {
-    let (n, dk, dv) = (call.rows.pos.len(), call.keys.dim, call.values.dim);
-    if n == 0 || cells.len() == 0 {
-        return Ok(());
-    }
-    call.keys.check_alignment(align_of::<K::Weight>())?;
-    // f32 values are read in place; f16 values and the blocks (f16 scales) need 2.
-    let value_align = if call.values.ty == GgmlType::F32 {
-        4
-    } else {
-        2
-    };
-    call.values.check_alignment(value_align)?;
-    scratch.reserve(n, dk, dv);
-    let FlashScratch {
-        query,
-        masks,
-        scores,
-        values: value_buf,
-    } = scratch;
-    let misaligned = |h: &HeadRows<'_>| FlashAttnError::Misaligned {
-        ty: h.ty,
-        offset: h.offset,
-        stride: h.stride,
-    };
-    let query_len = query.len();
-    let q = K::query(isa, call.rows.q, dk, query).ok_or(FlashAttnError::Shape {
-        what: "query scratch",
-        expected: n * K::query_len(dk),
-        actual: query_len,
-    })?;
-    let (masks, scores) = (&mut masks[..n], &mut scores[..n * FLASH_BLOCK]);
-    let mut ids = [usize::MAX; FLASH_BLOCK];
-    for first in (0..cells.len()).step_by(FLASH_BLOCK) {
-        let n_ids = cells.block(first, &mut ids);
-        let union = row_masks(call, &ids[..n_ids], masks);
-        if union == 0 {
-            continue;
-        }
-        // The visible entries: their index in the block and their cell.
-        let (mut at, mut list) = ([0usize; FLASH_BLOCK], [0usize; FLASH_BLOCK]);
-        let mut n_vis = 0;
-        let mut bits = union;
-        while bits != 0 {
-            let j = bits.trailing_zeros() as usize;
-            at[n_vis] = j;
-            list[n_vis] = ids[j];
-            n_vis += 1;
-            bits &= bits - 1;
-        }
-        let (at, list) = (&at[..n_vis], &list[..n_vis]);
-        // The block's keys and values, all asked for at once: scattered cache rows the
-        // hardware prefetchers do not follow.
-        for &c in list {
-            crate::arch::prefetch(call.keys.cell_bytes(c));
-            crate::arch::prefetch(call.values.cell_bytes(c));
-        }
-        score_block::<K>(isa, call, q, masks, at, list, scores)
-            .ok_or_else(|| misaligned(&call.keys))?;
-        softmax_block(isa, masks, n_vis, scores, state);
-        let weights = Weights {
-            p: scores,
-            stride: FLASH_BLOCK,
-            n: n_vis,
-        };
-        if call.values.ty == GgmlType::F16 && isa != Isa::Scalar {
-            // F16 rows widen as the sum loads them: no pass through a buffer.
-            let mut rows: [&[f16]; FLASH_BLOCK] = [&[]; FLASH_BLOCK];
-            for (row, &c) in rows.iter_mut().zip(list) {
-                *row = call.values.row(c).ok_or_else(|| misaligned(&call.values))?;
-            }
-            add_weighted_f16_rows(isa, weights, &rows[..n_vis], &mut state.acc, dv);
-        } else {
-            let values = value_rows(isa, &call.values, list, value_buf)
-                .ok_or_else(|| misaligned(&call.values))?;
-            add_weighted_rows(isa, weights, values, &mut state.acc, dv);
-        }
-    }
-    Ok(())
-}
-
-/// Fills each row's visibility of the block's cells `ids` into `masks` and returns their
-/// union. Rows of the same token (the query heads of a group) share one computation.
-fn row_masks(call: &Call<'_>, ids: &[usize], masks: &mut [u64]) -> u64 {
-    let QueryRows { pos, seq, .. } = call.rows;
-    let mut union = 0;
-    for r in 0..masks.len() {
-        masks[r] = if r > 0 && pos[r - 1] == pos[r] && seq[r - 1] == seq[r] {
-            masks[r - 1]
-        } else {
-            call.mask.visible(ids, pos[r], seq[r])
-        };
-        union |= masks[r];
-    }
-    union
-}
-
-/// The online-softmax step of a block of `n_vis` scores per row: raises each row's
-/// running maximum (rescaling its sum and output when it grows), turns its scores into
-/// `exp(score - max)` in place and adds them to its sum. A row that sees no cell of the
-/// block gets weights of 0 and keeps its state.
-fn softmax_block(
-    isa: Isa,
-    masks: &[u64],
-    n_vis: usize,
-    scores: &mut [f32],
-    state: &mut FlashState,
-) {
-    let dv = state.dv;
-    for (r, &mask) in masks.iter().enumerate() {
-        let s = &mut scores[r * FLASH_BLOCK..r * FLASH_BLOCK + n_vis];
-        let old = state.max[r];
-        let new = s.iter().fold(old, |m, &x| m.max(x));
-        if mask == 0 || new == f32::NEG_INFINITY {
-            s.fill(0.0);
-            continue;
-        }
-        let block_sum = exp_sum_isa(isa, s, new) as f32;
-        if new > old && old != f32::NEG_INFINITY {
-            let shrink = expf_ggml(old - new);
-            state.sum[r] *= shrink;
-            for a in &mut state.acc[r * dv..(r + 1) * dv] {
-                *a *= shrink;
-            }
-        }
-        state.max[r] = new;
-        state.sum[r] += block_sum;
-    }
-}
-
-/// The f32 value rows of the cells `list`: read in place for f32 values of consecutive
-/// cells, otherwise widened into `buf`. `None` when a row is not aligned for its blocks.
-fn value_rows<'b>(
-    isa: Isa,
-    values: &HeadRows<'b>,
-    list: &[usize],
-    buf: &'b mut [f32],
-) -> Option<Values<'b>> {
-    let dv = values.dim;
-    let (&lo, &hi) = (list.first()?, list.last()?);
-    if dv == 0 {
-        return Some(Values { v: &[], stride: 0 });
-    }
-    let consecutive = list.windows(2).all(|w| w[1] == w[0] + 1);
-    if values.ty == GgmlType::F32 && consecutive {
-        let start = lo * values.stride + values.offset;
-        let end = hi * values.stride + values.offset + dv * size_of::<f32>();
-        return Some(Values {
-            v: as_blocks::<f32>(&values.bytes[start..end])?,
-            stride: values.stride / size_of::<f32>(),
-        });
-    }
-    for (&c, out) in list.iter().zip(buf.chunks_exact_mut(dv)) {
-        dequantize_isa(isa, values.ty, values.cell_bytes(c), out)?;
-    }
-    Some(Values {
-        v: &buf[..list.len() * dv],
-        stride: dv,
-    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::dot::{VecDot, vec_dot_f16_f32, vec_dot_f16_f32_many, vec_dot_f16_f32_
 use crate::ops::dot_f32_ggml_isa;
 
 use super::FLASH_BLOCK;
+use super::run::low_bits;
 
 /// A key storage type, its query operand and their dot product.
 pub(super) trait KeyKind {
@@ -254,6 +255,24 @@ fn score_rows<K: KeyKind, const R: usize>(
         let r = rows.first + u;
         &rows.q[r * rows.per_row..(r + 1) * rows.per_row]
     });
+    // Entries `0..n` in order (`at` strictly increases), every one seen: the keys go as
+    // they lie, GROUP at a time, and every score is written.
+    let n = at.len();
+    if at.last() == Some(&(n - 1)) && rows.mask | !low_bits(n) == u64::MAX {
+        for first in (0..n).step_by(GROUP) {
+            let sel = &keys[first..(first + GROUP).min(n)];
+            let mut dots = [[0.0f32; GROUP]; R];
+            let outs = dots.each_mut().map(|d| &mut d[..sel.len()]);
+            K::dots_keys_rows::<R>(isa, sel, qs, outs);
+            for (u, d) in dots.iter().enumerate() {
+                let row = &mut scores[u * FLASH_BLOCK + first..][..sel.len()];
+                for (s, &d) in row.iter_mut().zip(d) {
+                    *s = call.scores.of(d);
+                }
+            }
+        }
+        return;
+    }
     for u in 0..R {
         scores[u * FLASH_BLOCK..u * FLASH_BLOCK + keys.len()].fill(f32::NEG_INFINITY);
     }

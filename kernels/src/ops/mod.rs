@@ -52,8 +52,8 @@ pub use elementwise::{add, add_assign, mul, mul_assign, scale, scale_assign, sof
 pub(crate) use expf::expf_consts;
 pub use expf::{exp_sum_isa, expf_ggml, silu_mul_isa};
 pub use flash_attn::{
-    CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadRows, NO_CELL, QueryRows,
-    Scores, flash_attn, flash_attn_list,
+    CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadCall, HeadRows, NO_CELL,
+    QueryRows, Scores, flash_attn, flash_attn_list, flash_attn_list_heads,
 };
 pub(crate) use gelu_erf::gelu_erf_consts;
 pub use gelu_erf::{gelu_erf_fast, gelu_erf_isa};

@@ -34,6 +34,9 @@ pub struct FlashSizes {
     pub small: usize,
     /// Entries of the sequences' position-to-cell maps.
     pub map: usize,
+    /// K/V heads a small tile's unit may take together: as many as a worker's query
+    /// buffer (`rows` rows) holds small tiles' rows for (`small_rows` each).
+    pub heads_per_unit: usize,
 }
 
 impl FlashSizes {
@@ -49,6 +52,7 @@ impl FlashSizes {
             large: max_tiles * shape.n_head_kv,
             small: n_seq * shape.n_head_kv * chunks,
             map: n_seq * (num_ctx + FLASH_BLOCK),
+            heads_per_unit: (num_batch.min(TILE) / num_batch.clamp(1, SMALL_TILE)).max(1),
         }
     }
 }

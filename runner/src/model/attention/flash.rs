@@ -14,8 +14,8 @@ use std::sync::Mutex;
 
 use kernels::cpu::Isa;
 use kernels::ops::{
-    FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, NO_CELL, QueryRows, Scores,
-    flash_attn_list,
+    CellMask, FLASH_BLOCK, FlashAttnError, FlashScratch, FlashState, HeadCall, NO_CELL, QueryRows,
+    Scores, flash_attn_list, flash_attn_list_heads,
 };
 use kernels::pool::ThreadPool;
 use plan::compute::flash::{FlashSizes, SMALL_TILE, TILE, chunk_positions};
@@ -46,6 +46,8 @@ pub struct FlashWork {
     /// Each sequence's cells by position, sequence after sequence.
     maps: Vec<u32>,
     chunk: usize,
+    /// At most this many K/V heads in one unit ([`FlashSizes::heads_per_unit`]).
+    heads_per_unit: usize,
 }
 
 impl FlashWork {
@@ -86,6 +88,7 @@ impl FlashWork {
             small: (0..s.small).map(|_| state(s.small_rows)).collect(),
             maps,
             chunk: chunk_positions(num_ctx),
+            heads_per_unit: s.heads_per_unit,
         }
     }
 
@@ -152,8 +155,11 @@ impl Tile<'_> {
     }
 }
 
-/// A unit of work: a large tile's head, or a small tile's head and chunk.
-#[derive(Clone, Copy)]
+/// A unit of work: a large tile's head, or a small tile's chunk for the K/V heads
+/// `heads`. The states of a small tile's head `h` and chunk `c` are
+/// `work.small[base + h * n_chunks + c]`; a large tile's head `h` is
+/// `work.large[base + h]`.
+#[derive(Clone)]
 enum Unit {
     Large {
         tile: usize,
@@ -162,11 +168,19 @@ enum Unit {
     },
     Small {
         tile: usize,
-        kv_h: usize,
+        heads: std::ops::Range<usize>,
         chunk: usize,
-        state: usize,
+        base: usize,
     },
 }
+
+/// Small tiles' chunks per thread from which a unit takes every K/V head of its chunk:
+/// a cell's keys (and values) of all heads lie side by side in the cache, so one thread
+/// going through the heads of a chunk in turn reads them from its own cache after the
+/// first head, where heads spread over threads each fetch them anew (a quarter faster at
+/// 8192 cells, `docs/PERFORMANCE.md`). Fewer chunks than this keep a unit per head,
+/// which balances the threads better.
+const CHUNKS_PER_THREAD_FOR_ALL_HEADS: usize = 4;
 
 /// The first position a row at `pos` may see: its window's start, on a block boundary.
 fn first_seen(window: Option<usize>, pos: i64) -> i64 {
@@ -238,28 +252,47 @@ pub(super) fn attention(
     let tiles = tiles(view, active, batch, &groups, &mut maps);
     work.maps = maps;
     let chunk = work.chunk;
+    let n_kv = shape.n_head_kv;
+    let small_chunks: usize = tiles
+        .iter()
+        .filter(|t| t.is_small())
+        .map(|t| t.n_chunks(chunk))
+        .sum();
+    let all_heads = small_chunks >= CHUNKS_PER_THREAD_FOR_ALL_HEADS * pool.threads();
     let mut units = Vec::new();
+    let mut bases = Vec::with_capacity(tiles.len());
     let (mut large, mut small) = (0, 0);
     for (tile, t) in tiles.iter().enumerate() {
-        for kv_h in 0..shape.n_head_kv {
-            if t.is_small() {
-                for c in 0..t.n_chunks(chunk) {
+        if t.is_small() {
+            bases.push(small);
+            let n = t.n_chunks(chunk);
+            let per_set = if all_heads {
+                n_kv.min(work.heads_per_unit).max(1)
+            } else {
+                1
+            };
+            for first_head in (0..n_kv).step_by(per_set) {
+                let heads = first_head..(first_head + per_set).min(n_kv);
+                for c in 0..n {
                     units.push(Unit::Small {
                         tile,
-                        kv_h,
+                        heads: heads.clone(),
                         chunk: c,
-                        state: small,
+                        base: small,
                     });
-                    small += 1;
                 }
-            } else {
+            }
+            small += n_kv * n;
+        } else {
+            bases.push(large);
+            for kv_h in 0..n_kv {
                 units.push(Unit::Large {
                     tile,
                     kv_h,
-                    state: large,
+                    state: large + kv_h,
                 });
-                large += 1;
             }
+            large += n_kv;
         }
     }
     while work.large.len() < large {
@@ -268,124 +301,213 @@ pub(super) fn attention(
     while work.small.len() < small {
         work.small.push(Mutex::new(FlashState::new()));
     }
-    let (g, hk, hv) = (shape.group(), shape.head_dim_k, shape.head_dim_v);
     let failure: Mutex<Option<FlashAttnError>> = Mutex::new(None);
     let mask = view.mask();
     let work = &*work;
     pool.run(units.len(), |u| {
-        let (tile, kv_h) = match units[u] {
-            Unit::Large { tile, kv_h, .. } | Unit::Small { tile, kv_h, .. } => (tile, kv_h),
-        };
-        let t = &tiles[tile];
         let mut worker = work.worker();
-        let w = &mut *worker;
-        w.q.clear();
-        w.pos.clear();
-        w.seq.clear();
-        for &tok in t.tokens {
-            for h in kv_h * g..(kv_h + 1) * g {
-                let start = tok * shape.q_dim() + h * hk;
-                w.q.extend_from_slice(&q[start..start + hk]);
-                w.pos.push(batch.positions()[tok]);
-                w.seq.push(1u64 << batch.seqs()[tok]);
-            }
-        }
-        let rows = QueryRows {
-            q: &w.q,
-            dim: hk,
-            pos: &w.pos,
-            seq: &w.seq,
+        let job = UnitJob {
+            shape,
+            view,
+            batch,
+            q,
+            work,
+            mask: &mask,
+            tiles: &tiles,
+            chunk,
+            isa,
         };
-        let n_rows = rows.pos.len();
-        let result = view.key_head(kv_h).and_then(|keys| {
-            let values = view.value_head(kv_h)?;
-            let mut run = |cells: std::ops::Range<usize>, state: &mut FlashState| {
-                flash_attn_list(
-                    isa,
-                    &rows,
-                    &keys,
-                    &values,
-                    &mask,
-                    Scores {
-                        scale: shape.scale,
-                        softcap: shape.softcap,
-                    },
-                    &work.maps[cells],
-                    &mut w.scratch,
-                    state,
-                )
-            };
-            match units[u] {
-                Unit::Small {
-                    chunk: c, state, ..
-                } => {
-                    let mut st = lock(&work.small[state]);
-                    st.reset(n_rows, hv);
-                    let cells = t.chunks(chunk).nth(c).unwrap_or(0..0);
-                    run(cells, &mut st)
-                }
-                Unit::Large { state, .. } => {
-                    let mut st = lock(&work.large[state]);
-                    st.reset(n_rows, hv);
-                    for (k, cells) in t.chunks(chunk).enumerate() {
-                        if k == 0 {
-                            run(cells, &mut st)?;
-                        } else {
-                            let mut part = std::mem::take(&mut w.part);
-                            part.reset(n_rows, hv);
-                            let result = run(cells, &mut part);
-                            st.merge(&part);
-                            w.part = part;
-                            result?;
-                        }
-                    }
-                    Ok(())
-                }
-            }
-        });
-        if let Err(e) = result {
+        if let Err(e) = job.run(&units[u], &mut worker) {
             lock(&failure).get_or_insert(e);
         }
     });
     if let Some(e) = lock(&failure).take() {
         return Err(e.into());
     }
-    write_outputs(shape, &tiles, &units, work, out);
+    write_outputs(shape, &tiles, &bases, work, out);
     Ok(())
+}
+
+/// What every unit of one layer's attention shares.
+struct UnitJob<'j, 'v> {
+    shape: &'j AttentionShape,
+    view: &'j LayerView<'v>,
+    batch: &'j Batch,
+    q: &'j [f32],
+    work: &'j FlashWork,
+    mask: &'j CellMask<'j>,
+    tiles: &'j [Tile<'j>],
+    chunk: usize,
+    isa: Isa,
+}
+
+impl UnitJob<'_, '_> {
+    /// Copies the query rows of tile `t`'s heads `heads` into `w.q`, head after head, and
+    /// the rows' positions and sequences (the same for every head) into `w.pos`/`w.seq`.
+    fn gather(&self, t: &Tile<'_>, heads: std::ops::Range<usize>, w: &mut Worker) {
+        let (g, hk, q_dim) = (
+            self.shape.group(),
+            self.shape.head_dim_k,
+            self.shape.q_dim(),
+        );
+        w.q.clear();
+        w.pos.clear();
+        w.seq.clear();
+        for kv_h in heads {
+            for &tok in t.tokens {
+                let start = tok * q_dim + kv_h * g * hk;
+                w.q.extend_from_slice(&self.q[start..start + g * hk]);
+            }
+        }
+        for &tok in t.tokens {
+            for _ in 0..g {
+                w.pos.push(self.batch.positions()[tok]);
+                w.seq.push(1u64 << self.batch.seqs()[tok]);
+            }
+        }
+    }
+
+    fn scores(&self) -> Scores {
+        Scores {
+            scale: self.shape.scale,
+            softcap: self.shape.softcap,
+        }
+    }
+
+    /// The attention of the unit's heads over its cells, into their states.
+    fn run(&self, unit: &Unit, w: &mut Worker) -> Result<(), FlashAttnError> {
+        let (work, hv, chunk) = (self.work, self.shape.head_dim_v, self.chunk);
+        match unit {
+            Unit::Small {
+                tile,
+                heads,
+                chunk: c,
+                base,
+            } => {
+                let t = &self.tiles[*tile];
+                self.gather(t, heads.clone(), w);
+                let Worker {
+                    q,
+                    pos,
+                    seq,
+                    scratch,
+                    ..
+                } = w;
+                let n_rows = pos.len();
+                let per_head = n_rows * self.shape.head_dim_k;
+                let mut calls = Vec::with_capacity(heads.len());
+                for (i, kv_h) in heads.clone().enumerate() {
+                    calls.push(HeadCall {
+                        rows: QueryRows {
+                            q: &q[i * per_head..(i + 1) * per_head],
+                            dim: self.shape.head_dim_k,
+                            pos,
+                            seq,
+                        },
+                        keys: self.view.key_head(kv_h)?,
+                        values: self.view.value_head(kv_h)?,
+                    });
+                }
+                let n = t.n_chunks(chunk);
+                let mut guards: Vec<_> = heads
+                    .clone()
+                    .map(|kv_h| lock(&work.small[base + kv_h * n + c]))
+                    .collect();
+                let mut states: Vec<&mut FlashState> =
+                    guards.iter_mut().map(|g| &mut **g).collect();
+                for st in &mut states {
+                    st.reset(n_rows, hv);
+                }
+                let cells = t.chunks(chunk).nth(*c).unwrap_or(0..0);
+                flash_attn_list_heads(
+                    self.isa,
+                    &calls,
+                    self.mask,
+                    self.scores(),
+                    &work.maps[cells],
+                    scratch,
+                    &mut states,
+                )
+            }
+            Unit::Large { tile, kv_h, state } => {
+                let t = &self.tiles[*tile];
+                self.gather(t, *kv_h..*kv_h + 1, w);
+                let Worker {
+                    q,
+                    pos,
+                    seq,
+                    scratch,
+                    part,
+                } = w;
+                let rows = QueryRows {
+                    q,
+                    dim: self.shape.head_dim_k,
+                    pos,
+                    seq,
+                };
+                let n_rows = pos.len();
+                let (keys, values) = (self.view.key_head(*kv_h)?, self.view.value_head(*kv_h)?);
+                let mut run = |cells: std::ops::Range<usize>, state: &mut FlashState| {
+                    flash_attn_list(
+                        self.isa,
+                        &rows,
+                        &keys,
+                        &values,
+                        self.mask,
+                        self.scores(),
+                        &work.maps[cells],
+                        scratch,
+                        state,
+                    )
+                };
+                let mut st = lock(&work.large[*state]);
+                st.reset(n_rows, hv);
+                for (k, cells) in t.chunks(chunk).enumerate() {
+                    if k == 0 {
+                        run(cells, &mut st)?;
+                    } else {
+                        part.reset(n_rows, hv);
+                        let result = run(cells, part);
+                        st.merge(part);
+                        result?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Merges each small tile's chunk states in order and writes every row's output.
 fn write_outputs(
     shape: &AttentionShape,
     tiles: &[Tile<'_>],
-    units: &[Unit],
+    bases: &[usize],
     work: &FlashWork,
     out: &mut [f32],
 ) {
     let (g, hv, od) = (shape.group(), shape.head_dim_v, shape.out_dim());
-    let mut u = 0;
-    while u < units.len() {
-        let (tile, kv_h, head) = match units[u] {
-            Unit::Large { tile, kv_h, state } => {
-                u += 1;
-                (tile, kv_h, lock(&work.large[state]))
-            }
-            Unit::Small {
-                tile, kv_h, state, ..
-            } => {
-                let n = tiles[tile].n_chunks(work.chunk);
-                let mut head = lock(&work.small[state]);
+    for (t, &base) in tiles.iter().zip(bases) {
+        for kv_h in 0..shape.n_head_kv {
+            let head = if t.is_small() {
+                let n = t.n_chunks(work.chunk);
+                let first = base + kv_h * n;
+                let mut head = lock(&work.small[first]);
                 for k in 1..n {
-                    head.merge(&lock(&work.small[state + k]));
+                    head.merge(&lock(&work.small[first + k]));
                 }
-                u += n;
-                (tile, kv_h, head)
-            }
-        };
-        for (i, &t) in tiles[tile].tokens.iter().enumerate() {
-            for j in 0..g {
-                let h = kv_h * g + j;
-                head.write(i * g + j, &mut out[t * od + h * hv..t * od + (h + 1) * hv]);
+                head
+            } else {
+                lock(&work.large[base + kv_h])
+            };
+            for (i, &tok) in t.tokens.iter().enumerate() {
+                for j in 0..g {
+                    let h = kv_h * g + j;
+                    head.write(
+                        i * g + j,
+                        &mut out[tok * od + h * hv..tok * od + (h + 1) * hv],
+                    );
+                }
             }
         }
     }

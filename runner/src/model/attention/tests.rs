@@ -277,3 +277,46 @@ fn every_cache_type_runs_flash_attention_close_to_the_reference_on_the_same_cach
         assert!(diff <= budget, "{ty}: {diff}");
     }
 }
+
+/// A decode step of two sequences deep enough for several chunks each, on `threads`
+/// threads: few threads make each unit take every K/V head of a chunk, many keep a unit
+/// per head.
+fn deep_decode(threads: usize) -> Vec<f32> {
+    let pool = ThreadPool::new(threads).unwrap();
+    let config = KvConfig {
+        flash_attention: true,
+        ..KvConfig::reference(4096)
+    };
+    let mut kv = cache(4096, 2, None, config);
+    let (qd, kd, vd) = (SHAPE.q_dim(), SHAPE.k_dim(), SHAPE.v_dim());
+    for (seq, n, salt) in [(0, 1500, 1.0), (1, 700, 2.0)] {
+        let mut batch = Batch::new();
+        for p in 0..n {
+            batch.push(1, p as i32, seq, false);
+        }
+        let (q, k, v) = (
+            values(n * qd, salt),
+            values(n * kd, salt + 1.0),
+            values(n * vd, salt + 2.0),
+        );
+        run(&pool, &mut kv, &batch, &q, &k, &v);
+    }
+    let mut batch = Batch::new();
+    batch.push(1, 1500, 0, true);
+    batch.push(1, 700, 1, true);
+    let (q, k, v) = (
+        values(2 * qd, 4.0),
+        values(2 * kd, 5.0),
+        values(2 * vd, 6.0),
+    );
+    run(&pool, &mut kv, &batch, &q, &k, &v)
+}
+
+#[test]
+fn a_decode_step_sums_the_same_with_a_unit_per_head_or_per_chunk() {
+    // Nine chunks of 256 positions: one thread groups the heads, four do not.
+    let (grouped, per_head) = (deep_decode(1), deep_decode(4));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&grouped), bits(&per_head));
+    assert!(grouped.iter().any(|&x| x != 0.0));
+}
