@@ -177,9 +177,9 @@ enum Unit {
 /// Small tiles' chunks per thread from which a unit takes every K/V head of its chunk:
 /// a cell's keys (and values) of all heads lie side by side in the cache, so one thread
 /// going through the heads of a chunk in turn reads them from its own cache after the
-/// first head, where heads spread over threads each fetch them anew (a quarter faster at
-/// 8192 cells, `docs/PERFORMANCE.md`). Fewer chunks than this keep a unit per head,
-/// which balances the threads better.
+/// first head, where heads spread over threads each fetch them anew (`docs/PERFORMANCE.md`,
+/// eleventh part: four streams at depth 1024 gained 10%). Fewer chunks than this keep a
+/// unit per head, which balances the threads better.
 const CHUNKS_PER_THREAD_FOR_ALL_HEADS: usize = 4;
 
 /// The first position a row at `pos` may see: its window's start, on a block boundary.
