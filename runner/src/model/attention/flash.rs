@@ -394,6 +394,33 @@ impl UnitJob<'_, '_> {
                     ..
                 } = w;
                 let n_rows = pos.len();
+                let n = t.n_chunks(chunk);
+                let state_of = |kv_h: usize| lock(&work.small[base + kv_h * n + c]);
+                let cells = &work.maps[t.chunks(chunk).nth(*c).unwrap_or(0..0)];
+                if heads.len() == 1 {
+                    // A unit per head (shallow contexts, most decode steps): the one-head
+                    // call, which allocates nothing.
+                    let kv_h = heads.start;
+                    let mut st = state_of(kv_h);
+                    st.reset(n_rows, hv);
+                    let rows = QueryRows {
+                        q,
+                        dim: self.shape.head_dim_k,
+                        pos,
+                        seq,
+                    };
+                    return flash_attn_list(
+                        self.isa,
+                        &rows,
+                        &self.view.key_head(kv_h)?,
+                        &self.view.value_head(kv_h)?,
+                        self.mask,
+                        self.scores(),
+                        cells,
+                        scratch,
+                        &mut st,
+                    );
+                }
                 let per_head = n_rows * self.shape.head_dim_k;
                 let mut calls = Vec::with_capacity(heads.len());
                 for (i, kv_h) in heads.clone().enumerate() {
@@ -408,23 +435,18 @@ impl UnitJob<'_, '_> {
                         values: self.view.value_head(kv_h)?,
                     });
                 }
-                let n = t.n_chunks(chunk);
-                let mut guards: Vec<_> = heads
-                    .clone()
-                    .map(|kv_h| lock(&work.small[base + kv_h * n + c]))
-                    .collect();
+                let mut guards: Vec<_> = heads.clone().map(state_of).collect();
                 let mut states: Vec<&mut FlashState> =
                     guards.iter_mut().map(|g| &mut **g).collect();
                 for st in &mut states {
                     st.reset(n_rows, hv);
                 }
-                let cells = t.chunks(chunk).nth(*c).unwrap_or(0..0);
                 flash_attn_list_heads(
                     self.isa,
                     &calls,
                     self.mask,
                     self.scores(),
-                    &work.maps[cells],
+                    cells,
                     scratch,
                     &mut states,
                 )
