@@ -176,11 +176,13 @@ enum Unit {
 
 /// Small tiles' chunks per thread from which a unit takes every K/V head of its chunk:
 /// a cell's keys (and values) of all heads lie side by side in the cache, so one thread
-/// going through the heads of a chunk in turn reads them from its own cache after the
-/// first head, where heads spread over threads each fetch them anew (`docs/PERFORMANCE.md`,
-/// eleventh part: four streams at depth 1024 gained 10%). Fewer chunks than this keep a
-/// unit per head, which balances the threads better.
-const CHUNKS_PER_THREAD_FOR_ALL_HEADS: usize = 4;
+/// going through the heads of a chunk in turn reads whole cell rows, where a unit per
+/// head strides over the other heads' bytes and its neighbours fetch the same lines anew.
+/// At one chunk a thread or more the heads go together: with four streams at depth 64
+/// attention's run took 11% less and a step 5% less, with two or three streams 5–9% less
+/// (`docs/PERFORMANCE.md`, twelfth part). Fewer chunks than threads (one stream at a
+/// shallow depth) keep a unit per head, so that the threads share the heads.
+const CHUNKS_PER_THREAD_FOR_ALL_HEADS: usize = 1;
 
 /// The first position a row at `pos` may see: its window's start, on a block boundary.
 fn first_seen(window: Option<usize>, pos: i64) -> i64 {
@@ -189,7 +191,9 @@ fn first_seen(window: Option<usize>, pos: i64) -> i64 {
 }
 
 /// Lists each sequence's cells by position into `work.maps` and cuts the batch into
-/// tiles.
+/// tiles. One pass over the cells fills every sequence's map: a cell shared by several
+/// sequences goes into each of theirs, and where two cells of a sequence hold the same
+/// position the later one is listed.
 fn tiles<'b>(
     view: &LayerView<'_>,
     active: usize,
@@ -198,22 +202,22 @@ fn tiles<'b>(
     maps: &mut Vec<u32>,
 ) -> Vec<Tile<'b>> {
     let mask = view.mask();
-    let active = active.min(mask.pos.len());
+    let active = active.min(mask.pos.len()).min(mask.seqs.len());
     let pos = |t: usize| i64::from(batch.positions()[t]);
     maps.clear();
     let mut tiles = Vec::new();
+    // Each batch sequence's map: where it starts in `maps` and the positions it lists.
+    let mut spans = [(0usize, 0i64, -1i64); u64::BITS as usize];
+    let mut wanted = 0u64;
     for (seq, tokens) in groups {
         let p_min = tokens.iter().map(|&t| pos(t)).min().unwrap_or(0);
         let p_max = tokens.iter().map(|&t| pos(t)).max().unwrap_or(0);
         let base = first_seen(view.window, p_min);
         let map = maps.len();
         maps.resize(map + (p_max - base + 1).max(0) as usize, NO_CELL);
-        let bit = 1u64 << seq;
-        for c in 0..active {
-            let p = i64::from(mask.pos[c]);
-            if mask.seqs[c] & bit != 0 && (base..=p_max).contains(&p) {
-                maps[map + (p - base) as usize] = c as u32;
-            }
+        if let Some(span) = spans.get_mut(*seq) {
+            *span = (map, base, p_max);
+            wanted |= 1u64 << seq;
         }
         for tokens in tokens.chunks(TILE) {
             let t_min = tokens.iter().map(|&t| pos(t)).min().unwrap_or(0);
@@ -225,6 +229,21 @@ fn tiles<'b>(
                 first: first_seen(view.window, t_min),
                 last,
             });
+        }
+    }
+    for (c, (&p, &seqs)) in mask.pos[..active]
+        .iter()
+        .zip(&mask.seqs[..active])
+        .enumerate()
+    {
+        let mut bits = seqs & wanted;
+        let p = i64::from(p);
+        while bits != 0 {
+            let (map, base, p_max) = spans[bits.trailing_zeros() as usize];
+            bits &= bits - 1;
+            if (base..=p_max).contains(&p) {
+                maps[map + (p - base) as usize] = c as u32;
+            }
         }
     }
     tiles
