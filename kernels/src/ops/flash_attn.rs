@@ -247,6 +247,19 @@ impl<'a> HeadRows<'a> {
         &self.bytes[start..start + self.head_bytes]
     }
 
+    /// Asks for the lines of cell `c`'s row (nothing for a hole, `usize::MAX`). An address
+    /// past the rows is never read: a prefetch cannot fault.
+    fn prefetch_cell(&self, c: usize) {
+        if c == usize::MAX {
+            return;
+        }
+        let at = c.wrapping_mul(self.stride).wrapping_add(self.offset);
+        crate::arch::prefetch_from(
+            self.bytes.as_ptr().wrapping_add(at),
+            self.head_bytes.div_ceil(64),
+        );
+    }
+
     /// Cell `c`'s blocks, or `None` when they are not aligned for `T`.
     fn row<T: Pod>(&self, c: usize) -> Option<&'a [T]> {
         as_blocks(self.cell_bytes(c))
