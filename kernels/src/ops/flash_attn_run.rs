@@ -115,7 +115,7 @@ impl BlockCells {
     /// Asks for every head's key and value rows of the block of entries from `first` (none
     /// past the end), so that they arrive while the block before it computes: at depth,
     /// the rows come from the last-level cache, each cell's some way from the last
-    /// (`docs/PERFORMANCE.md`, twelfth part: four streams at depth 1024 +8%).
+    /// (`docs/PERFORMANCE.md`, twelfth part: four streams at depth 1024 +6%).
     fn prefetch(&mut self, calls: &[Call<'_>], cells: Span<'_>, first: usize) {
         if first >= cells.len() {
             return;

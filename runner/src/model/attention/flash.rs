@@ -178,10 +178,10 @@ enum Unit {
 /// a cell's keys (and values) of all heads lie side by side in the cache, so one thread
 /// going through the heads of a chunk in turn reads whole cell rows, where a unit per
 /// head strides over the other heads' bytes and its neighbours fetch the same lines anew.
-/// At one chunk a thread or more the heads go together: with four streams at depth 64
-/// attention's run took 11% less and a step 5% less, with two or three streams 5–9% less
-/// (`docs/PERFORMANCE.md`, twelfth part). Fewer chunks than threads (one stream at a
-/// shallow depth) keep a unit per head, so that the threads share the heads.
+/// At one chunk a thread or more the heads go together: four streams at depth 64 decode
+/// 7% faster, two or three 3% (`docs/PERFORMANCE.md`, twelfth part). Fewer chunks than
+/// threads (one stream at a shallow depth) keep a unit per head, so that the threads
+/// share the heads.
 const CHUNKS_PER_THREAD_FOR_ALL_HEADS: usize = 1;
 
 /// The first position a row at `pos` may see: its window's start, on a block boundary.
