@@ -64,7 +64,9 @@ pub(super) fn run<K: KeyKind>(
         expected: n * K::query_len(dk),
         actual,
     };
+    // Each block's rows are asked for a block ahead; the first block's before the loop.
     let mut next = BlockCells::new();
+    next.prefetch(calls, cells, 0);
     if let ([call], [state]) = (calls, &mut *states) {
         // One head: its query converted once for every block.
         let query_len = query.len();
@@ -185,16 +187,6 @@ impl<A> Head<'_, '_, A> {
             stride: h.stride,
         };
         let (n_vis, dv) = (list.len(), call.values.dim);
-        // The block's keys and values, all asked for at once: scattered cache rows the
-        // hardware prefetchers do not follow.
-        let (k_lines, v_lines) = (
-            call.keys.head_bytes.div_ceil(64),
-            call.values.head_bytes.div_ceil(64),
-        );
-        for &c in list {
-            crate::arch::prefetch_from(call.keys.cell_bytes(c).as_ptr(), k_lines);
-            crate::arch::prefetch_from(call.values.cell_bytes(c).as_ptr(), v_lines);
-        }
         score_block::<K>(isa, call, q, masks, at, list, scores)
             .ok_or_else(|| misaligned(&call.keys))?;
         softmax_block(isa, masks, n_vis, scores, state);
