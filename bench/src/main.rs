@@ -1,7 +1,7 @@
 //! `kernels-bench`: the speed of the matrix kernels, as a markdown report.
 //!
 //! ```text
-//! cargo run --release -p bench --bin kernels-bench -- [--threads 1,2] [--quick] [--types q4_0,q8_0] [--no-batched] [--cpu-time]
+//! cargo run --release -p bench --bin kernels-bench -- [--threads 1,2] [--quick] [--types q4_0,q8_0] [--no-batched] [--cpu-time] [--streams]
 //! ```
 //!
 //! For each thread count it prints the streaming read bandwidth of a 1 GiB buffer, the
@@ -9,6 +9,9 @@
 //! L3, and 14336 x 4096, rotated over enough copies to exceed L3 four times), the ratio of
 //! the large one to the read bandwidth, the batched GFLOP/s with 512 activation rows, the
 //! pool's cost per call with empty tasks, and the time of one small (576 x 576) product.
+//! With `--streams`, only the products of a decode step of one to four streams: SmolLM2's
+//! feed-forward matrix (1536 x 576) from the last-level cache, microseconds a call, and
+//! what four tokens cost against one (what bounds four streams' speed against one's).
 //! The kernel path is the best this CPU has, or the one `OLLAMA_KERNELS` forces. The load
 //! average is printed before and after: other work on the machine lowers every figure.
 
@@ -21,7 +24,9 @@ use kernels::cpu::{Isa, Numerics};
 use kernels::pool::ThreadPool;
 
 use machine::{Machine, human};
-use measure::{Effort, Matrix, batched, matvec, matvec_call, pool_overhead, stream_read};
+use measure::{
+    Effort, Matrix, batched, few_tokens, matvec, matvec_call, pool_overhead, stream_read,
+};
 
 /// The weight types in the report, the two real models' types first.
 const TYPES: [GgmlType; 13] = {
@@ -45,6 +50,8 @@ options:
                   7 runs of at least 100 ms and a 1 GiB stream)
   --no-batched    skip the batched product with 512 activation rows (default: measured)
   --cpu-time      time by the thread's on-CPU time; needs --threads 1 (default: off, wall clock)
+  --streams       only the products of one to four tokens (a decode step of that many
+                  streams) of a 1536x576 matrix read from L3 (default: off)
   -h, --help      print this help and exit
 ";
 
@@ -52,6 +59,11 @@ options:
 const LARGE: (usize, usize) = (14336, 4096);
 /// A small model's matrix, to show the cost per call.
 const SMALL: (usize, usize) = (576, 576);
+/// SmolLM2's feed-forward matrix (gate or up), the products of `--streams`.
+const FFN: (usize, usize) = (1536, 576);
+/// Bytes of copies of it `--streams` rotates over: past L2, within a server CPU's L3, as a
+/// small model's weights are.
+const STREAMS_BYTES: usize = 32 << 20;
 /// Activation rows of the batched product.
 const BATCH: usize = 512;
 /// Rows of the batched product's matrix (columns: 4096).
@@ -62,6 +74,7 @@ struct Options {
     quick: bool,
     batched: bool,
     cpu_time: bool,
+    streams: bool,
     types: Vec<GgmlType>,
 }
 
@@ -71,6 +84,7 @@ fn parse_args() -> anyhow::Result<Options> {
         quick: false,
         batched: true,
         cpu_time: false,
+        streams: false,
         types: TYPES.to_vec(),
     };
     let mut args = std::env::args().skip(1);
@@ -79,6 +93,7 @@ fn parse_args() -> anyhow::Result<Options> {
             "--quick" => options.quick = true,
             "--no-batched" => options.batched = false,
             "--cpu-time" => options.cpu_time = true,
+            "--streams" => options.streams = true,
             "--help" | "-h" => bench::print_usage_and_exit(USAGE),
             "--threads" => {
                 let list = args.next().context("--threads needs a list such as 1,2")?;
@@ -154,6 +169,11 @@ fn main() -> anyhow::Result<()> {
         }
     );
 
+    if options.streams {
+        streams(&options, numerics, isa, effort)?;
+        println!("Load average at end: {}", bench::load_average());
+        return Ok(());
+    }
     let cols = LARGE.1;
     for &threads in &options.threads {
         let pool = ThreadPool::new(threads)?;
@@ -212,6 +232,40 @@ fn main() -> anyhow::Result<()> {
         println!();
     }
     println!("Load average at end: {}", bench::load_average());
+    Ok(())
+}
+
+/// The `--streams` report: for each thread count and type, microseconds per product of
+/// [`FFN`] with one to four activation rows, and four rows' time over one's.
+fn streams(options: &Options, numerics: Numerics, isa: Isa, effort: Effort) -> anyhow::Result<()> {
+    let (rows, cols) = FFN;
+    for &threads in &options.threads {
+        let pool = ThreadPool::new(threads)?;
+        println!("### {threads} thread(s), {rows}x{cols}, µs a product\n");
+        println!("| type | 1 token | 2 tokens | 3 tokens | 4 tokens | 4 / 1 |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for &ty in &options.types {
+            if !cols.is_multiple_of(ty.block_size()) {
+                continue;
+            }
+            let bytes = rows * cols / ty.block_size() * ty.type_size();
+            let copies: Vec<Matrix> = (0..STREAMS_BYTES.div_ceil(bytes).max(2))
+                .map(|i| Matrix::random(ty, rows, cols, 20 + i as u64).loaded_for(numerics, isa))
+                .collect();
+            let us: Vec<f64> = (1..=4)
+                .map(|n| few_tokens(&pool, isa, &copies, n, effort) * 1e6)
+                .collect();
+            println!(
+                "| {ty} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                us[0],
+                us[1],
+                us[2],
+                us[3],
+                us[3] / us[0]
+            );
+        }
+        println!();
+    }
     Ok(())
 }
 

@@ -239,21 +239,32 @@ pub fn matvec_call(pool: &ThreadPool, isa: Isa, m: &Matrix, effort: Effort) -> f
 /// Matrix-vector GB/s of weight bytes, rotating over `copies` so that a matrix larger than
 /// the last-level cache is really read from memory on every call.
 pub fn matvec(pool: &ThreadPool, isa: Isa, copies: &[Matrix], effort: Effort) -> f64 {
+    copies[0].bytes() as f64 / few_tokens(pool, isa, copies, 1, effort) / 1e9
+}
+
+/// Seconds per product of `n_tokens` activation rows (a decode step of that many streams),
+/// rotating over `copies` as [`matvec`] does.
+pub fn few_tokens(
+    pool: &ThreadPool,
+    isa: Isa,
+    copies: &[Matrix],
+    n_tokens: usize,
+    effort: Effort,
+) -> f64 {
     let m = &copies[0];
     let x: Vec<f32> = {
         let mut rng = Random(7);
-        (0..m.cols).map(|_| rng.unit()).collect()
+        (0..n_tokens * m.cols).map(|_| rng.unit()).collect()
     };
-    let mut out = vec![0.0f32; m.rows];
-    let mut scratch = MatmulScratch::for_shape(m.ty, m.cols, 1);
+    let mut out = vec![0.0f32; n_tokens * m.rows];
+    let mut scratch = MatmulScratch::for_shape(m.ty, m.cols, n_tokens);
     let mut next = 0;
-    let secs = time_per_call(effort, || {
+    time_per_call(effort, || {
         let w = copies[next % copies.len()].weights();
         next += 1;
-        product(pool, isa, w, &x, 1, &mut out, &mut scratch);
+        product(pool, isa, w, &x, n_tokens, &mut out, &mut scratch);
         black_box(&out);
-    });
-    m.bytes() as f64 / secs / 1e9
+    })
 }
 
 /// GFLOP/s of the batched product of `m` with `n_tokens` activation rows.
