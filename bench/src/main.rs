@@ -248,9 +248,12 @@ fn streams(options: &Options, numerics: Numerics, isa: Isa, effort: Effort) -> a
             if !cols.is_multiple_of(ty.block_size()) {
                 continue;
             }
-            let bytes = rows * cols / ty.block_size() * ty.type_size();
-            let copies: Vec<Matrix> = (0..STREAMS_BYTES.div_ceil(bytes).max(2))
-                .map(|i| Matrix::random(ty, rows, cols, 20 + i as u64).loaded_for(numerics, isa))
+            let loaded =
+                |i: usize| Matrix::random(ty, rows, cols, 20 + i as u64).loaded_for(numerics, isa);
+            let first = loaded(0);
+            let n_copies = STREAMS_BYTES.div_ceil(first.bytes()).max(2);
+            let copies: Vec<Matrix> = std::iter::once(first)
+                .chain((1..n_copies).map(loaded))
                 .collect();
             let us: Vec<f64> = (1..=4)
                 .map(|n| few_tokens(&pool, isa, &copies, n, effort) * 1e6)

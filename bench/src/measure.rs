@@ -242,8 +242,8 @@ pub fn matvec(pool: &ThreadPool, isa: Isa, copies: &[Matrix], effort: Effort) ->
     copies[0].bytes() as f64 / few_tokens(pool, isa, copies, 1, effort) / 1e9
 }
 
-/// Seconds per product of `n_tokens` activation rows (a decode step of that many streams),
-/// rotating over `copies` as [`matvec`] does.
+/// Seconds per product of `n_tokens` activation rows (a decode step of that many streams,
+/// or a batch), rotating over `copies` as [`matvec`] does.
 pub fn few_tokens(
     pool: &ThreadPool,
     isa: Isa,
@@ -269,14 +269,7 @@ pub fn few_tokens(
 
 /// GFLOP/s of the batched product of `m` with `n_tokens` activation rows.
 pub fn batched(pool: &ThreadPool, isa: Isa, m: &Matrix, n_tokens: usize, effort: Effort) -> f64 {
-    let mut rng = Random(11);
-    let x: Vec<f32> = (0..n_tokens * m.cols).map(|_| rng.unit()).collect();
-    let mut out = vec![0.0f32; n_tokens * m.rows];
-    let mut scratch = MatmulScratch::for_shape(m.ty, m.cols, n_tokens);
-    let secs = time_per_call(effort, || {
-        product(pool, isa, m.weights(), &x, n_tokens, &mut out, &mut scratch);
-        black_box(&out);
-    });
+    let secs = few_tokens(pool, isa, std::slice::from_ref(m), n_tokens, effort);
     2.0 * (m.rows * m.cols * n_tokens) as f64 / secs / 1e9
 }
 
